@@ -1,0 +1,770 @@
+//! Configuration: `DIR/lab.toml` and `DIR/boards.d/*.toml`.
+//!
+//! Loading is two steps, as in cloud-hypervisor: serde structs with explicit
+//! defaults (unknown keys are errors), then a `validate` pass that checks what
+//! serde cannot (names, ranges, references between files). Every problem is
+//! reported with its file and line, and all problems are collected, so that
+//! `labd check` tells an operator everything to fix in one run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::util::{parse_duration, valid_name};
+
+/// One configuration problem, located in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, 0 when the problem concerns the file as a whole.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// All the problems found in a configuration directory.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------------------
+// Raw (serde) form. Spanned where validation needs to point at a line.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    lease: RawLease,
+    #[serde(default)]
+    power: RawPower,
+    #[serde(default)]
+    switches: BTreeMap<String, Spanned<RawSwitch>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<Spanned<String>>,
+    socket_mode: Option<Spanned<String>>,
+    socket_group: Option<Spanned<String>>,
+    state: Option<Spanned<String>>,
+    log_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    admins: Vec<Spanned<String>>,
+    #[serde(default)]
+    trusted_gateways: Vec<Spanned<String>>,
+    jail: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLease {
+    default: Option<Spanned<String>>,
+    max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPower {
+    cycle_delay: Option<Spanned<String>>,
+    retry_max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwitch {
+    host: Spanned<String>,
+    #[serde(default = "default_community")]
+    community: String,
+    #[serde(default = "default_version")]
+    version: Spanned<String>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default = "default_retries")]
+    retries: Spanned<u32>,
+}
+
+fn default_community() -> String {
+    "private".into()
+}
+fn default_version() -> Spanned<String> {
+    Spanned::new(0..0, "2c".into())
+}
+fn default_retries() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoard {
+    name: Spanned<String>,
+    class: Spanned<String>,
+    power: Spanned<RawBoardPower>,
+    console: Option<Spanned<RawConsole>>,
+    network: Option<Spanned<RawNetwork>>,
+    #[serde(default)]
+    power_on_claim: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoardPower {
+    switch: Spanned<String>,
+    port: Spanned<i64>,
+    #[serde(default = "default_group")]
+    group: Spanned<i64>,
+}
+
+fn default_group() -> Spanned<i64> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    #[serde(rename = "match")]
+    match_props: Option<BTreeMap<String, String>>,
+    path: Option<String>,
+    #[serde(default = "default_baud")]
+    baud: u32,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    vlan: Option<i64>,
+    trunk: Option<String>,
+    interface: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Validated form.
+// ---------------------------------------------------------------------------
+
+/// How a claim's jail is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JailMode {
+    /// No jail: claims carry `"jail": null`.
+    None,
+    /// Linux namespaces jail.
+    Linux,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub daemon: Daemon,
+    pub lease: Lease,
+    pub power: PowerPolicy,
+    pub switches: BTreeMap<String, Switch>,
+    /// Boards in a stable order (by name).
+    pub boards: Vec<Board>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    pub socket: PathBuf,
+    /// Permission bits of the main socket.
+    pub socket_mode: u32,
+    /// Group owning the main socket, if any.
+    pub socket_group: Option<String>,
+    pub state: PathBuf,
+    pub log_dir: PathBuf,
+    pub admins: HashSet<String>,
+    pub trusted_gateways: HashSet<String>,
+    pub jail: JailMode,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub default: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PowerPolicy {
+    /// Off time during a power cycle.
+    pub cycle_delay: Duration,
+    /// Ceiling of the back-off between probes of a switch that does not answer.
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnmpVersion {
+    V1,
+    V2c,
+}
+
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub name: String,
+    pub host: String,
+    pub community: String,
+    pub version: SnmpVersion,
+    /// Time allowed for one request before it is retried.
+    pub timeout: Duration,
+    /// Extra attempts after the first one.
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleSource {
+    /// Found by udev properties (ID_SERIAL_SHORT, ID_PATH, ...).
+    Match(BTreeMap<String, String>),
+    /// A fixed device path.
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Console {
+    pub source: ConsoleSource,
+    pub baud: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// A VLAN sub-interface created on `trunk`.
+    Vlan { vlan: u16, trunk: String },
+    /// A dedicated interface (a NIC, or labsim's veth end).
+    Interface(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Board {
+    pub name: String,
+    pub class: String,
+    pub file: PathBuf,
+    pub switch: String,
+    pub group: u32,
+    pub port: u32,
+    pub console: Option<Console>,
+    pub network: Option<Network>,
+    pub power_on_claim: bool,
+}
+
+/// Default location of the configuration.
+pub const DEFAULT_DIR: &str = "/etc/boardlab";
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, span: &std::ops::Range<usize>) -> usize {
+        if span.start == 0 && span.end == 0 {
+            return 0;
+        }
+        let start = span.start.min(self.text.len());
+        self.text[..start].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn err(&mut self, span: &std::ops::Range<usize>, message: impl Into<String>) {
+        let line = self.line_of(span);
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.err(&s.span(), format!("{key} must be longer than zero"));
+                    default
+                }
+                Err(e) => {
+                    self.err(&s.span(), format!("{key}: {e}"));
+                    default
+                }
+            },
+        }
+    }
+}
+
+fn parse_toml<T: for<'de> Deserialize<'de>>(
+    file: &Path,
+    text: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match toml::from_str::<T>(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1)
+                .unwrap_or(0);
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                line,
+                message: e.message().trim().to_string(),
+            });
+            None
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates `dir/lab.toml` and `dir/boards.d/*.toml`.
+    pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let lab_path = dir.join("lab.toml");
+        let lab_text = match std::fs::read_to_string(&lab_path) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    file: lab_path,
+                    line: 0,
+                    message: format!("cannot read: {e}"),
+                }]))
+            }
+        };
+        let raw_lab: RawLab = parse_toml(&lab_path, &lab_text, &mut errors).unwrap_or_default();
+        let mut ctx = Ctx { file: &lab_path, text: &lab_text, errors: &mut errors };
+        let (daemon, lease, power, switches) = validate_lab(&mut ctx, raw_lab);
+
+        let boards_dir = dir.join("boards.d");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&boards_dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().map(|x| x == "toml").unwrap_or(false))
+                .collect(),
+            Err(e) => {
+                errors.push(ConfigError {
+                    file: boards_dir.clone(),
+                    line: 0,
+                    message: format!("cannot read the boards directory: {e}"),
+                });
+                Vec::new()
+            }
+        };
+        files.sort();
+
+        let mut boards: Vec<Board> = Vec::new();
+        let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
+        let mut seen_ports: HashMap<(String, u32, u32), String> = HashMap::new();
+        let mut seen_ifaces: HashMap<String, String> = HashMap::new();
+        for file in files {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(ConfigError { file: file.clone(), line: 0, message: format!("cannot read: {e}") });
+                    continue;
+                }
+            };
+            let Some(raw) = parse_toml::<RawBoard>(&file, &text, &mut errors) else { continue };
+            let mut ctx = Ctx { file: &file, text: &text, errors: &mut errors };
+            let Some(board) = validate_board(&mut ctx, raw, &switches) else { continue };
+            if let Some(other) = seen_names.get(&board.name) {
+                let span = 0..0;
+                ctx.err(&span, format!("board name {:?} is already used by {}", board.name, other.display()));
+                continue;
+            }
+            let port_key = (board.switch.clone(), board.group, board.port);
+            if let Some(other) = seen_ports.get(&port_key) {
+                ctx.err(&(0..0), format!(
+                    "switch {:?} group {} port {} is already the power port of board {:?}",
+                    board.switch, board.group, board.port, other
+                ));
+                continue;
+            }
+            if let Some(Network::Interface(i)) | Some(Network::Vlan { trunk: i, .. }) = &board.network {
+                let key = match &board.network {
+                    Some(Network::Vlan { vlan, trunk }) => format!("{trunk}.{vlan}"),
+                    _ => i.clone(),
+                };
+                if let Some(other) = seen_ifaces.get(&key) {
+                    ctx.err(&(0..0), format!("network link {key:?} is already used by board {other:?}"));
+                    continue;
+                }
+                seen_ifaces.insert(key, board.name.clone());
+            }
+            seen_ports.insert(port_key, board.name.clone());
+            seen_names.insert(board.name.clone(), file.clone());
+            boards.push(board);
+        }
+        if errors.is_empty() {
+            boards.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, switches, boards })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Board names by class, sorted.
+    pub fn classes(&self) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for b in &self.boards {
+            m.entry(b.class.clone()).or_default().push(b.name.clone());
+        }
+        m
+    }
+}
+
+fn validate_lab(
+    ctx: &mut Ctx<'_>,
+    raw: RawLab,
+) -> (Daemon, Lease, PowerPolicy, BTreeMap<String, Switch>) {
+    let d = raw.daemon;
+    let path = |v: &Option<Spanned<String>>, def: &str| -> PathBuf {
+        v.as_ref().map(|s| PathBuf::from(s.get_ref())).unwrap_or_else(|| PathBuf::from(def))
+    };
+    let socket = path(&d.socket, "/run/boardlab/labd.sock");
+    let state = path(&d.state, "/var/lib/boardlab/state.db");
+    let log_dir = path(&d.log_dir, "/var/log/boardlab");
+    for (v, key) in [(&d.socket, "socket"), (&d.state, "state"), (&d.log_dir, "log_dir")] {
+        if let Some(s) = v {
+            if !Path::new(s.get_ref()).is_absolute() {
+                ctx.err(&s.span(), format!("daemon.{key} must be an absolute path, not {:?}", s.get_ref()));
+            }
+        }
+    }
+    let socket_mode = match &d.socket_mode {
+        None => 0o660,
+        Some(s) => match u32::from_str_radix(s.get_ref().trim_start_matches("0o"), 8) {
+            Ok(m) if m <= 0o777 => m,
+            _ => {
+                ctx.err(&s.span(), format!("daemon.socket_mode {:?} is not an octal mode such as \"0660\"", s.get_ref()));
+                0o660
+            }
+        },
+    };
+    let jail = match d.jail.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("none", _)) => JailMode::None,
+        Some(("linux", _)) => JailMode::Linux,
+        Some((other, span)) => {
+            ctx.err(&span, format!("daemon.jail {other:?} is not one of \"none\", \"linux\""));
+            JailMode::None
+        }
+    };
+    let names = |list: &[Spanned<String>], key: &str, ctx: &mut Ctx<'_>| -> HashSet<String> {
+        let mut out = HashSet::new();
+        for n in list {
+            if n.get_ref().is_empty() || n.get_ref().contains(|c: char| c.is_whitespace() || c == ':') {
+                ctx.err(&n.span(), format!("daemon.{key}: {:?} is not a user name", n.get_ref()));
+            } else {
+                out.insert(n.get_ref().clone());
+            }
+        }
+        out
+    };
+    let admins = names(&d.admins, "admins", ctx);
+    let trusted_gateways = names(&d.trusted_gateways, "trusted_gateways", ctx);
+    let daemon = Daemon {
+        socket,
+        socket_mode,
+        socket_group: d.socket_group.map(|s| s.into_inner()),
+        state,
+        log_dir,
+        admins,
+        trusted_gateways,
+        jail,
+    };
+
+    let default = ctx.duration(&raw.lease.default, "lease.default", Duration::from_secs(4 * 3600));
+    let max = ctx.duration(&raw.lease.max, "lease.max", Duration::from_secs(86400));
+    if default > max {
+        let span = raw.lease.default.as_ref().map(|s| s.span()).unwrap_or(0..0);
+        ctx.err(&span, format!(
+            "lease.default ({}) is longer than lease.max ({})",
+            crate::util::format_duration(default),
+            crate::util::format_duration(max)
+        ));
+    }
+    let power = PowerPolicy {
+        cycle_delay: ctx.duration(&raw.power.cycle_delay, "power.cycle_delay", Duration::from_secs(2)),
+        retry_max: ctx.duration(&raw.power.retry_max, "power.retry_max", Duration::from_secs(60)),
+    };
+
+    let mut switches = BTreeMap::new();
+    for (name, sw) in raw.switches {
+        let span = sw.span();
+        let sw = sw.into_inner();
+        if !valid_name(&name) {
+            ctx.err(&span, format!("switch name {name:?} may only use letters, digits, '-', '_' and '.'"));
+            continue;
+        }
+        let host = sw.host.get_ref().clone();
+        let host = if host.contains(':') && !host.ends_with(']') { host } else { format!("{host}:161") };
+        if host.rsplit_once(':').map(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()).unwrap_or(true) {
+            ctx.err(&sw.host.span(), format!("switches.{name}.host {:?} is not HOST or HOST:PORT", sw.host.get_ref()));
+        }
+        let version = match sw.version.get_ref().as_str() {
+            "1" => SnmpVersion::V1,
+            "2c" => SnmpVersion::V2c,
+            other => {
+                ctx.err(&sw.version.span(), format!("switches.{name}.version {other:?} is not \"1\" or \"2c\""));
+                SnmpVersion::V2c
+            }
+        };
+        let timeout = ctx.duration(&sw.timeout, &format!("switches.{name}.timeout"), Duration::from_secs(2));
+        if *sw.retries.get_ref() > 10 {
+            ctx.err(&sw.retries.span(), format!("switches.{name}.retries ({}) is more than 10", sw.retries.get_ref()));
+        }
+        switches.insert(
+            name.clone(),
+            Switch { name, host, community: sw.community, version, timeout, retries: *sw.retries.get_ref() },
+        );
+    }
+    (daemon, Lease { default, max }, power, switches)
+}
+
+fn validate_board(
+    ctx: &mut Ctx<'_>,
+    raw: RawBoard,
+    switches: &BTreeMap<String, Switch>,
+) -> Option<Board> {
+    let before = ctx.errors.len();
+    let name = raw.name.get_ref().clone();
+    if !valid_name(&name) {
+        ctx.err(&raw.name.span(), format!("board name {name:?} may only use letters, digits, '-', '_' and '.' (at most 64)"));
+    }
+    let class = raw.class.get_ref().clone();
+    if !valid_name(&class) {
+        ctx.err(&raw.class.span(), format!("class {class:?} may only use letters, digits, '-', '_' and '.' (at most 64)"));
+    }
+    let p = raw.power.get_ref();
+    let switch = p.switch.get_ref().clone();
+    if !switches.contains_key(&switch) {
+        let known: Vec<&str> = switches.keys().map(|s| s.as_str()).collect();
+        ctx.err(&p.switch.span(), format!(
+            "power.switch {switch:?} is not a switch in lab.toml (known: {})",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        ));
+    }
+    let port = u32::try_from(*p.port.get_ref()).ok().filter(|&n| n >= 1);
+    if port.is_none() {
+        ctx.err(&p.port.span(), format!("power.port ({}) must be a positive port number", p.port.get_ref()));
+    }
+    let group = u32::try_from(*p.group.get_ref()).ok().filter(|&n| n >= 1);
+    if group.is_none() {
+        ctx.err(&p.group.span(), format!("power.group ({}) must be a positive group number", p.group.get_ref()));
+    }
+    let console = raw.console.map(|c| {
+        let span = c.span();
+        let c = c.into_inner();
+        let source = match (c.match_props, c.path) {
+            (Some(m), None) if !m.is_empty() => ConsoleSource::Match(m),
+            (None, Some(p)) if Path::new(&p).is_absolute() => ConsoleSource::Path(PathBuf::from(p)),
+            (None, Some(p)) => {
+                ctx.err(&span, format!("console.path {p:?} must be an absolute path"));
+                ConsoleSource::Path(PathBuf::from(p))
+            }
+            (Some(_), Some(_)) => {
+                ctx.err(&span, "console takes either `match` or `path`, not both");
+                ConsoleSource::Match(BTreeMap::new())
+            }
+            _ => {
+                ctx.err(&span, "console needs `match = { ID_SERIAL_SHORT = \"...\" }` or `path = \"/dev/...\"`");
+                ConsoleSource::Match(BTreeMap::new())
+            }
+        };
+        if c.baud == 0 || c.baud > 12_000_000 {
+            ctx.err(&span, format!("console.baud ({}) is not a usable baud rate", c.baud));
+        }
+        Console { source, baud: c.baud }
+    });
+    let network = raw.network.and_then(|n| {
+        let span = n.span();
+        let n = n.into_inner();
+        match (n.vlan, n.trunk, n.interface) {
+            (Some(v), Some(t), None) => {
+                if !(1..=4094).contains(&v) {
+                    ctx.err(&span, format!("network.vlan ({v}) must be between 1 and 4094"));
+                    None
+                } else if !valid_ifname(&t) {
+                    ctx.err(&span, format!("network.trunk {t:?} is not an interface name"));
+                    None
+                } else {
+                    Some(Network::Vlan { vlan: u16::try_from(v).ok()?, trunk: t })
+                }
+            }
+            (None, None, Some(i)) => {
+                if valid_ifname(&i) {
+                    Some(Network::Interface(i))
+                } else {
+                    ctx.err(&span, format!("network.interface {i:?} is not an interface name"));
+                    None
+                }
+            }
+            _ => {
+                ctx.err(&span, "network takes `vlan` and `trunk` together, or `interface` alone");
+                None
+            }
+        }
+    });
+    if ctx.errors.len() > before {
+        return None;
+    }
+    Some(Board {
+        name,
+        class,
+        file: ctx.file.to_path_buf(),
+        switch,
+        group: group?,
+        port: port?,
+        console,
+        network,
+        power_on_claim: raw.power_on_claim,
+    })
+}
+
+/// Linux interface names: 1 to 15 bytes, no '/', whitespace or ':'.
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"
+[daemon]
+socket = "/run/boardlab/labd.sock"
+state = "/var/lib/boardlab/state.db"
+admins = ["alice"]
+jail = "none"
+
+[lease]
+default = "4h"
+max = "1d"
+
+[switches.poe1]
+host = "192.0.2.10:161"
+community = "private"
+timeout = "1s"
+retries = 1
+"#;
+
+    const BOARD: &str = r#"name  = "rockpro64-1"
+class = "rockpro64"
+power   = { switch = "poe1", port = 5 }
+console = { match = { ID_SERIAL_SHORT = "A10K1234" }, baud = 1500000 }
+network = { vlan = 101, trunk = "eth1" }
+power_on_claim = true
+"#;
+
+    fn dir_with(lab: &str, boards: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("lab.toml"), lab).unwrap();
+        std::fs::create_dir(d.path().join("boards.d")).unwrap();
+        for (n, t) in boards {
+            std::fs::write(d.path().join("boards.d").join(n), t).unwrap();
+        }
+        d
+    }
+
+    fn errs(lab: &str, boards: &[(&str, &str)]) -> Vec<String> {
+        let d = dir_with(lab, boards);
+        match Config::load(d.path()) {
+            Ok(_) => vec![],
+            Err(e) => e
+                .0
+                .iter()
+                .map(|e| format!("{}:{}: {}", e.file.file_name().unwrap().to_string_lossy(), e.line, e.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn good_config_loads() {
+        let d = dir_with(LAB, &[("a.toml", BOARD)]);
+        let c = Config::load(d.path()).unwrap();
+        assert_eq!(c.boards.len(), 1);
+        let b = &c.boards[0];
+        assert_eq!(b.port, 5);
+        assert_eq!(b.group, 1);
+        assert!(b.power_on_claim);
+        assert_eq!(b.network, Some(Network::Vlan { vlan: 101, trunk: "eth1".into() }));
+        assert_eq!(c.lease.max, Duration::from_secs(86400));
+        assert!(c.daemon.admins.contains("alice"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line() {
+        let bad = BOARD.replace("power_on_claim = true", "power_on_claim = true\ncolour = \"red\"");
+        let e = errs(LAB, &[("a.toml", &bad)]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("a.toml:7: unknown field `colour`"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_switch_names_the_line_and_known_switches() {
+        let bad = BOARD.replace("switch = \"poe1\"", "switch = \"poe9\"");
+        let e = errs(LAB, &[("a.toml", &bad)]);
+        assert_eq!(e, vec!["a.toml:3: power.switch \"poe9\" is not a switch in lab.toml (known: poe1)".to_string()]);
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let bad1 = BOARD.replace("port = 5", "port = 0");
+        let bad2 = BOARD.replace("rockpro64-1", "rock pro").replace("vlan = 101", "vlan = 5000");
+        let lab = LAB.replace("max = \"1d\"", "max = \"1h\"");
+        let e = errs(&lab, &[("a.toml", &bad1), ("b.toml", &bad2)]);
+        assert!(e.contains(&"lab.toml:9: lease.default (4h) is longer than lease.max (1h)".to_string()), "{e:?}");
+        assert!(e.contains(&"a.toml:3: power.port (0) must be a positive port number".to_string()), "{e:?}");
+        assert!(e.iter().any(|l| l.starts_with("b.toml:1: board name \"rock pro\"")), "{e:?}");
+        assert!(e.contains(&"b.toml:5: network.vlan (5000) must be between 1 and 4094".to_string()), "{e:?}");
+    }
+
+    #[test]
+    fn duplicate_names_and_ports_are_refused() {
+        let other = BOARD.replace("vlan = 101", "vlan = 102");
+        let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("already used by"), "{e:?}");
+        let other = BOARD.replace("rockpro64-1", "rockpro64-2").replace("vlan = 101", "vlan = 102");
+        let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
+        assert_eq!(e, vec!["b.toml:0: switch \"poe1\" group 1 port 5 is already the power port of board \"rockpro64-1\"".to_string()]);
+    }
+
+    #[test]
+    fn bad_durations_and_syntax() {
+        let lab = LAB.replace("timeout = \"1s\"", "timeout = \"1 sec\"");
+        let e = errs(&lab, &[]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("lab.toml:15: switches.poe1.timeout:"), "{e:?}");
+        let e = errs("[daemon\n", &[]);
+        assert!(e[0].starts_with("lab.toml:1:"), "{e:?}");
+    }
+}

@@ -1,0 +1,9 @@
+//! boardlab: a shared lab of embedded boards on one Linux host.
+//!
+//! `labd` (the daemon), `labcli` (the client) and `labsim` (a simulated lab)
+//! are thin binaries over this library.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod config;
+pub mod protocol;
+pub mod util;

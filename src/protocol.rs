@@ -1,0 +1,355 @@
+//! The wire protocol: JSON lines over a Unix stream socket.
+//!
+//! A request is parsed in three steps so that each failure gets the right
+//! code: the line must be a JSON object (`bad_request`), its `fn` must name a
+//! known function (`unknown_function`), and its arguments must fit that
+//! function exactly, with no unknown keys (`bad_request`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Longest request line accepted, newline excluded.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Error codes of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    BadRequest,
+    UnknownFunction,
+    UnknownClass,
+    UnknownBoard,
+    NoDeviceAvailable,
+    NotClaimed,
+    HandleMismatch,
+    PermissionDenied,
+    DeviceFault,
+    Busy,
+    Timeout,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadRequest => "bad_request",
+            Code::UnknownFunction => "unknown_function",
+            Code::UnknownClass => "unknown_class",
+            Code::UnknownBoard => "unknown_board",
+            Code::NoDeviceAvailable => "no_device_available",
+            Code::NotClaimed => "not_claimed",
+            Code::HandleMismatch => "handle_mismatch",
+            Code::PermissionDenied => "permission_denied",
+            Code::DeviceFault => "device_fault",
+            Code::Busy => "busy",
+            Code::Timeout => "timeout",
+            Code::Internal => "internal",
+        }
+    }
+}
+
+/// An error reply: a code and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code.as_str())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A function call with its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Classes { available: bool },
+    Status { mine: bool },
+    Claim { class: String, power: bool, lease: Option<u64>, wait: Option<u64> },
+    Renew { handle: Option<String>, lease: Option<u64> },
+    Reinit { handle: Option<String> },
+    Release { handle: Option<String> },
+    PowerOn { handle: Option<String> },
+    PowerOff { handle: Option<String> },
+    PowerCycle { handle: Option<String> },
+    Console { handle: Option<String>, read_only: bool },
+    ConsoleLog { handle: Option<String>, tail: Option<u64> },
+    Whoami,
+    Dump,
+    Maintenance { board: String, on: bool },
+    ForceRelease { board: String },
+    /// Test-only: makes a board actor panic. Exists only with the
+    /// `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
+    DebugPanic { board: String },
+}
+
+/// Every function name the daemon knows.
+pub const FUNCTIONS: &[&str] = &[
+    "classes", "status", "claim", "renew", "reinit", "release", "power_on", "power_off",
+    "power_cycle", "console", "console_log", "whoami", "dump", "maintenance", "force_release",
+];
+
+/// A parsed request line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Echoed back as is; `null` when absent.
+    pub id: Value,
+    /// `as` from a trusted gateway: the user the gateway acts for. Ignored
+    /// from anyone else.
+    pub on_behalf_of: Option<String>,
+    pub call: Call,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassesArgs {
+    #[serde(default)]
+    available: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusArgs {
+    #[serde(default)]
+    mine: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimArgs {
+    class: String,
+    #[serde(default)]
+    power: bool,
+    lease: Option<u64>,
+    wait: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandleArgs {
+    handle: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewArgs {
+    handle: Option<String>,
+    lease: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleArgs {
+    handle: Option<String>,
+    #[serde(default)]
+    read_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogArgs {
+    handle: Option<String>,
+    tail: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoardArgs {
+    board: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceArgs {
+    board: String,
+    on: bool,
+}
+
+fn args<T: for<'de> Deserialize<'de>>(f: &str, m: Map<String, Value>) -> ApiResult<T> {
+    serde_json::from_value(Value::Object(m))
+        .map_err(|e| ApiError::new(Code::BadRequest, format!("{f}: {e}")))
+}
+
+/// What could be recovered from a line that failed to parse: its id, so the
+/// error reply can still be matched to the request.
+pub fn salvage_id(line: &str) -> Value {
+    serde_json::from_str::<Map<String, Value>>(line)
+        .ok()
+        .and_then(|mut m| m.remove("id"))
+        .unwrap_or(Value::Null)
+}
+
+/// Parses one request line (without its newline).
+pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
+    let value: Value = serde_json::from_str(line).map_err(|e| {
+        (Value::Null, ApiError::new(Code::BadRequest, format!("request is not valid JSON: {e}")))
+    })?;
+    let Value::Object(mut m) = value else {
+        return Err((Value::Null, ApiError::new(Code::BadRequest, "request must be a JSON object")));
+    };
+    let id = m.remove("id").unwrap_or(Value::Null);
+    let fail = |e: ApiError| (id.clone(), e);
+    let on_behalf_of = match m.remove("as") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(fail(ApiError::new(Code::BadRequest, "`as` must be a string"))),
+    };
+    // A client may state who it thinks it is; identity comes from the socket,
+    // so the claim is dropped, as the contract says.
+    m.remove("user");
+    let f = match m.remove("fn") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(fail(ApiError::new(Code::BadRequest, "`fn` must be a string"))),
+        None => return Err(fail(ApiError::new(Code::BadRequest, "request has no `fn`"))),
+    };
+    let call = match f.as_str() {
+        "classes" => args::<ClassesArgs>(&f, m).map(|a| Call::Classes { available: a.available }),
+        "status" => args::<StatusArgs>(&f, m).map(|a| Call::Status { mine: a.mine }),
+        "claim" => args::<ClaimArgs>(&f, m).map(|a| Call::Claim {
+            class: a.class,
+            power: a.power,
+            lease: a.lease,
+            wait: a.wait,
+        }),
+        "renew" => args::<RenewArgs>(&f, m).map(|a| Call::Renew { handle: a.handle, lease: a.lease }),
+        "reinit" => args::<HandleArgs>(&f, m).map(|a| Call::Reinit { handle: a.handle }),
+        "release" => args::<HandleArgs>(&f, m).map(|a| Call::Release { handle: a.handle }),
+        "power_on" => args::<HandleArgs>(&f, m).map(|a| Call::PowerOn { handle: a.handle }),
+        "power_off" => args::<HandleArgs>(&f, m).map(|a| Call::PowerOff { handle: a.handle }),
+        "power_cycle" => args::<HandleArgs>(&f, m).map(|a| Call::PowerCycle { handle: a.handle }),
+        "console" => args::<ConsoleArgs>(&f, m).map(|a| Call::Console { handle: a.handle, read_only: a.read_only }),
+        "console_log" => args::<LogArgs>(&f, m).map(|a| Call::ConsoleLog { handle: a.handle, tail: a.tail }),
+        "whoami" => args::<NoArgs>(&f, m).map(|_| Call::Whoami),
+        "dump" => args::<NoArgs>(&f, m).map(|_| Call::Dump),
+        "maintenance" => args::<MaintenanceArgs>(&f, m).map(|a| Call::Maintenance { board: a.board, on: a.on }),
+        "force_release" => args::<BoardArgs>(&f, m).map(|a| Call::ForceRelease { board: a.board }),
+        #[cfg(feature = "fault-injection")]
+        "debug_panic" => args::<BoardArgs>(&f, m).map(|a| Call::DebugPanic { board: a.board }),
+        _ => {
+            let shown: String = f.chars().take(64).collect();
+            Err(ApiError::new(Code::UnknownFunction, format!("unknown function {shown:?}")))
+        }
+    }
+    .map_err(fail)?;
+    Ok(Request { id, on_behalf_of, call })
+}
+
+/// A board as users see it in `status`, `claim` and `dump`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoardView {
+    pub board: String,
+    pub class: String,
+    pub state: BoardState,
+    pub user: Option<String>,
+    pub power: PowerState,
+    pub claimed_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// Why the board is faulted or offline, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoardState {
+    Available,
+    Claimed,
+    Maintenance,
+    Faulted,
+    Offline,
+}
+
+impl BoardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoardState::Available => "available",
+            BoardState::Claimed => "claimed",
+            BoardState::Maintenance => "maintenance",
+            BoardState::Faulted => "faulted",
+            BoardState::Offline => "offline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    On,
+    Off,
+    Unknown,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::On => "on",
+            PowerState::Off => "off",
+            PowerState::Unknown => "unknown",
+        }
+    }
+}
+
+/// Builds a success reply line (without newline).
+pub fn ok_reply(id: &Value, result: Value) -> String {
+    serde_json::json!({"id": id, "ok": true, "result": result}).to_string()
+}
+
+/// Builds an error reply line (without newline).
+pub fn err_reply(id: &Value, e: &ApiError) -> String {
+    serde_json::json!({"id": id, "ok": false, "error": {"code": e.code.as_str(), "message": e.message}})
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_claim() {
+        let r = parse_request(r#"{"id": 7, "fn": "claim", "class": "rockpro64", "power": true}"#).unwrap();
+        assert_eq!(r.id, serde_json::json!(7));
+        assert_eq!(
+            r.call,
+            Call::Claim { class: "rockpro64".into(), power: true, lease: None, wait: None }
+        );
+    }
+
+    #[test]
+    fn error_codes() {
+        let code = |l: &str| parse_request(l).unwrap_err().1.code;
+        assert_eq!(code("nope"), Code::BadRequest);
+        assert_eq!(code("[1,2]"), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "frobnicate"}"#), Code::UnknownFunction);
+        assert_eq!(code(r#"{"fn": "claim"}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "claim", "class": "x", "lease": -5}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "claim", "class": "x", "lease": 1e300}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "status", "colour": 1}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": 5}"#), Code::BadRequest);
+        let (id, _) = parse_request(r#"{"id": "x", "fn": "nope"}"#).unwrap_err();
+        assert_eq!(id, serde_json::json!("x"));
+    }
+
+    #[test]
+    fn user_field_is_ignored_and_as_is_kept() {
+        let r = parse_request(r#"{"fn": "whoami", "user": "root", "as": "bob"}"#).unwrap();
+        assert_eq!(r.call, Call::Whoami);
+        assert_eq!(r.on_behalf_of.as_deref(), Some("bob"));
+    }
+}
