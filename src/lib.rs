@@ -7,3 +7,8 @@
 pub mod config;
 pub mod protocol;
 pub mod util;
+pub mod actors;
+pub mod db;
+pub mod power;
+pub mod daemon;
+pub mod server;

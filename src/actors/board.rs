@@ -1,0 +1,290 @@
+//! The board actor: owns one board's devices (for now its PoE port).
+//!
+//! It is the only code that touches the board's switch port, so power
+//! requests for one board are serialised by the port mutex while other
+//! boards proceed in parallel. It reports every change of power or health to
+//! the registry, which keeps the view users see.
+//!
+//! Failure handling, in three layers:
+//! - a device error (switch silent, agent error) marks the board faulted,
+//!   logs an event and probes the switch with exponential back-off until it
+//!   answers again;
+//! - a panic in a handler or in a power future is caught here, logged, and
+//!   the actor stops; its `Supervisor` restarts the same struct, which
+//!   resets itself in `restarting` and re-reads the port in `started`;
+//! - should an actor die some other way, the registry notices the closed
+//!   mailbox and starts a fresh one (see `Registry::board_addr`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::{error, info, warn};
+
+use super::registry::{BoardRestarted, BoardStatus, Registry};
+use super::catch;
+use crate::config::{self, PowerPolicy};
+use crate::db::Db;
+use crate::power::{PowerError, SwitchClient};
+use crate::protocol::{ApiError, Code, PowerState};
+
+/// First delay before re-probing a silent switch.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+pub struct BoardActor {
+    cfg: Arc<config::Board>,
+    policy: PowerPolicy,
+    db: Db,
+    registry: Addr<Registry>,
+    /// The board's own SNMP session to its switch. A tokio mutex because it
+    /// is held across awaits; it also queues power requests in order.
+    port: Arc<tokio::sync::Mutex<SwitchClient>>,
+    power: PowerState,
+    fault: Option<String>,
+    backoff: Duration,
+    probe_pending: Option<SpawnHandle>,
+    /// Bumped on every restart so that results of futures started by a
+    /// previous incarnation are ignored.
+    generation: u64,
+    /// The port state read by the start-up walk, used by the first start
+    /// only (a restart re-reads the port).
+    initial_power: Option<PowerState>,
+}
+
+impl BoardActor {
+    pub fn new(
+        cfg: Arc<config::Board>,
+        switch: Arc<config::Switch>,
+        policy: PowerPolicy,
+        db: Db,
+        registry: Addr<Registry>,
+        initial_power: Option<PowerState>,
+    ) -> Self {
+        BoardActor {
+            cfg,
+            policy,
+            db,
+            registry,
+            port: Arc::new(tokio::sync::Mutex::new(SwitchClient::new(switch))),
+            power: PowerState::Unknown,
+            fault: None,
+            backoff: FIRST_BACKOFF,
+            probe_pending: None,
+            generation: 0,
+            initial_power,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn report(&self) {
+        self.registry.do_send(BoardStatus {
+            board: self.cfg.name.clone(),
+            power: self.power,
+            fault: self.fault.clone(),
+        });
+    }
+
+    fn event(&self, kind: &str, user: Option<&str>, detail: Option<&str>) {
+        if let Err(e) = self.db.event(kind, Some(self.name()), user, detail) {
+            error!(board = %self.name(), "cannot log event {kind}: {e}");
+        }
+    }
+
+    /// A panic was caught: record it and stop, so the supervisor restarts us.
+    fn crashed(&mut self, ctx: &mut Context<Self>, what: &str) {
+        error!(board = %self.name(), "board actor panicked: {what}; restarting it");
+        self.event("panic", None, Some(what));
+        ctx.stop();
+    }
+
+    fn healthy(&mut self, power: PowerState) {
+        if let Some(old) = self.fault.take() {
+            info!(board = %self.name(), "switch answers again; fault cleared (was: {old})");
+            self.event("recovered", None, None);
+        }
+        self.backoff = FIRST_BACKOFF;
+        self.power = power;
+        self.report();
+    }
+
+    fn faulted(&mut self, ctx: &mut Context<Self>, e: &PowerError) {
+        let msg = e.to_string();
+        if self.fault.as_deref() != Some(msg.as_str()) {
+            warn!(board = %self.name(), "power fault: {msg}");
+            self.event("fault", None, Some(&msg));
+        }
+        self.fault = Some(msg);
+        self.power = PowerState::Unknown;
+        self.report();
+        self.schedule_probe(ctx);
+    }
+
+    fn schedule_probe(&mut self, ctx: &mut Context<Self>) {
+        if self.probe_pending.is_some() {
+            return;
+        }
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.policy.retry_max);
+        self.probe_pending = Some(ctx.run_later(delay, |act, ctx| {
+            act.probe_pending = None;
+            act.probe(ctx);
+        }));
+    }
+
+    /// Reads the port's real state.
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        let port = self.port.clone();
+        let (group, portno) = (self.cfg.group, self.cfg.port);
+        let generation = self.generation;
+        let fut = catch(async move { port.lock().await.get(group, portno).await });
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, ctx| {
+            if generation != act.generation {
+                return;
+            }
+            match res {
+                Ok(Ok(state)) => act.healthy(state),
+                Ok(Err(e)) => act.faulted(ctx, &e),
+                Err(p) => act.crashed(ctx, &p),
+            }
+        }));
+    }
+}
+
+impl Actor for BoardActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match self.initial_power.take() {
+            Some(state) => self.healthy(state),
+            None => {
+                self.report();
+                self.probe(ctx);
+            }
+        }
+    }
+}
+
+impl Supervised for BoardActor {
+    /// Reset everything that belonged to the dead incarnation; `started`
+    /// then re-reads the port. Claims live in the registry and SQLite, so
+    /// nothing a user holds is touched.
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.generation += 1;
+        self.power = PowerState::Unknown;
+        self.fault = None;
+        self.backoff = FIRST_BACKOFF;
+        self.probe_pending = None;
+        self.initial_power = None;
+        self.event("restart", None, None);
+        self.registry.do_send(BoardRestarted { board: self.cfg.name.clone() });
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    On,
+    Off,
+    Cycle,
+}
+
+impl PowerAction {
+    fn name(self) -> &'static str {
+        match self {
+            PowerAction::On => "power_on",
+            PowerAction::Off => "power_off",
+            PowerAction::Cycle => "power_cycle",
+        }
+    }
+}
+
+/// Switch the board's power and read it back; answers the state reached.
+#[derive(Message)]
+#[rtype(result = "Result<PowerState, ApiError>")]
+pub struct Power {
+    pub action: PowerAction,
+    /// Who asked (a user, or `labd` for expiry), for the event log.
+    pub by: String,
+}
+
+impl Handler<Power> for BoardActor {
+    type Result = ResponseActFuture<Self, Result<PowerState, ApiError>>;
+
+    /// Runs the SNMP work off the actor's loop; the result updates the
+    /// board's view, its fault state and the event log.
+    fn handle(&mut self, msg: Power, _ctx: &mut Context<Self>) -> Self::Result {
+        let port = self.port.clone();
+        let (group, portno) = (self.cfg.group, self.cfg.port);
+        let delay = self.policy.cycle_delay;
+        let action = msg.action;
+        let generation = self.generation;
+        let fut = catch(async move {
+            let mut c = port.lock().await;
+            match action {
+                PowerAction::On => (None, c.set(group, portno, true).await.map(|_| PowerState::On)),
+                PowerAction::Off => (None, c.set(group, portno, false).await.map(|_| PowerState::Off)),
+                PowerAction::Cycle => {
+                    if let Err(e) = c.set(group, portno, false).await {
+                        return (None, Err(e));
+                    }
+                    tokio::time::sleep(delay).await;
+                    (Some(PowerState::Off), c.set(group, portno, true).await.map(|_| PowerState::On))
+                }
+            }
+        });
+        Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, ctx| {
+            let (partial, res) = match res {
+                Ok(r) => r,
+                Err(p) => {
+                    act.crashed(ctx, &p);
+                    return Err(ApiError::new(Code::Internal, format!(
+                        "board {} failed while switching power and was restarted; try again",
+                        act.name()
+                    )));
+                }
+            };
+            if generation != act.generation {
+                return Err(ApiError::new(Code::Internal, "board restarted during the request; try again"));
+            }
+            match res {
+                Ok(state) => {
+                    act.event(action.name(), Some(&msg.by), Some(state.as_str()));
+                    act.healthy(state);
+                    Ok(state)
+                }
+                Err(e) => {
+                    act.faulted(ctx, &e);
+                    if let Some(p) = partial {
+                        // The first half of a cycle worked: say so.
+                        act.power = p;
+                        act.report();
+                    }
+                    Err(ApiError::new(Code::DeviceFault, format!("{}: {e}", action.name())))
+                }
+            }
+        }))
+    }
+}
+
+/// Test-only: panic inside a handler.
+#[cfg(feature = "fault-injection")]
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct DebugPanic;
+
+#[cfg(feature = "fault-injection")]
+impl Handler<DebugPanic> for BoardActor {
+    type Result = Result<(), ApiError>;
+
+    /// Panics on purpose; the catch turns it into a supervised restart.
+    fn handle(&mut self, _msg: DebugPanic, ctx: &mut Context<Self>) -> Self::Result {
+        let r = std::panic::catch_unwind(|| -> () { panic!("debug_panic requested") });
+        if let Err(p) = r {
+            let m = super::panic_message(p);
+            self.crashed(ctx, &m);
+        }
+        Ok(())
+    }
+}

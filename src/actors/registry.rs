@@ -1,0 +1,750 @@
+//! The registry: routes every request, owns the claims, supervises boards.
+//!
+//! All claim decisions happen inside this one actor, one message at a time,
+//! so two clients racing for the last board are serialised here; the claim
+//! is written to SQLite (whose `UNIQUE(board)` backs this up) before anyone
+//! hears about it. The registry keeps a view of every board (claim, power,
+//! health) fed by the board actors, so `status` never waits on hardware.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use super::board::{BoardActor, Power, PowerAction};
+use super::Identity;
+use crate::config::{self, Config};
+use crate::db::{Claim, Db, DbError};
+use crate::protocol::{ApiError, BoardState, BoardView, Call, Code, PowerState};
+use crate::util::{format_duration, new_handle, now_unix_ms, rfc3339_ms};
+
+/// Longest `--wait` honoured (a year): beyond it the number is a mistake.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 86400);
+
+type Reply = Result<Value, ApiError>;
+type Fut = ResponseActFuture<Registry, Reply>;
+
+struct Entry {
+    cfg: Arc<config::Board>,
+    switch: Arc<config::Switch>,
+    addr: Option<Addr<BoardActor>>,
+    claim: Option<Claim>,
+    lease_timer: Option<SpawnHandle>,
+    maintenance: bool,
+    power: PowerState,
+    fault: Option<String>,
+    /// False between a restart and the new incarnation's first report.
+    alive: bool,
+    /// Released, power-off still in flight: not yet claimable.
+    releasing: bool,
+    restarts: u32,
+}
+
+impl Entry {
+    fn claimable(&self) -> bool {
+        self.alive && !self.maintenance && self.fault.is_none() && self.claim.is_none() && !self.releasing
+    }
+
+    fn state(&self) -> BoardState {
+        if !self.alive {
+            BoardState::Offline
+        } else if self.maintenance {
+            BoardState::Maintenance
+        } else if self.fault.is_some() {
+            BoardState::Faulted
+        } else if self.claim.is_some() {
+            BoardState::Claimed
+        } else {
+            BoardState::Available
+        }
+    }
+
+    fn view(&self) -> BoardView {
+        BoardView {
+            board: self.cfg.name.clone(),
+            class: self.cfg.class.clone(),
+            state: self.state(),
+            user: self.claim.as_ref().map(|c| c.user.clone()),
+            power: self.power,
+            claimed_at: self.claim.as_ref().map(|c| rfc3339_ms(c.claimed_at)),
+            expires_at: self.claim.as_ref().map(|c| rfc3339_ms(c.expires_at)),
+            fault: self.fault.clone(),
+        }
+    }
+}
+
+struct Waiter {
+    user: String,
+    lease: Duration,
+    power: bool,
+    tx: oneshot::Sender<Reply>,
+}
+
+pub struct Registry {
+    cfg: Arc<Config>,
+    db: Db,
+    boards: BTreeMap<String, Entry>,
+    by_handle: HashMap<String, String>,
+    classes: BTreeMap<String, Vec<String>>,
+    waiters: HashMap<String, VecDeque<Waiter>>,
+    initial_power: HashMap<String, PowerState>,
+    started: Instant,
+    restarts_total: u64,
+}
+
+fn db_err(e: DbError) -> ApiError {
+    error!("state database: {e}");
+    ApiError::new(Code::Internal, format!("state database error: {e}"))
+}
+
+fn ready(r: Reply) -> Fut {
+    Box::pin(actix::fut::ready(r))
+}
+
+fn view_json(v: &BoardView) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// A user-supplied string, shortened for an error message.
+fn shown(s: &str) -> String {
+    let mut t: String = s.chars().take(40).collect();
+    if t.len() < s.len() {
+        t.push('…');
+    }
+    format!("{t:?}")
+}
+
+impl Registry {
+    /// Builds the registry from the configuration and the stored state.
+    /// `initial_power` holds the port states read at start, by board.
+    pub fn new(cfg: Arc<Config>, db: Db, initial_power: HashMap<String, PowerState>) -> Result<Self, DbError> {
+        let pairs: Vec<(String, String)> = cfg.boards.iter().map(|b| (b.name.clone(), b.class.clone())).collect();
+        for orphan in db.sync_boards(&pairs)? {
+            warn!(board = %orphan.board, user = %orphan.user, "dropped the claim on a board that is no longer configured");
+        }
+        let maintenance = db.maintenance()?;
+        let mut boards = BTreeMap::new();
+        for b in &cfg.boards {
+            let switch = match cfg.switches.get(&b.switch) {
+                Some(s) => Arc::new(s.clone()),
+                // Config::load guarantees the switch exists.
+                None => continue,
+            };
+            boards.insert(
+                b.name.clone(),
+                Entry {
+                    cfg: Arc::new(b.clone()),
+                    switch,
+                    addr: None,
+                    claim: None,
+                    lease_timer: None,
+                    maintenance: maintenance.contains(&b.name),
+                    power: PowerState::Unknown,
+                    fault: None,
+                    alive: false,
+                    releasing: false,
+                    restarts: 0,
+                },
+            );
+        }
+        let mut by_handle = HashMap::new();
+        for c in db.claims()? {
+            if let Some(e) = boards.get_mut(&c.board) {
+                by_handle.insert(c.handle.clone(), c.board.clone());
+                e.claim = Some(c);
+            }
+        }
+        Ok(Registry {
+            classes: cfg.classes(),
+            cfg,
+            db,
+            boards,
+            by_handle,
+            waiters: HashMap::new(),
+            initial_power,
+            started: Instant::now(),
+            restarts_total: 0,
+        })
+    }
+
+    fn spawn_board(&mut self, name: &str, ctx: &mut Context<Self>) -> Option<Addr<BoardActor>> {
+        let e = self.boards.get_mut(name)?;
+        let (cfg, switch) = (e.cfg.clone(), e.switch.clone());
+        let (policy, db, me) = (self.cfg.power, self.db.clone(), ctx.address());
+        let initial = self.initial_power.remove(name);
+        let addr = Supervisor::start(move |_| BoardActor::new(cfg, switch, policy, db, me, initial));
+        e.addr = Some(addr.clone());
+        Some(addr)
+    }
+
+    /// The board's actor, started afresh if its mailbox is closed (an actor
+    /// that died outside the supervisor's reach).
+    fn board_addr(&mut self, name: &str, ctx: &mut Context<Self>) -> Option<Addr<BoardActor>> {
+        let e = self.boards.get_mut(name)?;
+        if let Some(a) = &e.addr {
+            if a.connected() {
+                return Some(a.clone());
+            }
+        }
+        error!(board = %name, "board actor is gone; starting a new one");
+        e.restarts += 1;
+        e.alive = false;
+        self.restarts_total += 1;
+        let _ = self.db.event("respawn", Some(name), None, None);
+        self.spawn_board(name, ctx)
+    }
+
+    fn arm_lease(&mut self, name: &str, ctx: &mut Context<Self>) {
+        let Some(e) = self.boards.get_mut(name) else { return };
+        if let Some(h) = e.lease_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(c) = &e.claim else { return };
+        let left = Duration::from_millis(u64::try_from(c.expires_at - now_unix_ms()).unwrap_or(0));
+        let (board, handle) = (name.to_string(), c.handle.clone());
+        e.lease_timer = Some(ctx.run_later(left, move |act, ctx| {
+            let current = act.boards.get(&board).and_then(|e| e.claim.as_ref()).map(|c| c.handle == handle);
+            if current == Some(true) {
+                info!(board = %board, "lease expired; releasing");
+                if let Some(e) = act.boards.get_mut(&board) {
+                    e.lease_timer = None;
+                }
+                let f = act.release(&board, "labd", "expire", ctx);
+                ctx.spawn(f.map(|_, _, _| ()));
+            }
+        }));
+    }
+
+    fn lease_for(&self, secs: Option<u64>) -> Result<Duration, ApiError> {
+        let max = self.cfg.lease.max;
+        match secs {
+            None => Ok(self.cfg.lease.default),
+            Some(0) => Err(ApiError::new(Code::BadRequest, "lease must be at least 1 second")),
+            Some(s) if Duration::from_secs(s) > max => Err(ApiError::new(
+                Code::BadRequest,
+                format!("lease {} is longer than the maximum {}", format_duration(Duration::from_secs(s)), format_duration(max)),
+            )),
+            Some(s) => Ok(Duration::from_secs(s)),
+        }
+    }
+
+    /// The board a request's handle names, if the caller holds it.
+    fn resolve(&self, who: &Identity, handle: Option<String>) -> Result<String, ApiError> {
+        let handle = match (&who.jail_handle, handle) {
+            (Some(own), Some(h)) if *own != h => {
+                return Err(ApiError::new(Code::HandleMismatch, "a jail's socket acts only on the jail's own claim"))
+            }
+            (Some(own), _) => own.clone(),
+            (None, Some(h)) => h,
+            (None, None) => {
+                return Err(ApiError::new(Code::BadRequest, "a HANDLE is required (the one `claim` returned)"))
+            }
+        };
+        let not_yours = || ApiError::new(Code::NotClaimed, format!("you hold no claim with handle {}", shown(&handle)));
+        let board = self.by_handle.get(&handle).ok_or_else(not_yours)?;
+        let e = self.boards.get(board).ok_or_else(not_yours)?;
+        match &e.claim {
+            Some(c) if c.user == who.user && c.handle == handle => Ok(board.clone()),
+            _ => Err(not_yours()),
+        }
+    }
+
+    fn board_named(&self, board: &str) -> Result<&Entry, ApiError> {
+        self.boards
+            .get(board)
+            .ok_or_else(|| ApiError::new(Code::UnknownBoard, format!("no board is named {}", shown(board))))
+    }
+
+    fn admin_only(who: &Identity, what: &str) -> Result<(), ApiError> {
+        if who.admin {
+            Ok(())
+        } else {
+            Err(ApiError::new(Code::PermissionDenied, format!("{what} is for operators (root and daemon.admins); you are {}", who.user)))
+        }
+    }
+
+    fn claim_reply(&self, name: &str) -> Reply {
+        let e = self.boards.get(name).ok_or_else(|| ApiError::new(Code::Internal, "board vanished"))?;
+        let mut v = view_json(&e.view());
+        if let (Value::Object(m), Some(c)) = (&mut v, &e.claim) {
+            m.insert("handle".into(), json!(c.handle));
+            m.insert("jail".into(), Value::Null);
+        }
+        Ok(v)
+    }
+
+    fn pick(&self, class: &str) -> Option<String> {
+        self.classes.get(class)?.iter().find(|n| self.boards.get(*n).map(|e| e.claimable()).unwrap_or(false)).cloned()
+    }
+
+    fn class_summary(&self, class: &str) -> String {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for n in self.classes.get(class).into_iter().flatten() {
+            if let Some(e) = self.boards.get(n) {
+                *counts.entry(e.state().as_str()).or_default() += 1;
+            }
+        }
+        counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Gives board `name` to `user`: the claim is stored first, then the
+    /// board is powered on if asked; a failed power-on undoes the claim.
+    fn grant(&mut self, name: &str, user: &str, lease: Duration, power: bool, ctx: &mut Context<Self>) -> Fut {
+        let handle = match new_handle() {
+            Ok(h) => h,
+            Err(e) => return ready(Err(ApiError::new(Code::Internal, format!("cannot make a handle: {e}")))),
+        };
+        let now = now_unix_ms();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let claim = Claim {
+            handle: handle.clone(),
+            board: name.to_string(),
+            user: user.to_string(),
+            claimed_at: now,
+            expires_at: now.saturating_add(lease_ms),
+        };
+        if let Err(e) = self.db.insert_claim(&claim) {
+            return ready(Err(match e {
+                DbError::AlreadyClaimed(b) => ApiError::new(Code::Busy, format!("board {b} was claimed meanwhile; try again")),
+                e => db_err(e),
+            }));
+        }
+        let Some(e) = self.boards.get_mut(name) else {
+            return ready(Err(ApiError::new(Code::Internal, "board vanished")));
+        };
+        let power_on = power || e.cfg.power_on_claim;
+        e.claim = Some(claim);
+        self.by_handle.insert(handle.clone(), name.to_string());
+        self.arm_lease(name, ctx);
+        info!(board = %name, user = %user, "claimed");
+        if !power_on {
+            return ready(self.claim_reply(name));
+        }
+        let Some(addr) = self.board_addr(name, ctx) else {
+            return ready(Err(ApiError::new(Code::Internal, "board vanished")));
+        };
+        let (name, user) = (name.to_string(), user.to_string());
+        let req = addr.send(Power { action: PowerAction::On, by: user.clone() });
+        Box::pin(actix::fut::wrap_future::<_, Self>(req).map(move |res, act, ctx| {
+            match flatten(res) {
+                Ok(state) => {
+                    if let Some(e) = act.boards.get_mut(&name) {
+                        e.power = state;
+                    }
+                    act.claim_reply(&name)
+                }
+                Err(err) => {
+                    act.undo_claim(&name, &handle, &user, &err, ctx);
+                    Err(ApiError::new(err.code, format!("claim of {name} undone: {}", err.message)))
+                }
+            }
+        }))
+    }
+
+    fn undo_claim(&mut self, name: &str, handle: &str, user: &str, why: &ApiError, ctx: &mut Context<Self>) {
+        if let Err(e) = self.db.delete_claim(handle, "claim_rolled_back", user, Some(&why.message)) {
+            error!(board = %name, "cannot roll back claim: {e}");
+        }
+        self.by_handle.remove(handle);
+        if let Some(e) = self.boards.get_mut(name) {
+            if e.claim.as_ref().map(|c| c.handle == handle).unwrap_or(false) {
+                e.claim = None;
+            }
+            if why.code == Code::DeviceFault && e.fault.is_none() {
+                // The board actor reports the fault too; set it now so the
+                // board is not handed out before that report arrives.
+                e.fault = Some(why.message.clone());
+            }
+            if let Some(h) = e.lease_timer.take() {
+                ctx.cancel_future(h);
+            }
+        }
+    }
+
+    /// Ends the claim on `name` (`kind`: release, expire, force_release),
+    /// then powers the board off; the board is claimable again once the
+    /// power-off is done.
+    fn release(&mut self, name: &str, by: &str, kind: &'static str, ctx: &mut Context<Self>) -> Fut {
+        let Some(e) = self.boards.get_mut(name) else {
+            return ready(Err(ApiError::new(Code::UnknownBoard, "no such board")));
+        };
+        let Some(claim) = e.claim.clone() else {
+            return ready(Err(ApiError::new(Code::NotClaimed, format!("board {name} is not claimed"))));
+        };
+        if let Err(err) = self.db.delete_claim(&claim.handle, kind, by, None) {
+            return ready(Err(db_err(err)));
+        }
+        e.claim = None;
+        e.releasing = true;
+        if let Some(h) = e.lease_timer.take() {
+            ctx.cancel_future(h);
+        }
+        self.by_handle.remove(&claim.handle);
+        info!(board = %name, user = %claim.user, by = %by, "{kind}");
+        let Some(addr) = self.board_addr(name, ctx) else {
+            return ready(Err(ApiError::new(Code::Internal, "board vanished")));
+        };
+        let name = name.to_string();
+        let req = addr.send(Power { action: PowerAction::Off, by: by.to_string() });
+        Box::pin(actix::fut::wrap_future::<_, Self>(req).map(move |res, act, ctx| {
+            let mut reply = json!({"board": name, "released": true, "user": claim.user});
+            match flatten(res) {
+                Ok(state) => reply["power"] = json!(state.as_str()),
+                Err(e) => {
+                    warn!(board = %name, "power-off after {kind} failed: {}", e.message);
+                    reply["power"] = json!("unknown");
+                    reply["warning"] = json!(format!("the board could not be powered off: {}", e.message));
+                }
+            }
+            let class = match act.boards.get_mut(&name) {
+                Some(e) => {
+                    e.releasing = false;
+                    e.cfg.class.clone()
+                }
+                None => return Ok(reply),
+            };
+            act.dispatch(&class, ctx);
+            Ok(reply)
+        }))
+    }
+
+    /// Hands free boards of `class` to its waiters, first come first served.
+    fn dispatch(&mut self, class: &str, ctx: &mut Context<Self>) {
+        loop {
+            let Some(q) = self.waiters.get_mut(class) else { return };
+            while q.front().map(|w| w.tx.is_closed()).unwrap_or(false) {
+                q.pop_front();
+            }
+            if q.is_empty() {
+                self.waiters.remove(class);
+                return;
+            }
+            let Some(board) = self.pick(class) else { return };
+            let Some(w) = self.waiters.get_mut(class).and_then(|q| q.pop_front()) else { return };
+            let f = self.grant(&board, &w.user, w.lease, w.power, ctx);
+            let tx = w.tx;
+            ctx.spawn(f.map(move |res, act, ctx| {
+                if let Err(Ok(v)) = tx.send(res) {
+                    // The waiter left while its board was being prepared.
+                    if let Some(b) = v.get("board").and_then(|b| b.as_str()) {
+                        let b = b.to_string();
+                        info!(board = %b, "waiter left; releasing the board it was given");
+                        let f = act.release(&b, "labd", "release", ctx);
+                        ctx.spawn(f.map(|_, _, _| ()));
+                    }
+                }
+            }));
+        }
+    }
+
+    fn claim(&mut self, who: Identity, class: String, power: bool, lease: Option<u64>, wait: Option<u64>, ctx: &mut Context<Self>) -> Fut {
+        if !self.classes.contains_key(&class) {
+            let known: Vec<&str> = self.classes.keys().map(|s| s.as_str()).collect();
+            return ready(Err(ApiError::new(
+                Code::UnknownClass,
+                format!("no class {} (classes: {})", shown(&class), known.join(", ")),
+            )));
+        }
+        let lease = match self.lease_for(lease) {
+            Ok(l) => l,
+            Err(e) => return ready(Err(e)),
+        };
+        let queued = self.waiters.get(&class).map(|q| q.iter().any(|w| !w.tx.is_closed())).unwrap_or(false);
+        if !queued {
+            if let Some(board) = self.pick(&class) {
+                return self.grant(&board, &who.user, lease, power, ctx);
+            }
+        }
+        let Some(wait) = wait else {
+            return ready(Err(ApiError::new(
+                Code::NoDeviceAvailable,
+                format!("no {class} board is available ({})", self.class_summary(&class)),
+            )));
+        };
+        let (tx, rx) = oneshot::channel();
+        self.waiters.entry(class.clone()).or_default().push_back(Waiter { user: who.user, lease, power, tx });
+        let limit = Duration::from_secs(wait).min(MAX_WAIT);
+        Box::pin(actix::fut::wrap_future::<_, Self>(async move {
+            match tokio::time::timeout(limit, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(ApiError::new(Code::Internal, "the wait was cancelled")),
+                Err(_) => Err(ApiError::new(
+                    Code::Timeout,
+                    format!("no {class} board became available within {}", format_duration(limit)),
+                )),
+            }
+        }))
+    }
+
+    fn power(&mut self, who: &Identity, handle: Option<String>, action: PowerAction, ctx: &mut Context<Self>) -> Fut {
+        let name = match self.resolve(who, handle) {
+            Ok(n) => n,
+            Err(e) => return ready(Err(e)),
+        };
+        let Some(addr) = self.board_addr(&name, ctx) else {
+            return ready(Err(ApiError::new(Code::Internal, "board vanished")));
+        };
+        let req = addr.send(Power { action, by: who.user.clone() });
+        Box::pin(actix::fut::wrap_future::<_, Self>(req).map(move |res, act, _ctx| {
+            let state = flatten(res)?;
+            let e = act.boards.get_mut(&name).ok_or_else(|| ApiError::new(Code::Internal, "board vanished"))?;
+            e.power = state;
+            Ok(view_json(&e.view()))
+        }))
+    }
+
+    fn renew(&mut self, who: &Identity, handle: Option<String>, lease: Option<u64>, ctx: &mut Context<Self>) -> Reply {
+        let name = self.resolve(who, handle)?;
+        let lease = self.lease_for(lease)?;
+        let expires = now_unix_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let handle = self.boards.get(&name).and_then(|e| e.claim.as_ref()).map(|c| c.handle.clone()).unwrap_or_default();
+        if !self.db.renew_claim(&handle, expires, &who.user).map_err(db_err)? {
+            return Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile"));
+        }
+        if let Some(c) = self.boards.get_mut(&name).and_then(|e| e.claim.as_mut()) {
+            c.expires_at = expires;
+        }
+        self.arm_lease(&name, ctx);
+        self.claim_reply(&name)
+    }
+
+    fn maintenance(&mut self, who: &Identity, board: &str, on: bool, ctx: &mut Context<Self>) -> Reply {
+        Self::admin_only(who, "maintenance")?;
+        let e = self.board_named(board)?;
+        if on {
+            if let Some(c) = &e.claim {
+                return Err(ApiError::new(Code::Busy, format!(
+                    "board {board} is claimed by {}; wait for the release or force-release it first", c.user
+                )));
+            }
+        }
+        let class = e.cfg.class.clone();
+        self.db.set_maintenance(board, on, &who.user).map_err(db_err)?;
+        if let Some(e) = self.boards.get_mut(board) {
+            e.maintenance = on;
+        }
+        if !on {
+            self.dispatch(&class, ctx);
+        }
+        let e = self.board_named(board)?;
+        Ok(view_json(&e.view()))
+    }
+
+    fn classes_reply(&self, available_only: bool) -> Reply {
+        let mut out = Vec::new();
+        for (class, names) in &self.classes {
+            let available = names.iter().filter(|n| self.boards.get(*n).map(|e| e.claimable()).unwrap_or(false)).count();
+            if available_only && available == 0 {
+                continue;
+            }
+            out.push(json!({"class": class, "total": names.len(), "available": available}));
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn status_reply(&self, who: &Identity, mine: bool) -> Reply {
+        let v: Vec<Value> = self
+            .boards
+            .values()
+            .filter(|e| !mine || e.claim.as_ref().map(|c| c.user == who.user).unwrap_or(false))
+            .map(|e| view_json(&e.view()))
+            .collect();
+        Ok(Value::Array(v))
+    }
+
+    /// The operators' status dump.
+    pub fn dump(&self) -> Value {
+        let boards: Vec<Value> = self
+            .boards
+            .values()
+            .map(|e| {
+                let mut v = view_json(&e.view());
+                if let Value::Object(m) = &mut v {
+                    m.insert("switch".into(), json!(e.cfg.switch));
+                    m.insert("group".into(), json!(e.cfg.group));
+                    m.insert("port".into(), json!(e.cfg.port));
+                    m.insert("maintenance".into(), json!(e.maintenance));
+                    m.insert("restarts".into(), json!(e.restarts));
+                }
+                v
+            })
+            .collect();
+        let waiters: BTreeMap<&String, usize> = self
+            .waiters
+            .iter()
+            .map(|(c, q)| (c, q.iter().filter(|w| !w.tx.is_closed()).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let events: Vec<Value> = self
+            .db
+            .recent_events(50)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| json!({"at": rfc3339_ms(e.at), "kind": e.kind, "board": e.board, "user": e.user, "detail": e.detail}))
+            .collect();
+        json!({
+            "daemon": {
+                "config": self.cfg.dir,
+                "uptime_s": self.started.elapsed().as_secs(),
+                "boards": self.boards.len(),
+                "claims": self.by_handle.len(),
+                "restarts": self.restarts_total,
+            },
+            "boards": boards,
+            "waiters": waiters,
+            "events": events,
+        })
+    }
+}
+
+fn flatten(r: Result<Result<PowerState, ApiError>, MailboxError>) -> Result<PowerState, ApiError> {
+    match r {
+        Ok(r) => r,
+        Err(e) => Err(ApiError::new(Code::Internal, format!("board actor unavailable: {e}"))),
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Many boards and clients, one mailbox: the default capacity (16)
+        // would make senders wait behind a burst of requests.
+        ctx.set_mailbox_capacity(1 << 16);
+        let names: Vec<String> = self.boards.keys().cloned().collect();
+        for n in &names {
+            self.spawn_board(n, ctx);
+        }
+        for n in &names {
+            if self.boards.get(n).map(|e| e.claim.is_some()).unwrap_or(false) {
+                self.arm_lease(n, ctx);
+            }
+        }
+        info!(boards = names.len(), claims = self.by_handle.len(), "registry started");
+    }
+}
+
+/// A request from a client, with the caller's identity.
+#[derive(Message)]
+#[rtype(result = "Result<Value, ApiError>")]
+pub struct Exec {
+    pub who: Identity,
+    pub call: Call,
+}
+
+impl Handler<Exec> for Registry {
+    type Result = ResponseActFuture<Self, Reply>;
+
+    /// Routes one request; hardware work runs as a future so the registry
+    /// keeps answering meanwhile.
+    fn handle(&mut self, msg: Exec, ctx: &mut Context<Self>) -> Self::Result {
+        let who = msg.who;
+        match msg.call {
+            Call::Classes { available } => ready(self.classes_reply(available)),
+            Call::Status { mine } => ready(self.status_reply(&who, mine)),
+            Call::Claim { class, power, lease, wait } => self.claim(who, class, power, lease, wait, ctx),
+            Call::Renew { handle, lease } => ready(self.renew(&who, handle, lease, ctx)),
+            Call::Reinit { handle } => ready(self.resolve(&who, handle).and_then(|name| {
+                let _ = self.db.event("reinit", Some(&name), Some(&who.user), None);
+                self.claim_reply(&name)
+            })),
+            Call::Release { handle } => match self.resolve(&who, handle) {
+                Ok(name) => self.release(&name, &who.user.clone(), "release", ctx),
+                Err(e) => ready(Err(e)),
+            },
+            Call::PowerOn { handle } => self.power(&who, handle, PowerAction::On, ctx),
+            Call::PowerOff { handle } => self.power(&who, handle, PowerAction::Off, ctx),
+            Call::PowerCycle { handle } => self.power(&who, handle, PowerAction::Cycle, ctx),
+            Call::Console { .. } | Call::ConsoleLog { .. } => ready(Err(ApiError::new(
+                Code::Internal,
+                "the serial console is not available in this version of labd",
+            ))),
+            Call::Whoami => ready(Ok(json!({"user": who.user, "uid": who.uid, "admin": who.admin}))),
+            Call::Dump => ready(Self::admin_only(&who, "dump").map(|_| self.dump())),
+            Call::Maintenance { board, on } => ready(self.maintenance(&who, &board, on, ctx)),
+            Call::ForceRelease { board } => {
+                if let Err(e) = Self::admin_only(&who, "force-release").and_then(|_| self.board_named(&board).map(|_| ())) {
+                    return ready(Err(e));
+                }
+                self.release(&board, &who.user.clone(), "force_release", ctx)
+            }
+            #[cfg(feature = "fault-injection")]
+            Call::DebugPanic { board } => {
+                if let Err(e) = Self::admin_only(&who, "debug_panic").and_then(|_| self.board_named(&board).map(|_| ())) {
+                    return ready(Err(e));
+                }
+                let Some(addr) = self.board_addr(&board, ctx) else {
+                    return ready(Err(ApiError::new(Code::Internal, "board vanished")));
+                };
+                Box::pin(actix::fut::wrap_future::<_, Self>(addr.send(super::board::DebugPanic)).map(|r, _, _| {
+                    r.map_err(|e| ApiError::new(Code::Internal, e.to_string()))?.map(|_| json!({"panicked": true}))
+                }))
+            }
+        }
+    }
+}
+
+/// A board actor's report of its power and health.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BoardStatus {
+    pub board: String,
+    pub power: PowerState,
+    pub fault: Option<String>,
+}
+
+impl Handler<BoardStatus> for Registry {
+    type Result = ();
+
+    /// Updates the view; a board that became claimable serves waiters.
+    fn handle(&mut self, msg: BoardStatus, ctx: &mut Context<Self>) {
+        let Some(e) = self.boards.get_mut(&msg.board) else { return };
+        let was = e.claimable();
+        e.power = msg.power;
+        e.fault = msg.fault;
+        e.alive = true;
+        if !was && e.claimable() {
+            let class = e.cfg.class.clone();
+            self.dispatch(&class, ctx);
+        }
+    }
+}
+
+/// A board actor is being restarted by its supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BoardRestarted {
+    pub board: String,
+}
+
+impl Handler<BoardRestarted> for Registry {
+    type Result = ();
+
+    /// Counts the restart; the board shows offline until it reports again.
+    fn handle(&mut self, msg: BoardRestarted, _ctx: &mut Context<Self>) {
+        if let Some(e) = self.boards.get_mut(&msg.board) {
+            e.restarts += 1;
+            e.alive = false;
+            e.power = PowerState::Unknown;
+            self.restarts_total += 1;
+        }
+    }
+}
+
+/// The dump, for SIGUSR1.
+#[derive(Message)]
+#[rtype(result = "Value")]
+pub struct GetDump;
+
+impl Handler<GetDump> for Registry {
+    type Result = MessageResult<GetDump>;
+
+    /// The same dump operators get over the socket.
+    fn handle(&mut self, _msg: GetDump, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.dump())
+    }
+}

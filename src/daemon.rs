@@ -1,0 +1,118 @@
+//! labd's life: load the configuration, open the state, read the switches,
+//! start the actors and the socket, and stop cleanly on SIGTERM.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Actor;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::actors::registry::{GetDump, Registry};
+use crate::config::Config;
+use crate::db::Db;
+use crate::power::walk_with_deadline;
+use crate::protocol::PowerState;
+use crate::server;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Bind(#[from] server::BindError),
+    #[error("the registry actor died")]
+    RegistryDied,
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Raises the open-file limit to its hard maximum: a large lab holds a
+/// socket per board and per client.
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            warn!("cannot raise the open-file limit: {e}");
+        }
+    }
+}
+
+/// Reads every used switch's port table at once, so boards start with their
+/// real power state. A switch that does not answer leaves its boards to
+/// probe it themselves.
+async fn initial_power(cfg: &Config) -> HashMap<String, PowerState> {
+    let mut used: Vec<&str> = cfg.boards.iter().map(|b| b.switch.as_str()).collect();
+    used.sort_unstable();
+    used.dedup();
+    let walks = used.iter().filter_map(|name| cfg.switches.get(*name)).map(|sw| {
+        let sw = Arc::new(sw.clone());
+        let deadline = sw.timeout * (sw.retries + 1) * 4;
+        async move { (sw.name.clone(), walk_with_deadline(sw, deadline).await) }
+    });
+    let mut by_port = HashMap::new();
+    for (name, res) in futures::future::join_all(walks).await {
+        match res {
+            Ok(table) => {
+                for ((g, p), s) in table {
+                    by_port.insert((name.clone(), g, p), s);
+                }
+            }
+            Err(e) => warn!(switch = %name, "cannot read the port table at start: {e}"),
+        }
+    }
+    cfg.boards
+        .iter()
+        .filter_map(|b| by_port.get(&(b.switch.clone(), b.group, b.port)).map(|s| (b.name.clone(), *s)))
+        .collect()
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    let t0 = Instant::now();
+    raise_nofile();
+    let cfg = Arc::new(cfg);
+    let db = Db::open(&cfg.daemon.state)?;
+    let power = initial_power(&cfg).await;
+    let registry = Registry::new(cfg.clone(), db, power)?.start();
+    let listener = server::bind(&cfg.daemon.socket, cfg.daemon.socket_mode, cfg.daemon.socket_group.as_deref())?;
+    server::announce(&cfg.daemon.socket);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let front = server::Front::new(registry.clone(), cfg.clone());
+    let serving = tokio::task::spawn_local(server::serve(listener, front, stop_rx));
+    info!(boards = cfg.boards.len(), ms = t0.elapsed().as_millis() as u64, "labd ready");
+
+    let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(StartError::Signals)?;
+    let mut watchdog = tokio::time::interval(Duration::from_millis(500));
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = watchdog.tick() => if !registry.connected() {
+                // The registry is the root of the supervision tree; without
+                // it nothing can be served. Exit so the service manager
+                // restarts labd, which recovers everything from SQLite.
+                error!("the registry actor died; exiting");
+                failed = true;
+                break;
+            },
+            _ = term.recv() => { info!("SIGTERM: stopping; claims stay in the state database"); break; }
+            _ = int.recv() => { info!("SIGINT: stopping; claims stay in the state database"); break; }
+            _ = usr1.recv() => match registry.send(GetDump).await {
+                Ok(d) => info!(target: "labd::dump", "status dump: {d}"),
+                Err(e) => error!("status dump failed: {e}"),
+            },
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
+    if let Err(e) = std::fs::remove_file(&cfg.daemon.socket) {
+        warn!("removing {}: {e}", cfg.daemon.socket.display());
+    }
+    if failed {
+        return Err(StartError::RegistryDied);
+    }
+    Ok(())
+}

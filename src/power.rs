@@ -1,0 +1,303 @@
+//! Power control through a PoE switch: POE-MIB (RFC 3621)
+//! `pethPsePortAdminEnable.<group>.<port>` over SNMP v1/v2c with snmp2.
+//!
+//! Rules that keep the lab honest about power:
+//! - every set is read back, and only a read-back that matches counts;
+//! - a timeout, an agent error status, or a reply about another OID is an
+//!   error, never a guess;
+//! - after any error the session is thrown away and rebuilt on next use,
+//!   because an snmp2 session that timed out can later receive the stale
+//!   reply and mismatch every request after it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use snmp2::{AsyncSession, Oid, Value};
+
+use crate::config::{SnmpVersion, Switch};
+use crate::protocol::PowerState;
+
+/// `pethPsePortAdminEnable` column.
+pub const ADMIN_ENABLE: [u64; 11] = [1, 3, 6, 1, 2, 1, 105, 1, 1, 1, 3];
+
+const ON: i64 = 1;
+const OFF: i64 = 2;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PowerError {
+    #[error("switch {switch} ({host}) did not answer within {timeout_ms} ms ({attempts} attempts)")]
+    Timeout { switch: String, host: String, timeout_ms: u128, attempts: u32 },
+    #[error("switch {switch} ({host}): {what}")]
+    Transport { switch: String, host: String, what: String },
+    #[error("switch {switch} refused {op} of {oid}: {status}")]
+    Agent { switch: String, op: &'static str, oid: String, status: String },
+    #[error("switch {switch} answered about {got} when asked about {want}")]
+    WrongOid { switch: String, want: String, got: String },
+    #[error("switch {switch} port {oid}: {what}")]
+    BadValue { switch: String, oid: String, what: String },
+    #[error("switch {switch} port {oid} reads back {got} after being set {want}")]
+    NotApplied { switch: String, oid: String, want: &'static str, got: &'static str },
+}
+
+fn status_name(s: u32) -> String {
+    let n = match s {
+        1 => "tooBig",
+        2 => "noSuchName",
+        3 => "badValue",
+        4 => "readOnly",
+        5 => "genErr",
+        6 => "noAccess",
+        7 => "wrongType",
+        8 => "wrongLength",
+        9 => "wrongEncoding",
+        10 => "wrongValue",
+        11 => "noCreation",
+        12 => "inconsistentValue",
+        13 => "resourceUnavailable",
+        14 => "commitFailed",
+        15 => "undoFailed",
+        16 => "authorizationError",
+        17 => "notWritable",
+        18 => "inconsistentName",
+        _ => return format!("error status {s}"),
+    };
+    format!("{n} ({s})")
+}
+
+fn oid_string(parts: &[u64]) -> String {
+    let mut s = String::new();
+    for p in parts {
+        s.push('.');
+        s.push_str(&p.to_string());
+    }
+    s
+}
+
+/// A client for one switch: one session, rebuilt after any error.
+pub struct SwitchClient {
+    sw: Arc<Switch>,
+    session: Option<AsyncSession>,
+}
+
+/// What one request returns: the varbind's OID and integer value.
+type Reading = (Vec<u64>, Option<i64>);
+
+#[derive(Clone, Copy)]
+enum Op {
+    Get,
+    GetNext,
+    Set(i64),
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::GetNext => "getnext",
+            Op::Set(_) => "set",
+        }
+    }
+}
+
+impl SwitchClient {
+    pub fn new(sw: Arc<Switch>) -> Self {
+        SwitchClient { sw, session: None }
+    }
+
+    pub fn switch(&self) -> &Switch {
+        &self.sw
+    }
+
+    async fn session(&mut self) -> Result<&mut AsyncSession, PowerError> {
+        if self.session.is_none() {
+            let mut req_id = [0u8; 4];
+            let _ = getrandom::getrandom(&mut req_id);
+            let start = i32::from_ne_bytes(req_id) & 0x3fff_ffff;
+            let community = self.sw.community.as_bytes();
+            let s = match self.sw.version {
+                SnmpVersion::V1 => AsyncSession::new_v1(self.sw.host.as_str(), community, start).await,
+                SnmpVersion::V2c => AsyncSession::new_v2c(self.sw.host.as_str(), community, start).await,
+            }
+            .map_err(|e| self.transport(format!("opening a UDP session: {e}")))?;
+            self.session = Some(s);
+        }
+        // Just set above when it was empty.
+        let (name, host) = (self.sw.name.clone(), self.sw.host.clone());
+        self.session
+            .as_mut()
+            .ok_or(PowerError::Transport { switch: name, host, what: "no session".into() })
+    }
+
+    fn transport(&self, what: String) -> PowerError {
+        PowerError::Transport { switch: self.sw.name.clone(), host: self.sw.host.clone(), what }
+    }
+
+    /// One request with the switch's timeout and retries. The session is
+    /// dropped after any failure.
+    async fn request(&mut self, op: Op, oid: &[u64]) -> Result<Reading, PowerError> {
+        let attempts = self.sw.retries.saturating_add(1);
+        let timeout = self.sw.timeout;
+        let mut last = None;
+        for _ in 0..attempts {
+            match tokio::time::timeout(timeout, self.request_once(op, oid)).await {
+                Ok(Ok(r)) => return Ok(r),
+                Ok(Err(e)) => {
+                    self.session = None;
+                    // An agent that answers with an error will answer the
+                    // same again: no point retrying.
+                    if matches!(e, PowerError::Agent { .. } | PowerError::WrongOid { .. } | PowerError::BadValue { .. }) {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+                Err(_) => {
+                    self.session = None;
+                    last = None;
+                }
+            }
+        }
+        Err(last.unwrap_or(PowerError::Timeout {
+            switch: self.sw.name.clone(),
+            host: self.sw.host.clone(),
+            timeout_ms: timeout.as_millis(),
+            attempts,
+        }))
+    }
+
+    async fn request_once(&mut self, op: Op, oid: &[u64]) -> Result<Reading, PowerError> {
+        let name = self.sw.name.clone();
+        let want = oid_string(oid);
+        let o = Oid::from(oid).map_err(|e| PowerError::BadValue { switch: name.clone(), oid: want.clone(), what: format!("bad OID: {e:?}") })?;
+        let session = self.session().await?;
+        let res = match op {
+            Op::Get => session.get(&o).await,
+            Op::GetNext => session.getnext(&o).await,
+            Op::Set(v) => session.set(&[(&o, Value::Integer(v))]).await,
+        };
+        let mut pdu = match res {
+            Ok(p) => p,
+            Err(e) => return Err(PowerError::Transport { switch: name, host: self.sw.host.clone(), what: format!("{} {want}: {e}", op.name()) }),
+        };
+        if pdu.error_status != 0 {
+            return Err(PowerError::Agent { switch: name, op: op.name(), oid: want, status: status_name(pdu.error_status) });
+        }
+        let Some((got_oid, value)) = pdu.varbinds.next() else {
+            return Err(PowerError::BadValue { switch: name, oid: want, what: "reply has no value".into() });
+        };
+        let got: Vec<u64> = match got_oid.iter() {
+            Some(it) => it.collect(),
+            None => return Err(PowerError::BadValue { switch: name, oid: want, what: "reply OID is not readable".into() }),
+        };
+        if !matches!(op, Op::GetNext) && got != oid {
+            return Err(PowerError::WrongOid { switch: name, want, got: oid_string(&got) });
+        }
+        let v = match value {
+            Value::Integer(i) => Some(i),
+            Value::EndOfMibView | Value::NoSuchObject | Value::NoSuchInstance if matches!(op, Op::GetNext) => None,
+            Value::NoSuchObject | Value::NoSuchInstance => {
+                return Err(PowerError::BadValue { switch: name, oid: want, what: "no such port on the switch".into() })
+            }
+            other => {
+                return Err(PowerError::BadValue { switch: name, oid: want, what: format!("unexpected value {other:?}") })
+            }
+        };
+        Ok((got, v))
+    }
+
+    fn port_oid(group: u32, port: u32) -> Vec<u64> {
+        let mut v = ADMIN_ENABLE.to_vec();
+        v.push(u64::from(group));
+        v.push(u64::from(port));
+        v
+    }
+
+    fn decode(&self, oid: &[u64], v: Option<i64>) -> Result<PowerState, PowerError> {
+        match v {
+            Some(ON) => Ok(PowerState::On),
+            Some(OFF) => Ok(PowerState::Off),
+            other => Err(PowerError::BadValue {
+                switch: self.sw.name.clone(),
+                oid: oid_string(oid),
+                what: format!("pethPsePortAdminEnable is {other:?}, expected 1 (on) or 2 (off)"),
+            }),
+        }
+    }
+
+    /// Reads a port's admin state.
+    pub async fn get(&mut self, group: u32, port: u32) -> Result<PowerState, PowerError> {
+        let oid = Self::port_oid(group, port);
+        let (_, v) = self.request(Op::Get, &oid).await?;
+        self.decode(&oid, v)
+    }
+
+    /// Sets a port on or off and reads it back.
+    pub async fn set(&mut self, group: u32, port: u32, on: bool) -> Result<(), PowerError> {
+        let oid = Self::port_oid(group, port);
+        let want = if on { ON } else { OFF };
+        let (_, v) = self.request(Op::Set(want), &oid).await?;
+        if v != Some(want) {
+            return Err(PowerError::BadValue {
+                switch: self.sw.name.clone(),
+                oid: oid_string(&oid),
+                what: format!("set reply carries {v:?}, not {want}"),
+            });
+        }
+        let state = self.get(group, port).await?;
+        let expect = if on { PowerState::On } else { PowerState::Off };
+        if state != expect {
+            self.session = None;
+            return Err(PowerError::NotApplied {
+                switch: self.sw.name.clone(),
+                oid: oid_string(&oid),
+                want: expect.as_str(),
+                got: state.as_str(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Walks the whole admin-enable column: every (group, port) the switch
+    /// knows with its state. Used once at start so that labd reads every
+    /// port's real state without one request per board.
+    pub async fn walk(&mut self) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
+        let mut out = HashMap::new();
+        let mut cur = ADMIN_ENABLE.to_vec();
+        // A switch has at most a few thousand ports; the bound stops a
+        // misbehaving agent from looping us forever.
+        for _ in 0..100_000 {
+            let (oid, v) = self.request(Op::GetNext, &cur).await?;
+            if oid.len() != ADMIN_ENABLE.len() + 2 || !oid.starts_with(&ADMIN_ENABLE) {
+                break;
+            }
+            if oid <= cur {
+                return Err(PowerError::BadValue {
+                    switch: self.sw.name.clone(),
+                    oid: oid_string(&oid),
+                    what: "getnext went backwards".into(),
+                });
+            }
+            if let (Ok(g), Ok(p)) = (u32::try_from(oid[11]), u32::try_from(oid[12])) {
+                if let Ok(state) = self.decode(&oid, v) {
+                    out.insert((g, p), state);
+                }
+            }
+            cur = oid;
+        }
+        Ok(out)
+    }
+}
+
+/// Bounds the whole start-up walk of a switch, whatever its retries.
+pub async fn walk_with_deadline(sw: Arc<Switch>, deadline: Duration) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
+    let mut c = SwitchClient::new(sw.clone());
+    match tokio::time::timeout(deadline, c.walk()).await {
+        Ok(r) => r,
+        Err(_) => Err(PowerError::Timeout {
+            switch: sw.name.clone(),
+            host: sw.host.clone(),
+            timeout_ms: deadline.as_millis(),
+            attempts: 1,
+        }),
+    }
+}

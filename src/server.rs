@@ -1,0 +1,264 @@
+//! The JSON-lines socket front end.
+//!
+//! One task per connection reads request lines (at most 64 KiB each),
+//! establishes who is asking from the kernel (SO_PEERCRED), and passes each
+//! request to the registry, answering in order. A bad line gets an error
+//! reply and the connection stays open; only an over-long line closes it,
+//! since the rest of that line cannot be trusted to be a request boundary.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::Addr;
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::actors::registry::{Exec, Registry};
+use crate::actors::Identity;
+use crate::config::Config;
+use crate::protocol::{self, ApiError, Code, MAX_LINE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("another labd is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+    #[error("socket group {0:?} does not exist")]
+    NoGroup(String),
+}
+
+/// Binds the main socket with the configured mode and group. A stale socket
+/// file from a killed labd is replaced; a live one is an error.
+pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<UnixListener, BindError> {
+    let io_err = |what, source| BindError::Io { what, path: path.to_path_buf(), source };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(BindError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(|e| io_err("removing the stale socket", e))?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io_err("creating the socket directory for", e))?;
+    }
+    let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| io_err("binding", e))?;
+    std_listener.set_nonblocking(true).map_err(|e| io_err("configuring", e))?;
+    if let Some(g) = group {
+        let gid = nix::unistd::Group::from_name(g)
+            .ok()
+            .flatten()
+            .ok_or_else(|| BindError::NoGroup(g.to_string()))?
+            .gid;
+        nix::unistd::chown(path, None, Some(gid)).map_err(|e| io_err("setting the group of", e.into()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io_err("setting the mode of", e))?;
+    UnixListener::from_std(std_listener).map_err(|e| io_err("registering", e))
+}
+
+/// What every connection handler shares.
+pub struct Front {
+    pub registry: Addr<Registry>,
+    pub cfg: Arc<Config>,
+    /// uid → user name; NSS lookups can be slow, users rarely change.
+    names: RefCell<HashMap<u32, String>>,
+}
+
+impl Front {
+    pub fn new(registry: Addr<Registry>, cfg: Arc<Config>) -> Rc<Self> {
+        Rc::new(Front { registry, cfg, names: RefCell::new(HashMap::new()) })
+    }
+
+    fn user_name(&self, uid: u32) -> String {
+        if let Some(n) = self.names.borrow().get(&uid) {
+            return n.clone();
+        }
+        let name = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            Ok(Some(u)) => u.name,
+            // A uid with no account still gets a stable, unforgeable name
+            // that can never match a configured admin.
+            _ => format!("#{uid}"),
+        };
+        self.names.borrow_mut().insert(uid, name.clone());
+        name
+    }
+
+    /// The identity a request acts as.
+    fn identity(&self, uid: u32, peer: &str, on_behalf_of: Option<String>) -> Result<Identity, ApiError> {
+        let user = match on_behalf_of {
+            Some(name) if self.cfg.daemon.trusted_gateways.contains(peer) => {
+                if !valid_user_name(&name) {
+                    return Err(ApiError::new(Code::BadRequest, "`as` is not a valid user name"));
+                }
+                name
+            }
+            // Only trusted gateways may speak for others; from anyone else
+            // the field is ignored, as the contract says.
+            _ => peer.to_string(),
+        };
+        let admin = user == "root" || self.cfg.daemon.admins.contains(&user);
+        Ok(Identity { user, uid, admin, jail_handle: None })
+    }
+}
+
+/// User names a gateway may name: what useradd accepts, in short.
+pub fn valid_user_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && !n.starts_with('-')
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(listener: UnixListener, front: Rc<Front>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    let f = front.clone();
+                    tokio::task::spawn_local(async move {
+                        if let Err(e) = connection(stream, f).await {
+                            debug!("connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+enum Line {
+    Line,
+    TooLong,
+    Eof,
+}
+
+/// Reads up to and excluding the next newline into `buf`, refusing lines
+/// longer than `max` without buffering more than `max` bytes.
+async fn read_line_limited<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<Line> {
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() { Line::Eof } else { Line::Line });
+        }
+        if let Some(i) = avail.iter().position(|&b| b == b'\n') {
+            if buf.len() + i > max {
+                return Ok(Line::TooLong);
+            }
+            buf.extend_from_slice(&avail[..i]);
+            r.consume(i + 1);
+            return Ok(Line::Line);
+        }
+        let n = avail.len();
+        if buf.len() + n > max {
+            return Ok(Line::TooLong);
+        }
+        buf.extend_from_slice(avail);
+        r.consume(n);
+    }
+}
+
+async fn connection(stream: UnixStream, front: Rc<Front>) -> io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let uid = cred.uid();
+    let peer = front.user_name(uid);
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::with_capacity(16 * 1024, r);
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        buf.clear();
+        match read_line_limited(&mut reader, &mut buf, MAX_LINE).await? {
+            Line::Eof => return Ok(()),
+            Line::TooLong => {
+                let e = ApiError::new(Code::BadRequest, format!("request line longer than {MAX_LINE} bytes; closing"));
+                let mut out = protocol::err_reply(&Value::Null, &e);
+                out.push('\n');
+                w.write_all(out.as_bytes()).await?;
+                return Ok(());
+            }
+            Line::Line => {}
+        }
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        if buf.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let mut out = match std::str::from_utf8(&buf) {
+            Err(_) => protocol::err_reply(&Value::Null, &ApiError::new(Code::BadRequest, "request is not UTF-8")),
+            Ok(line) => answer(&front, uid, &peer, line).await,
+        };
+        out.push('\n');
+        w.write_all(out.as_bytes()).await?;
+    }
+}
+
+async fn answer(front: &Front, uid: u32, peer: &str, line: &str) -> String {
+    let req = match protocol::parse_request(line) {
+        Ok(r) => r,
+        Err((id, e)) => return protocol::err_reply(&id, &e),
+    };
+    let who = match front.identity(uid, peer, req.on_behalf_of) {
+        Ok(w) => w,
+        Err(e) => return protocol::err_reply(&req.id, &e),
+    };
+    let res = match front.registry.send(Exec { who, call: req.call }).await {
+        Ok(r) => r,
+        Err(e) => Err(ApiError::new(Code::Internal, format!("registry unavailable: {e}"))),
+    };
+    match res {
+        Ok(v) => protocol::ok_reply(&req.id, v),
+        Err(e) => protocol::err_reply(&req.id, &e),
+    }
+}
+
+/// Logs where the socket is, once bound.
+pub fn announce(path: &Path) {
+    info!(socket = %path.display(), "listening");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn line_limit() {
+        let data = b"abc\nxyz".to_vec();
+        let mut r = BufReader::new(&data[..]);
+        let mut buf = Vec::new();
+        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::Line));
+        assert_eq!(buf, b"abc");
+        buf.clear();
+        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::Line));
+        assert_eq!(buf, b"xyz");
+        buf.clear();
+        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::Eof));
+        let long = vec![b'a'; 100];
+        let mut r = BufReader::with_capacity(8, &long[..]);
+        let mut buf = Vec::new();
+        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::TooLong));
+        assert!(buf.len() <= 10);
+    }
+
+    #[test]
+    fn user_names() {
+        assert!(valid_user_name("alice"));
+        assert!(!valid_user_name("al ice"));
+        assert!(!valid_user_name("-x"));
+        assert!(!valid_user_name("a;rm"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Shared fixtures for the end-to-end tests: a real labsim lab (snmpd,
+//! ptys, namespaces, board processes), a real labd on it, and clients that
+//! speak to labd as real Unix users.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const LABD: &str = env!("CARGO_BIN_EXE_labd");
+pub const LABCLI: &str = env!("CARGO_BIN_EXE_labcli");
+pub const LABSIM: &str = env!("CARGO_BIN_EXE_labsim");
+
+/// Unprivileged accounts the tests act as (created by `make test-users`,
+/// or here if missing).
+pub const ALICE: &str = "bltest-alice";
+pub const BOB: &str = "bltest-bob";
+pub const GATEWAY: &str = "bltest-gw";
+
+/// Makes sure the test accounts exist; idempotent.
+pub fn ensure_users() {
+    for u in [ALICE, BOB, GATEWAY] {
+        if nix::unistd::User::from_name(u).ok().flatten().is_none() {
+            let st = Command::new("useradd")
+                .args(["--create-home", "--shell", "/bin/sh", u])
+                .status()
+                .expect("useradd");
+            assert!(st.success() || nix::unistd::User::from_name(u).ok().flatten().is_some(), "cannot create user {u}");
+        }
+    }
+}
+
+pub fn uid_of(user: &str) -> (u32, u32) {
+    let u = nix::unistd::User::from_name(user).unwrap().unwrap_or_else(|| panic!("no user {user}"));
+    (u.uid.as_raw(), u.gid.as_raw())
+}
+
+/// A simulated lab with labd running on it. Dropping it stops labd and
+/// tears the lab down, also when the test failed.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub labd: Option<Child>,
+}
+
+impl Lab {
+    /// `labsim up` with `n` boards; `edit` may rewrite lab.toml before
+    /// labd starts.
+    pub fn up(n: usize, classes: &str, edit: impl FnOnce(String) -> String) -> Lab {
+        ensure_users();
+        let dir = tempfile::Builder::new().prefix("bltest-").tempdir().unwrap();
+        // labsim refuses a directory that already holds a lab; an empty
+        // temp dir is fine.
+        let lab = Lab { dir, labd: None };
+        let out = Command::new(LABSIM)
+            .args(["up", "--dir"])
+            .arg(lab.dir.path())
+            .args(["--boards", &n.to_string(), "--classes", classes])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "labsim up failed: {}", String::from_utf8_lossy(&out.stderr));
+        let p = lab.dir.path().join("lab.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, edit(text)).unwrap();
+        let mut lab = lab;
+        lab.start_labd();
+        lab
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.dir.path().join("labd.sock")
+    }
+
+    pub fn start_labd(&mut self) {
+        assert!(self.labd.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("labd.log"))
+            .unwrap();
+        let child = Command::new(LABD)
+            .arg("--config")
+            .arg(self.dir.path())
+            .env("LABD_LOG", "debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.labd = Some(child);
+        let t0 = Instant::now();
+        while UnixStream::connect(self.sock()).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "labd did not start: {}", self.log());
+            if let Some(Ok(Some(st))) = self.labd.as_mut().map(|c| c.try_wait()) {
+                panic!("labd exited with {st}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("labd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: what a crash looks like.
+    pub fn kill9_labd(&mut self) {
+        if let Some(mut c) = self.labd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM: the graceful stop.
+    pub fn stop_labd(&mut self) -> std::process::ExitStatus {
+        let mut c = self.labd.take().expect("labd running");
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        c.wait().unwrap()
+    }
+
+    /// A connection as root (the test's own uid).
+    pub fn conn(&self) -> Conn {
+        Conn::open(&self.sock())
+    }
+
+    /// One request as root.
+    pub fn req(&self, v: Value) -> Value {
+        self.conn().call(v)
+    }
+
+    /// Runs `labcli --socket SOCK --json ARGS...` as `user`.
+    pub fn cli_as(&self, user: &str, args: &[&str]) -> Output {
+        let (uid, gid) = uid_of(user);
+        Command::new(LABCLI)
+            .arg("--socket")
+            .arg(self.sock())
+            .arg("--json")
+            .args(args)
+            .uid(uid)
+            .gid(gid)
+            .env_remove("SSH_ORIGINAL_COMMAND")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Sends JSON request lines as `user` through labcli's stdin mode and
+    /// returns one reply per line.
+    pub fn as_user(&self, user: &str, reqs: &[Value]) -> Vec<Value> {
+        let (uid, gid) = uid_of(user);
+        let mut child = Command::new(LABCLI)
+            .arg("--socket")
+            .arg(self.sock())
+            .uid(uid)
+            .gid(gid)
+            .env_remove("SSH_ORIGINAL_COMMAND")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            let mut stdin = child.stdin.take().unwrap();
+            for r in reqs {
+                writeln!(stdin, "{r}").unwrap();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let replies: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad reply line {l:?}: {e}"))).collect();
+        assert_eq!(replies.len(), reqs.len(), "one reply per request; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        replies
+    }
+
+    /// The port state as the switch itself reports it (`labsim power`).
+    pub fn switch_power(&self, board: &str) -> String {
+        let out = Command::new(LABSIM).args(["power", "--dir"]).arg(self.path()).arg(board).output().unwrap();
+        assert!(out.status.success(), "labsim power failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn labsim(&self, args: &[&str]) -> Output {
+        Command::new(LABSIM).arg(args[0]).arg("--dir").arg(self.path()).args(&args[1..]).output().unwrap()
+    }
+
+    /// The board's entry in `status`.
+    pub fn board(&self, name: &str) -> Value {
+        let r = self.req(json!({"fn": "status"}));
+        r["result"].as_array().unwrap().iter().find(|b| b["board"] == name).cloned().unwrap_or(Value::Null)
+    }
+
+    /// Polls `f` until it returns true or `limit` passes.
+    pub fn wait_for(&self, limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !f() {
+            assert!(t0.elapsed() < limit, "timed out waiting for {what}; labd log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.kill9_labd();
+        let _ = Command::new(LABSIM).args(["down", "--dir"]).arg(self.dir.path()).output();
+    }
+}
+
+/// A raw protocol connection.
+pub struct Conn {
+    pub stream: UnixStream,
+    reader: BufReader<UnixStream>,
+    next_id: u64,
+}
+
+impl Conn {
+    pub fn open(path: &Path) -> Conn {
+        let stream = UnixStream::connect(path).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Conn { stream, reader, next_id: 1 }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn read_reply(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad reply {line:?}: {e}"))),
+            Err(e) => panic!("reading reply: {e}"),
+        }
+    }
+
+    /// Sends one request (an `id` is added) and returns its reply.
+    pub fn call(&mut self, mut v: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        v["id"] = json!(id);
+        let mut line = v.to_string();
+        line.push('\n');
+        self.send_raw(line.as_bytes());
+        let r = self.read_reply().expect("connection closed");
+        assert_eq!(r["id"], json!(id), "reply out of order: {r}");
+        r
+    }
+}
+
+pub fn ok(r: &Value) -> &Value {
+    assert_eq!(r["ok"], json!(true), "expected success, got {r}");
+    &r["result"]
+}
+
+pub fn code(r: &Value) -> &str {
+    assert_eq!(r["ok"], json!(false), "expected an error, got {r}");
+    r["error"]["code"].as_str().unwrap()
+}
