@@ -142,7 +142,7 @@ pub async fn serve(listener: UnixListener, front: Rc<Front>, mut shutdown: watch
 }
 
 enum Line {
-    Line,
+    Complete,
     TooLong,
     Eof,
 }
@@ -153,7 +153,7 @@ async fn read_line_limited<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>
     loop {
         let avail = r.fill_buf().await?;
         if avail.is_empty() {
-            return Ok(if buf.is_empty() { Line::Eof } else { Line::Line });
+            return Ok(if buf.is_empty() { Line::Eof } else { Line::Complete });
         }
         if let Some(i) = avail.iter().position(|&b| b == b'\n') {
             if buf.len() + i > max {
@@ -161,7 +161,7 @@ async fn read_line_limited<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>
             }
             buf.extend_from_slice(&avail[..i]);
             r.consume(i + 1);
-            return Ok(Line::Line);
+            return Ok(Line::Complete);
         }
         let n = avail.len();
         if buf.len() + n > max {
@@ -190,7 +190,7 @@ async fn connection(stream: UnixStream, front: Rc<Front>) -> io::Result<()> {
                 w.write_all(out.as_bytes()).await?;
                 return Ok(());
             }
-            Line::Line => {}
+            Line::Complete => {}
         }
         if buf.last() == Some(&b'\r') {
             buf.pop();
@@ -240,14 +240,14 @@ mod tests {
         let data = b"abc\nxyz".to_vec();
         let mut r = BufReader::new(&data[..]);
         let mut buf = Vec::new();
-        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::Line));
+        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::Complete));
         assert_eq!(buf, b"abc");
         buf.clear();
-        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::Line));
+        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::Complete));
         assert_eq!(buf, b"xyz");
         buf.clear();
         assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::Eof));
-        let long = vec![b'a'; 100];
+        let long = [b'a'; 100];
         let mut r = BufReader::with_capacity(8, &long[..]);
         let mut buf = Vec::new();
         assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::TooLong));

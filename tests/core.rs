@@ -108,7 +108,7 @@ fn every_function_and_error_as_two_users() {
         json!({"fn": "maintenance", "board": "pine64-1", "on": true}),
         json!({"fn": "force_release", "board": bob_board}),
     ] {
-        let r = lab.as_user(ALICE, &[req.clone()]).remove(0);
+        let r = lab.as_user(ALICE, std::slice::from_ref(&req)).remove(0);
         assert_eq!(code(&r), "permission_denied", "{req}");
     }
     let d = lab.req(json!({"fn": "dump"}));
