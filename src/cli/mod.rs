@@ -140,11 +140,11 @@ impl Env {
     }
 }
 
-/// Writes to stdout, ignoring a closed pipe (`labcli status | head -1`).
-fn out(text: &str) {
+/// Writes to stdout; false when it is gone. Never panics on a closed pipe
+/// (`labcli status | head -1`), unlike `println!`.
+fn out(text: &str) -> bool {
     let mut o = io::stdout().lock();
-    let _ = o.write_all(text.as_bytes());
-    let _ = o.flush();
+    o.write_all(text.as_bytes()).and_then(|()| o.flush()).is_ok()
 }
 
 fn err(text: &str) {
@@ -189,7 +189,7 @@ pub fn run(env: Env) -> i32 {
     };
     match plan {
         Plan::Help => {
-            out(args::USAGE);
+            let _ = out(args::USAGE);
             EXIT_OK
         }
         Plan::Single { globals, call } => single(&socket(&globals), &globals, &call),
@@ -225,7 +225,7 @@ fn single(socket: &Path, globals: &Globals, call: &Call) -> i32 {
     };
     if reply.get("ok") != Some(&Value::Bool(true)) {
         if globals.json {
-            out(&format!("{reply}\n"));
+            let _ = out(&format!("{reply}\n"));
         }
         err(&output::error_line(&reply));
         return EXIT_ERROR_REPLY;
@@ -241,11 +241,12 @@ fn single(socket: &Path, globals: &Globals, call: &Call) -> i32 {
             }
         };
     }
-    if globals.json {
-        out(&format!("{result}\n"));
+    // A closed stdout is not worth a different status: the request was done.
+    let _ = if globals.json {
+        out(&format!("{result}\n"))
     } else {
-        out(&output::render(args::fn_name(call), result));
-    }
+        out(&output::render(args::fn_name(call), result))
+    };
     EXIT_OK
 }
 
@@ -296,7 +297,10 @@ fn stdin_session(socket: &Path, as_user: Option<&str>) -> i32 {
             .ok()
             .is_some_and(|v| v.get("ok") == Some(&Value::Bool(true)));
         failed |= !ok;
-        out(&format!("{reply}\n"));
+        if !out(&format!("{reply}\n")) {
+            // Nobody reads the replies any more: stop sending requests.
+            return EXIT_ERROR_REPLY;
+        }
     }
     if failed {
         EXIT_ERROR_REPLY
