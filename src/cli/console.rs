@@ -89,20 +89,36 @@ fn write_out(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
 /// reply. Returns when the user detaches or the daemon closes.
 pub fn run(stream: UnixStream, pending: &[u8], read_only: bool) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
-    write_out(&mut stdout, pending)?;
     let raw = RawMode::enter();
     if raw.is_some() {
         let _ = io::stderr().write_all(b"[console attached; type ~. at line start to detach]\r\n");
     }
-    let result = pump(&stream, &mut stdout, read_only);
+    let result = write_out(&mut stdout, pending).and_then(|()| pump(&stream, &mut stdout, read_only));
+    // Notices only for a person at a terminal; scripts get the bytes alone.
+    let interactive = raw.is_some();
     drop(raw);
-    if result.is_ok() {
-        let _ = io::stderr().write_all(b"\n[console detached]\n");
+    match result {
+        _ if !interactive => {}
+        Ok(End::Detached) => {
+            let _ = io::stderr().write_all(b"\n[console detached]\n");
+        }
+        Ok(End::Closed) => {
+            let _ = io::stderr().write_all(b"\n[console closed by labd]\n");
+        }
+        Err(_) => {}
     }
-    result
+    result.map(|_| ())
 }
 
-fn pump(stream: &UnixStream, stdout: &mut impl Write, read_only: bool) -> io::Result<()> {
+/// How a session ended.
+enum End {
+    /// The user typed `~.`.
+    Detached,
+    /// The daemon closed the connection.
+    Closed,
+}
+
+fn pump(stream: &UnixStream, stdout: &mut impl Write, read_only: bool) -> io::Result<End> {
     let stdin = io::stdin();
     let stdin_fd = stdin.as_fd();
     let sock_fd = stream.as_fd();
@@ -127,7 +143,7 @@ fn pump(stream: &UnixStream, stdout: &mut impl Write, read_only: bool) -> io::Re
         drop(fds);
         if sock_ready {
             match nix::unistd::read(sock_fd.as_raw_fd(), &mut buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(End::Closed),
                 Ok(n) => write_out(stdout, buf.get(..n).unwrap_or_default())?,
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e.into()),
@@ -148,7 +164,7 @@ fn pump(stream: &UnixStream, stdout: &mut impl Write, read_only: bool) -> io::Re
                         (&*stream).write_all(&fwd)?;
                     }
                     if detach {
-                        return Ok(());
+                        return Ok(End::Detached);
                     }
                 }
             }
