@@ -403,4 +403,35 @@ mod tests {
         assert_eq!(e("frob", &mut id)["id"], Value::Null);
         assert_eq!(id, 1);
     }
+
+    /// A cheap stand-in for the fuzzer to come: random strings over an
+    /// alphabet of quotes, escapes, option dashes and command words must never
+    /// panic any of the pure entry points.
+    #[test]
+    fn random_input_never_panics() {
+        const PIECES: &[&str] = &[
+            " ", "'", "\"", "\\", "\n", "-", "--", "=", "{", "}", "$", "`", ";", "ü", "\u{0}",
+            "claim", "status", "labcli", "--as", "--socket", "--wait", "--lease", "4h", "0s", "1",
+            "--tail", "maintenance", "on", "console", "{\"fn\":\"console\"}", "\"id\":", "[",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let n = next() % 12;
+            let mut s = String::new();
+            for _ in 0..n {
+                s.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            let _ = plan(&[], Some(&s));
+            let argv: Vec<String> = s.split(' ').map(String::from).collect();
+            let _ = plan(&argv, None);
+            let mut id = 1;
+            let _ = stdin_request(&s, &mut id, Some("al"));
+        }
+    }
 }
