@@ -4,6 +4,7 @@
 //! are thin binaries over this library.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod cli;
 pub mod config;
 pub mod protocol;
 pub mod util;

@@ -1,1 +1,5 @@
-fn main() {}
+//! labcli: the boardlab client. Everything lives in `boardlab::cli`.
+
+fn main() {
+    std::process::exit(boardlab::cli::main());
+}

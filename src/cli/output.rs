@@ -1,0 +1,341 @@
+//! Human rendering of replies.
+//!
+//! Renderers take the reply's `result` as a plain JSON value rather than the
+//! daemon's types, so a newer daemon that adds fields (or a board with a
+//! `fault`) still renders; a missing field shows as `-`, and a result of an
+//! unexpected shape is printed as pretty JSON instead of being lost.
+//!
+//! Every string from the daemon goes through [`clean`] before it reaches the
+//! terminal: board names, fault messages and console logs must not be able to
+//! send escape sequences to an operator's terminal.
+
+use serde_json::Value;
+
+/// Replaces control characters (other than newline and tab) with visible
+/// escapes, so that text from the daemon cannot drive the terminal.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One line, for table cells: newlines and tabs are escaped too.
+fn cell_text(s: &str) -> String {
+    clean(s).replace('\n', "\\n").replace('\t', " ")
+}
+
+/// A field of an object as cell text; `-` when absent or null.
+fn field(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => cell_text(s),
+        Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.to_string(),
+        Some(other) => cell_text(&other.to_string()),
+    }
+}
+
+/// Lays out rows under a header, columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            l.push_str(cell);
+            for _ in cell.chars().count()..*w {
+                l.push(' ');
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// Pretty JSON, newline-terminated.
+pub fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    s.push('\n');
+    clean(&s)
+}
+
+fn render_classes(result: &Value) -> Option<String> {
+    let list = result.as_array()?;
+    if list.is_empty() {
+        return Some("no board classes\n".into());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| vec![field(c, "class"), field(c, "total"), field(c, "available")])
+        .collect();
+    Some(table(&["CLASS", "TOTAL", "AVAILABLE"], &rows))
+}
+
+fn render_status(result: &Value) -> Option<String> {
+    let list = result.as_array()?;
+    if list.is_empty() {
+        return Some("no boards\n".into());
+    }
+    let with_note = list.iter().any(|b| !matches!(b.get("fault"), None | Some(Value::Null)));
+    let mut header = vec!["BOARD", "CLASS", "STATE", "USER", "POWER", "EXPIRES"];
+    if with_note {
+        header.push("FAULT");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|b| {
+            let mut row = vec![
+                field(b, "board"),
+                field(b, "class"),
+                field(b, "state"),
+                field(b, "user"),
+                field(b, "power"),
+                field(b, "expires_at"),
+            ];
+            if with_note {
+                row.push(field(b, "fault"));
+            }
+            row
+        })
+        .collect();
+    Some(table(&header, &rows))
+}
+
+fn render_claim(result: &Value) -> Option<String> {
+    result.as_object()?;
+    let mut out = format!(
+        "claimed {} ({})\n\n    handle: {}\n\n",
+        field(result, "board"),
+        field(result, "class"),
+        field(result, "handle")
+    );
+    out.push_str(&format!("power:   {}\n", field(result, "power")));
+    out.push_str(&format!("expires: {}\n", field(result, "expires_at")));
+    if let Some(jail) = result.get("jail").filter(|j| j.is_object()) {
+        out.push_str(&format!("jail:    {}\n", field(jail, "ip")));
+        out.push_str(&format!("ssh:     {}\n", field(jail, "ssh")));
+    }
+    Some(out)
+}
+
+/// One line about a board: used for renew, power and maintenance.
+fn board_line(verb: &str, result: &Value) -> Option<String> {
+    result.get("board")?;
+    let mut out = format!(
+        "{}: {verb}; state {}, power {}",
+        field(result, "board"),
+        field(result, "state"),
+        field(result, "power")
+    );
+    if !matches!(result.get("expires_at"), None | Some(Value::Null)) {
+        out.push_str(&format!(", expires {}", field(result, "expires_at")));
+    }
+    if !matches!(result.get("fault"), None | Some(Value::Null)) {
+        out.push_str(&format!(", fault: {}", field(result, "fault")));
+    }
+    out.push('\n');
+    Some(out)
+}
+
+fn render_released(result: &Value) -> Option<String> {
+    result.get("board")?;
+    Some(format!("released {}\n", field(result, "board")))
+}
+
+fn render_whoami(result: &Value) -> Option<String> {
+    let user = result.get("user")?;
+    let mut out = match user {
+        Value::String(s) => cell_text(s),
+        other => cell_text(&other.to_string()),
+    };
+    if let Some(uid) = result.get("uid").filter(|u| !u.is_null()) {
+        out.push_str(&format!(" (uid {})", cell_text(&uid.to_string())));
+    }
+    match result.get("admin") {
+        Some(Value::Bool(true)) => out.push_str(", admin"),
+        Some(Value::Bool(false)) => out.push_str(", not an admin"),
+        _ => {}
+    }
+    out.push('\n');
+    Some(out)
+}
+
+/// Console logs arrive as a string, a list of lines, or an object holding
+/// either under `lines`, `log` or `text`.
+fn render_log(result: &Value) -> Option<String> {
+    let mut out = match result {
+        Value::String(s) => clean(s),
+        Value::Array(lines) => {
+            let mut out = String::new();
+            for l in lines {
+                out.push_str(&clean(l.as_str()?));
+                if !out.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            out
+        }
+        Value::Object(m) => {
+            return ["lines", "log", "text"]
+                .iter()
+                .find_map(|k| m.get(*k))
+                .and_then(render_log)
+        }
+        _ => return None,
+    };
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// Renders the result of a successful `f` call for humans.
+pub fn render(f: &str, result: &Value) -> String {
+    let text = match f {
+        "classes" => render_classes(result),
+        "status" => render_status(result),
+        "claim" => render_claim(result),
+        "renew" => board_line("renewed", result),
+        "reinit" => board_line("reinitialised", result),
+        "power_on" => board_line("powered on", result),
+        "power_off" => board_line("powered off", result),
+        "power_cycle" => board_line("power cycled", result),
+        "maintenance" => board_line("maintenance updated", result),
+        "release" | "force_release" => render_released(result),
+        "whoami" => render_whoami(result),
+        "console_log" => render_log(result),
+        "dump" => None,
+        _ => None,
+    };
+    text.unwrap_or_else(|| match result {
+        Value::Null => String::new(),
+        other => pretty(other),
+    })
+}
+
+/// The stderr line for an error reply: `labcli: <message> (<code>)`.
+pub fn error_line(reply: &Value) -> String {
+    let err = reply.get("error");
+    let text = |k: &str| {
+        err.and_then(|e| e.get(k)).and_then(Value::as_str).map(cell_text)
+    };
+    let message = text("message").unwrap_or_else(|| "request failed".into());
+    let code = text("code").unwrap_or_else(|| "unknown".into());
+    format!("labcli: {message} ({code})\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn board(name: &str, state: &str, user: Value) -> Value {
+        json!({"board": name, "class": "rockpro64", "state": state, "user": user,
+               "power": "off", "claimed_at": null, "expires_at": null})
+    }
+
+    #[test]
+    fn classes_table() {
+        let r = json!([{"class": "rockpro64", "total": 3, "available": 2},
+                       {"class": "imx8", "total": 10, "available": 0, "new": 1}]);
+        assert_eq!(
+            render("classes", &r),
+            "CLASS      TOTAL  AVAILABLE\nrockpro64  3      2\nimx8       10     0\n"
+        );
+        assert_eq!(render("classes", &json!([])), "no board classes\n");
+    }
+
+    #[test]
+    fn status_table_tolerates_extra_and_missing_fields() {
+        let mut b2 = board("rockpro64-2", "claimed", json!("alice"));
+        b2["expires_at"] = json!("2024-05-01T12:00:00Z");
+        b2["power"] = json!("on");
+        b2["extra"] = json!({"x": 1});
+        let r = json!([board("rockpro64-1", "available", Value::Null), b2, {"board": "odd"}]);
+        let out = render("status", &r);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "BOARD        CLASS      STATE      USER   POWER  EXPIRES");
+        assert_eq!(lines[1], "rockpro64-1  rockpro64  available  -      off    -");
+        assert_eq!(lines[2], "rockpro64-2  rockpro64  claimed    alice  on     2024-05-01T12:00:00Z");
+        assert_eq!(lines[3], "odd          -          -          -      -      -");
+        assert_eq!(render("status", &json!([])), "no boards\n");
+    }
+
+    #[test]
+    fn status_shows_faults() {
+        let mut b = board("b1", "faulted", Value::Null);
+        b["fault"] = json!("switch\u{1b}[2J timeout");
+        let out = render("status", &json!([b]));
+        assert!(out.starts_with("BOARD  CLASS      STATE    USER  POWER  EXPIRES  FAULT\n"), "{out}");
+        assert!(out.contains("switch\\u{1b}[2J timeout"));
+        assert!(!out.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn claim_shows_handle_and_board() {
+        let mut r = board("rockpro64-1", "claimed", json!("alice"));
+        r["handle"] = json!("bl-00ff");
+        r["jail"] = json!({"ip": "10.0.0.2", "ssh": "ssh -p 2201 root@lab", "known_hosts": "x"});
+        let out = render("claim", &r);
+        assert!(out.starts_with("claimed rockpro64-1 (rockpro64)\n\n    handle: bl-00ff\n"), "{out}");
+        assert!(out.contains("ssh:     ssh -p 2201 root@lab\n"));
+        r["jail"] = Value::Null;
+        assert!(!render("claim", &r).contains("jail"));
+    }
+
+    #[test]
+    fn small_results() {
+        assert_eq!(render("release", &json!({"board": "b1", "released": true})), "released b1\n");
+        assert_eq!(render("whoami", &json!({"user": "alice", "uid": 1000, "admin": false})),
+            "alice (uid 1000), not an admin\n");
+        assert_eq!(render("whoami", &json!({"user": "root", "uid": 0, "admin": true})),
+            "root (uid 0), admin\n");
+        let b = board("b1", "maintenance", Value::Null);
+        assert_eq!(render("maintenance", &b), "b1: maintenance updated; state maintenance, power off\n");
+        assert_eq!(render("power_on", &board("b1", "claimed", json!("a"))),
+            "b1: powered on; state claimed, power off\n");
+    }
+
+    #[test]
+    fn dump_and_unknown_shapes_are_pretty_json() {
+        let d = json!({"boards": [1, 2]});
+        assert_eq!(render("dump", &d), "{\n  \"boards\": [\n    1,\n    2\n  ]\n}\n");
+        assert_eq!(render("whoami", &json!(42)), "42\n");
+        assert_eq!(render("status", &json!({"weird": true})), "{\n  \"weird\": true\n}\n");
+        assert_eq!(render("console", &Value::Null), "");
+    }
+
+    #[test]
+    fn logs() {
+        assert_eq!(render("console_log", &json!("a\nb")), "a\nb\n");
+        assert_eq!(render("console_log", &json!(["a", "b\n"])), "a\nb\n");
+        assert_eq!(render("console_log", &json!({"lines": ["x"]})), "x\n");
+        assert_eq!(render("console_log", &json!("\u{1b}]0;pwned\u{7}ok\r\n")), "\\u{1b}]0;pwned\\u{7}ok\\r\n");
+        assert_eq!(render("console_log", &json!("")), "");
+    }
+
+    #[test]
+    fn error_lines() {
+        let r = json!({"id": 1, "ok": false, "error": {"code": "not_claimed", "message": "no such handle"}});
+        assert_eq!(error_line(&r), "labcli: no such handle (not_claimed)\n");
+        assert_eq!(error_line(&json!({"ok": false})), "labcli: request failed (unknown)\n");
+    }
+}
