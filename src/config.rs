@@ -67,6 +67,8 @@ struct RawLab {
     #[serde(default)]
     power: RawPower,
     #[serde(default)]
+    console: RawConsoleLogs,
+    #[serde(default)]
     switches: BTreeMap<String, Spanned<RawSwitch>>,
 }
 
@@ -97,6 +99,13 @@ struct RawLease {
 struct RawPower {
     cycle_delay: Option<Spanned<String>>,
     retry_max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConsoleLogs {
+    log_max_bytes: Option<Spanned<i64>>,
+    log_keep: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +198,7 @@ pub struct Config {
     pub daemon: Daemon,
     pub lease: Lease,
     pub power: PowerPolicy,
+    pub console: ConsoleLogs,
     pub switches: BTreeMap<String, Switch>,
     /// Boards in a stable order (by name).
     pub boards: Vec<Board>,
@@ -220,6 +230,15 @@ pub struct PowerPolicy {
     pub cycle_delay: Duration,
     /// Ceiling of the back-off between probes of a switch that does not answer.
     pub retry_max: Duration,
+}
+
+/// How console output is kept on disk.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsoleLogs {
+    /// Size at which a claim's console log is rotated.
+    pub log_max_bytes: u64,
+    /// Rotated files kept per claim besides the current one.
+    pub log_keep: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,7 +378,7 @@ impl Config {
         };
         let raw_lab: RawLab = parse_toml(&lab_path, &lab_text, &mut errors).unwrap_or_default();
         let mut ctx = Ctx { file: &lab_path, text: &lab_text, errors: &mut errors };
-        let (daemon, lease, power, switches) = validate_lab(&mut ctx, raw_lab);
+        let (daemon, lease, power, console, switches) = validate_lab(&mut ctx, raw_lab);
 
         let boards_dir = dir.join("boards.d");
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&boards_dir) {
@@ -423,7 +442,7 @@ impl Config {
         }
         if errors.is_empty() {
             boards.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, switches, boards })
+            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, console, switches, boards })
         } else {
             Err(ConfigErrors(errors))
         }
@@ -442,7 +461,7 @@ impl Config {
 fn validate_lab(
     ctx: &mut Ctx<'_>,
     raw: RawLab,
-) -> (Daemon, Lease, PowerPolicy, BTreeMap<String, Switch>) {
+) -> (Daemon, Lease, PowerPolicy, ConsoleLogs, BTreeMap<String, Switch>) {
     let d = raw.daemon;
     let path = |v: &Option<Spanned<String>>, def: &str| -> PathBuf {
         v.as_ref().map(|s| PathBuf::from(s.get_ref())).unwrap_or_else(|| PathBuf::from(def))
@@ -514,6 +533,28 @@ fn validate_lab(
         retry_max: ctx.duration(&raw.power.retry_max, "power.retry_max", Duration::from_secs(60)),
     };
 
+    let log_max_bytes = match &raw.console.log_max_bytes {
+        None => 4 << 20,
+        Some(v) => match u64::try_from(*v.get_ref()) {
+            Ok(n) if n >= 4096 => n,
+            _ => {
+                ctx.err(&v.span(), format!("console.log_max_bytes ({}) must be at least 4096", v.get_ref()));
+                4 << 20
+            }
+        },
+    };
+    let log_keep = match &raw.console.log_keep {
+        None => 2,
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n) if n <= 100 => n,
+            _ => {
+                ctx.err(&v.span(), format!("console.log_keep ({}) must be between 0 and 100", v.get_ref()));
+                2
+            }
+        },
+    };
+    let console = ConsoleLogs { log_max_bytes, log_keep };
+
     let mut switches = BTreeMap::new();
     for (name, sw) in raw.switches {
         let span = sw.span();
@@ -544,7 +585,7 @@ fn validate_lab(
             Switch { name, host, community: sw.community, version, timeout, retries: *sw.retries.get_ref() },
         );
     }
-    (daemon, Lease { default, max }, power, switches)
+    (daemon, Lease { default, max }, power, console, switches)
 }
 
 fn validate_board(
