@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod protocol;
+pub mod sim;
 pub mod util;
