@@ -108,6 +108,7 @@ fn main() -> ExitCode {
     // the answer in `power`.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LABSIM_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
