@@ -96,7 +96,7 @@ impl Reply {
             .filter(|s| !s.is_empty())
             .or_else(|| self.file.clone());
         let tftp_server = if self.siaddr.is_unspecified() { server } else { self.siaddr };
-        (!self.yiaddr.is_unspecified()).then(|| Lease { addr: self.yiaddr, prefix, server, tftp_server, boot_file })
+        (!self.yiaddr.is_unspecified()).then_some(Lease { addr: self.yiaddr, prefix, server, tftp_server, boot_file })
     }
 }
 

@@ -100,10 +100,8 @@ impl Console {
 
     /// Reads what the other side typed, if anything (non-blocking).
     pub fn read(&mut self, buf: &mut [u8]) -> usize {
-        match self.master.read(buf) {
-            Ok(n) => n,
-            Err(_) => 0,
-        }
+        // EAGAIN (nothing typed) and EIO (slave closed) both mean "no input".
+        self.master.read(buf).unwrap_or_default()
     }
 
     /// The slave device path.

@@ -100,7 +100,7 @@ pub fn get_port(snmp_port: u16, port: u32, timeout: Duration) -> Result<i64> {
     let addr = format!("127.0.0.1:{snmp_port}");
     let mut sess = SyncSession::new_v2c(addr.as_str(), RO_COMMUNITY.as_bytes(), Some(timeout), 1)
         .map_err(SimError::sys(format!("opening SNMP session to {addr}")))?;
-    let pdu = sess
+    let mut pdu = sess
         .get(&oid)
         .map_err(|e| SimError::Refused(format!("the switch at {addr} does not answer: {e:?}")))?;
     if pdu.error_status != 0 {
@@ -109,13 +109,11 @@ pub fn get_port(snmp_port: u16, port: u32, timeout: Duration) -> Result<i64> {
             pdu.error_status
         )));
     }
-    for (_, value) in pdu.varbinds {
-        return match value {
-            Value::Integer(v) => Ok(v),
-            other => Err(SimError::Refused(format!("the switch at {addr} has no port {port} ({other:?})"))),
-        };
+    match pdu.varbinds.next() {
+        Some((_, Value::Integer(v))) => Ok(v),
+        Some((_, other)) => Err(SimError::Refused(format!("the switch at {addr} has no port {port} ({other:?})"))),
+        None => Err(SimError::Refused(format!("the switch at {addr} sent an empty answer"))),
     }
-    Err(SimError::Refused(format!("the switch at {addr} sent an empty answer")))
 }
 
 /// Waits until snmpd answers a GET of port 1 (which also proves that its
