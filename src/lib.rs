@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod protocol;
+pub mod sim;
 pub mod util;
 pub mod actors;
 pub mod db;

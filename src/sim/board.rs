@@ -1,0 +1,399 @@
+//! One simulated board: `labsim board --dir DIR --name NAME`, started
+//! detached by `labsim up`.
+//!
+//! The process joins the board's network namespace first (setns needs a
+//! single-threaded process), brings its link up, plugs in its serial adapter
+//! and then loops every ~25 ms:
+//!
+//! * it reads its switch port file and follows power transitions: power-on
+//!   prints a boot banner and starts a net boot (DHCP, then TFTP of the boot
+//!   file) in a worker thread; power-off cancels the worker, drops the lease
+//!   and goes silent at once;
+//! * while powered it echoes every byte typed on the serial line (byte
+//!   transparent) and answers a tiny U-Boot-like prompt on CR;
+//! * SIGUSR1 unplugs the serial adapter, SIGUSR2 plugs a new one, SIGTERM
+//!   ends the board.
+//!
+//! Worker output carries the power-cycle generation it belongs to, so lines
+//! from an abandoned boot are never printed after a power-off.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+use super::ports::{PortStore, ON};
+use super::pty::Console;
+use super::state::LabState;
+use super::{dhcp, net, proc, tftp, Result, SimError, GROUP};
+
+/// Set by SIGUSR1: unplug the serial adapter.
+static UNPLUG: AtomicBool = AtomicBool::new(false);
+/// Set by SIGUSR2: plug a serial adapter in.
+static PLUG: AtomicBool = AtomicBool::new(false);
+/// Set by SIGTERM/SIGINT: end the board process.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    match sig {
+        libc::SIGUSR1 => UNPLUG.store(true, Ordering::SeqCst),
+        libc::SIGUSR2 => PLUG.store(true, Ordering::SeqCst),
+        _ => STOP.store(true, Ordering::SeqCst),
+    }
+}
+
+fn install_signals() -> Result<()> {
+    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to static atomics, which is
+        // async-signal-safe, and it stays valid for the life of the process.
+        unsafe { sigaction(sig, &act) }?;
+    }
+    for sig in [Signal::SIGPIPE, Signal::SIGHUP] {
+        // SAFETY: SIG_IGN installs no code of ours.
+        unsafe { sigaction(sig, &ignore) }?;
+    }
+    Ok(())
+}
+
+/// A message from the net-boot worker.
+enum Msg {
+    /// A line for the serial console.
+    Line(String),
+    /// The boot sequence ended; show the prompt.
+    Done,
+}
+
+/// A running net boot.
+struct Worker {
+    cancel: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// The board's state between loop iterations.
+struct Board {
+    name: String,
+    class: String,
+    port: u32,
+    lab_state_file: PathBuf,
+    store: PortStore,
+    /// Board MAC, when the board has a network link.
+    mac: Option<[u8; 6]>,
+    console: Option<Console>,
+    link: PathBuf,
+    powered: bool,
+    /// Power-on count; tags worker output.
+    generation: u64,
+    worker: Option<Worker>,
+    tx: Sender<(u64, Msg)>,
+    rx: Receiver<(u64, Msg)>,
+    /// The command line being typed.
+    line: Vec<u8>,
+}
+
+/// Longest command line kept; extra bytes are still echoed.
+const MAX_LINE: usize = 256;
+
+/// Entry point of `labsim board`.
+pub fn run(dir: &Path, name: &str) -> Result<()> {
+    let state = LabState::load_existing(dir)?;
+    let me = state.board(name)?.clone();
+    // Namespace first: setns(CLONE_NEWNET) affects only the calling thread,
+    // so it must happen before any thread exists.
+    if let Some(ns) = &me.netns {
+        net::enter(ns)?;
+        setup_link()?;
+    }
+    install_signals()?;
+    let link = state.tty_link(name);
+    let console = if state.console { Some(Console::create(&link)?) } else { None };
+    let mac = match &me.mac {
+        Some(m) => Some(dhcp::parse_mac(m).ok_or_else(|| SimError::Refused(format!("bad MAC {m:?} in lab state")))?),
+        None => None,
+    };
+    let ready = state.ready_file(name);
+    std::fs::write(&ready, std::process::id().to_string()).map_err(SimError::io("writing", &ready))?;
+    tracing::info!(board = name, tty = ?console.as_ref().map(|c| c.slave().to_path_buf()), "board ready");
+    let (tx, rx) = channel();
+    let mut board = Board {
+        name: me.name.clone(),
+        class: me.class.clone(),
+        port: me.port,
+        lab_state_file: LabState::path(dir),
+        store: PortStore::new(dir),
+        mac,
+        console,
+        link,
+        powered: false,
+        generation: 0,
+        worker: None,
+        tx,
+        rx,
+        line: Vec::new(),
+    };
+    board.run_loop();
+    board.power_off();
+    if let Some(c) = board.console.take() {
+        c.unplug();
+    }
+    let _ = std::fs::remove_file(&ready);
+    tracing::info!(board = name, "board stopped");
+    Ok(())
+}
+
+/// Inside the namespace: loopback and eth0 up, and no reverse-path filter
+/// (a DHCP OFFER comes from an address we cannot route before we have a
+/// lease, and rp_filter would drop it).
+fn setup_link() -> Result<()> {
+    for conf in ["all", "default", "eth0"] {
+        let p = format!("/proc/sys/net/ipv4/conf/{conf}/rp_filter");
+        if let Err(e) = std::fs::write(&p, "0") {
+            tracing::warn!("cannot write {p}: {e}");
+        }
+    }
+    proc::run("ip", &["link", "set", "dev", "lo", "up"])?;
+    proc::run("ip", &["link", "set", "dev", "eth0", "up"])
+}
+
+impl Board {
+    fn run_loop(&mut self) {
+        let mut last_lab_check = Instant::now();
+        while !STOP.load(Ordering::SeqCst) {
+            if UNPLUG.swap(false, Ordering::SeqCst) {
+                if let Some(c) = self.console.take() {
+                    tracing::info!("serial adapter unplugged");
+                    c.unplug();
+                }
+            }
+            if PLUG.swap(false, Ordering::SeqCst) && self.console.is_none() {
+                match Console::create(&self.link) {
+                    Ok(c) => {
+                        tracing::info!(tty = %c.slave().display(), "serial adapter plugged in");
+                        self.console = Some(c);
+                    }
+                    Err(e) => tracing::error!("plugging serial adapter: {e}"),
+                }
+            }
+            // An orphaned board (its lab removed without us) ends itself.
+            if last_lab_check.elapsed() > Duration::from_secs(1) {
+                last_lab_check = Instant::now();
+                if !self.lab_state_file.exists() {
+                    tracing::warn!("lab state file is gone; stopping");
+                    break;
+                }
+            }
+            let on = self.store.get(GROUP, self.port) == ON;
+            if on && !self.powered {
+                self.power_on();
+            } else if !on && self.powered {
+                self.power_off();
+            }
+            self.drain_worker();
+            self.serve_console();
+        }
+    }
+
+    /// Writes to the serial line (dropped if unplugged or nobody listens).
+    fn emit(&mut self, bytes: &[u8]) {
+        if let Some(c) = self.console.as_mut() {
+            c.write(bytes);
+        }
+    }
+
+    fn power_on(&mut self) {
+        tracing::info!("power on");
+        self.powered = true;
+        self.generation += 1;
+        self.line.clear();
+        let banner = format!(
+            "\r\n\r\nboardlab-sim U-Boot 2024.01 ({name})\r\n\r\nDRAM:  4 GiB\r\nCore:  {class}, PoE port {port}\r\nNet:   {net}\r\n",
+            name = self.name,
+            class = self.class,
+            port = self.port,
+            net = if self.mac.is_some() { "eth0" } else { "no network" },
+        );
+        self.emit(banner.as_bytes());
+        self.start_boot();
+    }
+
+    fn power_off(&mut self) {
+        if !self.powered {
+            return;
+        }
+        tracing::info!("power off");
+        self.powered = false;
+        if let Some(w) = self.worker.take() {
+            w.cancel.store(true, Ordering::SeqCst);
+            // The worker checks `cancel` at least every 25 ms.
+            let _ = w.handle.join();
+        }
+        while self.rx.try_recv().is_ok() {}
+        self.line.clear();
+        if self.mac.is_some() {
+            if let Err(e) = proc::run("ip", &["-4", "addr", "flush", "dev", "eth0"]) {
+                tracing::warn!("dropping lease: {e}");
+            }
+        }
+    }
+
+    /// Starts a net boot in a worker thread (if none is running).
+    fn start_boot(&mut self) {
+        let Some(mac) = self.mac else {
+            self.emit(b"DHCP: no network link\r\n=> ");
+            return;
+        };
+        if self.worker.is_some() {
+            return;
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let tx = self.tx.clone();
+        let generation = self.generation;
+        let c = cancel.clone();
+        let spawned = std::thread::Builder::new()
+            .name("netboot".into())
+            .spawn(move || net_boot(mac, &c, &|m| {
+                let _ = tx.send((generation, m));
+            }));
+        match spawned {
+            Ok(handle) => self.worker = Some(Worker { cancel, handle }),
+            Err(e) => {
+                tracing::error!("starting net boot: {e}");
+                self.emit(b"DHCP: internal error\r\n=> ");
+            }
+        }
+    }
+
+    fn drain_worker(&mut self) {
+        while let Ok((generation, msg)) = self.rx.try_recv() {
+            if !self.powered || generation != self.generation {
+                continue;
+            }
+            match msg {
+                Msg::Line(l) => self.emit(format!("{l}\r\n").as_bytes()),
+                Msg::Done => self.emit(b"=> "),
+            }
+        }
+        if self.worker.as_ref().is_some_and(|w| w.handle.is_finished()) {
+            if let Some(w) = self.worker.take() {
+                let _ = w.handle.join();
+            }
+        }
+    }
+
+    /// Waits up to 25 ms for serial input and handles it.
+    fn serve_console(&mut self) {
+        let listening = self.console.as_ref().is_some_and(|c| c.listening());
+        if !listening {
+            std::thread::sleep(Duration::from_millis(25));
+            return;
+        }
+        let ready = match self.console.as_ref() {
+            Some(c) => {
+                let mut fds = [PollFd::new(c.fd(), PollFlags::POLLIN)];
+                // EINTR (a signal) just ends this wait early.
+                poll(&mut fds, PollTimeout::from(25u8)).unwrap_or(0) > 0
+                    && fds[0].revents().unwrap_or(PollFlags::empty()).contains(PollFlags::POLLIN)
+            }
+            None => false,
+        };
+        if !ready {
+            return;
+        }
+        let mut buf = [0u8; 1024];
+        let n = self.console.as_mut().map(|c| c.read(&mut buf)).unwrap_or(0);
+        if n == 0 || !self.powered {
+            // Powered off: input goes nowhere, like typing into a dead board.
+            return;
+        }
+        for &b in &buf[..n] {
+            self.emit(&[b]);
+            match b {
+                b'\r' => {
+                    let line = std::mem::take(&mut self.line);
+                    self.command(&String::from_utf8_lossy(&line));
+                }
+                b'\n' => {}
+                0x08 | 0x7f => {
+                    self.line.pop();
+                }
+                _ if self.line.len() < MAX_LINE => self.line.push(b),
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs one prompt command (after CR was echoed).
+    fn command(&mut self, cmd: &str) {
+        let mut out = String::from("\n");
+        let cmd = cmd.trim();
+        match cmd {
+            "" => {}
+            "help" => out.push_str(
+                "dhcp    - get a lease and fetch the boot file\r\nhelp    - print this list\r\nversion - print the firmware version\r\n",
+            ),
+            "version" => out.push_str(&format!("boardlab-sim U-Boot 2024.01 ({})\r\n", self.name)),
+            "dhcp" if self.worker.is_none() && self.mac.is_some() => {
+                self.emit(out.as_bytes());
+                self.start_boot();
+                return;
+            }
+            "dhcp" if self.mac.is_some() => out.push_str("dhcp: already running\r\n"),
+            "dhcp" => out.push_str("dhcp: no network link\r\n"),
+            other => out.push_str(&format!("Unknown command '{other}' - try 'help'\r\n")),
+        }
+        out.push_str("=> ");
+        self.emit(out.as_bytes());
+    }
+}
+
+/// The net boot: DHCP on eth0, configure the lease, TFTP the boot file.
+/// Returns early without `Done` when cancelled (power went off).
+fn net_boot(mac: [u8; 6], cancel: &AtomicBool, send: &dyn Fn(Msg)) {
+    let line = |s: String| send(Msg::Line(s));
+    // A `dhcp` command re-runs this while a lease is configured.
+    let _ = proc::run("ip", &["-4", "addr", "flush", "dev", "eth0"]);
+    let lease = match dhcp::acquire("eth0", mac, Duration::from_secs(3), cancel) {
+        Ok(dhcp::Outcome::Lease(l)) => l,
+        Ok(dhcp::Outcome::Cancelled) => return,
+        Ok(dhcp::Outcome::NoOffer) => {
+            line("DHCP: no DHCP offer".into());
+            return send(Msg::Done);
+        }
+        Ok(dhcp::Outcome::Nak(s)) => {
+            line(format!("DHCP: request refused (NAK) by {s}"));
+            return send(Msg::Done);
+        }
+        Err(e) => {
+            line(format!("DHCP: failed: {e}"));
+            return send(Msg::Done);
+        }
+    };
+    if cancel.load(Ordering::SeqCst) {
+        return;
+    }
+    let cidr = format!("{}/{}", lease.addr, lease.prefix);
+    if let Err(e) = proc::run("ip", &["-4", "addr", "add", &cidr, "dev", "eth0"]) {
+        line(format!("DHCP: lease {} from {} but configuring eth0 failed: {e}", lease.addr, lease.server));
+        return send(Msg::Done);
+    }
+    line(format!("DHCP: lease {} from {}", lease.addr, lease.server));
+    let Some(file) = lease.boot_file.clone() else {
+        line("TFTP: no boot file offered".into());
+        return send(Msg::Done);
+    };
+    line(format!("TFTP: fetching {file} from {}", lease.tftp_server));
+    match tftp::fetch(lease.tftp_server, &file, cancel) {
+        Ok(f) => line(format!("TFTP: fetched {file} ({} bytes, sha256 {})", f.bytes, f.sha256)),
+        Err(tftp::Failure::Cancelled) => return,
+        Err(tftp::Failure::Failed(reason)) => {
+            line(format!("TFTP: {file} from {} failed: {reason}", lease.tftp_server))
+        }
+    }
+    send(Msg::Done)
+}
