@@ -65,7 +65,11 @@ test-users:
 	@for u in $(TEST_USERS); do \
 		if id -u "$$u" >/dev/null 2>&1; then echo "test-users: $$u exists"; \
 		else useradd --create-home --shell /bin/sh "$$u" && echo "test-users: created $$u"; fi; \
+		usermod -p '*' "$$u"; \
 	done
+
+# The accounts get the password '*' (no password login possible, but not
+# 'locked'), so that sshd without PAM accepts their keys in the ssh tests.
 
 # Tests that need namespaces, root or a free port set themselves up.
 test: deps test-users

@@ -177,6 +177,15 @@ impl SwitchClient {
         };
         let mut pdu = match res {
             Ok(p) => p,
+            // snmp2 folds the socket error away; on a connected UDP socket a
+            // receive error is almost always ICMP port unreachable.
+            Err(snmp2::Error::Receive) | Err(snmp2::Error::Send) => {
+                return Err(PowerError::Transport {
+                    switch: name,
+                    host: self.sw.host.clone(),
+                    what: format!("did not answer {} {want}: no SNMP agent is listening (connection refused)", op.name()),
+                })
+            }
             Err(e) => return Err(PowerError::Transport { switch: name, host: self.sw.host.clone(), what: format!("{} {want}: {e}", op.name()) }),
         };
         if pdu.error_status != 0 {

@@ -336,6 +336,23 @@ fn silent_switch_faults_the_board_and_it_recovers() {
     let d = lab.req(json!({"fn": "dump"}));
     let kinds: Vec<&str> = ok(&d)["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"fault") && kinds.contains(&"recovered"), "{kinds:?}");
+
+    // A switch that hangs (no ICMP, no reply) is a timeout: the call fails
+    // after timeout x attempts (500 ms x 2), not sooner and not much later.
+    let pid: i32 = std::fs::read_to_string(lab.path().join("snmpd.pid")).unwrap().trim().parse().unwrap();
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let t0 = Instant::now();
+    let r = lab.as_user(ALICE, &[json!({"fn": "power_off", "handle": a["handle"]})]).remove(0);
+    let took = t0.elapsed();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(code(&r), "device_fault");
+    assert!(r["error"]["message"].as_str().unwrap().contains("did not answer within 500 ms (2 attempts)"), "{r}");
+    assert!(took >= Duration::from_millis(1000) && took < Duration::from_secs(3), "took {took:?}");
+    lab.wait_for(Duration::from_secs(10), "the board to recover after SIGCONT", || lab.board(&board)["state"] == "claimed");
+    let r = lab.as_user(ALICE, &[json!({"fn": "power_off", "handle": a["handle"]})]).remove(0);
+    assert_eq!(ok(&r)["power"], "off");
+    assert_eq!(lab.switch_power(&board), "off");
 }
 
 #[cfg(feature = "fault-injection")]

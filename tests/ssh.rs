@@ -87,7 +87,8 @@ impl Sshd {
             .args(["-p", &self.port.to_string()])
             .arg(format!("{user}@127.0.0.1"));
         if let Some(c) = command {
-            cmd.arg(c);
+            // `--`: ssh would read a command starting with `-` as its own option.
+            cmd.arg("--").arg(c);
         }
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         {

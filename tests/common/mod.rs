@@ -32,6 +32,8 @@ pub fn ensure_users() {
                 .expect("useradd");
             assert!(st.success() || nix::unistd::User::from_name(u).ok().flatten().is_some(), "cannot create user {u}");
         }
+        // '*': no password login, but not "locked" (which sshd refuses).
+        let _ = Command::new("usermod").args(["-p", "*", u]).status();
     }
 }
 
