@@ -364,7 +364,6 @@ fn parse_toml<T: for<'de> Deserialize<'de>>(
 impl Config {
     /// Loads and validates `dir/lab.toml` and `dir/boards.d/*.toml`.
     pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
-        let mut errors = Vec::new();
         let lab_path = dir.join("lab.toml");
         let lab_text = match std::fs::read_to_string(&lab_path) {
             Ok(t) => t,
@@ -376,10 +375,7 @@ impl Config {
                 }]))
             }
         };
-        let raw_lab: RawLab = parse_toml(&lab_path, &lab_text, &mut errors).unwrap_or_default();
-        let mut ctx = Ctx { file: &lab_path, text: &lab_text, errors: &mut errors };
-        let (daemon, lease, power, console, switches) = validate_lab(&mut ctx, raw_lab);
-
+        let mut errors = Vec::new();
         let boards_dir = dir.join("boards.d");
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&boards_dir) {
             Ok(rd) => rd
@@ -396,21 +392,37 @@ impl Config {
             }
         };
         files.sort();
+        let mut texts = Vec::with_capacity(files.len());
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(t) => texts.push((file, t)),
+                Err(e) => errors.push(ConfigError { file, line: 0, message: format!("cannot read: {e}") }),
+            }
+        }
+        Self::from_texts(dir, &lab_text, &texts, errors)
+    }
+
+    /// Validates a configuration given as texts: `lab.toml` and the board
+    /// files (path, text) in order. `errors` holds problems found while
+    /// reading, reported with the rest. Pure: used by `load` and the fuzzer.
+    pub fn from_texts(
+        dir: &Path,
+        lab_text: &str,
+        board_texts: &[(PathBuf, String)],
+        mut errors: Vec<ConfigError>,
+    ) -> Result<Config, ConfigErrors> {
+        let lab_path = dir.join("lab.toml");
+        let raw_lab: RawLab = parse_toml(&lab_path, lab_text, &mut errors).unwrap_or_default();
+        let mut ctx = Ctx { file: &lab_path, text: lab_text, errors: &mut errors };
+        let (daemon, lease, power, console, switches) = validate_lab(&mut ctx, raw_lab);
 
         let mut boards: Vec<Board> = Vec::new();
         let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
         let mut seen_ports: HashMap<(String, u32, u32), String> = HashMap::new();
         let mut seen_ifaces: HashMap<String, String> = HashMap::new();
-        for file in files {
-            let text = match std::fs::read_to_string(&file) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.push(ConfigError { file: file.clone(), line: 0, message: format!("cannot read: {e}") });
-                    continue;
-                }
-            };
-            let Some(raw) = parse_toml::<RawBoard>(&file, &text, &mut errors) else { continue };
-            let mut ctx = Ctx { file: &file, text: &text, errors: &mut errors };
+        for (file, text) in board_texts {
+            let Some(raw) = parse_toml::<RawBoard>(file, text, &mut errors) else { continue };
+            let mut ctx = Ctx { file, text, errors: &mut errors };
             let Some(board) = validate_board(&mut ctx, raw, &switches) else { continue };
             if let Some(other) = seen_names.get(&board.name) {
                 let span = 0..0;
