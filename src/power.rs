@@ -80,13 +80,19 @@ pub struct SwitchClient {
     session: Option<AsyncSession>,
 }
 
-/// What one request returns: the varbind's OID and integer value.
+/// One varbind of a reply: its OID and integer value (None past the end
+/// of a walk).
 type Reading = (Vec<u64>, Option<i64>);
+
+/// How many rows one GETBULK asks for: about 30 bytes a row keeps a reply
+/// well inside one UDP datagram and snmp2's receive buffer.
+const BULK_ROWS: u32 = 40;
 
 #[derive(Clone, Copy)]
 enum Op {
     Get,
     GetNext,
+    GetBulk,
     Set(i64),
 }
 
@@ -95,6 +101,7 @@ impl Op {
         match self {
             Op::Get => "get",
             Op::GetNext => "getnext",
+            Op::GetBulk => "getbulk",
             Op::Set(_) => "set",
         }
     }
@@ -135,7 +142,7 @@ impl SwitchClient {
 
     /// One request with the switch's timeout and retries. The session is
     /// dropped after any failure.
-    async fn request(&mut self, op: Op, oid: &[u64]) -> Result<Reading, PowerError> {
+    async fn request(&mut self, op: Op, oid: &[u64]) -> Result<Vec<Reading>, PowerError> {
         let attempts = self.sw.retries.saturating_add(1);
         let timeout = self.sw.timeout;
         let mut last = None;
@@ -165,7 +172,7 @@ impl SwitchClient {
         }))
     }
 
-    async fn request_once(&mut self, op: Op, oid: &[u64]) -> Result<Reading, PowerError> {
+    async fn request_once(&mut self, op: Op, oid: &[u64]) -> Result<Vec<Reading>, PowerError> {
         let name = self.sw.name.clone();
         let want = oid_string(oid);
         let o = Oid::from(oid).map_err(|e| PowerError::BadValue { switch: name.clone(), oid: want.clone(), what: format!("bad OID: {e:?}") })?;
@@ -173,6 +180,7 @@ impl SwitchClient {
         let res = match op {
             Op::Get => session.get(&o).await,
             Op::GetNext => session.getnext(&o).await,
+            Op::GetBulk => session.getbulk(&[&o], 0, BULK_ROWS).await,
             Op::Set(v) => session.set(&[(&o, Value::Integer(v))]).await,
         };
         let mut pdu = match res {
@@ -191,27 +199,37 @@ impl SwitchClient {
         if pdu.error_status != 0 {
             return Err(PowerError::Agent { switch: name, op: op.name(), oid: want, status: status_name(pdu.error_status) });
         }
-        let Some((got_oid, value)) = pdu.varbinds.next() else {
-            return Err(PowerError::BadValue { switch: name, oid: want, what: "reply has no value".into() });
-        };
-        let got: Vec<u64> = match got_oid.iter() {
-            Some(it) => it.collect(),
-            None => return Err(PowerError::BadValue { switch: name, oid: want, what: "reply OID is not readable".into() }),
-        };
-        if !matches!(op, Op::GetNext) && got != oid {
-            return Err(PowerError::WrongOid { switch: name, want, got: oid_string(&got) });
+        let walking = matches!(op, Op::GetNext | Op::GetBulk);
+        let mut out = Vec::new();
+        for (got_oid, value) in pdu.varbinds.by_ref() {
+            let got: Vec<u64> = match got_oid.iter() {
+                Some(it) => it.collect(),
+                None => return Err(PowerError::BadValue { switch: name, oid: want, what: "reply OID is not readable".into() }),
+            };
+            if !walking && got != oid {
+                return Err(PowerError::WrongOid { switch: name, want, got: oid_string(&got) });
+            }
+            let v = match value {
+                Value::Integer(i) => Some(i),
+                Value::EndOfMibView | Value::NoSuchObject | Value::NoSuchInstance if walking => None,
+                Value::NoSuchObject | Value::NoSuchInstance => {
+                    return Err(PowerError::BadValue { switch: name, oid: want, what: "no such port on the switch".into() })
+                }
+                // Past the end of the column a walk meets other types.
+                _ if walking => None,
+                other => {
+                    return Err(PowerError::BadValue { switch: name, oid: want, what: format!("unexpected value {other:?}") })
+                }
+            };
+            out.push((got, v));
+            if !matches!(op, Op::GetBulk) {
+                break;
+            }
         }
-        let v = match value {
-            Value::Integer(i) => Some(i),
-            Value::EndOfMibView | Value::NoSuchObject | Value::NoSuchInstance if matches!(op, Op::GetNext) => None,
-            Value::NoSuchObject | Value::NoSuchInstance => {
-                return Err(PowerError::BadValue { switch: name, oid: want, what: "no such port on the switch".into() })
-            }
-            other => {
-                return Err(PowerError::BadValue { switch: name, oid: want, what: format!("unexpected value {other:?}") })
-            }
-        };
-        Ok((got, v))
+        if out.is_empty() {
+            return Err(PowerError::BadValue { switch: name, oid: want, what: "reply has no value".into() });
+        }
+        Ok(out)
     }
 
     fn port_oid(group: u32, port: u32) -> Vec<u64> {
@@ -236,7 +254,7 @@ impl SwitchClient {
     /// Reads a port's admin state.
     pub async fn get(&mut self, group: u32, port: u32) -> Result<PowerState, PowerError> {
         let oid = Self::port_oid(group, port);
-        let (_, v) = self.request(Op::Get, &oid).await?;
+        let v = self.request(Op::Get, &oid).await?.remove(0).1;
         self.decode(&oid, v)
     }
 
@@ -244,7 +262,7 @@ impl SwitchClient {
     pub async fn set(&mut self, group: u32, port: u32, on: bool) -> Result<(), PowerError> {
         let oid = Self::port_oid(group, port);
         let want = if on { ON } else { OFF };
-        let (_, v) = self.request(Op::Set(want), &oid).await?;
+        let v = self.request(Op::Set(want), &oid).await?.remove(0).1;
         if v != Some(want) {
             return Err(PowerError::BadValue {
                 switch: self.sw.name.clone(),
@@ -274,24 +292,29 @@ impl SwitchClient {
         let mut cur = ADMIN_ENABLE.to_vec();
         // A switch has at most a few thousand ports; the bound stops a
         // misbehaving agent from looping us forever.
+        let op = if self.sw.version == SnmpVersion::V1 { Op::GetNext } else { Op::GetBulk };
         for _ in 0..100_000 {
-            let (oid, v) = self.request(Op::GetNext, &cur).await?;
-            if oid.len() != ADMIN_ENABLE.len() + 2 || !oid.starts_with(&ADMIN_ENABLE) {
-                break;
-            }
-            if oid <= cur {
-                return Err(PowerError::BadValue {
-                    switch: self.sw.name.clone(),
-                    oid: oid_string(&oid),
-                    what: "getnext went backwards".into(),
-                });
-            }
-            if let (Ok(g), Ok(p)) = (u32::try_from(oid[11]), u32::try_from(oid[12])) {
-                if let Ok(state) = self.decode(&oid, v) {
-                    out.insert((g, p), state);
+            let rows = self.request(op, &cur).await?;
+            for (oid, v) in rows {
+                // Past the column, or the end of the agent's MIB (which
+                // repeats the OID asked for): the walk is complete.
+                if oid.len() != ADMIN_ENABLE.len() + 2 || !oid.starts_with(&ADMIN_ENABLE) || v.is_none() {
+                    return Ok(out);
                 }
+                if oid <= cur {
+                    return Err(PowerError::BadValue {
+                        switch: self.sw.name.clone(),
+                        oid: oid_string(&oid),
+                        what: "the walk went backwards".into(),
+                    });
+                }
+                if let (Ok(g), Ok(p)) = (u32::try_from(oid[11]), u32::try_from(oid[12])) {
+                    if let Ok(state) = self.decode(&oid, v) {
+                        out.insert((g, p), state);
+                    }
+                }
+                cur = oid;
             }
-            cur = oid;
         }
         Ok(out)
     }

@@ -398,3 +398,19 @@ fn a_panicking_board_restarts_alone() {
     assert_eq!(me["power"], "on");
     eprintln!("board answered again after {back:?}; {answered} status calls meanwhile");
 }
+
+#[test]
+fn start_reads_every_port_from_the_switch() {
+    // More ports than one GETBULK page, set behind labd's back.
+    let mut lab = Lab::create(90, "rockpro64", &["--no-net", "--no-console"], |t| t);
+    for port in [1, 41, 42, 90] {
+        lab.snmpset(port, 1);
+    }
+    lab.start_labd();
+    let s = lab.req(json!({"fn": "status"}));
+    let boards = ok(&s).as_array().unwrap();
+    assert_eq!(boards.len(), 90);
+    let on: Vec<&str> = boards.iter().filter(|b| b["power"] == "on").map(|b| b["board"].as_str().unwrap()).collect();
+    assert_eq!(on, vec!["rockpro64-1", "rockpro64-41", "rockpro64-42", "rockpro64-90"]);
+    assert!(boards.iter().all(|b| b["power"] == "on" || b["power"] == "off"), "every port was read");
+}

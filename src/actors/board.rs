@@ -188,13 +188,17 @@ pub enum PowerAction {
     On,
     Off,
     Cycle,
+    /// Off, unless the port is known to be off already (last read back or
+    /// read from the switch, no fault since): what release and expiry use,
+    /// so that returning an idle board costs no SNMP round trip.
+    EnsureOff,
 }
 
 impl PowerAction {
     fn name(self) -> &'static str {
         match self {
             PowerAction::On => "power_on",
-            PowerAction::Off => "power_off",
+            PowerAction::Off | PowerAction::EnsureOff => "power_off",
             PowerAction::Cycle => "power_cycle",
         }
     }
@@ -215,6 +219,9 @@ impl Handler<Power> for BoardActor {
     /// Runs the SNMP work off the actor's loop; the result updates the
     /// board's view, its fault state and the event log.
     fn handle(&mut self, msg: Power, _ctx: &mut Context<Self>) -> Self::Result {
+        if msg.action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() {
+            return Box::pin(actix::fut::ready(Ok(PowerState::Off)));
+        }
         let port = self.port.clone();
         let (group, portno) = (self.cfg.group, self.cfg.port);
         let delay = self.policy.cycle_delay;
@@ -224,7 +231,9 @@ impl Handler<Power> for BoardActor {
             let mut c = port.lock().await;
             match action {
                 PowerAction::On => (None, c.set(group, portno, true).await.map(|_| PowerState::On)),
-                PowerAction::Off => (None, c.set(group, portno, false).await.map(|_| PowerState::Off)),
+                PowerAction::Off | PowerAction::EnsureOff => {
+                    (None, c.set(group, portno, false).await.map(|_| PowerState::Off))
+                }
                 PowerAction::Cycle => {
                     if let Err(e) = c.set(group, portno, false).await {
                         return (None, Err(e));

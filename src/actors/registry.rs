@@ -389,7 +389,7 @@ impl Registry {
             return ready(Err(ApiError::new(Code::Internal, "board vanished")));
         };
         let name = name.to_string();
-        let req = addr.send(Power { action: PowerAction::Off, by: by.to_string() });
+        let req = addr.send(Power { action: PowerAction::EnsureOff, by: by.to_string() });
         Box::pin(actix::fut::wrap_future::<_, Self>(req).map(move |res, act, ctx| {
             let mut reply = json!({"board": name, "released": true, "user": claim.user});
             match flatten(res) {

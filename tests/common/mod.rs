@@ -53,6 +53,13 @@ impl Lab {
     /// `labsim up` with `n` boards; `edit` may rewrite lab.toml before
     /// labd starts.
     pub fn up(n: usize, classes: &str, edit: impl FnOnce(String) -> String) -> Lab {
+        let mut lab = Lab::create(n, classes, &[], edit);
+        lab.start_labd();
+        lab
+    }
+
+    /// `labsim up` with extra flags (e.g. `--no-net`), without starting labd.
+    pub fn create(n: usize, classes: &str, flags: &[&str], edit: impl FnOnce(String) -> String) -> Lab {
         ensure_users();
         let dir = tempfile::Builder::new().prefix("bltest-").tempdir().unwrap();
         // labsim refuses a directory that already holds a lab; an empty
@@ -62,15 +69,33 @@ impl Lab {
             .args(["up", "--dir"])
             .arg(lab.dir.path())
             .args(["--boards", &n.to_string(), "--classes", classes])
+            .args(flags)
             .output()
             .unwrap();
         assert!(out.status.success(), "labsim up failed: {}", String::from_utf8_lossy(&out.stderr));
         let p = lab.dir.path().join("lab.toml");
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, edit(text)).unwrap();
-        let mut lab = lab;
-        lab.start_labd();
         lab
+    }
+
+    /// The UDP port of the lab's snmpd, from lab.toml.
+    pub fn snmp_port(&self) -> u16 {
+        let t = std::fs::read_to_string(self.path().join("lab.toml")).unwrap();
+        let host = t.lines().find(|l| l.trim_start().starts_with("host")).expect("switch host");
+        host.rsplit(':').next().unwrap().trim_end_matches('"').trim().parse().unwrap()
+    }
+
+    /// Sets a port with net-snmp's own snmpset, behind labd's back.
+    pub fn snmpset(&self, port: u32, value: u32) {
+        let st = Command::new("snmpset")
+            .args(["-v2c", "-c", "private", "-On", "-t", "2"])
+            .arg(format!("127.0.0.1:{}", self.snmp_port()))
+            .arg(format!(".1.3.6.1.2.1.105.1.1.1.3.1.{port}"))
+            .args(["i", &value.to_string()])
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "snmpset: {}", String::from_utf8_lossy(&st.stderr));
     }
 
     pub fn path(&self) -> &Path {
