@@ -74,10 +74,15 @@ fn oid_string(parts: &[u64]) -> String {
     s
 }
 
-/// A client for one switch: one session, rebuilt after any error.
+/// A client for one switch port's worth of requests.
+///
+/// A session (a connected UDP socket and two 64 KiB buffers) lives only for
+/// one operation: a lab of a thousand mostly idle boards must not hold a
+/// thousand sessions, and opening one costs two syscalls next to a
+/// network round trip. It is also dropped after any error.
 pub struct SwitchClient {
     sw: Arc<Switch>,
-    session: Option<AsyncSession>,
+    session: Option<Box<AsyncSession>>,
 }
 
 /// One varbind of a reply: its OID and integer value (None past the end
@@ -127,12 +132,12 @@ impl SwitchClient {
                 SnmpVersion::V2c => AsyncSession::new_v2c(self.sw.host.as_str(), community, start).await,
             }
             .map_err(|e| self.transport(format!("opening a UDP session: {e}")))?;
-            self.session = Some(s);
+            self.session = Some(Box::new(s));
         }
         // Just set above when it was empty.
         let (name, host) = (self.sw.name.clone(), self.sw.host.clone());
         self.session
-            .as_mut()
+            .as_deref_mut()
             .ok_or(PowerError::Transport { switch: name, host, what: "no session".into() })
     }
 
@@ -253,6 +258,12 @@ impl SwitchClient {
 
     /// Reads a port's admin state.
     pub async fn get(&mut self, group: u32, port: u32) -> Result<PowerState, PowerError> {
+        let r = self.read(group, port).await;
+        self.session = None;
+        r
+    }
+
+    async fn read(&mut self, group: u32, port: u32) -> Result<PowerState, PowerError> {
         let oid = Self::port_oid(group, port);
         let v = self.request(Op::Get, &oid).await?.remove(0).1;
         self.decode(&oid, v)
@@ -260,6 +271,12 @@ impl SwitchClient {
 
     /// Sets a port on or off and reads it back.
     pub async fn set(&mut self, group: u32, port: u32, on: bool) -> Result<(), PowerError> {
+        let r = self.write(group, port, on).await;
+        self.session = None;
+        r
+    }
+
+    async fn write(&mut self, group: u32, port: u32, on: bool) -> Result<(), PowerError> {
         let oid = Self::port_oid(group, port);
         let want = if on { ON } else { OFF };
         let v = self.request(Op::Set(want), &oid).await?.remove(0).1;
@@ -270,7 +287,7 @@ impl SwitchClient {
                 what: format!("set reply carries {v:?}, not {want}"),
             });
         }
-        let state = self.get(group, port).await?;
+        let state = self.read(group, port).await?;
         let expect = if on { PowerState::On } else { PowerState::Off };
         if state != expect {
             self.session = None;
@@ -288,6 +305,12 @@ impl SwitchClient {
     /// knows with its state. Used once at start so that labd reads every
     /// port's real state without one request per board.
     pub async fn walk(&mut self) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
+        let r = self.walk_column().await;
+        self.session = None;
+        r
+    }
+
+    async fn walk_column(&mut self) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
         let mut out = HashMap::new();
         let mut cur = ADMIN_ENABLE.to_vec();
         // A switch has at most a few thousand ports; the bound stops a

@@ -1,0 +1,406 @@
+//! labbench: boardlab's benchmark suite (`make bench`).
+//!
+//! Runs real components only: labsim's snmpd as the switch, labd from the
+//! same build directory, labcli processes, the socket. Every figure is
+//! measured here, in this run, over repeated samples, and printed with its
+//! median and p99 next to the target it is held to. Needs root (labsim).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn exe_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn bin(name: &str) -> PathBuf {
+    exe_dir().join(name)
+}
+
+struct Sim {
+    dir: PathBuf,
+}
+
+impl Sim {
+    fn up(n: usize, flags: &[&str]) -> Result<Sim, String> {
+        let dir = std::env::temp_dir().join(format!("labbench-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(bin("labsim"))
+            .args(["up", "--dir"])
+            .arg(&dir)
+            .args(["--boards", &n.to_string()])
+            .args(flags)
+            .output()
+            .map_err(|e| format!("running labsim: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("labsim up: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(Sim { dir })
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("labd.sock")
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = Command::new(bin("labsim")).args(["down", "--dir"]).arg(&self.dir).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// Starts labd and returns it with the time until it answered `status`.
+    fn start(sim: &Sim) -> Result<(Daemon, Duration), String> {
+        let _ = std::fs::remove_file(sim.dir.join("state.db"));
+        let log = std::fs::File::create(sim.dir.join("labd.log")).map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        let child = Command::new(bin("labd"))
+            .arg("--config")
+            .arg(&sim.dir)
+            .env("LABD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting labd: {e}"))?;
+        let mut d = Daemon { child };
+        loop {
+            if let Ok(mut c) = Conn::open(&sim.sock()) {
+                if c.call(json!({"fn": "status"}))["ok"] == true {
+                    return Ok((d, t0.elapsed()));
+                }
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                return Err("labd did not answer within 30 s".into());
+            }
+            if let Ok(Some(st)) = d.child.try_wait() {
+                return Err(format!("labd exited: {st}"));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Conn {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+    line: String,
+}
+
+impl Conn {
+    fn open(p: &Path) -> std::io::Result<Conn> {
+        let w = UnixStream::connect(p)?;
+        w.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let r = BufReader::new(w.try_clone()?);
+        Ok(Conn { w, r, line: String::new() })
+    }
+
+    fn call(&mut self, v: Value) -> Value {
+        let mut s = v.to_string();
+        s.push('\n');
+        if self.w.write_all(s.as_bytes()).is_err() {
+            return Value::Null;
+        }
+        self.line.clear();
+        match self.r.read_line(&mut self.line) {
+            Ok(n) if n > 0 => serde_json::from_str(&self.line).unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// A measured figure: samples, and the target it is held to.
+struct Row {
+    name: String,
+    samples: Vec<Duration>,
+    unit: Unit,
+    target: Option<f64>,
+    note: String,
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Ms,
+    MiB,
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+impl Row {
+    fn time(name: &str, samples: Vec<Duration>, target_ms: Option<f64>) -> Row {
+        Row { name: name.into(), samples, unit: Unit::Ms, target: target_ms, note: String::new() }
+    }
+
+    fn values(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        if let Unit::MiB = self.unit {
+            // Stored as "milliseconds" = KiB / 1000 trick avoided: see mib().
+            v = self.samples.iter().map(|d| d.as_nanos() as f64 / 1024.0).collect();
+        }
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v
+    }
+}
+
+/// Memory figures ride in the same table: KiB stored as nanoseconds.
+fn mib(name: &str, kib: Vec<u64>, target_mib: Option<f64>) -> Row {
+    Row {
+        name: name.into(),
+        samples: kib.into_iter().map(Duration::from_nanos).collect(),
+        unit: Unit::MiB,
+        target: target_mib,
+        note: String::new(),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!("{:<52} {:>5} {:>10} {:>10} {:>10} {:>7}", "measure", "n", "median", "p99", "target", "");
+    println!("{}", "-".repeat(100));
+    for r in rows {
+        let v = r.values();
+        let unit = match r.unit {
+            Unit::Ms => "ms",
+            Unit::MiB => "MiB",
+        };
+        let (med, p99) = (pct(&v, 0.5), pct(&v, 0.99));
+        let fmt = |x: f64| if x < 1.0 { format!("{x:.3} {unit}") } else { format!("{x:.1} {unit}") };
+        let (target, verdict) = match r.target {
+            Some(t) => (format!("< {}", fmt(t)), if med < t { "ok" } else { "MISSED" }),
+            None => ("-".to_string(), ""),
+        };
+        println!("{:<52} {:>5} {:>10} {:>10} {:>10} {:>7}", r.name, v.len(), fmt(med), fmt(p99), target, verdict);
+        if !r.note.is_empty() {
+            println!("    {}", r.note);
+        }
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|k| format!("{:.1} GiB", k as f64 / 1048576.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {mem}, Linux {}, load {}",
+        kernel.trim(),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
+}
+
+fn labcli(sock: &Path, args: &[&str]) -> (Duration, std::process::Output) {
+    let t0 = Instant::now();
+    let out = Command::new(bin("labcli"))
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .env_remove("SSH_ORIGINAL_COMMAND")
+        .stdin(Stdio::null())
+        .output()
+        .expect("labcli");
+    (t0.elapsed(), out)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 200 } else { 2000 };
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("labbench: needs root (labsim builds namespaces and runs snmpd)");
+        std::process::exit(2);
+    }
+    println!("boardlab benchmarks — release build, {n} samples per socket figure");
+    println!("machine: {}", machine());
+    println!();
+    let mut rows = Vec::new();
+    if let Err(e) = run(n, quick, &mut rows) {
+        print_table(&rows);
+        eprintln!("labbench: {e}");
+        std::process::exit(1);
+    }
+    print_table(&rows);
+}
+
+fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
+    // --- A lab of 10 boards: the socket, labcli, SNMP, panics. -----------
+    let sim = Sim::up(10, &["--no-net", "--no-console"])?;
+    let (_d, _) = Daemon::start(&sim)?;
+    let mut c = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
+    for _ in 0..200 {
+        c.call(json!({"fn": "status"}));
+    }
+    let mut s = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": "status"}));
+        s.push(t0.elapsed());
+        if r["ok"] != true {
+            return Err(format!("status failed: {r}"));
+        }
+    }
+    rows.push(Row::time("socket round trip: status (10 boards)", s, Some(0.2)));
+
+    let mut s = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": "claim", "class": "rockpro64"}));
+        let h = r["result"]["handle"].clone();
+        let r2 = c.call(json!({"fn": "release", "handle": h}));
+        s.push(t0.elapsed());
+        if r["ok"] != true || r2["ok"] != true {
+            return Err(format!("claim/release failed: {r} {r2}"));
+        }
+    }
+    rows.push(Row::time("socket round trip: claim + release (jail none)", s, Some(0.2)));
+
+    let procs = if quick { 30 } else { 200 };
+    let mut s = Vec::new();
+    for _ in 0..procs {
+        let (t, out) = labcli(&sim.sock(), &["status"]);
+        if !out.status.success() {
+            return Err("labcli status failed".into());
+        }
+        s.push(t);
+    }
+    rows.push(Row::time("labcli process: status", s, Some(5.0)));
+    let mut s = Vec::new();
+    for _ in 0..procs {
+        let (t1, out) = labcli(&sim.sock(), &["--json", "claim", "rockpro64"]);
+        let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("labcli claim: {e}"))?;
+        let h = v["handle"].as_str().unwrap_or_default().to_string();
+        let (t2, out) = labcli(&sim.sock(), &["release", &h]);
+        if !out.status.success() {
+            return Err("labcli release failed".into());
+        }
+        s.push(t1 + t2);
+    }
+    rows.push(Row::time("labcli processes: claim + release", s, Some(10.0)));
+
+    // SNMP set-and-verify through labd, against labsim's snmpd.
+    let r = c.call(json!({"fn": "claim", "class": "rockpro64"}));
+    let h = r["result"]["handle"].clone();
+    let mut s = Vec::new();
+    for i in 0..(if quick { 50 } else { 300 }) {
+        let f = if i % 2 == 0 { "power_on" } else { "power_off" };
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": f, "handle": h}));
+        s.push(t0.elapsed());
+        if r["ok"] != true {
+            return Err(format!("{f} failed: {r}"));
+        }
+    }
+    rows.push(Row::time("power on/off: SNMP set + read-back via labd", s, None));
+
+    // A panicking board actor: time until the board answers again with its
+    // port state re-read from the switch.
+    let board = r["result"]["board"].as_str().unwrap_or_default().to_string();
+    let mut s = Vec::new();
+    let mut supported = true;
+    for _ in 0..(if quick { 10 } else { 50 }) {
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": "debug_panic", "board": board}));
+        if r["ok"] != true {
+            supported = false;
+            break;
+        }
+        let mut probe = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
+        loop {
+            let r = probe.call(json!({"fn": "power_off", "handle": h}));
+            if r["ok"] == true {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(5) {
+                return Err(format!("board did not come back: {r}"));
+            }
+        }
+        s.push(t0.elapsed());
+    }
+    if supported {
+        rows.push(Row::time("panicked board actor: answering again (incl. SNMP)", s, Some(50.0)));
+    } else {
+        let mut row = Row::time("panicked board actor: answering again", vec![], Some(50.0));
+        row.note = "not measured: this labd was built without --features fault-injection".into();
+        rows.push(row);
+    }
+    drop(c);
+    drop(_d);
+    drop(sim);
+
+    // --- Start-up and memory at 10, 100 and 1,000 boards. ----------------
+    for boards in [10usize, 100, 1000] {
+        let sim = Sim::up(boards, &["--no-net", "--no-console"])?;
+        let mut times = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..(if quick { 3 } else { 7 }) {
+            let (d, t) = Daemon::start(&sim)?;
+            times.push(t);
+            rss.push(d.rss_kib());
+            if boards == 1000 && rss.len() == 1 {
+                let mut c = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
+                let mut s = Vec::new();
+                for _ in 0..(n / 4).max(50) {
+                    let t0 = Instant::now();
+                    let r = c.call(json!({"fn": "status"}));
+                    s.push(t0.elapsed());
+                    if r["result"].as_array().map(|a| a.len()) != Some(1000) {
+                        return Err("status of 1000 boards incomplete".into());
+                    }
+                }
+                rows.push(Row::time("socket round trip: status of 1,000 boards", s, None));
+                rss.push(d.rss_kib());
+            }
+        }
+        let target_t = if boards == 1000 { Some(1000.0) } else { None };
+        let target_m = if boards == 1000 { Some(64.0) } else { None };
+        rows.push(Row::time(&format!("labd start-up to first answer: {boards} boards"), times, target_t));
+        rows.push(mib(&format!("labd resident memory: {boards} boards"), rss, target_m));
+    }
+    Ok(())
+}
