@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 use super::registry::{BoardRestarted, BoardStatus, Registry};
 use super::catch;
 use crate::config::{self, PowerPolicy};
-use crate::db::Db;
+use crate::db::{Claim, Db};
 use crate::power::{PowerError, SwitchClient};
 use crate::protocol::{ApiError, Code, PowerState};
 
@@ -49,6 +49,9 @@ pub struct BoardActor {
     /// The port state read by the start-up walk, used by the first start
     /// only (a restart re-reads the port).
     initial_power: Option<PowerState>,
+    /// The claim this board serves, as stored in SQLite (the registry
+    /// decides claims; the board keeps the devices in step with them).
+    claim: Option<Claim>,
 }
 
 impl BoardActor {
@@ -72,6 +75,7 @@ impl BoardActor {
             probe_pending: None,
             generation: 0,
             initial_power,
+            claim: None,
         }
     }
 
@@ -151,12 +155,76 @@ impl BoardActor {
             }
         }));
     }
+
+    /// Switches the port off the actor's loop; the result updates the
+    /// board's view, its fault state and the event log.
+    fn switch_power(&mut self, action: PowerAction, by: String) -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
+        if action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() {
+            return Box::pin(actix::fut::ready(Ok(PowerState::Off)));
+        }
+        let port = self.port.clone();
+        let (group, portno) = (self.cfg.group, self.cfg.port);
+        let delay = self.policy.cycle_delay;
+        let generation = self.generation;
+        let fut = catch(async move {
+            let mut c = port.lock().await;
+            match action {
+                PowerAction::On => (None, c.set(group, portno, true).await.map(|_| PowerState::On)),
+                PowerAction::Off | PowerAction::EnsureOff => {
+                    (None, c.set(group, portno, false).await.map(|_| PowerState::Off))
+                }
+                PowerAction::Cycle => {
+                    if let Err(e) = c.set(group, portno, false).await {
+                        return (None, Err(e));
+                    }
+                    tokio::time::sleep(delay).await;
+                    (Some(PowerState::Off), c.set(group, portno, true).await.map(|_| PowerState::On))
+                }
+            }
+        });
+        Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, ctx| {
+            let (partial, res) = match res {
+                Ok(r) => r,
+                Err(p) => {
+                    act.crashed(ctx, &p);
+                    return Err(ApiError::new(Code::Internal, format!(
+                        "board {} failed while switching power and was restarted; try again",
+                        act.name()
+                    )));
+                }
+            };
+            if generation != act.generation {
+                return Err(ApiError::new(Code::Internal, "board restarted during the request; try again"));
+            }
+            match res {
+                Ok(state) => {
+                    act.event(action.name(), Some(&by), Some(state.as_str()));
+                    act.healthy(state);
+                    Ok(state)
+                }
+                Err(e) => {
+                    act.faulted(ctx, &e);
+                    if let Some(p) = partial {
+                        // The first half of a cycle worked: say so.
+                        act.power = p;
+                        act.report();
+                    }
+                    Err(ApiError::new(Code::DeviceFault, format!("{}: {e}", action.name())))
+                }
+            }
+        }))
+    }
 }
 
 impl Actor for BoardActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // First start or restart alike: the claim is whatever SQLite says.
+        match self.db.claim_of_board(&self.cfg.name) {
+            Ok(c) => self.claim = c,
+            Err(e) => error!(board = %self.name(), "cannot read the board's claim: {e}"),
+        }
         match self.initial_power.take() {
             Some(state) => self.healthy(state),
             None => {
@@ -216,64 +284,66 @@ pub struct Power {
 impl Handler<Power> for BoardActor {
     type Result = ResponseActFuture<Self, Result<PowerState, ApiError>>;
 
-    /// Runs the SNMP work off the actor's loop; the result updates the
-    /// board's view, its fault state and the event log.
+    /// Runs the SNMP work off the actor's loop.
     fn handle(&mut self, msg: Power, _ctx: &mut Context<Self>) -> Self::Result {
-        if msg.action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() {
-            return Box::pin(actix::fut::ready(Ok(PowerState::Off)));
+        self.switch_power(msg.action, msg.by)
+    }
+}
+
+/// A claim was granted: bring the board's devices into its service.
+#[derive(Message)]
+#[rtype(result = "Result<Attached, ApiError>")]
+pub struct Attach {
+    pub claim: Claim,
+    /// Power the board on as part of the claim.
+    pub power: bool,
+}
+
+/// What a claim got from its board.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// The power state reached, when the claim asked for power.
+    pub power: Option<PowerState>,
+}
+
+impl Handler<Attach> for BoardActor {
+    type Result = ResponseActFuture<Self, Result<Attached, ApiError>>;
+
+    /// Records the claim and powers the board on if asked.
+    fn handle(&mut self, msg: Attach, _ctx: &mut Context<Self>) -> Self::Result {
+        let by = msg.claim.user.clone();
+        self.claim = Some(msg.claim);
+        if !msg.power {
+            return Box::pin(actix::fut::ready(Ok(Attached { power: None })));
         }
-        let port = self.port.clone();
-        let (group, portno) = (self.cfg.group, self.cfg.port);
-        let delay = self.policy.cycle_delay;
-        let action = msg.action;
-        let generation = self.generation;
-        let fut = catch(async move {
-            let mut c = port.lock().await;
-            match action {
-                PowerAction::On => (None, c.set(group, portno, true).await.map(|_| PowerState::On)),
-                PowerAction::Off | PowerAction::EnsureOff => {
-                    (None, c.set(group, portno, false).await.map(|_| PowerState::Off))
-                }
-                PowerAction::Cycle => {
-                    if let Err(e) = c.set(group, portno, false).await {
-                        return (None, Err(e));
-                    }
-                    tokio::time::sleep(delay).await;
-                    (Some(PowerState::Off), c.set(group, portno, true).await.map(|_| PowerState::On))
-                }
-            }
-        });
-        Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, ctx| {
-            let (partial, res) = match res {
-                Ok(r) => r,
-                Err(p) => {
-                    act.crashed(ctx, &p);
-                    return Err(ApiError::new(Code::Internal, format!(
-                        "board {} failed while switching power and was restarted; try again",
-                        act.name()
-                    )));
-                }
-            };
-            if generation != act.generation {
-                return Err(ApiError::new(Code::Internal, "board restarted during the request; try again"));
-            }
-            match res {
-                Ok(state) => {
-                    act.event(action.name(), Some(&msg.by), Some(state.as_str()));
-                    act.healthy(state);
-                    Ok(state)
-                }
-                Err(e) => {
-                    act.faulted(ctx, &e);
-                    if let Some(p) = partial {
-                        // The first half of a cycle worked: say so.
-                        act.power = p;
-                        act.report();
-                    }
-                    Err(ApiError::new(Code::DeviceFault, format!("{}: {e}", action.name())))
-                }
-            }
-        }))
+        Box::pin(self.switch_power(PowerAction::On, by).map(|r, _, _| r.map(|p| Attached { power: Some(p) })))
+    }
+}
+
+/// A claim ended (release, expiry, force-release, or a claim undone):
+/// return the board to the lab.
+#[derive(Message)]
+#[rtype(result = "Result<PowerState, ApiError>")]
+pub struct Detach {
+    pub handle: String,
+    pub by: String,
+    /// Power the board off (not when undoing a claim whose power-on failed).
+    pub power_off: bool,
+}
+
+impl Handler<Detach> for BoardActor {
+    type Result = ResponseActFuture<Self, Result<PowerState, ApiError>>;
+
+    /// Forgets the claim, then powers the board off; the answer is the power
+    /// state reached (an error leaves the board faulted, the claim gone).
+    fn handle(&mut self, msg: Detach, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.claim.as_ref().map(|c| c.handle == msg.handle).unwrap_or(false) {
+            self.claim = None;
+        }
+        if !msg.power_off {
+            return Box::pin(actix::fut::ready(Ok(self.power)));
+        }
+        self.switch_power(PowerAction::EnsureOff, msg.by)
     }
 }
 

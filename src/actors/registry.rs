@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use super::board::{BoardActor, Power, PowerAction};
+use super::board::{Attach, BoardActor, Detach, Power, PowerAction};
 use super::Identity;
 use crate::config::{self, Config};
 use crate::db::{Claim, Db, DbError};
@@ -317,23 +317,24 @@ impl Registry {
             return ready(Err(ApiError::new(Code::Internal, "board vanished")));
         };
         let power_on = power || e.cfg.power_on_claim;
-        e.claim = Some(claim);
+        e.claim = Some(claim.clone());
         self.by_handle.insert(handle.clone(), name.to_string());
         self.arm_lease(name, ctx);
         info!(board = %name, user = %user, "claimed");
-        if !power_on {
-            return ready(self.claim_reply(name));
-        }
         let Some(addr) = self.board_addr(name, ctx) else {
             return ready(Err(ApiError::new(Code::Internal, "board vanished")));
         };
         let (name, user) = (name.to_string(), user.to_string());
-        let req = addr.send(Power { action: PowerAction::On, by: user.clone() });
+        let req = addr.send(Attach { claim, power: power_on });
         Box::pin(actix::fut::wrap_future::<_, Self>(req).map(move |res, act, ctx| {
-            match flatten(res) {
-                Ok(state) => {
-                    if let Some(e) = act.boards.get_mut(&name) {
-                        e.power = state;
+            let res = match res {
+                Ok(r) => r,
+                Err(e) => Err(ApiError::new(Code::Internal, format!("board actor unavailable: {e}"))),
+            };
+            match res {
+                Ok(attached) => {
+                    if let (Some(p), Some(e)) = (attached.power, act.boards.get_mut(&name)) {
+                        e.power = p;
                     }
                     act.claim_reply(&name)
                 }
@@ -363,6 +364,9 @@ impl Registry {
                 ctx.cancel_future(h);
             }
         }
+        if let Some(addr) = self.board_addr(name, ctx) {
+            addr.do_send(Detach { handle: handle.to_string(), by: user.to_string(), power_off: false });
+        }
     }
 
     /// Ends the claim on `name` (`kind`: release, expire, force_release),
@@ -389,7 +393,7 @@ impl Registry {
             return ready(Err(ApiError::new(Code::Internal, "board vanished")));
         };
         let name = name.to_string();
-        let req = addr.send(Power { action: PowerAction::EnsureOff, by: by.to_string() });
+        let req = addr.send(Detach { handle: claim.handle.clone(), by: by.to_string(), power_off: true });
         Box::pin(actix::fut::wrap_future::<_, Self>(req).map(move |res, act, ctx| {
             let mut reply = json!({"board": name, "released": true, "user": claim.user});
             match flatten(res) {
