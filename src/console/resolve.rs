@@ -138,15 +138,13 @@ fn path_id(dev: &Path, top: &Path) -> Option<String> {
         }
         let name = d.file_name()?.to_string_lossy().into_owned();
         match subsystem(d).as_deref() {
-            Some("usb") => {
-                // The first (deepest) usb device or interface names the port:
-                // "1-1.2:1.0" -> "usb-0:1.2:1.0"; the rest of the usb chain,
-                // hubs and root hub, adds nothing.
-                if !seen_usb {
-                    if let Some((_, port)) = name.split_once('-') {
-                        parts.push(format!("usb-0:{port}"));
-                        seen_usb = true;
-                    }
+            // The first (deepest) usb device or interface names the port:
+            // "1-1.2:1.0" -> "usb-0:1.2:1.0"; the rest of the usb chain,
+            // hubs and root hub, adds nothing.
+            Some("usb") if !seen_usb => {
+                if let Some((_, port)) = name.split_once('-') {
+                    parts.push(format!("usb-0:{port}"));
+                    seen_usb = true;
                 }
             }
             Some("pci") => parts.push(format!("pci-{name}")),
@@ -240,22 +238,22 @@ impl Uevents {
     pub async fn changed(&self) -> io::Result<bool> {
         let mut buf = vec![0u8; 8192];
         let mut tty = false;
+        let mut guard = self.fd.readable().await?;
         loop {
-            let mut guard = self.fd.readable().await?;
-            loop {
-                match guard.try_io(|fd| {
-                    nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
-                        .map_err(io::Error::from)
-                }) {
-                    Ok(Ok(n)) => {
-                        let msg = buf.get(..n).unwrap_or_default();
-                        tty |= msg.split(|&b| b == 0).any(|f| f == b"SUBSYSTEM=tty");
-                    }
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Ok(Err(e)) => return Err(e),
-                    // Drained: report what the batch held.
-                    Err(_would_block) => return Ok(tty),
+            match guard.try_io(|fd| {
+                nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+                    .map_err(io::Error::from)
+            }) {
+                Ok(Ok(n)) => {
+                    let msg = buf.get(..n).unwrap_or_default();
+                    tty |= msg.split(|&b| b == 0).any(|f| f == b"SUBSYSTEM=tty");
                 }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ENOBUFS: events were lost; a re-scan catches up.
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => tty = true,
+                Ok(Err(e)) => return Err(e),
+                // Drained: report what the batch held.
+                Err(_would_block) => return Ok(tty),
             }
         }
     }
