@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod protocol;
 pub mod sim;
 pub mod util;
