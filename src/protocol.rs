@@ -264,6 +264,10 @@ pub struct BoardView {
     /// Why the board is faulted or offline, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// The serial console's state (`attached`, `missing`, `error`); absent
+    /// for a board without a console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 use super::registry::{BoardRestarted, BoardStatus, Registry};
 use super::catch;
 use crate::config::{self, PowerPolicy};
+use crate::console::Console;
 use crate::db::{Claim, Db};
 use crate::power::{PowerError, SwitchClient};
 use crate::protocol::{ApiError, Code, PowerState};
@@ -52,6 +53,9 @@ pub struct BoardActor {
     /// The claim this board serves, as stored in SQLite (the registry
     /// decides claims; the board keeps the devices in step with them).
     claim: Option<Claim>,
+    /// The serial console's pump. It runs as its own task and outlives a
+    /// restart of this actor, so no console byte is lost to a panic here.
+    console: Option<Console>,
 }
 
 impl BoardActor {
@@ -62,6 +66,7 @@ impl BoardActor {
         db: Db,
         registry: Addr<Registry>,
         initial_power: Option<PowerState>,
+        console: Option<Console>,
     ) -> Self {
         BoardActor {
             cfg,
@@ -76,6 +81,7 @@ impl BoardActor {
             generation: 0,
             initial_power,
             claim: None,
+            console,
         }
     }
 
@@ -225,6 +231,9 @@ impl Actor for BoardActor {
             Ok(c) => self.claim = c,
             Err(e) => error!(board = %self.name(), "cannot read the board's claim: {e}"),
         }
+        if let Some(c) = &self.console {
+            c.set_claim(self.claim.as_ref().map(|c| c.handle.clone()));
+        }
         match self.initial_power.take() {
             Some(state) => self.healthy(state),
             None => {
@@ -312,6 +321,9 @@ impl Handler<Attach> for BoardActor {
     /// Records the claim and powers the board on if asked.
     fn handle(&mut self, msg: Attach, _ctx: &mut Context<Self>) -> Self::Result {
         let by = msg.claim.user.clone();
+        if let Some(c) = &self.console {
+            c.set_claim(Some(msg.claim.handle.clone()));
+        }
         self.claim = Some(msg.claim);
         if !msg.power {
             return Box::pin(actix::fut::ready(Ok(Attached { power: None })));
@@ -339,6 +351,12 @@ impl Handler<Detach> for BoardActor {
     fn handle(&mut self, msg: Detach, _ctx: &mut Context<Self>) -> Self::Result {
         if self.claim.as_ref().map(|c| c.handle == msg.handle).unwrap_or(false) {
             self.claim = None;
+        }
+        if let Some(c) = &self.console {
+            // The claim's console output goes with it: the next claimant
+            // starts with an empty log.
+            c.set_claim(None);
+            c.remove_logs(&msg.handle);
         }
         if !msg.power_off {
             return Box::pin(actix::fut::ready(Ok(self.power)));

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::board::{Attach, BoardActor, Detach, Power, PowerAction};
 use super::Identity;
 use crate::config::{self, Config};
+use crate::console::{Console, ConsoleSettings};
 use crate::db::{Claim, Db, DbError};
 use crate::protocol::{ApiError, BoardState, BoardView, Call, Code, PowerState};
 use crate::util::{format_duration, new_handle, now_unix_ms, rfc3339_ms};
@@ -30,6 +31,12 @@ type Fut = ResponseActFuture<Registry, Reply>;
 
 struct Entry {
     cfg: Arc<config::Board>,
+    /// The board's console, shared with its actor (which owns it): the
+    /// registry only routes attach and log requests to it.
+    console: Option<Console>,
+    /// The current claim's handle, watched by console sessions so that a
+    /// claimant's session ends with the claim.
+    claim_tx: watch::Sender<Option<String>>,
     switch: Arc<config::Switch>,
     addr: Option<Addr<BoardActor>>,
     claim: Option<Claim>,
@@ -73,6 +80,7 @@ impl Entry {
             claimed_at: self.claim.as_ref().map(|c| rfc3339_ms(c.claimed_at)),
             expires_at: self.claim.as_ref().map(|c| rfc3339_ms(c.expires_at)),
             fault: self.fault.clone(),
+            console: self.console.as_ref().map(|c| c.status().state().to_string()),
         }
     }
 }
@@ -137,6 +145,8 @@ impl Registry {
             boards.insert(
                 b.name.clone(),
                 Entry {
+                    console: None,
+                    claim_tx: watch::channel(None).0,
                     cfg: Arc::new(b.clone()),
                     switch,
                     addr: None,
@@ -155,6 +165,7 @@ impl Registry {
         for c in db.claims()? {
             if let Some(e) = boards.get_mut(&c.board) {
                 by_handle.insert(c.handle.clone(), c.board.clone());
+                e.claim_tx.send_replace(Some(c.handle.clone()));
                 e.claim = Some(c);
             }
         }
@@ -176,7 +187,20 @@ impl Registry {
         let (cfg, switch) = (e.cfg.clone(), e.switch.clone());
         let (policy, db, me) = (self.cfg.power, self.db.clone(), ctx.address());
         let initial = self.initial_power.remove(name);
-        let addr = Supervisor::start(move |_| BoardActor::new(cfg, switch, policy, db, me, initial));
+        if e.console.is_none() {
+            e.console = cfg.console.as_ref().map(|c| {
+                Console::start(ConsoleSettings {
+                    board: cfg.name.clone(),
+                    source: c.source.clone(),
+                    baud: c.baud,
+                    log_dir: self.cfg.daemon.log_dir.clone(),
+                    log_max_bytes: self.cfg.console.log_max_bytes,
+                    log_keep: self.cfg.console.log_keep,
+                })
+            });
+        }
+        let console = e.console.clone();
+        let addr = Supervisor::start(move |_| BoardActor::new(cfg, switch, policy, db, me, initial, console));
         e.addr = Some(addr.clone());
         Some(addr)
     }
@@ -317,6 +341,7 @@ impl Registry {
             return ready(Err(ApiError::new(Code::Internal, "board vanished")));
         };
         let power_on = power || e.cfg.power_on_claim;
+        e.claim_tx.send_replace(Some(handle.clone()));
         e.claim = Some(claim.clone());
         self.by_handle.insert(handle.clone(), name.to_string());
         self.arm_lease(name, ctx);
@@ -354,6 +379,7 @@ impl Registry {
         if let Some(e) = self.boards.get_mut(name) {
             if e.claim.as_ref().map(|c| c.handle == handle).unwrap_or(false) {
                 e.claim = None;
+                e.claim_tx.send_replace(None);
             }
             if why.code == Code::DeviceFault && e.fault.is_none() {
                 // The board actor reports the fault too; set it now so the
@@ -383,6 +409,7 @@ impl Registry {
             return ready(Err(db_err(err)));
         }
         e.claim = None;
+        e.claim_tx.send_replace(None);
         e.releasing = true;
         if let Some(h) = e.lease_timer.take() {
             ctx.cancel_future(h);
@@ -501,6 +528,48 @@ impl Registry {
         }))
     }
 
+    /// The console a request may use: the claimant's own (handle), or for
+    /// operators any board's (by handle or by board name). Returns the
+    /// board, the console, whether the caller is the claimant, and the
+    /// claim handle it concerns.
+    fn console_target(&self, who: &Identity, handle: Option<String>) -> Result<(String, Console, Option<String>, bool), ApiError> {
+        let (board, claimant) = match self.resolve(who, handle.clone()) {
+            Ok(b) => (b, true),
+            Err(e) if who.admin && who.jail_handle.is_none() => {
+                let key = handle.unwrap_or_default();
+                match self.by_handle.get(&key) {
+                    Some(b) => (b.clone(), false),
+                    None if self.boards.contains_key(&key) => (key, false),
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let e = self.boards.get(&board).ok_or_else(|| ApiError::new(Code::Internal, "board vanished"))?;
+        let console = e
+            .console
+            .clone()
+            .ok_or_else(|| ApiError::new(Code::DeviceFault, format!("board {board} has no serial console configured")))?;
+        Ok((board, console, e.claim.as_ref().map(|c| c.handle.clone()), claimant))
+    }
+
+    fn console_log(&mut self, who: &Identity, handle: Option<String>, tail: Option<u64>) -> Fut {
+        let (board, console, claim, _) = match self.console_target(who, handle) {
+            Ok(t) => t,
+            Err(e) => return ready(Err(e)),
+        };
+        let Some(claim) = claim else {
+            return ready(Err(ApiError::new(Code::NotClaimed, format!("board {board} is not claimed: there is no claim log"))));
+        };
+        Box::pin(actix::fut::wrap_future::<_, Self>(async move {
+            match console.read_log(&claim, tail).await {
+                Ok(bytes) => Ok(json!({"board": board, "log": String::from_utf8_lossy(&bytes)})),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({"board": board, "log": ""})),
+                Err(e) => Err(ApiError::new(Code::Internal, format!("reading the console log of {board}: {e}"))),
+            }
+        }))
+    }
+
     fn renew(&mut self, who: &Identity, handle: Option<String>, lease: Option<u64>, ctx: &mut Context<Self>) -> Reply {
         let name = self.resolve(who, handle)?;
         let lease = self.lease_for(lease)?;
@@ -573,6 +642,9 @@ impl Registry {
                     m.insert("port".into(), json!(e.cfg.port));
                     m.insert("maintenance".into(), json!(e.maintenance));
                     m.insert("restarts".into(), json!(e.restarts));
+                    if let Some(c) = &e.console {
+                        m.insert("console_detail".into(), serde_json::to_value(c.status()).unwrap_or(Value::Null));
+                    }
                 }
                 v
             })
@@ -663,9 +735,10 @@ impl Handler<Exec> for Registry {
             Call::PowerOn { handle } => self.power(&who, handle, PowerAction::On, ctx),
             Call::PowerOff { handle } => self.power(&who, handle, PowerAction::Off, ctx),
             Call::PowerCycle { handle } => self.power(&who, handle, PowerAction::Cycle, ctx),
-            Call::Console { .. } | Call::ConsoleLog { .. } => ready(Err(ApiError::new(
-                Code::Internal,
-                "the serial console is not available in this version of labd",
+            Call::ConsoleLog { handle, tail } => self.console_log(&who, handle, tail),
+            Call::Console { .. } => ready(Err(ApiError::new(
+                Code::BadRequest,
+                "console turns the connection into a byte stream; labd handles it before routing",
             ))),
             Call::Whoami => ready(Ok(json!({"user": who.user, "uid": who.uid, "admin": who.admin}))),
             Call::Dump => ready(Self::admin_only(&who, "dump").map(|_| self.dump())),
@@ -750,5 +823,43 @@ impl Handler<GetDump> for Registry {
     /// The same dump operators get over the socket.
     fn handle(&mut self, _msg: GetDump, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.dump())
+    }
+}
+
+/// A console attach request, answered with what the socket front end needs
+/// to run the session.
+#[derive(Message)]
+#[rtype(result = "Result<ConsoleGrant, ApiError>")]
+pub struct OpenConsole {
+    pub who: Identity,
+    pub handle: Option<String>,
+    pub read_only: bool,
+}
+
+pub struct ConsoleGrant {
+    pub board: String,
+    pub console: Console,
+    /// Whether the caller may type (the claimant, unless read-only asked).
+    pub may_write: bool,
+    /// The claim the session belongs to and a watch of the board's current
+    /// claim: a claimant's session ends when its claim does. None for an
+    /// operator watching.
+    pub claim: Option<(String, watch::Receiver<Option<String>>)>,
+}
+
+impl Handler<OpenConsole> for Registry {
+    type Result = Result<ConsoleGrant, ApiError>;
+
+    /// Checks who may see the console, and how.
+    fn handle(&mut self, msg: OpenConsole, _ctx: &mut Context<Self>) -> Self::Result {
+        let (board, console, claim, claimant) = self.console_target(&msg.who, msg.handle)?;
+        let watch = match (claimant, claim) {
+            (true, Some(h)) => {
+                let rx = self.boards.get(&board).map(|e| e.claim_tx.subscribe());
+                rx.map(|rx| (h, rx))
+            }
+            _ => None,
+        };
+        Ok(ConsoleGrant { board, console, may_write: claimant && !msg.read_only, claim: watch })
     }
 }

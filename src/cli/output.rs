@@ -95,7 +95,11 @@ fn render_status(result: &Value) -> Option<String> {
         return Some("no boards\n".into());
     }
     let with_note = list.iter().any(|b| !matches!(b.get("fault"), None | Some(Value::Null)));
+    let with_console = list.iter().any(|b| !matches!(b.get("console"), None | Some(Value::Null)));
     let mut header = vec!["BOARD", "CLASS", "STATE", "USER", "POWER", "EXPIRES"];
+    if with_console {
+        header.push("CONSOLE");
+    }
     if with_note {
         header.push("FAULT");
     }
@@ -110,6 +114,9 @@ fn render_status(result: &Value) -> Option<String> {
                 field(b, "power"),
                 field(b, "expires_at"),
             ];
+            if with_console {
+                row.push(field(b, "console"));
+            }
             if with_note {
                 row.push(field(b, "fault"));
             }
@@ -181,6 +188,8 @@ fn render_whoami(result: &Value) -> Option<String> {
 /// Console logs arrive as a string, a list of lines, or an object holding
 /// either under `lines`, `log` or `text`.
 fn render_log(result: &Value) -> Option<String> {
+    // Serial lines end in CR LF; the CR carries no meaning in a log.
+    let clean = |s: &str| clean(&s.replace("\r\n", "\n"));
     let mut out = match result {
         Value::String(s) => clean(s),
         Value::Array(lines) => {
@@ -328,7 +337,8 @@ mod tests {
         assert_eq!(render("console_log", &json!("a\nb")), "a\nb\n");
         assert_eq!(render("console_log", &json!(["a", "b\n"])), "a\nb\n");
         assert_eq!(render("console_log", &json!({"lines": ["x"]})), "x\n");
-        assert_eq!(render("console_log", &json!("\u{1b}]0;pwned\u{7}ok\r\n")), "\\u{1b}]0;pwned\\u{7}ok\\r\n");
+        assert_eq!(render("console_log", &json!("\u{1b}]0;pwned\u{7}ok\r\n")), "\\u{1b}]0;pwned\\u{7}ok\n");
+        assert_eq!(render("console_log", &json!("a\rb\r\n")), "a\\rb\n");
         assert_eq!(render("console_log", &json!("")), "");
     }
 

@@ -5,6 +5,10 @@
 //! request to the registry, answering in order. A bad line gets an error
 //! reply and the connection stays open; only an over-long line closes it,
 //! since the rest of that line cannot be trusted to be a request boundary.
+//! A `console` request turns the connection into a raw byte stream (see
+//! [`console::session`]).
+
+mod console;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,7 +28,7 @@ use tracing::{debug, info, warn};
 use crate::actors::registry::{Exec, Registry};
 use crate::actors::Identity;
 use crate::config::Config;
-use crate::protocol::{self, ApiError, Code, MAX_LINE};
+use crate::protocol::{self, ApiError, Call, Code, MAX_LINE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -198,31 +202,35 @@ async fn connection(stream: UnixStream, front: Rc<Front>) -> io::Result<()> {
         if buf.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let mut out = match std::str::from_utf8(&buf) {
-            Err(_) => protocol::err_reply(&Value::Null, &ApiError::new(Code::BadRequest, "request is not UTF-8")),
-            Ok(line) => answer(&front, uid, &peer, line).await,
+        let parsed = match std::str::from_utf8(&buf) {
+            Err(_) => Err((Value::Null, ApiError::new(Code::BadRequest, "request is not UTF-8"))),
+            Ok(line) => protocol::parse_request(line).and_then(|req| {
+                let id = req.id.clone();
+                front.identity(uid, &peer, req.on_behalf_of.clone()).map(|who| (req, who)).map_err(|e| (id, e))
+            }),
+        };
+        let mut out = match parsed {
+            Err((id, e)) => protocol::err_reply(&id, &e),
+            Ok((req, who)) => {
+                if let Call::Console { handle, read_only } = req.call {
+                    return console::session(&front.registry, who, req.id, handle, read_only, reader, w).await;
+                }
+                answer(&front, who, req.id, req.call).await
+            }
         };
         out.push('\n');
         w.write_all(out.as_bytes()).await?;
     }
 }
 
-async fn answer(front: &Front, uid: u32, peer: &str, line: &str) -> String {
-    let req = match protocol::parse_request(line) {
-        Ok(r) => r,
-        Err((id, e)) => return protocol::err_reply(&id, &e),
-    };
-    let who = match front.identity(uid, peer, req.on_behalf_of) {
-        Ok(w) => w,
-        Err(e) => return protocol::err_reply(&req.id, &e),
-    };
-    let res = match front.registry.send(Exec { who, call: req.call }).await {
+async fn answer(front: &Front, who: Identity, id: Value, call: Call) -> String {
+    let res = match front.registry.send(Exec { who, call }).await {
         Ok(r) => r,
         Err(e) => Err(ApiError::new(Code::Internal, format!("registry unavailable: {e}"))),
     };
     match res {
-        Ok(v) => protocol::ok_reply(&req.id, v),
-        Err(e) => protocol::err_reply(&req.id, &e),
+        Ok(v) => protocol::ok_reply(&id, v),
+        Err(e) => protocol::err_reply(&id, &e),
     }
 }
 
