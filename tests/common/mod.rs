@@ -178,6 +178,23 @@ impl Lab {
             .unwrap()
     }
 
+    /// Starts `labcli --socket SOCK ARGS...` as `user` with piped stdio.
+    pub fn spawn_cli_as(&self, user: &str, args: &[&str]) -> Child {
+        let (uid, gid) = uid_of(user);
+        Command::new(LABCLI)
+            .arg("--socket")
+            .arg(self.sock())
+            .args(args)
+            .uid(uid)
+            .gid(gid)
+            .env_remove("SSH_ORIGINAL_COMMAND")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Sends JSON request lines as `user` through labcli's stdin mode and
     /// returns one reply per line.
     pub fn as_user(&self, user: &str, reqs: &[Value]) -> Vec<Value> {
@@ -290,4 +307,54 @@ pub fn ok(r: &Value) -> &Value {
 pub fn code(r: &Value) -> &str {
     assert_eq!(r["ok"], json!(false), "expected an error, got {r}");
     r["error"]["code"].as_str().unwrap()
+}
+
+impl Conn {
+    /// Reads raw bytes (after a `console` reply) until `done(all so far)`
+    /// holds or `limit` passes; returns everything read.
+    pub fn read_until(&mut self, limit: Duration, mut done: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
+        use std::io::Read;
+        let t0 = Instant::now();
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        self.stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        while !done(&all) && t0.elapsed() < limit {
+            match self.reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => panic!("console read: {e}"),
+            }
+        }
+        self.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        all
+    }
+
+    /// Whether the peer has closed the connection (within `limit`).
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        use std::io::Read;
+        let t0 = Instant::now();
+        let mut buf = [0u8; 4096];
+        self.stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        while t0.elapsed() < limit {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether `sub` occurs in `hay` in order, not necessarily contiguous.
+pub fn subsequence(hay: &[u8], sub: &[u8]) -> bool {
+    let mut it = hay.iter();
+    sub.iter().all(|b| it.any(|h| h == b))
 }
