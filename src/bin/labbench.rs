@@ -373,6 +373,8 @@ fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     drop(_d);
     drop(sim);
 
+    console_bench(quick, rows)?;
+
     // --- Start-up and memory at 10, 100 and 1,000 boards. ----------------
     for boards in [10usize, 100, 1000] {
         let sim = Sim::up(boards, &["--no-net", "--no-console"])?;
@@ -403,4 +405,195 @@ fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
         rows.push(mib(&format!("labd resident memory: {boards} boards"), rss, target_m));
     }
     Ok(())
+}
+
+/// Reads from a console session until `done(all)` or the deadline.
+fn read_until(c: &mut Conn, limit: Duration, mut done: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
+    use std::io::Read;
+    let t0 = Instant::now();
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let _ = c.w.set_read_timeout(Some(Duration::from_millis(100)));
+    while !done(&all) && t0.elapsed() < limit {
+        match c.r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    all
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Console: a board floods its serial line while 16 sessions watch; every
+/// session must receive every byte, in order. Then the echo round trip of
+/// single keystrokes, beside the same round trip on a bare pty pair.
+fn console_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
+    use boardlab::sim::board::{flood_byte, FLOOD_BEGIN, FLOOD_END};
+    let sim = Sim::up(1, &["--no-net"])?;
+    let (_d, _) = Daemon::start(&sim)?;
+    let mut c = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
+    let r = c.call(json!({"fn": "claim", "class": "rockpro64", "power": true}));
+    let h = r["result"]["handle"].clone();
+    if r["ok"] != true {
+        return Err(format!("claim: {r}"));
+    }
+    let mut writer = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
+    let r = writer.call(json!({"fn": "console", "handle": h}));
+    if r["result"]["writer"] != true {
+        return Err(format!("console: {r}"));
+    }
+    // The boot prompt.
+    read_until(&mut writer, Duration::from_secs(10), |g| find(g, b"=> ").is_some());
+    let sessions = 16;
+    let size: u64 = if quick { 16 << 20 } else { 64 << 20 };
+    let mut readers = Vec::new();
+    for _ in 0..sessions {
+        let mut r = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
+        let reply = r.call(json!({"fn": "console", "handle": h, "read_only": true}));
+        if reply["ok"] != true {
+            return Err(format!("console: {reply}"));
+        }
+        readers.push(r);
+    }
+    let threads: Vec<_> = readers
+        .into_iter()
+        .map(|mut r| {
+            std::thread::spawn(move || -> (u64, u64, Duration) {
+                use std::io::Read;
+                let _ = r.w.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut pending: Vec<u8> = Vec::new();
+                // Wait for the begin marker.
+                let start;
+                loop {
+                    match r.r.read(&mut buf) {
+                        Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+                        _ => return (0, size, Duration::ZERO),
+                    }
+                    if let Some(p) = find(&pending, FLOOD_BEGIN) {
+                        start = Instant::now();
+                        pending.drain(..p + FLOOD_BEGIN.len());
+                        break;
+                    }
+                }
+                let (mut got, mut bad) = (0u64, 0u64);
+                let check = |data: &[u8], got: &mut u64, bad: &mut u64| {
+                    for &b in data {
+                        if *got < size && b != flood_byte(*got) {
+                            *bad += 1;
+                        }
+                        *got += 1;
+                    }
+                };
+                let take = |pending: &mut Vec<u8>, got: &mut u64, bad: &mut u64| {
+                    let want = usize::try_from(size - (*got).min(size)).unwrap_or(usize::MAX);
+                    let n = pending.len().min(want);
+                    let chunk: Vec<u8> = pending.drain(..n).collect();
+                    check(&chunk, got, bad);
+                };
+                take(&mut pending, &mut got, &mut bad);
+                while got < size {
+                    match r.r.read(&mut buf) {
+                        Ok(n) if n > 0 => {
+                            pending.extend_from_slice(&buf[..n]);
+                            take(&mut pending, &mut got, &mut bad);
+                        }
+                        _ => break,
+                    }
+                }
+                let took = start.elapsed();
+                // The end marker must follow directly.
+                while pending.len() < FLOOD_END.len() {
+                    match r.r.read(&mut buf) {
+                        Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                if !pending.starts_with(FLOOD_END) {
+                    bad += 1;
+                }
+                (got.min(size), bad + (size - got.min(size)), took)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    writer.w.write_all(format!("flood {size}\r").as_bytes()).map_err(|e| e.to_string())?;
+    let mut lost = 0u64;
+    let mut per = Vec::new();
+    for t in threads {
+        let (got, bad, took) = t.join().map_err(|_| "reader thread panicked".to_string())?;
+        lost += bad;
+        per.push((got, took));
+    }
+    let wall = t0.elapsed();
+    let total: u64 = per.iter().map(|(g, _)| g).sum();
+    let mut row = Row::time(
+        &format!("console: {} MiB board -> {sessions} sessions (per session)", size >> 20),
+        per.iter().map(|(_, t)| *t).collect(),
+        None,
+    );
+    row.note = format!(
+        "{:.1} MB/s per session, {:.1} MB/s delivered in all, {lost} bytes lost or wrong",
+        size as f64 / 1e6 / per.iter().map(|(_, t)| t.as_secs_f64()).fold(0.0, f64::max).max(1e-9),
+        total as f64 / 1e6 / wall.as_secs_f64().max(1e-9),
+    );
+    rows.push(row);
+    if lost > 0 {
+        return Err(format!("console flood lost {lost} bytes"));
+    }
+    // Let the writer's own copy of the flood drain.
+    read_until(&mut writer, Duration::from_secs(30), |g| find(g, FLOOD_END).is_some() && g.ends_with(b"=> "));
+
+    // Keystroke echo through labd (client -> labd -> pty -> board -> pty ->
+    // labd -> client) ...
+    let n = if quick { 200 } else { 1000 };
+    let mut s = Vec::new();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        writer.w.write_all(b"x").map_err(|e| e.to_string())?;
+        let got = read_until(&mut writer, Duration::from_secs(5), |g| !g.is_empty());
+        s.push(t0.elapsed());
+        if got.is_empty() {
+            return Err("no echo".into());
+        }
+    }
+    rows.push(Row::time("console: keystroke echo through labd", s, None));
+    // ... and on a bare pty pair with an echoing thread (the floor).
+    rows.push(Row::time("console: keystroke echo on a bare pty (baseline)", pty_echo(n)?, None));
+    Ok(())
+}
+
+fn pty_echo(n: usize) -> Result<Vec<Duration>, String> {
+    use std::io::{Read, Write};
+    let pty = nix::pty::openpty(None, None).map_err(|e| e.to_string())?;
+    let mut t = nix::sys::termios::tcgetattr(&pty.slave).map_err(|e| e.to_string())?;
+    nix::sys::termios::cfmakeraw(&mut t);
+    nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t).map_err(|e| e.to_string())?;
+    let mut master = std::fs::File::from(pty.master);
+    let mut slave = std::fs::File::from(pty.slave);
+    let mut m2 = master.try_clone().map_err(|e| e.to_string())?;
+    let echo = std::thread::spawn(move || {
+        let mut b = [0u8; 1];
+        for _ in 0..n {
+            if m2.read_exact(&mut b).is_err() || m2.write_all(&b).is_err() {
+                return;
+            }
+        }
+    });
+    let mut s = Vec::with_capacity(n);
+    let mut b = [0u8; 1];
+    for _ in 0..n {
+        let t0 = Instant::now();
+        slave.write_all(b"x").map_err(|e| e.to_string())?;
+        slave.read_exact(&mut b).map_err(|e| e.to_string())?;
+        s.push(t0.elapsed());
+    }
+    let _ = echo.join();
+    drop(master.flush());
+    Ok(s)
 }

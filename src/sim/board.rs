@@ -328,6 +328,28 @@ impl Board {
         }
     }
 
+    /// `flood N`: sends N bytes of [`flood_byte`] between two marker lines,
+    /// paced by the reader, for throughput benchmarks.
+    fn flood(&mut self, n: u64) {
+        let Some(c) = self.console.as_mut() else { return };
+        if !c.write_paced(FLOOD_BEGIN) {
+            return;
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sent = 0u64;
+        while sent < n {
+            let len = usize::try_from((n - sent).min(buf.len() as u64)).unwrap_or(buf.len());
+            for (i, b) in buf[..len].iter_mut().enumerate() {
+                *b = flood_byte(sent + i as u64);
+            }
+            if !c.write_paced(&buf[..len]) {
+                return;
+            }
+            sent += len as u64;
+        }
+        c.write_paced(FLOOD_END);
+    }
+
     /// Runs one prompt command (after CR was echoed).
     fn command(&mut self, cmd: &str) {
         let mut out = String::from("\n");
@@ -335,9 +357,17 @@ impl Board {
         match cmd {
             "" => {}
             "help" => out.push_str(
-                "dhcp    - get a lease and fetch the boot file\r\nhelp    - print this list\r\nversion - print the firmware version\r\n",
+                "dhcp    - get a lease and fetch the boot file\r\nflood N - send N test bytes\r\nhelp    - print this list\r\nversion - print the firmware version\r\n",
             ),
             "version" => out.push_str(&format!("boardlab-sim U-Boot 2024.01 ({})\r\n", self.name)),
+            c if c.starts_with("flood ") => {
+                self.emit(out.as_bytes());
+                out.clear();
+                match c["flood ".len()..].trim().parse::<u64>() {
+                    Ok(n) if n <= FLOOD_MAX => self.flood(n),
+                    _ => out.push_str(&format!("flood: give a byte count up to {FLOOD_MAX}\r\n")),
+                }
+            }
             "dhcp" if self.worker.is_none() && self.mac.is_some() => {
                 self.emit(out.as_bytes());
                 self.start_boot();
@@ -350,6 +380,19 @@ impl Board {
         out.push_str("=> ");
         self.emit(out.as_bytes());
     }
+}
+
+/// Largest `flood` a board will send.
+pub const FLOOD_MAX: u64 = 1 << 30;
+/// The line before a flood's bytes.
+pub const FLOOD_BEGIN: &[u8] = b"FLOOD-BEGIN\r\n";
+/// The line after them.
+pub const FLOOD_END: &[u8] = b"\r\nFLOOD-END\r\n";
+
+/// Byte `i` of a flood: every value occurs, and a dropped or repeated
+/// chunk shows as a mismatch.
+pub fn flood_byte(i: u64) -> u8 {
+    (i.wrapping_mul(7).wrapping_add(i >> 8) & 0xff) as u8
 }
 
 /// The net boot: DHCP on eth0, configure the lease, TFTP the boot file.

@@ -98,6 +98,28 @@ impl Console {
         }
     }
 
+    /// Writes all of `bytes`, waiting (up to a second at a time) while the
+    /// line's buffer is full, as a UART with hardware flow control would.
+    /// Returns false if the reader went away or stalled.
+    pub fn write_paced(&mut self, bytes: &[u8]) -> bool {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.master.write(rest) {
+                Ok(0) => return false,
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLOUT)];
+                    if poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0) == 0 {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
     /// Reads what the other side typed, if anything (non-blocking).
     pub fn read(&mut self, buf: &mut [u8]) -> usize {
         // EAGAIN (nothing typed) and EIO (slave closed) both mean "no input".
