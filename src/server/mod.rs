@@ -129,7 +129,7 @@ pub async fn serve(listener: UnixListener, front: Rc<Front>, mut shutdown: watch
                 Ok((stream, _)) => {
                     let f = front.clone();
                     tokio::task::spawn_local(async move {
-                        if let Err(e) = connection(stream, f).await {
+                        if let Err(e) = connection(stream, f, Peer::Host).await {
                             debug!("connection ended: {e}");
                         }
                     });
@@ -143,6 +143,42 @@ pub async fn serve(listener: UnixListener, front: Rc<Front>, mut shutdown: watch
             _ = shutdown.changed() => break,
         }
     }
+}
+
+/// Binds a jail's socket at `path` (its directory is root's alone; the
+/// file itself is bind-mounted into the jail, whose root must be able to
+/// connect) and serves it until the returned handle is aborted.
+pub fn serve_jail(front: Rc<Front>, path: &Path, user: String, handle: String) -> Result<tokio::task::JoinHandle<()>, BindError> {
+    let io_err = |what, source| BindError::Io { what, path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io_err("creating the jail socket directory for", e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_err("securing the jail socket directory of", e))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| io_err("binding", e))?;
+    std_listener.set_nonblocking(true).map_err(|e| io_err("configuring", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|e| io_err("setting the mode of", e))?;
+    let listener = UnixListener::from_std(std_listener).map_err(|e| io_err("registering", e))?;
+    let kind = Peer::Jail { user, handle };
+    Ok(tokio::task::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let (f, k) = (front.clone(), kind.clone());
+                    tokio::task::spawn_local(async move {
+                        if let Err(e) = connection(stream, f, k).await {
+                            debug!("jail connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!("jail socket accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }))
 }
 
 enum Line {
@@ -176,10 +212,23 @@ async fn read_line_limited<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>
     }
 }
 
-async fn connection(stream: UnixStream, front: Rc<Front>) -> io::Result<()> {
+/// Who a connection speaks for.
+#[derive(Clone)]
+enum Peer {
+    /// The main socket: the peer's own uid, mapped to a user name.
+    Host,
+    /// A jail's socket: whoever connects is the board's claimant, acting
+    /// on the board's own claim only.
+    Jail { user: String, handle: String },
+}
+
+async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Result<()> {
     let cred = stream.peer_cred()?;
     let uid = cred.uid();
-    let peer = front.user_name(uid);
+    let peer = match &kind {
+        Peer::Host => front.user_name(uid),
+        Peer::Jail { user, .. } => user.clone(),
+    };
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(16 * 1024, r);
     let mut buf = Vec::with_capacity(512);
@@ -206,7 +255,19 @@ async fn connection(stream: UnixStream, front: Rc<Front>) -> io::Result<()> {
             Err(_) => Err((Value::Null, ApiError::new(Code::BadRequest, "request is not UTF-8"))),
             Ok(line) => protocol::parse_request(line).and_then(|req| {
                 let id = req.id.clone();
-                front.identity(uid, &peer, req.on_behalf_of.clone()).map(|who| (req, who)).map_err(|e| (id, e))
+                match &kind {
+                    Peer::Host => front.identity(uid, &peer, req.on_behalf_of.clone()),
+                    // `as` means nothing inside a jail, and a jail is never
+                    // an operator, whoever its claimant is.
+                    Peer::Jail { user, handle } => Ok(Identity {
+                        user: user.clone(),
+                        uid,
+                        admin: false,
+                        jail_handle: Some(handle.clone()),
+                    }),
+                }
+                .map(|who| (req, who))
+                .map_err(|e| (id, e))
             }),
         };
         let mut out = match parsed {
