@@ -14,3 +14,4 @@ pub mod db;
 pub mod power;
 pub mod daemon;
 pub mod server;
+pub mod jail;
