@@ -303,6 +303,17 @@ fn jail_end_to_end() {
     assert_eq!(ssh2.ok("id -u"), "0");
     ssh2.fails(&format!("ping -c1 -W2 {}", infos[0].ip));
     ssh2.fails(&format!("ping -c1 -W2 {lease}"));
+    // The init restarts a crashed service (after its 1 s back-off).
+    let before = ssh2.ok("cat /run/dnsmasq.pid");
+    ssh2.ok("kill -KILL $(cat /run/dnsmasq.pid)");
+    std::thread::sleep(Duration::from_millis(1800));
+    let after = ssh2.ok("grep -l '^dnsmasq$' /proc/[0-9]*/comm | cut -d/ -f3");
+    assert!(!after.is_empty() && after != before, "dnsmasq restarted: before {before} after {after:?}");
+    // The state survives serialisation (labd keeps it in SQLite) and a
+    // running jail is adopted from it.
+    let stored = serde_json::to_string(&world.jails[1]).unwrap();
+    let adopted = Jail::adopt(serde_json::from_str(&stored).unwrap()).expect("alive after a round trip");
+    assert_eq!(adopted, world.jails[1]);
     // The console bind reaches the host pty.
     let mut m = File::from(pty.master.try_clone().unwrap());
     let mut buf = [0u8; 256];

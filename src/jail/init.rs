@@ -411,7 +411,18 @@ impl Supervisor {
             Err(_) => (Stdio::null(), Stdio::null()),
         };
         let Some((prog, args)) = r.svc.argv.split_first() else { return };
-        let res = Command::new(prog)
+        let mut cmd = Command::new(prog);
+        // SAFETY: the closure only calls sigprocmask, which is
+        // async-signal-safe, between fork and exec.
+        unsafe {
+            // The init blocks SIGCHLD/SIGTERM/... to wait for them with
+            // sigtimedwait; the mask is inherited through exec, and a
+            // service with SIGTERM blocked cannot be stopped (dnsmasq).
+            cmd.pre_exec(|| {
+                SigSet::all().thread_unblock().map_err(std::io::Error::from)
+            });
+        }
+        let res = cmd
             .args(args)
             .env_clear()
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
