@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::jail::{Ipv4Net, JailSettings, Uplink};
 use crate::util::{parse_duration, valid_name};
 
 /// One configuration problem, located in a file.
@@ -70,6 +71,23 @@ struct RawLab {
     console: RawConsoleLogs,
     #[serde(default)]
     switches: BTreeMap<String, Spanned<RawSwitch>>,
+    #[serde(default)]
+    jail: RawJail,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJail {
+    root_dir: Option<Spanned<String>>,
+    pool: Option<Spanned<String>>,
+    board_net: Option<Spanned<String>>,
+    nat_interface: Option<Spanned<String>>,
+    uplink: Option<Spanned<String>>,
+    macvlan_parent: Option<Spanned<String>>,
+    uid_base: Option<Spanned<i64>>,
+    keep_host_key: Option<bool>,
+    keys_dir: Option<Spanned<String>>,
+    ssh_port: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -200,6 +218,8 @@ pub struct Config {
     pub power: PowerPolicy,
     pub console: ConsoleLogs,
     pub switches: BTreeMap<String, Switch>,
+    /// `[jail]`: used when `daemon.jail = "linux"`.
+    pub jail: JailConfig,
     /// Boards in a stable order (by name).
     pub boards: Vec<Board>,
 }
@@ -292,6 +312,44 @@ pub struct Board {
     pub console: Option<Console>,
     pub network: Option<Network>,
     pub power_on_claim: bool,
+}
+
+/// `[jail]` of lab.toml, validated. [`JailConfig::settings`] gives what
+/// [`crate::jail::Jail::create`] takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailConfig {
+    /// Per-claim data: `root_dir/<board>/` (default /var/lib/boardlab/jails).
+    pub root_dir: PathBuf,
+    /// Uplink addresses (default 10.240.0.0/16: a /30 per board, routed).
+    pub pool: Ipv4Net,
+    /// Board links (default 172.30.0.0/16: a /24 per board).
+    pub board_net: Ipv4Net,
+    /// Host interface jails are masqueraded out of; none: any.
+    pub nat_interface: Option<String>,
+    pub uplink: Uplink,
+    /// Host uid of jail 0's root; jail i is `uid_base + i*65536`.
+    pub uid_base: u32,
+    /// Keep one ssh host key per board across claims (else a fresh key per claim).
+    pub keep_host_key: bool,
+    /// `USER.pub` files with claimants' keys (default DIR/keys.d).
+    pub keys_dir: PathBuf,
+    pub ssh_port: u16,
+}
+
+impl JailConfig {
+    /// The lab-wide settings a jail is created with.
+    pub fn settings(&self) -> JailSettings {
+        JailSettings {
+            root_dir: self.root_dir.clone(),
+            pool: self.pool,
+            board_net: self.board_net,
+            nat_interface: self.nat_interface.clone(),
+            uplink: self.uplink.clone(),
+            uid_base: self.uid_base,
+            ssh_port: self.ssh_port,
+            init_exe: crate::jail::default_init_exe(),
+        }
+    }
 }
 
 /// Default location of the configuration.
@@ -412,9 +470,11 @@ impl Config {
         mut errors: Vec<ConfigError>,
     ) -> Result<Config, ConfigErrors> {
         let lab_path = dir.join("lab.toml");
-        let raw_lab: RawLab = parse_toml(&lab_path, lab_text, &mut errors).unwrap_or_default();
+        let mut raw_lab: RawLab = parse_toml(&lab_path, lab_text, &mut errors).unwrap_or_default();
         let mut ctx = Ctx { file: &lab_path, text: lab_text, errors: &mut errors };
+        let raw_jail = std::mem::take(&mut raw_lab.jail);
         let (daemon, lease, power, console, switches) = validate_lab(&mut ctx, raw_lab);
+        let jail = validate_jail(&mut ctx, raw_jail, dir);
 
         let mut boards: Vec<Board> = Vec::new();
         let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
@@ -452,9 +512,12 @@ impl Config {
             seen_names.insert(board.name.clone(), file.clone());
             boards.push(board);
         }
+        if daemon.jail == JailMode::Linux {
+            jail_capacity(&jail, boards.len(), &lab_path, &mut errors);
+        }
         if errors.is_empty() {
             boards.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, console, switches, boards })
+            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, console, switches, jail, boards })
         } else {
             Err(ConfigErrors(errors))
         }
@@ -598,6 +661,131 @@ fn validate_lab(
         );
     }
     (daemon, Lease { default, max }, power, console, switches)
+}
+
+fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
+    let d = JailSettings::default();
+    let abs = |ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>, key: &str, default: PathBuf| match v {
+        None => default,
+        Some(s) if Path::new(s.get_ref()).is_absolute() => PathBuf::from(s.get_ref()),
+        Some(s) => {
+            ctx.err(&s.span(), format!("jail.{key} must be an absolute path, not {:?}", s.get_ref()));
+            default
+        }
+    };
+    let root_dir = abs(ctx, &raw.root_dir, "root_dir", d.root_dir.clone());
+    let keys_dir = abs(ctx, &raw.keys_dir, "keys_dir", dir.join("keys.d"));
+    let net = |ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>, key: &str, default: Ipv4Net| match v {
+        None => default,
+        Some(s) => match s.get_ref().parse::<Ipv4Net>() {
+            Ok(n) => n,
+            Err(e) => {
+                ctx.err(&s.span(), format!("jail.{key}: {e}"));
+                default
+            }
+        },
+    };
+    let pool = net(ctx, &raw.pool, "pool", d.pool);
+    let board_net = net(ctx, &raw.board_net, "board_net", d.board_net);
+    if board_net.prefix() > 24 {
+        let span = raw.board_net.as_ref().map(|s| s.span()).unwrap_or(0..0);
+        ctx.err(&span, format!("jail.board_net ({board_net}) must be /24 or larger: each board gets a /24"));
+    }
+    if pool.overlaps(&board_net) {
+        let span = raw.board_net.as_ref().or(raw.pool.as_ref()).map(|s| s.span()).unwrap_or(0..0);
+        ctx.err(&span, format!("jail.pool ({pool}) overlaps jail.board_net ({board_net})"));
+    }
+    let ifname = |ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>, key: &str| -> Option<String> {
+        let s = v.as_ref()?;
+        if valid_ifname(s.get_ref()) {
+            Some(s.get_ref().clone())
+        } else {
+            ctx.err(&s.span(), format!("jail.{key} {:?} is not an interface name", s.get_ref()));
+            None
+        }
+    };
+    let nat_interface = ifname(ctx, &raw.nat_interface, "nat_interface");
+    let parent = ifname(ctx, &raw.macvlan_parent, "macvlan_parent");
+    let uplink = match raw.uplink.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("routed", _)) => {
+            if let Some(p) = &raw.macvlan_parent {
+                ctx.err(&p.span(), "jail.macvlan_parent is only used with uplink = \"macvlan\"");
+            }
+            if pool.prefix() > 30 {
+                let span = raw.pool.as_ref().map(|s| s.span()).unwrap_or(0..0);
+                ctx.err(&span, format!("jail.pool ({pool}) must be /30 or larger: each routed jail gets a /30"));
+            }
+            Uplink::Routed
+        }
+        Some(("macvlan", span)) => match parent {
+            Some(parent) => Uplink::Macvlan { parent },
+            None => {
+                if raw.macvlan_parent.is_none() {
+                    ctx.err(&span, "jail.uplink = \"macvlan\" needs jail.macvlan_parent");
+                }
+                Uplink::Routed
+            }
+        },
+        Some((other, span)) => {
+            ctx.err(&span, format!("jail.uplink {other:?} is not one of \"routed\", \"macvlan\""));
+            Uplink::Routed
+        }
+    };
+    let uid_base = match &raw.uid_base {
+        None => d.uid_base,
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n) if n >= 65536 => n,
+            _ => {
+                ctx.err(&v.span(), format!(
+                    "jail.uid_base ({}) must be between 65536 and {} (jail ids must not overlap the host's users)",
+                    v.get_ref(),
+                    u32::MAX
+                ));
+                d.uid_base
+            }
+        },
+    };
+    let ssh_port = match &raw.ssh_port {
+        None => 22,
+        Some(v) => match u16::try_from(*v.get_ref()) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                ctx.err(&v.span(), format!("jail.ssh_port ({}) is not a TCP port", v.get_ref()));
+                22
+            }
+        },
+    };
+    JailConfig {
+        root_dir,
+        pool,
+        board_net,
+        nat_interface,
+        uplink,
+        uid_base,
+        keep_host_key: raw.keep_host_key.unwrap_or(false),
+        keys_dir,
+        ssh_port,
+    }
+}
+
+/// Whether the pools and the uid range have room for every board.
+fn jail_capacity(j: &JailConfig, boards: usize, file: &Path, errors: &mut Vec<ConfigError>) {
+    let n = u64::try_from(boards).unwrap_or(u64::MAX);
+    let mut err = |message: String| errors.push(ConfigError { file: file.to_path_buf(), line: 0, message });
+    let per24 = 1u64 << (24 - u32::from(j.board_net.prefix().min(24)));
+    if n > per24 {
+        err(format!("jail.board_net ({}) has {per24} /24s for {n} boards", j.board_net));
+    }
+    let uplinks = match j.uplink {
+        Uplink::Routed => j.pool.size() / 4,
+        Uplink::Macvlan { .. } => j.pool.size().saturating_sub(3),
+    };
+    if n > uplinks {
+        err(format!("jail.pool ({}) has room for {uplinks} jails, not {n} boards", j.pool));
+    }
+    if u64::from(j.uid_base) + n * 65536 > u64::from(u32::MAX) {
+        err(format!("jail.uid_base ({}) leaves no room for {n} boards of 65536 ids each", j.uid_base));
+    }
 }
 
 fn validate_board(
@@ -809,6 +997,48 @@ power_on_claim = true
         let other = BOARD.replace("rockpro64-1", "rockpro64-2").replace("vlan = 101", "vlan = 102");
         let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
         assert_eq!(e, vec!["b.toml:0: switch \"poe1\" group 1 port 5 is already the power port of board \"rockpro64-1\"".to_string()]);
+    }
+
+    #[test]
+    fn jail_section_defaults_and_values() {
+        let d = dir_with(LAB, &[("a.toml", BOARD)]);
+        let c = Config::load(d.path()).unwrap();
+        assert_eq!(c.jail.pool.to_string(), "10.240.0.0/16");
+        assert_eq!(c.jail.keys_dir, d.path().join("keys.d"));
+        assert_eq!(c.jail.uplink, Uplink::Routed);
+        let lab = format!(
+            "{LAB}\n[jail]\nroot_dir = \"/srv/jails\"\npool = \"10.9.0.0/24\"\nuplink = \"macvlan\"\nmacvlan_parent = \"eth0\"\nuid_base = 500000\nkeep_host_key = true\nnat_interface = \"wan0\"\n"
+        );
+        let d = dir_with(&lab, &[("a.toml", BOARD)]);
+        let c = Config::load(d.path()).unwrap();
+        assert_eq!(c.jail.uplink, Uplink::Macvlan { parent: "eth0".into() });
+        assert_eq!(c.jail.uid_base, 500_000);
+        assert!(c.jail.keep_host_key);
+        let s = c.jail.settings();
+        assert_eq!(s.root_dir, PathBuf::from("/srv/jails"));
+        assert_eq!(s.nat_interface.as_deref(), Some("wan0"));
+    }
+
+    #[test]
+    fn jail_section_errors_name_the_line() {
+        let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
+        // "[jail]" is line 18 of LAB + jail, the first key line 19.
+        assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`".to_string()]);
+        assert_eq!(with("pool = \"10.240.0.1/16\""), vec!["lab.toml:19: jail.pool: \"10.240.0.1/16\" has host bits set (did you mean \"10.240.0.0/16\"?)".to_string()]);
+        assert_eq!(with("uplink = \"bridge\""), vec!["lab.toml:19: jail.uplink \"bridge\" is not one of \"routed\", \"macvlan\"".to_string()]);
+        assert_eq!(with("uplink = \"macvlan\""), vec!["lab.toml:19: jail.uplink = \"macvlan\" needs jail.macvlan_parent".to_string()]);
+        assert_eq!(with("uid_base = 1000"), vec!["lab.toml:19: jail.uid_base (1000) must be between 65536 and 4294967295 (jail ids must not overlap the host's users)".to_string()]);
+        assert_eq!(with("root_dir = \"jails\""), vec!["lab.toml:19: jail.root_dir must be an absolute path, not \"jails\"".to_string()]);
+        assert_eq!(with("board_net = \"10.240.0.0/12\""), vec!["lab.toml:19: jail.pool (10.240.0.0/16) overlaps jail.board_net (10.240.0.0/12)".to_string()]);
+        assert_eq!(with("nat_interface = \"eth0;x\""), vec!["lab.toml:19: jail.nat_interface \"eth0;x\" is not an interface name".to_string()]);
+    }
+
+    #[test]
+    fn jail_capacity_is_checked_when_jails_are_on() {
+        let lab = LAB.replace("jail = \"none\"", "jail = \"linux\"") + "\n[jail]\npool = \"10.9.0.0/30\"\n";
+        let other = BOARD.replace("rockpro64-1", "rockpro64-2").replace("vlan = 101", "vlan = 102").replace("port = 5", "port = 6");
+        let e = errs(&lab, &[("a.toml", BOARD), ("b.toml", &other)]);
+        assert_eq!(e, vec!["lab.toml:0: jail.pool (10.9.0.0/30) has room for 1 jails, not 2 boards".to_string()]);
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod db;
 pub mod power;
 pub mod daemon;
 pub mod server;
+pub mod jail;

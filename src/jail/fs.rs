@@ -1,0 +1,517 @@
+//! The jail's file system: per-claim data on the host, the thin root, and
+//! the switch into it.
+//!
+//! Three phases, in three processes:
+//!
+//! 1. [`prepare_data_dir`] (labd, host root): `root_dir/<board>/` with the
+//!    writable directories, owned by the jail's root, and the per-claim
+//!    files (passwd, hosts, sshd config, authorized_keys). The jail is not
+//!    running, so nothing races these writes; still every path is walked
+//!    without following symlinks, because a previous jail's root owned them.
+//! 2. [`build_root`] (labjail, host root, in a private mount namespace that
+//!    the *host's* user namespace owns): a tmpfs root with the host's system
+//!    directories bound read-only and the per-claim directories bound
+//!    read-write. The namespace is private, so none of these mounts is ever
+//!    visible on the host, and they vanish with the jail.
+//! 3. [`enter_root`] (the jail's init, root in its user namespace only):
+//!    /proc, /sys, /dev/pts and /dev/shm, then pivot_root. Because the mounts
+//!    of phase 2 were made by a more privileged namespace and then copied
+//!    into the jail's, the kernel locks them: the jail's root cannot remount
+//!    /usr or /etc read-write, nor unmount them to look underneath.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::init::InitConfig;
+use super::plan::Plan;
+use super::JailError;
+
+/// Host directories bound read-only into the jail (or recreated as the
+/// same symlink where the host has merged /usr).
+pub const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// Per-claim writable directories: (name under data dir, path in jail, mode).
+pub const DATA_DIRS: &[(&str, &str, u32)] = &[
+    ("root", "/root", 0o700),
+    ("home", "/home", 0o755),
+    ("var", "/var", 0o755),
+    ("tmp", "/tmp", 0o1777),
+    ("tftpboot", "/tftpboot", 0o755),
+    ("nfsroot", "/nfsroot", 0o755),
+    // The host's /usr/local (where labd itself may live) is replaced by
+    // the claim's own, where the user may install tools.
+    ("local", "/usr/local", 0o755),
+];
+
+/// Entries of the jail's /etc that are its own files (everything else in
+/// its /etc is a symlink into the read-only host /etc at [`HOST_ETC`]).
+///
+/// Why not bind single files over a read-only host /etc: a bind sits on the
+/// host's *dentry*, and tools that replace /etc/shadow or /etc/passwd by
+/// rename (useradd, usermod) leave the bind on the old file, so the jail
+/// would suddenly see the host's copy.
+pub const ETC_OWN: &[&str] = &["passwd", "group", "shadow", "gshadow", "hostname", "hosts", "resolv.conf", "ssh", "subuid", "subgid"];
+
+/// Host /etc entries not linked into the jail's /etc, and masked by an
+/// empty directory under [`HOST_ETC`]: the lab's own configuration (switch
+/// communities) is not the user's business.
+pub const ETC_MASKED: &[&str] = &["boardlab"];
+
+/// Where the host's /etc is visible, read-only, inside the jail.
+pub const HOST_ETC: &str = "/.host-etc";
+
+/// Device nodes bound from the host's /dev (a user namespace cannot mknod).
+pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The board console's name inside the jail.
+pub const CONSOLE_NAME: &str = "console-board";
+/// Where the labd jail socket appears inside the jail.
+pub const JAIL_SOCKET: &str = "/run/boardlab/jail.sock";
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JailError {
+    let path = path.to_path_buf();
+    move |source| JailError::Io { what, path, source }
+}
+
+/// Creates `dir` (not following symlinks) with `mode`, owned by `uid:uid`;
+/// an existing entry must be a real directory. Ownership and mode are reset.
+fn ensure_dir(dir: &Path, mode: u32, uid: u32) -> Result<(), JailError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(JailError::Unsafe { path: dir.to_path_buf(), why: "is not a directory (symlink?)" }),
+        Err(_) => fs::create_dir(dir).map_err(io("creating directory", dir))?,
+    }
+    std::os::unix::fs::lchown(dir, Some(uid), Some(uid)).map_err(io("changing owner of", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io("setting mode of", dir))
+}
+
+/// Writes `base/rel` afresh without following any symlink below `base`:
+/// intermediate directories must be real directories (created if missing,
+/// owned by `uid`), an existing final entry is unlinked first, and the new
+/// file is opened with O_EXCL|O_NOFOLLOW.
+pub fn safe_write(base: &Path, rel: &str, contents: &[u8], mode: u32, uid: u32) -> Result<PathBuf, JailError> {
+    let rel = Path::new(rel);
+    let mut dir = base.to_path_buf();
+    let comps: Vec<Component> = rel.components().collect();
+    let Some((last, parents)) = comps.split_last() else {
+        return Err(JailError::Unsafe { path: base.join(rel), why: "empty file name" });
+    };
+    for c in parents {
+        let Component::Normal(n) = c else {
+            return Err(JailError::Unsafe { path: base.join(rel), why: "path leaves its directory" });
+        };
+        dir.push(n);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(JailError::Unsafe { path: dir, why: "is not a directory (symlink?)" }),
+            Err(_) => ensure_dir(&dir, 0o755, uid)?,
+        }
+    }
+    let Component::Normal(n) = last else {
+        return Err(JailError::Unsafe { path: base.join(rel), why: "path leaves its directory" });
+    };
+    let path = dir.join(n);
+    if let Ok(m) = fs::symlink_metadata(&path) {
+        if m.is_dir() {
+            return Err(JailError::Unsafe { path, why: "is a directory" });
+        }
+        fs::remove_file(&path).map_err(io("removing", &path))?;
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(io("creating", &path))?;
+    f.write_all(contents).map_err(io("writing", &path))?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(uid)).map_err(io("changing owner of", &path))?;
+    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io("setting mode of", &path))?;
+    Ok(path)
+}
+
+/// System accounts (uid < 1000, and nobody) of the host's `passwd` or
+/// `group`, for the jail's own copies; root's home is the jail's /root.
+pub fn system_accounts(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        let Some(id) = f.get(2).and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if id < 1000 || id == 65534 {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The jail's shadow: every account without a password ('*': no password
+/// login, but not locked, so sshd accepts keys for root).
+pub fn shadow_for(passwd: &str) -> String {
+    passwd
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .map(|n| format!("{n}:*:19000:0:99999:7:::\n"))
+        .collect()
+}
+
+/// The host's resolvers usable from the jail (loopback ones are not).
+pub fn resolv_for(host: &str) -> String {
+    let mut out = String::new();
+    for l in host.lines() {
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("nameserver"), Some(a)) if !a.starts_with("127.") && a != "::1" => {
+                out.push_str(&format!("nameserver {a}\n"))
+            }
+            (Some("search"), _) | (Some("options"), _) => {
+                out.push_str(l);
+                out.push('\n')
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Phase 1 (labd, host root): the per-claim data directory. Returns whether
+/// it was created now (so a failed create removes only what it made).
+pub fn prepare_data_dir(plan: &Plan, authorized_keys: &str, sshd_config: &str) -> Result<bool, JailError> {
+    let uid = plan.host_uid;
+    let root_dir = plan.data_dir.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(root_dir).map_err(io("creating", root_dir))?;
+    let fresh = fs::symlink_metadata(&plan.data_dir).is_err();
+    // The data dir itself belongs to host root: the jail only ever sees its
+    // subdirectories, and host users cannot list it.
+    ensure_dir(&plan.data_dir, 0o711, 0)?;
+    for (name, _, mode) in DATA_DIRS {
+        ensure_dir(&plan.data_dir.join(name), *mode, uid)?;
+    }
+    for (sub, mode) in [("var/log", 0o755), ("var/lib", 0o755), ("var/lib/misc", 0o755), ("var/tmp", 0o1777), ("local/bin", 0o755)] {
+        ensure_dir(&plan.data_dir.join(sub), mode, uid)?;
+    }
+    ensure_dir(&plan.data_dir.join("etc"), 0o755, uid)?;
+    ensure_dir(&plan.data_dir.join("etc/ssh"), 0o755, uid)?;
+    // The mount point of the jail's root (host-owned, empty on the host).
+    ensure_dir(&plan.data_dir.join(".root"), 0o755, 0)?;
+    // An empty directory for masks.
+    ensure_dir(&plan.data_dir.join(".empty"), 0o555, 0)?;
+
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let passwd = system_accounts(&read("/etc/passwd"))
+        .lines()
+        .map(|l| if l.starts_with("root:") { "root:x:0:0:root:/root:/bin/bash".to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let etc = plan.data_dir.join("etc");
+    safe_write(&etc, "passwd", passwd.as_bytes(), 0o644, uid)?;
+    safe_write(&etc, "group", system_accounts(&read("/etc/group")).as_bytes(), 0o644, uid)?;
+    safe_write(&etc, "shadow", shadow_for(&passwd).as_bytes(), 0o600, uid)?;
+    safe_write(&etc, "hostname", format!("{}\n", plan.board).as_bytes(), 0o644, uid)?;
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n{}\t{}-board-gw\n",
+        plan.jail_ip, plan.board, plan.board_addr, plan.board
+    );
+    safe_write(&etc, "hosts", hosts.as_bytes(), 0o644, uid)?;
+    safe_write(&etc, "resolv.conf", resolv_for(&read("/etc/resolv.conf")).as_bytes(), 0o644, uid)?;
+    safe_write(&etc, "ssh/sshd_config", sshd_config.as_bytes(), 0o644, uid)?;
+    // Everything else of /etc: symlinks into the read-only host /etc.
+    if let Ok(rd) = fs::read_dir("/etc") {
+        for e in rd.filter_map(|e| e.ok()) {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+            if ETC_OWN.contains(&name.as_str()) || ETC_MASKED.contains(&name.as_str()) {
+                continue;
+            }
+            let link = etc.join(&name);
+            if fs::symlink_metadata(&link).is_ok() {
+                continue; // the user's own version, or ours from last time
+            }
+            std::os::unix::fs::symlink(Path::new(HOST_ETC).join(&name), &link).map_err(io("creating symlink", &link))?;
+            std::os::unix::fs::lchown(&link, Some(uid), Some(uid)).map_err(io("changing owner of", &link))?;
+        }
+    }
+    let root = plan.data_dir.join("root");
+    safe_write(&root, ".ssh/authorized_keys", authorized_keys.as_bytes(), 0o600, uid)?;
+    let ssh_dir = root.join(".ssh");
+    fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).map_err(io("setting mode of", &ssh_dir))?;
+    // Mount point for labcli (a bind needs an existing file).
+    safe_write(&plan.data_dir.join("local"), "bin/labcli", b"", 0o755, uid)?;
+    Ok(fresh)
+}
+
+/// One step of building the root, as data so it can be listed and tested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootStep {
+    /// Mount a tmpfs at `dst` with these options.
+    Tmpfs { dst: PathBuf, options: String },
+    /// A directory (in a tmpfs we just mounted).
+    Dir { dst: PathBuf, mode: u32 },
+    /// An empty file as a bind target.
+    File { dst: PathBuf },
+    Symlink { target: PathBuf, dst: PathBuf },
+    /// Bind `src` on `dst`; `ro` remounts it read-only; `dev` keeps device
+    /// nodes usable (only for the /dev binds).
+    Bind { src: PathBuf, dst: PathBuf, ro: bool, dev: bool },
+    /// Remount a tmpfs read-only once everything below it exists.
+    RemountRo { dst: PathBuf },
+}
+
+/// What [`build_root`] does, in order. Pure: `host` answers what a host
+/// path is (so tests need no real file system).
+pub fn root_steps(cfg: &InitConfig, host: &dyn Fn(&Path) -> HostEntry) -> Vec<RootStep> {
+    use RootStep::*;
+    let r = cfg.data_dir.join(".root");
+    let d = |s: &str| cfg.data_dir.join(s);
+    let uid = cfg.host_uid;
+    let mut v = vec![Tmpfs { dst: r.clone(), options: "mode=0755,size=1m".into() }];
+    for name in SYSTEM_DIRS.iter().filter(|n| **n != "etc") {
+        let hp = Path::new("/").join(name);
+        match host(&hp) {
+            HostEntry::Symlink(t) => v.push(Symlink { target: t, dst: r.join(name) }),
+            HostEntry::Dir => {
+                v.push(Dir { dst: r.join(name), mode: 0o755 });
+                v.push(Bind { src: hp, dst: r.join(name), ro: true, dev: false });
+            }
+            _ => {}
+        }
+    }
+    // The host's /etc, read-only, for the symlinks of the jail's own /etc.
+    let host_etc = r.join(HOST_ETC.trim_start_matches('/'));
+    v.push(Dir { dst: host_etc.clone(), mode: 0o755 });
+    v.push(Bind { src: "/etc".into(), dst: host_etc.clone(), ro: true, dev: false });
+    for m in ETC_MASKED {
+        if host(&Path::new("/etc").join(m)) == HostEntry::Dir {
+            v.push(Bind { src: d(".empty"), dst: host_etc.join(m), ro: true, dev: false });
+        }
+    }
+    v.push(Dir { dst: r.join("etc"), mode: 0o755 });
+    v.push(Bind { src: d("etc"), dst: r.join("etc"), ro: false, dev: false });
+    for (name, jail_path, _) in DATA_DIRS {
+        let rel = jail_path.trim_start_matches('/');
+        if !rel.contains('/') {
+            v.push(Dir { dst: r.join(rel), mode: 0o755 });
+        }
+        v.push(Bind { src: d(name), dst: r.join(rel), ro: false, dev: false });
+    }
+    v.push(Bind { src: cfg.labcli.clone(), dst: r.join("usr/local/bin/labcli"), ro: true, dev: false });
+    for dir in ["proc", "sys", "dev", "run"] {
+        v.push(Dir { dst: r.join(dir), mode: 0o755 });
+    }
+    let dev = r.join("dev");
+    v.push(Tmpfs { dst: dev.clone(), options: "mode=0755,size=64k".into() });
+    for n in DEV_NODES {
+        v.push(File { dst: dev.join(n) });
+        v.push(Bind { src: Path::new("/dev").join(n), dst: dev.join(n), ro: false, dev: true });
+    }
+    v.push(Dir { dst: dev.join("pts"), mode: 0o755 });
+    v.push(Dir { dst: dev.join("shm"), mode: 0o755 });
+    v.push(Symlink { target: "pts/ptmx".into(), dst: dev.join("ptmx") });
+    v.push(Symlink { target: "/proc/self/fd".into(), dst: dev.join("fd") });
+    for (i, n) in ["stdin", "stdout", "stderr"].iter().enumerate() {
+        v.push(Symlink { target: format!("/proc/self/fd/{i}").into(), dst: dev.join(n) });
+    }
+    if let Some(c) = &cfg.console {
+        v.push(File { dst: dev.join(CONSOLE_NAME) });
+        v.push(Bind { src: c.clone(), dst: dev.join(CONSOLE_NAME), ro: false, dev: true });
+    }
+    v.push(RemountRo { dst: dev });
+    let run = r.join("run");
+    v.push(Tmpfs { dst: run.clone(), options: format!("mode=0755,size=16m,uid={uid},gid={uid}") });
+    v.push(Dir { dst: run.join("boardlab"), mode: 0o755 });
+    if let Some(s) = &cfg.jail_socket {
+        v.push(File { dst: r.join(JAIL_SOCKET.trim_start_matches('/')) });
+        v.push(Bind { src: s.clone(), dst: r.join(JAIL_SOCKET.trim_start_matches('/')), ro: false, dev: false });
+    }
+    v.push(RemountRo { dst: r });
+    v
+}
+
+/// What a host path is, for [`root_steps`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEntry {
+    Missing,
+    Dir,
+    File,
+    Symlink(PathBuf),
+}
+
+/// The real answer for [`root_steps`].
+pub fn host_entry(p: &Path) -> HostEntry {
+    match fs::symlink_metadata(p) {
+        Err(_) => HostEntry::Missing,
+        Ok(m) if m.file_type().is_symlink() => fs::read_link(p).map(HostEntry::Symlink).unwrap_or(HostEntry::Missing),
+        Ok(m) if m.is_dir() => HostEntry::Dir,
+        Ok(_) => HostEntry::File,
+    }
+}
+
+fn mount_err(what: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> JailError {
+    let path = path.to_path_buf();
+    move |e| JailError::Mount { what, path, source: e.into() }
+}
+
+/// Phase 2 (labjail, host root, in its own private mount namespace).
+pub fn build_root(cfg: &InitConfig) -> Result<PathBuf, JailError> {
+    // Nothing we mount may propagate back to the host.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(mount_err("making mounts private", Path::new("/")))?;
+    let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    for step in root_steps(cfg, &host_entry) {
+        match step {
+            RootStep::Tmpfs { dst, options } => {
+                mount(Some("tmpfs"), &dst, Some("tmpfs"), MsFlags::MS_NOSUID, Some(options.as_str()))
+                    .map_err(mount_err("mounting tmpfs", &dst))?
+            }
+            RootStep::Dir { dst, mode } => {
+                if fs::symlink_metadata(&dst).is_err() {
+                    fs::create_dir(&dst).map_err(io("creating directory", &dst))?;
+                    fs::set_permissions(&dst, fs::Permissions::from_mode(mode)).map_err(io("setting mode of", &dst))?;
+                }
+            }
+            RootStep::File { dst } => {
+                File::create(&dst).map_err(io("creating bind target", &dst))?;
+            }
+            RootStep::Symlink { target, dst } => {
+                std::os::unix::fs::symlink(&target, &dst).map_err(io("creating symlink", &dst))?
+            }
+            RootStep::Bind { src, dst, ro, dev } => {
+                let flags = if dev { MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC } else { common };
+                mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                    .map_err(mount_err("bind-mounting", &dst))?;
+                let mut re = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
+                if ro {
+                    re |= MsFlags::MS_RDONLY;
+                }
+                mount(None::<&str>, &dst, None::<&str>, re, None::<&str>)
+                    .map_err(mount_err(if ro { "remounting read-only" } else { "remounting" }, &dst))?;
+            }
+            RootStep::RemountRo { dst } => mount(
+                None::<&str>,
+                &dst,
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID,
+                None::<&str>,
+            )
+            .map_err(mount_err("remounting read-only", &dst))?,
+        }
+    }
+    Ok(cfg.data_dir.join(".root"))
+}
+
+/// Phase 3 (the jail's init: PID 1 of its PID namespace, root of its user
+/// namespace, in its own mount namespace).
+pub fn enter_root(root: &Path) -> Result<(), JailError> {
+    // The root's mounts came from a more privileged namespace and are
+    // locked here, and pivot_root refuses to move a locked mount. A
+    // recursive bind of the root onto itself, made here, is ours (the
+    // mounts below it stay locked, and so do their read-only flags).
+    mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(mount_err("binding the new root onto itself", root))?;
+    let nsd = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    // /proc of the jail's PID namespace. Mounted before pivot_root: the
+    // kernel only allows a new proc (and sysfs) where a fully visible one
+    // exists in the mount namespace, i.e. while the old root is attached.
+    let p = root.join("proc");
+    mount(Some("proc"), &p, Some("proc"), nsd, None::<&str>).map_err(mount_err("mounting proc", &p))?;
+    let p = root.join("sys");
+    mount(Some("sysfs"), &p, Some("sysfs"), nsd | MsFlags::MS_RDONLY, None::<&str>)
+        .map_err(mount_err("mounting sysfs", &p))?;
+    let p = root.join("dev/pts");
+    mount(
+        Some("devpts"),
+        &p,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .map_err(mount_err("mounting devpts", &p))?;
+    let p = root.join("dev/shm");
+    mount(Some("shm"), &p, Some("tmpfs"), nsd, Some("mode=1777,size=64m")).map_err(mount_err("mounting tmpfs", &p))?;
+    // pivot_root(".", "."), then detach the old root stacked underneath
+    // (runc's way: no directory for the old root is needed).
+    nix::unistd::chdir(root).map_err(mount_err("changing directory to", root))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| JailError::PivotRoot { path: root.to_path_buf(), source: e.into() })?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(mount_err("detaching the old root", Path::new("/")))?;
+    nix::unistd::chdir("/").map_err(mount_err("changing directory to", Path::new("/")))?;
+    Ok(())
+}
+
+/// Inode of a path, for comparing namespaces.
+pub fn inode(p: &Path) -> Option<u64> {
+    fs::metadata(p).ok().map(|m| m.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn cfg() -> InitConfig {
+        InitConfig {
+            hostname: "b1".into(),
+            host_uid: 400_000,
+            data_dir: "/srv/jails/b1".into(),
+            console: Some("/dev/pts/9".into()),
+            jail_socket: Some("/run/boardlab/jails/b1.sock".into()),
+            labcli: "/usr/local/bin/labcli".into(),
+            jail_ip: Ipv4Addr::new(10, 240, 0, 6),
+            ssh_port: 22,
+            services: vec![],
+        }
+    }
+
+    #[test]
+    fn system_dirs_ro_data_dirs_rw_root_ro_last() {
+        let host = |p: &Path| match p.to_str().unwrap() {
+            "/bin" => HostEntry::Symlink("usr/bin".into()),
+            "/usr" | "/etc" | "/etc/ssh" | "/lib64" => HostEntry::Dir,
+            "/etc/resolv.conf" => HostEntry::Symlink("../run/resolv.conf".into()),
+            "/etc/passwd" | "/etc/hosts" => HostEntry::File,
+            _ => HostEntry::Missing,
+        };
+        let s = root_steps(&cfg(), &host);
+        let r = Path::new("/srv/jails/b1/.root");
+        assert_eq!(s[0], RootStep::Tmpfs { dst: r.into(), options: "mode=0755,size=1m".into() });
+        assert!(s.contains(&RootStep::Symlink { target: "usr/bin".into(), dst: r.join("bin") }));
+        assert!(s.contains(&RootStep::Bind { src: "/usr".into(), dst: r.join("usr"), ro: true, dev: false }));
+        assert!(s.contains(&RootStep::Bind { src: "/etc".into(), dst: r.join(".host-etc"), ro: true, dev: false }));
+        assert!(s.contains(&RootStep::Bind { src: "/srv/jails/b1/etc".into(), dst: r.join("etc"), ro: false, dev: false }));
+        // No bind lands on a single host /etc file.
+        assert!(!s.iter().any(|x| matches!(x, RootStep::Bind { dst, .. } if dst.starts_with(r.join("etc")) && dst != &r.join("etc"))));
+        assert!(s.contains(&RootStep::Bind { src: "/srv/jails/b1/root".into(), dst: r.join("root"), ro: false, dev: false }));
+        assert!(s.contains(&RootStep::Bind { src: "/dev/pts/9".into(), dst: r.join("dev/console-board"), ro: false, dev: true }));
+        assert!(s.iter().all(|x| !matches!(x, RootStep::Bind { src, .. } if src == Path::new("/lib"))));
+        assert_eq!(s.last(), Some(&RootStep::RemountRo { dst: r.into() }));
+    }
+
+    #[test]
+    fn accounts_shadow_resolv() {
+        let pw = "root:x:0:0:root:/root:/bin/bash\nsshd:x:102:65534::/run/sshd:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n";
+        let s = system_accounts(pw);
+        assert!(s.contains("sshd:") && s.contains("nobody:") && !s.contains("alice"));
+        assert!(shadow_for(&s).starts_with("root:*:"));
+        assert_eq!(resolv_for("nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lab\n"), "nameserver 10.0.0.1\nsearch lab\n");
+    }
+
+    #[test]
+    fn safe_write_refuses_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        std::os::unix::fs::symlink("/etc", d.path().join(".ssh")).unwrap();
+        assert!(matches!(safe_write(d.path(), ".ssh/authorized_keys", b"x", 0o600, uid), Err(JailError::Unsafe { .. })));
+        std::fs::remove_file(d.path().join(".ssh")).unwrap();
+        std::fs::create_dir(d.path().join(".ssh")).unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join(".ssh/authorized_keys")).unwrap();
+        safe_write(d.path(), ".ssh/authorized_keys", b"new", 0o600, uid).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(d.path().join(".ssh/authorized_keys")).unwrap(), "new");
+        assert!(safe_write(d.path(), "../x", b"", 0o600, uid).is_err());
+    }
+}

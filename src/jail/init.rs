@@ -1,0 +1,570 @@
+//! The jail's init: `labjail start` (src/bin/labjail.rs), a small binary
+//! labd runs for each jail. labd is multi-threaded, and fork without exec in
+//! a threaded process is unsafe, so namespaces are made in this separate,
+//! single-threaded process instead.
+//!
+//! Three processes, as in youki:
+//!
+//! * **P** (`labjail start`, host root): reads the [`InitConfig`] line from
+//!   stdin, unshares a private mount namespace and builds the jail's root
+//!   there ([`fs::build_root`]), forks C, writes C's id maps, relays to labd.
+//! * **C** (intermediate): unshares the user namespace, waits for its maps,
+//!   becomes root inside, unshares mount/net/uts/ipc/pid, forks G and exits.
+//! * **G** (the jail's init, PID 1 of the new PID namespace): sets the
+//!   hostname, mounts /proc etc. and pivots into the root, then waits for
+//!   labd to finish the network, starts the services and supervises them:
+//!   reaps every zombie, restarts a service that died with a back-off, and on
+//!   SIGTERM stops everything and exits.
+//!
+//! Protocol on P's stdout, one line each: `ready <pid> <starttime>` (G's
+//! host PID, namespaces and root exist: labd now sets up the network), then
+//! after labd writes `go` on P's stdin, `running` (services are up). Any
+//! failure is `error <message>` and a non-zero exit. G outlives P (it is
+//! re-parented), so a labd restart does not touch running jails.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+use serde::{Deserialize, Serialize};
+
+use super::services::{Ready, Service};
+use super::{fs, ns, JailError};
+
+/// Everything the init needs, sent by labd as one JSON line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitConfig {
+    pub hostname: String,
+    /// Host uid/gid of the jail's root.
+    pub host_uid: u32,
+    pub data_dir: PathBuf,
+    pub console: Option<PathBuf>,
+    pub jail_socket: Option<PathBuf>,
+    pub labcli: PathBuf,
+    pub jail_ip: Ipv4Addr,
+    pub ssh_port: u16,
+    pub services: Vec<Service>,
+}
+
+/// How long each phase may take before labd gives up.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------
+// labd side
+// ---------------------------------------------------------------------------
+
+/// A `labjail start` in progress, seen from labd.
+pub struct Starter {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+}
+
+impl Starter {
+    /// Starts `labjail start` with a clean environment and only stdio open,
+    /// sends the config and waits for `ready`. Returns (starter, pid, starttime).
+    pub fn spawn(exe: &Path, cfg: &InitConfig, log: &Path) -> Result<(Starter, i32, u64), JailError> {
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|source| JailError::Io { what: "opening init log", path: log.into(), source })?;
+        let mut child = Command::new(exe)
+            .arg("start")
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(logf)
+            .spawn()
+            .map_err(|source| JailError::Io { what: "starting the jail init", path: exe.into(), source })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(JailError::Init("no pipes to labjail".into()));
+        };
+        let mut s = Starter { child, stdin, stdout };
+        let line = serde_json::to_string(cfg).map_err(|e| JailError::Init(e.to_string()))?;
+        s.send(&line)?;
+        let ready = s.expect("ready")?;
+        let mut w = ready.split_whitespace();
+        let pid = w.next().and_then(|p| p.parse::<i32>().ok());
+        let start = w.next().and_then(|p| p.parse::<u64>().ok());
+        match (pid, start) {
+            (Some(p), Some(t)) => Ok((s, p, t)),
+            _ => Err(JailError::Init(format!("bad ready line {ready:?}"))),
+        }
+    }
+
+    fn send(&mut self, line: &str) -> Result<(), JailError> {
+        writeln!(self.stdin, "{line}").map_err(|e| JailError::Init(format!("writing to labjail: {e}")))
+    }
+
+    /// Reads one line (with a deadline) and checks its first word.
+    fn expect(&mut self, word: &str) -> Result<String, JailError> {
+        let line = read_line_deadline(&mut self.stdout, Instant::now() + PHASE_TIMEOUT)
+            .map_err(|e| JailError::Init(format!("waiting for {word:?}: {e}")))?;
+        match line.split_once(' ').unwrap_or((line.as_str(), "")) {
+            (w, rest) if w == word => Ok(rest.to_string()),
+            ("error", rest) => Err(JailError::Init(rest.to_string())),
+            _ => Err(JailError::Init(format!("unexpected {line:?} while waiting for {word:?}"))),
+        }
+    }
+
+    /// Network is ready: start the services and wait until they answer.
+    pub fn go(mut self) -> Result<(), JailError> {
+        self.send("go")?;
+        let r = self.expect("running");
+        let _ = self.child.wait();
+        r.map(|_| ())
+    }
+
+    /// Abandons the start (labd undoes the rest).
+    pub fn abort(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a line byte by byte, polling so a hung child cannot block labd.
+fn read_line_deadline(r: &mut impl ReadFd, deadline: Instant) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
+        }
+        if !r.wait_readable(left)? {
+            continue;
+        }
+        let mut b = [0u8; 1];
+        match r.read(&mut b)? {
+            0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "labjail exited (see init.log)")),
+            _ if b[0] == b'\n' => return Ok(String::from_utf8_lossy(&out).into_owned()),
+            _ => out.push(b[0]),
+        }
+    }
+}
+
+trait ReadFd: Read + AsRawFd {
+    fn wait_readable(&self, timeout: Duration) -> std::io::Result<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        // SAFETY: the fd belongs to `self`, which outlives this call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.as_raw_fd()) };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let ms = u16::try_from(timeout.as_millis().min(10_000)).unwrap_or(10_000);
+        let n = poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)?;
+        Ok(n > 0)
+    }
+}
+impl ReadFd for ChildStdout {}
+impl ReadFd for UnixStream {}
+
+// ---------------------------------------------------------------------------
+// labjail side
+// ---------------------------------------------------------------------------
+
+/// Entry point of `labjail start`; returns the exit code.
+pub fn start_main() -> i32 {
+    close_inherited_fds();
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        println!("error cannot read the configuration");
+        return 2;
+    }
+    let cfg: InitConfig = match serde_json::from_str(&line) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("error bad configuration: {e}");
+            return 2;
+        }
+    };
+    match parent(&cfg) {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("error {e}");
+            eprintln!("labjail: {e}");
+            1
+        }
+    }
+}
+
+/// Closes every fd but stdio, before anything else (firecracker's rule).
+fn close_inherited_fds() {
+    // SAFETY: close_range only closes descriptors; none above 2 is in use
+    // by Rust code at this point (main has just started).
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> JailError {
+    move |e| JailError::Sys { what, source: e.into() }
+}
+
+fn send(s: &mut UnixStream, line: &str) {
+    let _ = writeln!(s, "{line}");
+}
+
+fn recv(s: &mut UnixStream, timeout: Duration) -> Result<String, JailError> {
+    read_line_deadline(s, Instant::now() + timeout).map_err(|e| JailError::Init(format!("jail process: {e}")))
+}
+
+/// P: root, mount namespace, fork, id maps, relay.
+fn parent(cfg: &InitConfig) -> Result<(), JailError> {
+    // 1. Our own mount namespace, still owned by the host's user namespace:
+    //    the root built here is copied into the jail's namespace later and
+    //    its mounts become locked there (read-only stays read-only).
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| JailError::Unshare { namespaces: "mount (builder)".into(), source: e.into() })?;
+    let root = fs::build_root(cfg)?;
+    let (mut mine, theirs) = UnixStream::pair().map_err(|source| JailError::Io { what: "socketpair", path: "-".into(), source })?;
+    // SAFETY: labjail is single-threaded (no thread was started), so the
+    // child may run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(mine);
+            let code = match intermediate(cfg, &root, theirs) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: _exit skips destructors and atexit handlers that
+            // belong to the parent's copy of the process.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            let r = relay(cfg, child, &mut mine);
+            if r.is_err() {
+                let _ = kill(child, Signal::SIGKILL);
+            }
+            let _ = waitpid(child, None);
+            r
+        }
+    }
+}
+
+fn relay(cfg: &InitConfig, child: Pid, s: &mut UnixStream) -> Result<(), JailError> {
+    let check = |line: String, word: &str| -> Result<String, JailError> {
+        match line.split_once(' ').unwrap_or((line.as_str(), "")) {
+            (w, rest) if w == word => Ok(rest.to_string()),
+            ("error", rest) => Err(JailError::Init(rest.to_string())),
+            _ => Err(JailError::Init(format!("unexpected {line:?}, wanted {word:?}"))),
+        }
+    };
+    check(recv(s, PHASE_TIMEOUT)?, "userns")?;
+    // 2. The id maps of C's new user namespace: only a process with
+    //    CAP_SETUID in the parent namespace (us) may map 65536 ids.
+    ns::write_id_maps(child, cfg.host_uid)?;
+    send(s, "mapped");
+    let pid: i32 = check(recv(s, PHASE_TIMEOUT)?, "pid")?
+        .trim()
+        .parse()
+        .map_err(|_| JailError::Init("bad pid line".into()))?;
+    check(recv(s, PHASE_TIMEOUT)?, "fs-ok")?;
+    let start = super::proc_start_time(pid).ok_or_else(|| JailError::Init(format!("init {pid} vanished")))?;
+    println!("ready {pid} {start}");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| JailError::Init(format!("reading go: {e}")))?;
+    if line.trim() != "go" {
+        return Err(JailError::Init(format!("labd said {line:?} instead of go")));
+    }
+    send(s, "go");
+    check(recv(s, PHASE_TIMEOUT)?, "running")?;
+    println!("running");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+/// C: user namespace, then the rest, then the init.
+fn intermediate(cfg: &InitConfig, root: &Path, mut s: UnixStream) -> Result<(), JailError> {
+    let r = (|| {
+        ns::unshare_user(&mut ns::RealKernel)?;
+        send(&mut s, "userns");
+        let m = recv(&mut s, PHASE_TIMEOUT)?;
+        if m != "mapped" {
+            return Err(JailError::Init(format!("expected mapped, got {m:?}")));
+        }
+        // Root inside the new namespace (host uid host_uid).
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(sys("setresgid"))?;
+        nix::unistd::setgroups(&[Gid::from_raw(0)]).map_err(sys("setgroups"))?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(sys("setresuid"))?;
+        ns::unshare_rest(&mut ns::RealKernel)?;
+        // SAFETY: still single-threaded (see parent).
+        match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
+            ForkResult::Child => {
+                let code = init(cfg, root, &mut s);
+                // SAFETY: as above, leave without the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                send(&mut s, &format!("pid {child}"));
+                Ok(())
+            }
+        }
+    })();
+    if let Err(e) = &r {
+        send(&mut s, &format!("error {e}"));
+    }
+    r
+}
+
+/// G: PID 1 of the jail.
+fn init(cfg: &InitConfig, root: &Path, s: &mut UnixStream) -> i32 {
+    // stdin from /dev/null, stdout to the same log as stderr (init.log on
+    // the host, opened by labd): the jail must not hold labd's pipes.
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+    }
+    let _ = nix::unistd::dup2(2, 1);
+    let setup = (|| -> Result<(), JailError> {
+        nix::unistd::sethostname(&cfg.hostname).map_err(sys("sethostname"))?;
+        fs::enter_root(root)?;
+        std::fs::create_dir_all("/run/sshd").map_err(|source| JailError::Io { what: "creating", path: "/run/sshd".into(), source })?;
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        send(s, &format!("error {e}"));
+        return 1;
+    }
+    send(s, "fs-ok");
+    // Signals the supervisor waits for; blocked before any child exists.
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(sig);
+    }
+    let _ = set.thread_block();
+    match recv(s, Duration::from_secs(60)) {
+        Ok(l) if l == "go" => {}
+        Ok(l) => {
+            send(s, &format!("error expected go, got {l:?}"));
+            return 1;
+        }
+        Err(_) => return 1,
+    }
+    let mut sup = Supervisor::new(cfg.services.clone());
+    sup.start_all();
+    match sup.wait_ready(Duration::from_secs(10)) {
+        Ok(()) => send(s, "running"),
+        Err(e) => {
+            send(s, &format!("error {e}"));
+            sup.stop();
+            return 1;
+        }
+    }
+    sup.run(&set)
+}
+
+struct Running {
+    svc: Service,
+    pid: Option<Pid>,
+    started: Instant,
+    /// Current back-off before the next restart.
+    backoff: Duration,
+    next_start: Option<Instant>,
+}
+
+/// Starts, watches and restarts the services; reaps every orphan.
+struct Supervisor {
+    services: Vec<Running>,
+}
+
+/// A service that ran this long is considered healthy: its back-off resets.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Time services get to exit on SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_millis(1500);
+
+/// `pid:comm` of every process in the jail but the init (for the log).
+fn jail_processes() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.parse::<u32>().is_ok_and(|p| p > 1))
+                .map(|p| format!("{p}:{}", std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default().trim()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Supervisor {
+    fn new(services: Vec<Service>) -> Supervisor {
+        let services = services
+            .into_iter()
+            .map(|svc| Running { svc, pid: None, started: Instant::now(), backoff: BACKOFF_MIN, next_start: None })
+            .collect();
+        Supervisor { services }
+    }
+
+    fn spawn(r: &mut Running) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&r.svc.log);
+        let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
+            Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
+            Err(_) => (Stdio::null(), Stdio::null()),
+        };
+        let Some((prog, args)) = r.svc.argv.split_first() else { return };
+        let mut cmd = Command::new(prog);
+        // SAFETY: the closure only calls sigprocmask, which is
+        // async-signal-safe, between fork and exec.
+        unsafe {
+            // The init blocks SIGCHLD/SIGTERM/... to wait for them with
+            // sigtimedwait; the mask is inherited through exec, and a
+            // service with SIGTERM blocked cannot be stopped (dnsmasq).
+            cmd.pre_exec(|| {
+                SigSet::all().thread_unblock().map_err(std::io::Error::from)
+            });
+        }
+        let res = cmd
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn();
+        r.started = Instant::now();
+        r.next_start = None;
+        match res {
+            // The Child handle is dropped: we reap by pid with waitpid(-1).
+            Ok(c) => r.pid = Some(Pid::from_raw(i32::try_from(c.id()).unwrap_or(0))),
+            Err(e) => {
+                eprintln!("labjail: cannot start {}: {e}", r.svc.name);
+                r.pid = None;
+                r.next_start = Some(Instant::now() + r.backoff);
+                r.backoff = (r.backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+
+    fn start_all(&mut self) {
+        for r in &mut self.services {
+            Self::spawn(r);
+        }
+    }
+
+    /// Reaps every exited child; schedules restarts of services among them.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
+                    for r in &mut self.services {
+                        if r.pid == Some(pid) {
+                            eprintln!("labjail: {} (pid {pid}) exited; restarting in {:?}", r.svc.name, r.backoff);
+                            r.pid = None;
+                            if r.started.elapsed() > HEALTHY_AFTER {
+                                r.backoff = BACKOFF_MIN;
+                            }
+                            r.next_start = Some(Instant::now() + r.backoff);
+                            r.backoff = (r.backoff * 2).min(BACKOFF_MAX);
+                        }
+                    }
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), JailError> {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.services.len() {
+            loop {
+                self.reap();
+                let r = &self.services[i];
+                if r.pid.is_none() {
+                    return Err(JailError::Init(format!("{} exited at start (see {} in the jail)", r.svc.name, r.svc.log)));
+                }
+                let up = match &r.svc.ready {
+                    Ready::Tcp(a) => TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok(),
+                    Ready::Alive => r.started.elapsed() > Duration::from_millis(200),
+                };
+                if up {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(JailError::Init(format!("{} did not become ready", r.svc.name)));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Alive services must still be alive after the others came up.
+        self.reap();
+        match self.services.iter().find(|r| r.pid.is_none()) {
+            Some(r) => Err(JailError::Init(format!("{} exited at start (see {} in the jail)", r.svc.name, r.svc.log))),
+            None => Ok(()),
+        }
+    }
+
+    /// SIGTERM the services (their process groups) and everything else in
+    /// the jail, give them [`STOP_GRACE`], then SIGKILL what is left.
+    fn stop(&mut self) {
+        for r in &self.services {
+            if let Some(pid) = r.pid {
+                let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGTERM);
+            }
+        }
+        let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+        if self.wait_all(STOP_GRACE) {
+            return;
+        }
+        eprintln!("labjail: still running {STOP_GRACE:?} after SIGTERM: {:?}; killing", jail_processes());
+        let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+        self.wait_all(Duration::from_secs(2));
+    }
+
+    /// Reaps until no child is left (true) or the time is up (false).
+    fn wait_all(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => return true, // ECHILD: nothing left
+                Ok(_) => {}
+            }
+        }
+        false
+    }
+
+    fn run(&mut self, set: &SigSet) -> i32 {
+        loop {
+            let now = Instant::now();
+            for r in &mut self.services {
+                if r.pid.is_none() && r.next_start.is_some_and(|t| t <= now) {
+                    Self::spawn(r);
+                }
+            }
+            let wait = self
+                .services
+                .iter()
+                .filter_map(|r| r.next_start)
+                .map(|t| t.saturating_duration_since(now))
+                .min()
+                .unwrap_or(Duration::from_secs(5))
+                .max(Duration::from_millis(10));
+            let ts = libc::timespec {
+                tv_sec: libc::time_t::try_from(wait.as_secs()).unwrap_or(5),
+                tv_nsec: libc::c_long::from(i32::try_from(wait.subsec_nanos()).unwrap_or(0)),
+            };
+            // SAFETY: `set` is a valid sigset_t, a null siginfo is allowed,
+            // and `ts` lives across the call.
+            let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+            if sig == libc::SIGTERM || sig == libc::SIGINT || sig == libc::SIGHUP {
+                self.stop();
+                return 0;
+            }
+            self.reap();
+        }
+    }
+}

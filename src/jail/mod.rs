@@ -1,0 +1,480 @@
+//! The per-claim Linux jail: an isolated environment on the board's own
+//! network where the claimant is root, with sshd, NAT to the outside, DHCP
+//! and TFTP for the board.
+//!
+//! One module per isolation mechanism, as in firecracker's jailer:
+//!
+//! * [`plan`]: identifier validation, names, addresses and ids (pure);
+//! * [`ns`]: the namespace order (user first) and the id maps;
+//! * [`fs`]: per-claim data, the thin read-only root, pivot_root;
+//! * [`net`]: board link, uplink, addresses, nftables on both sides;
+//! * [`services`]: sshd and dnsmasq command lines and configuration;
+//! * [`init`]: `labjail start`, which makes the namespaces and becomes the
+//!   jail's PID 1, and labd's side of talking to it.
+//!
+//! [`Jail::create`] runs the steps in order; [`Jail::destroy`] undoes them,
+//! and so does a failed create. [`Jail`] is serde-serialisable so labd can
+//! keep it in its state database and adopt running jails after a restart
+//! ([`Jail::alive`]); [`sweep`] removes leftovers after a crash.
+//!
+//! Privileges: the jail's root is host uid `uid_base + index*65536`, with
+//! 65536 ids mapped; host root is not mapped, so it owns nothing of the host.
+
+pub mod fs;
+pub mod init;
+pub mod net;
+pub mod ns;
+pub mod plan;
+pub mod services;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Network;
+pub use plan::{Ipv4Net, Plan};
+
+/// Everything that can go wrong making or removing a jail. Variants name the
+/// operation and carry the path, interface or command, so the message says
+/// what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    /// An identifier in the spec is not acceptable (it would become a path,
+    /// an interface name or nft text).
+    #[error("invalid {what}: {value:?}")]
+    Invalid { what: &'static str, value: String },
+    /// The pools or uid range have no room for this index.
+    #[error("address or id allocation: {0}")]
+    Allocation(String),
+    /// Something of this jail already exists.
+    #[error("{0} already exists (a jail for this board is running, or leftovers need a sweep)")]
+    Exists(String),
+    #[error("{what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    /// A path that must be a plain file or directory is not (a symlink
+    /// planted by a previous jail's root, say).
+    #[error("refusing {}: {why}", path.display())]
+    Unsafe { path: PathBuf, why: &'static str },
+    #[error("unshare({namespaces}): {source}")]
+    Unshare { namespaces: String, source: std::io::Error },
+    #[error("{what} {}: {source}", path.display())]
+    Mount { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("pivot_root into {}: {source}", path.display())]
+    PivotRoot { path: PathBuf, source: std::io::Error },
+    #[error("{what}: {source}")]
+    Sys { what: &'static str, source: std::io::Error },
+    /// An external tool (ip, nft, ssh-keygen) failed.
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+    /// The jail's init reported a failure (or stopped talking).
+    #[error("jail init: {0}")]
+    Init(String),
+    /// Teardown left these pieces behind.
+    #[error("teardown incomplete: {}", .0.join("; "))]
+    Teardown(Vec<String>),
+}
+
+/// How the jail reaches the outside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Uplink {
+    /// A veth pair to the host with a /30 from the pool; the host routes
+    /// and masquerades it.
+    Routed,
+    /// A macvlan on `parent`: the jail is a host on that LAN, with the
+    /// pool's `.2 + index` and the pool's `.1` as its router.
+    Macvlan { parent: String },
+}
+
+/// Lab-wide jail settings (lab.toml `[jail]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailSettings {
+    /// Per-claim data lives in `root_dir/<board>/`.
+    pub root_dir: PathBuf,
+    /// Uplink addresses: a /30 per jail by index (routed), or the LAN
+    /// subnet jails take addresses from (macvlan).
+    pub pool: Ipv4Net,
+    /// Board links: a /24 per board by index; the jail is `.1`, DHCP hands
+    /// out `.100`-`.199`.
+    pub board_net: Ipv4Net,
+    /// Host interface to masquerade jail traffic out of; `None`: any
+    /// interface except towards other jails and boards.
+    pub nat_interface: Option<String>,
+    pub uplink: Uplink,
+    /// Host uid of jail 0's root; jail i's root is `uid_base + i*65536`.
+    pub uid_base: u32,
+    pub ssh_port: u16,
+    /// The `labjail` binary (the jail's init).
+    pub init_exe: PathBuf,
+}
+
+impl Default for JailSettings {
+    fn default() -> Self {
+        JailSettings {
+            root_dir: PathBuf::from("/var/lib/boardlab/jails"),
+            pool: Ipv4Net::new(Ipv4Addr::new(10, 240, 0, 0), 16).unwrap_or_else(|| unreachable!()),
+            board_net: Ipv4Net::new(Ipv4Addr::new(172, 30, 0, 0), 16).unwrap_or_else(|| unreachable!()),
+            nat_interface: None,
+            uplink: Uplink::Routed,
+            uid_base: 1 << 30,
+            ssh_port: 22,
+            init_exe: default_init_exe(),
+        }
+    }
+}
+
+/// `labjail` next to the running executable (labd and labjail are
+/// installed side by side).
+pub fn default_init_exe() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("labjail")))
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/labjail"))
+}
+
+/// What labd asks for when a board is claimed.
+#[derive(Debug, Clone)]
+pub struct JailSpec {
+    pub board: String,
+    /// The claim handle (`bl-<32 hex>`).
+    pub handle: String,
+    /// The claimant.
+    pub user: String,
+    /// Stable small number per board: addresses and uids derive from it.
+    pub index: u32,
+    /// The board link.
+    pub link: Network,
+    pub settings: JailSettings,
+    /// Becomes root's authorized_keys in the jail.
+    pub authorized_keys: String,
+    /// Reuse this host key (keep_host_key), else a fresh one per claim.
+    pub host_key: Option<PathBuf>,
+    /// Host socket bound at /run/boardlab/jail.sock in the jail.
+    pub jail_socket: Option<PathBuf>,
+    /// Host pty slave bound at /dev/console-board in the jail.
+    pub console: Option<PathBuf>,
+    /// labcli, bound at /usr/local/bin/labcli in the jail.
+    pub labcli: PathBuf,
+}
+
+/// What the claimant is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailInfo {
+    pub ip: Ipv4Addr,
+    /// Ready to run: `ssh root@10.240.0.6`.
+    pub ssh: String,
+    /// `10.240.0.6 ssh-ed25519 AAAA...`.
+    pub known_hosts: String,
+}
+
+/// A running jail: enough to find, check and remove every piece of it,
+/// also from another labd process (serde, kept in the state database).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jail {
+    pub handle: String,
+    pub user: String,
+    pub plan: Plan,
+    /// Host PID of the jail's init, and its start time (clock ticks since
+    /// boot, /proc/PID/stat field 22) so a reused PID is never mistaken for it.
+    pub init_pid: i32,
+    pub init_start: u64,
+    pub info: JailInfo,
+}
+
+/// Start time of a process, if it exists and is not a zombie.
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may contain spaces and parentheses: fields start after
+    // the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    if f.first() == Some(&"Z") || f.first() == Some(&"X") {
+        return None;
+    }
+    f.get(19)?.parse().ok()
+}
+
+impl Jail {
+    /// Creates and starts a jail. Blocking (labd runs it in
+    /// spawn_blocking). On failure everything done so far is undone.
+    ///
+    /// The order matters:
+    /// 1. validate and plan first, so no bad identifier touches the system;
+    /// 2. refuse if the netns or links are taken (another jail owns them);
+    /// 3. per-claim data and host key, host-side, while no jail process
+    ///    can race the writes;
+    /// 4. the init: user namespace first, then the rest (see [`ns`]), and
+    ///    the root (see [`fs`]); it then waits;
+    /// 5. the network, from the host into the now-existing netns: the board
+    ///    link must be inside and addressed before dnsmasq binds to it, the
+    ///    uplink before sshd listens on its address;
+    /// 6. services last; the jail is ready when sshd accepts connections.
+    pub fn create(spec: &JailSpec) -> Result<(Jail, JailInfo), JailError> {
+        let t0 = Instant::now();
+        // 1.
+        let plan = Plan::new(spec)?;
+        // 2.
+        if net::netns_exists(&plan.netns) {
+            return Err(JailError::Exists(format!("network namespace {}", plan.netns)));
+        }
+        if net::link_exists(&plan.uplink_host) {
+            return Err(JailError::Exists(format!("interface {}", plan.uplink_host)));
+        }
+        if let Some(c) = &spec.console {
+            if !c.is_absolute() {
+                return Err(JailError::Invalid { what: "console path", value: c.display().to_string() });
+            }
+        }
+        // 3.
+        let sshd_config = services::sshd_config(plan.jail_ip, spec.settings.ssh_port);
+        let fresh = fs::prepare_data_dir(&plan, &spec.authorized_keys, &sshd_config)?;
+        let mut undo = Undo { plan: &plan, fresh, init: None, done: net::Done::default(), armed: true };
+        let host_pub = services::install_host_key(&plan, spec.host_key.as_deref())?;
+        if let Some(c) = &spec.console {
+            std::os::unix::fs::chown(c, Some(plan.host_uid), Some(plan.host_uid))
+                .map_err(|source| JailError::Io { what: "handing the console to the jail", path: c.clone(), source })?;
+        }
+        // 4.
+        let cfg = init::InitConfig {
+            hostname: plan.board.clone(),
+            host_uid: plan.host_uid,
+            data_dir: plan.data_dir.clone(),
+            console: spec.console.clone(),
+            jail_socket: spec.jail_socket.clone(),
+            labcli: spec.labcli.clone(),
+            jail_ip: plan.jail_ip,
+            ssh_port: spec.settings.ssh_port,
+            services: services::services(&plan, spec.settings.ssh_port),
+        };
+        let (starter, pid, start) = init::Starter::spawn(&spec.settings.init_exe, &cfg, &plan.data_dir.join("init.log"))?;
+        undo.init = Some((pid, start));
+        // 5.
+        if let Err(e) = net::setup(&plan, &spec.settings, pid, &mut undo.done) {
+            starter.abort();
+            return Err(e);
+        }
+        // 6.
+        starter.go()?;
+        undo.armed = false;
+        let info = JailInfo {
+            ip: plan.jail_ip,
+            ssh: plan.ssh_command(spec.settings.ssh_port),
+            known_hosts: format!("{} {host_pub}", plan.known_hosts_host(spec.settings.ssh_port)),
+        };
+        tracing::info!(board = %plan.board, ip = %plan.jail_ip, pid, elapsed_ms = t0.elapsed().as_millis() as u64, "jail ready");
+        let jail = Jail {
+            handle: spec.handle.clone(),
+            user: spec.user.clone(),
+            plan: plan.clone(),
+            init_pid: pid,
+            init_start: start,
+            info: info.clone(),
+        };
+        Ok((jail, info))
+    }
+
+    /// Whether the jail's init still runs and its network namespace is
+    /// still the one named for it (for adoption after a labd restart).
+    pub fn alive(&self) -> bool {
+        if proc_start_time(self.init_pid) != Some(self.init_start) {
+            return false;
+        }
+        let named = fs::inode(&Path::new("/run/netns").join(&self.plan.netns));
+        let actual = fs::inode(Path::new(&format!("/proc/{}/ns/net", self.init_pid)));
+        named.is_some() && named == actual
+    }
+
+    /// Adopts a jail from its stored state if it is still alive.
+    pub fn adopt(state: Jail) -> Option<Jail> {
+        state.alive().then_some(state)
+    }
+
+    /// Stops the jail and removes its namespaces, links, nft table and
+    /// processes. `wipe` also deletes the per-claim data (release);
+    /// without it the data directory stays for the next create.
+    pub fn destroy(self, wipe: bool) -> Result<(), JailError> {
+        let mut errors = Vec::new();
+        teardown(&self.plan, Some((self.init_pid, self.init_start)), &net::Done::all(), wipe, &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(JailError::Teardown(errors))
+        }
+    }
+}
+
+/// Undoes a create that failed half-way (only what it did).
+struct Undo<'a> {
+    plan: &'a Plan,
+    fresh: bool,
+    init: Option<(i32, u64)>,
+    done: net::Done,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut errors = Vec::new();
+            teardown(self.plan, self.init, &self.done, self.fresh, &mut errors);
+            for e in errors {
+                tracing::warn!(board = %self.plan.board, "undoing a failed jail: {e}");
+            }
+        }
+    }
+}
+
+/// The teardown order: the board link first (while the namespace exists,
+/// or a veth would die with it), then the init (its PID namespace takes
+/// every jail process along), then host links, nft and the netns name,
+/// then data.
+fn teardown(plan: &Plan, init: Option<(i32, u64)>, done: &net::Done, wipe: bool, errors: &mut Vec<String>) {
+    net::return_board_link(plan, done, errors);
+    if let Some((pid, start)) = init {
+        if let Err(e) = stop_init(pid, start) {
+            errors.push(e.to_string());
+        }
+    }
+    net::teardown(plan, done, errors);
+    if wipe {
+        if let Err(e) = std::fs::remove_dir_all(&plan.data_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("removing {}: {e}", plan.data_dir.display()));
+            }
+        }
+    }
+}
+
+/// SIGTERM to the init (it stops its services), SIGKILL after 5 s.
+fn stop_init(pid: i32, start: u64) -> Result<(), JailError> {
+    let p = Pid::from_raw(pid);
+    let ours = || proc_start_time(pid) == Some(start);
+    if !ours() {
+        return Ok(());
+    }
+    let _ = kill(p, Signal::SIGTERM);
+    let t = Instant::now();
+    while ours() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if ours() {
+        let _ = kill(p, Signal::SIGKILL);
+        let t = Instant::now();
+        while ours() && t.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if ours() {
+        Err(JailError::Init(format!("init {pid} does not die")))
+    } else {
+        Ok(())
+    }
+}
+
+/// Removes leftovers after a crash: every jail in `known` (as
+/// [`Jail::destroy`] without wipe), and with `by_prefix` also anything
+/// carrying our names (netns `blj*`, links `blju*`/`bljm*`/`bljv*`, nft
+/// tables `boardlab_j*`), returning board links named in their alias to
+/// the host first. Returns what was removed or failed, for the log.
+pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
+    let mut report = Vec::new();
+    for j in known {
+        let mut errors = Vec::new();
+        teardown(&j.plan, Some((j.init_pid, j.init_start)), &net::Done::all(), false, &mut errors);
+        report.push(format!("jail {} ({}): {}", j.plan.board, j.plan.netns, if errors.is_empty() { "removed".into() } else { errors.join("; ") }));
+    }
+    if !by_prefix {
+        return report;
+    }
+    let netns: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    for ns in netns.iter().filter(|n| is_ours_netns(n)) {
+        // Board links carry their host name in the alias.
+        if let Ok(out) = net::run("ip", &["-n", ns, "-o", "link", "show"], None) {
+            for line in out.lines() {
+                let Some(pos) = line.find(&format!("alias {}", net::ALIAS_PREFIX)) else { continue };
+                let host = line[pos + 6 + net::ALIAS_PREFIX.len()..].split_whitespace().next().unwrap_or("");
+                let inside = line.split(": ").nth(1).and_then(|n| n.split('@').next()).unwrap_or("");
+                if crate::config::valid_ifname(host) && crate::config::valid_ifname(inside) {
+                    let me = std::process::id().to_string();
+                    let _ = net::run("ip", &["-n", ns, "link", "set", "dev", inside, "down"], None);
+                    let _ = net::run("ip", &["-n", ns, "link", "set", "dev", inside, "name", host], None);
+                    let r = net::run("ip", &["-n", ns, "link", "set", "dev", host, "netns", &me], None);
+                    report.push(format!("returned {host} from {ns}: {}", if r.is_ok() { "ok" } else { "failed" }));
+                }
+            }
+        }
+        // Every process in that namespace (the init first: its PID
+        // namespace dies with it).
+        if let Some(ino) = fs::inode(&Path::new("/run/netns").join(ns)) {
+            for pid in pids_in_netns(ino) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                report.push(format!("killed {pid} in {ns}"));
+            }
+        }
+        let r = net::run("ip", &["netns", "delete", ns], None);
+        report.push(format!("netns {ns}: {}", if r.is_ok() { "removed" } else { "failed" }));
+    }
+    if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
+        for name in rd.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+            if [plan::UPLINK_PREFIX, plan::MACVLAN_PREFIX, plan::VLAN_PREFIX]
+                .iter()
+                .any(|p| name.strip_prefix(p).is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit())))
+            {
+                let r = net::run("ip", &["link", "del", "dev", &name], None);
+                report.push(format!("link {name}: {}", if r.is_ok() { "removed" } else { "failed" }));
+            }
+        }
+    }
+    if let Ok(t) = net::run("nft", &["list", "tables", "inet"], None) {
+        for name in t.lines().filter_map(|l| l.trim().strip_prefix("table inet ")) {
+            if name.strip_prefix(plan::NFT_PREFIX).is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit())) {
+                let r = net::run("nft", &["delete", "table", "inet", name], None);
+                report.push(format!("nft table {name}: {}", if r.is_ok() { "removed" } else { "failed" }));
+            }
+        }
+    }
+    report
+}
+
+/// `blj<digits>-...`: a jail's netns (labsim's are `bl<hex>-`, never `blj`).
+fn is_ours_netns(n: &str) -> bool {
+    n.strip_prefix(plan::NETNS_PREFIX)
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(d, _)| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn pids_in_netns(ino: u64) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.filter_map(|e| e.ok()) {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            if fs::inode(&e.path().join("ns/net")) == Some(ino) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_netns_names() {
+        assert!(is_ours_netns("blj3-rockpro64-1"));
+        assert!(!is_ours_netns("blab12-3"));
+        assert!(!is_ours_netns("bljx-3"));
+    }
+
+    #[test]
+    fn start_time_of_self() {
+        assert!(proc_start_time(i32::try_from(std::process::id()).unwrap()).is_some());
+        assert!(proc_start_time(i32::MAX).is_none());
+    }
+}
