@@ -210,8 +210,9 @@ fn jail_end_to_end() {
         init_exe: LABJAIL.into(),
     };
     let first_index = 10 + u32::from(r) * 2;
-    let sock = base.join("jail1.sock");
-    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let sock = base.join("jail1-socket");
+    std::fs::create_dir_all(&sock).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(sock.join("jail.sock")).unwrap();
     let pty = nix::pty::openpty(None, None).unwrap();
     let pty_slave = nix::unistd::ttyname(pty.slave.as_fd()).unwrap();
 

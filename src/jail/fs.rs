@@ -324,8 +324,9 @@ pub fn root_steps(cfg: &InitConfig, host: &dyn Fn(&Path) -> HostEntry) -> Vec<Ro
     v.push(Tmpfs { dst: run.clone(), options: format!("mode=0755,size=16m,uid={uid},gid={uid}") });
     v.push(Dir { dst: run.join("boardlab"), mode: 0o755 });
     if let Some(s) = &cfg.jail_socket {
-        v.push(File { dst: r.join(JAIL_SOCKET.trim_start_matches('/')) });
-        v.push(Bind { src: s.clone(), dst: r.join(JAIL_SOCKET.trim_start_matches('/')), ro: false, dev: false });
+        // The socket's directory, not the socket: a labd that restarts
+        // binds a new socket (a new inode) there, and the jail sees it.
+        v.push(Bind { src: s.clone(), dst: run.join("boardlab"), ro: false, dev: false });
     }
     v.push(RemountRo { dst: r });
     v
@@ -457,7 +458,7 @@ mod tests {
             host_uid: 400_000,
             data_dir: "/srv/jails/b1".into(),
             console: Some("/dev/pts/9".into()),
-            jail_socket: Some("/run/boardlab/jails/b1.sock".into()),
+            jail_socket: Some("/run/boardlab/jails/b1".into()),
             labcli: "/usr/local/bin/labcli".into(),
             jail_ip: Ipv4Addr::new(10, 240, 0, 6),
             ssh_port: 22,

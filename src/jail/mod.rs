@@ -152,7 +152,8 @@ pub struct JailSpec {
     pub authorized_keys: String,
     /// Reuse this host key (keep_host_key), else a fresh one per claim.
     pub host_key: Option<PathBuf>,
-    /// Host socket bound at /run/boardlab/jail.sock in the jail.
+    /// Host directory holding labd's socket for this jail (`jail.sock`),
+    /// bound at /run/boardlab in the jail (so /run/boardlab/jail.sock).
     pub jail_socket: Option<PathBuf>,
     /// Host pty slave bound at /dev/console-board in the jail.
     pub console: Option<PathBuf>,
