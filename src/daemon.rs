@@ -9,7 +9,7 @@ use actix::Actor;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::actors::registry::{GetDump, Registry};
+use crate::actors::registry::{GetDump, Registry, StopAll};
 use crate::config::Config;
 use crate::db::Db;
 use crate::power::walk_with_deadline;
@@ -108,6 +108,13 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
+    if !failed {
+        // Jails are stopped (their data kept): nothing of them outlives
+        // labd; the next start rebuilds the jails of live claims.
+        if tokio::time::timeout(Duration::from_secs(60), registry.send(StopAll)).await.is_err() {
+            warn!("boards did not stop their jails within 60 s");
+        }
+    }
     if let Err(e) = std::fs::remove_file(&cfg.daemon.socket) {
         warn!("removing {}: {e}", cfg.daemon.socket.display());
     }

@@ -32,6 +32,9 @@ pub struct Claim {
     pub claimed_at: i64,
     /// Unix milliseconds.
     pub expires_at: i64,
+    /// The claim's running jail (serde JSON of `jail::Jail`), for adoption
+    /// after a labd restart.
+    pub jail: Option<String>,
 }
 
 /// One line of the event log.
@@ -67,14 +70,16 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS boards (
     name        TEXT PRIMARY KEY,
     class       TEXT NOT NULL,
-    maintenance INTEGER NOT NULL DEFAULT 0
+    maintenance INTEGER NOT NULL DEFAULT 0,
+    jail_index  INTEGER UNIQUE
 );
 CREATE TABLE IF NOT EXISTS claims (
     handle     TEXT PRIMARY KEY,
     board      TEXT NOT NULL UNIQUE,
     user       TEXT NOT NULL,
     claimed_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    jail       TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -103,6 +108,7 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        migrate(&conn).map_err(open_err)?;
         Ok(Db { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -127,7 +133,7 @@ impl Db {
         let names: std::collections::HashSet<&str> = boards.iter().map(|(n, _)| n.as_str()).collect();
         let mut orphans = Vec::new();
         {
-            let mut st = tx.prepare("SELECT handle, board, user, claimed_at, expires_at FROM claims")?;
+            let mut st = tx.prepare("SELECT handle, board, user, claimed_at, expires_at, jail FROM claims")?;
             let rows = st.query_map([], row_claim)?;
             for c in rows {
                 let c = c?;
@@ -150,13 +156,56 @@ impl Db {
         for n in stale {
             tx.execute("DELETE FROM boards WHERE name = ?1", params![n])?;
         }
+        // Every board gets a stable jail index (its addresses and uids
+        // derive from it): the smallest one free, kept for as long as the
+        // board is configured.
+        let mut used: std::collections::BTreeSet<i64> = {
+            let mut st = tx.prepare("SELECT jail_index FROM boards WHERE jail_index IS NOT NULL")?;
+            let v = st.query_map([], |r| r.get::<_, i64>(0))?.collect::<Result<_, _>>()?;
+            v
+        };
+        let without: Vec<String> = {
+            let mut st = tx.prepare("SELECT name FROM boards WHERE jail_index IS NULL ORDER BY name")?;
+            let v = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+            v
+        };
+        let mut next = 0i64;
+        for n in without {
+            while used.contains(&next) {
+                next += 1;
+            }
+            tx.execute("UPDATE boards SET jail_index = ?2 WHERE name = ?1", params![n, next])?;
+            used.insert(next);
+        }
         tx.commit()?;
         Ok(orphans)
     }
 
+    /// Board name → jail index.
+    pub fn jail_indexes(&self) -> Result<std::collections::HashMap<String, u32>, DbError> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached("SELECT name, jail_index FROM boards WHERE jail_index IS NOT NULL")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut m = std::collections::HashMap::new();
+        for row in rows {
+            let (n, i) = row?;
+            if let Ok(i) = u32::try_from(i) {
+                m.insert(n, i);
+            }
+        }
+        Ok(m)
+    }
+
+    /// Records (or clears) the running jail of a claim.
+    pub fn set_claim_jail(&self, handle: &str, jail: Option<&str>) -> Result<(), DbError> {
+        let conn = self.lock();
+        conn.execute("UPDATE claims SET jail = ?2 WHERE handle = ?1", params![handle, jail])?;
+        Ok(())
+    }
+
     pub fn claims(&self) -> Result<Vec<Claim>, DbError> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT handle, board, user, claimed_at, expires_at FROM claims")?;
+        let mut st = conn.prepare_cached("SELECT handle, board, user, claimed_at, expires_at, jail FROM claims")?;
         let rows = st.query_map([], row_claim)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -164,7 +213,7 @@ impl Db {
     pub fn claim_of_board(&self, board: &str) -> Result<Option<Claim>, DbError> {
         let conn = self.lock();
         let mut st = conn.prepare_cached(
-            "SELECT handle, board, user, claimed_at, expires_at FROM claims WHERE board = ?1",
+            "SELECT handle, board, user, claimed_at, expires_at, jail FROM claims WHERE board = ?1",
         )?;
         Ok(st.query_row(params![board], row_claim).optional()?)
     }
@@ -182,8 +231,8 @@ impl Db {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let r = tx.execute(
-            "INSERT INTO claims(handle, board, user, claimed_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![c.handle, c.board, c.user, c.claimed_at, c.expires_at],
+            "INSERT INTO claims(handle, board, user, claimed_at, expires_at, jail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![c.handle, c.board, c.user, c.claimed_at, c.expires_at, c.jail],
         );
         match r {
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -262,6 +311,18 @@ impl Db {
     }
 }
 
+/// Columns added after the first release, for databases made before them.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, decl) in [("boards", "jail_index", "INTEGER"), ("claims", "jail", "TEXT")] {
+        let mut st = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
+        if !st.exists(params![column])? {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS boards_jail_index ON boards(jail_index)")?;
+    Ok(())
+}
+
 fn row_claim(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claim> {
     Ok(Claim {
         handle: r.get(0)?,
@@ -269,6 +330,7 @@ fn row_claim(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claim> {
         user: r.get(2)?,
         claimed_at: r.get(3)?,
         expires_at: r.get(4)?,
+        jail: r.get(5)?,
     })
 }
 
@@ -289,7 +351,7 @@ mod tests {
     use super::*;
 
     fn claim(h: &str, b: &str, u: &str) -> Claim {
-        Claim { handle: h.into(), board: b.into(), user: u.into(), claimed_at: 1, expires_at: 2 }
+        Claim { handle: h.into(), board: b.into(), user: u.into(), claimed_at: 1, expires_at: 2, jail: None }
     }
 
     #[test]
@@ -325,5 +387,21 @@ mod tests {
         assert_eq!(orphans, vec![claim("h2", "b2", "bob")]);
         assert_eq!(db.claims().unwrap(), vec![claim("h1", "b1", "alice")]);
         assert!(db.maintenance().unwrap().is_empty());
+    }
+
+    #[test]
+    fn jail_indexes_are_stable_and_reused() {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(&d.path().join("s.db")).unwrap();
+        let b = |names: &[&str]| names.iter().map(|n| (n.to_string(), "c".to_string())).collect::<Vec<_>>();
+        db.sync_boards(&b(&["b", "c", "a"])).unwrap();
+        let m = db.jail_indexes().unwrap();
+        assert_eq!((m["a"], m["b"], m["c"]), (0, 1, 2));
+        db.sync_boards(&b(&["a", "c", "d"])).unwrap();
+        let m = db.jail_indexes().unwrap();
+        assert_eq!((m["a"], m["c"], m["d"]), (0, 2, 1), "d takes b's freed index; others keep theirs");
+        db.insert_claim(&claim("h1", "a", "alice")).unwrap();
+        db.set_claim_jail("h1", Some("{}")).unwrap();
+        assert_eq!(db.claims().unwrap()[0].jail.as_deref(), Some("{}"));
     }
 }

@@ -24,7 +24,11 @@ use tracing::{error, info, warn};
 use super::registry::{BoardRestarted, BoardStatus, Registry};
 use super::catch;
 use crate::config::{self, PowerPolicy};
+use crate::console::relay::Relay;
 use crate::console::Console;
+use crate::jail::Jail;
+
+pub use super::board_jail::JailCtx;
 use crate::db::{Claim, Db};
 use crate::power::{PowerError, SwitchClient};
 use crate::protocol::{ApiError, Code, PowerState};
@@ -56,6 +60,15 @@ pub struct BoardActor {
     /// The serial console's pump. It runs as its own task and outlives a
     /// restart of this actor, so no console byte is lost to a panic here.
     console: Option<Console>,
+    /// How to build this board's jails; None when `daemon.jail = "none"`.
+    pub(super) jail_ctx: Option<Arc<JailCtx>>,
+    /// The current claim's jail. Kept across a supervised restart (the
+    /// struct is reused), adopted from SQLite after a labd restart.
+    pub(super) jail: Option<Jail>,
+    /// The console device relayed into the jail.
+    pub(super) relay: Option<Relay>,
+    /// Set while a jail is being built or torn down.
+    pub(super) jail_busy: bool,
 }
 
 impl BoardActor {
@@ -67,6 +80,7 @@ impl BoardActor {
         registry: Addr<Registry>,
         initial_power: Option<PowerState>,
         console: Option<Console>,
+        jail_ctx: Option<Arc<JailCtx>>,
     ) -> Self {
         BoardActor {
             cfg,
@@ -82,11 +96,31 @@ impl BoardActor {
             initial_power,
             claim: None,
             console,
+            jail_ctx,
+            jail: None,
+            relay: None,
+            jail_busy: false,
         }
     }
 
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    pub(super) fn cfg(&self) -> &config::Board {
+        &self.cfg
+    }
+
+    pub(super) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(super) fn console(&self) -> Option<&Console> {
+        self.console.as_ref()
+    }
+
+    pub(super) fn claim(&self) -> Option<&Claim> {
+        self.claim.as_ref()
     }
 
     fn report(&self) {
@@ -97,7 +131,7 @@ impl BoardActor {
         });
     }
 
-    fn event(&self, kind: &str, user: Option<&str>, detail: Option<&str>) {
+    pub(super) fn event(&self, kind: &str, user: Option<&str>, detail: Option<&str>) {
         if let Err(e) = self.db.event(kind, Some(self.name()), user, detail) {
             error!(board = %self.name(), "cannot log event {kind}: {e}");
         }
@@ -164,7 +198,7 @@ impl BoardActor {
 
     /// Switches the port off the actor's loop; the result updates the
     /// board's view, its fault state and the event log.
-    fn switch_power(&mut self, action: PowerAction, by: String) -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
+    pub(super) fn switch_power(&mut self, action: PowerAction, by: String) -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
         if action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() {
             return Box::pin(actix::fut::ready(Ok(PowerState::Off)));
         }
@@ -234,6 +268,7 @@ impl Actor for BoardActor {
         if let Some(c) = &self.console {
             c.set_claim(self.claim.as_ref().map(|c| c.handle.clone()));
         }
+        self.adopt_jail(ctx);
         match self.initial_power.take() {
             Some(state) => self.healthy(state),
             None => {
@@ -313,6 +348,8 @@ pub struct Attach {
 pub struct Attached {
     /// The power state reached, when the claim asked for power.
     pub power: Option<PowerState>,
+    /// The jail built for the claim (`jail = "linux"`).
+    pub jail: Option<crate::jail::JailInfo>,
 }
 
 impl Handler<Attach> for BoardActor {
@@ -324,11 +361,20 @@ impl Handler<Attach> for BoardActor {
         if let Some(c) = &self.console {
             c.set_claim(Some(msg.claim.handle.clone()));
         }
-        self.claim = Some(msg.claim);
-        if !msg.power {
-            return Box::pin(actix::fut::ready(Ok(Attached { power: None })));
-        }
-        Box::pin(self.switch_power(PowerAction::On, by).map(|r, _, _| r.map(|p| Attached { power: Some(p) })))
+        self.claim = Some(msg.claim.clone());
+        let power = msg.power;
+        // The jail first: the board netboots from it when powered.
+        let jail = self.build_jail(msg.claim);
+        Box::pin(jail.then(move |res, act: &mut Self, _ctx| -> ResponseActFuture<Self, Result<Attached, ApiError>> {
+            let jail = match res {
+                Ok(j) => j,
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+            };
+            if !power {
+                return Box::pin(actix::fut::ready(Ok(Attached { power: None, jail })));
+            }
+            Box::pin(act.switch_power(PowerAction::On, by).map(move |r, _, _| r.map(|p| Attached { power: Some(p), jail })))
+        }))
     }
 }
 
@@ -358,10 +404,15 @@ impl Handler<Detach> for BoardActor {
             c.set_claim(None);
             c.remove_logs(&msg.handle);
         }
-        if !msg.power_off {
-            return Box::pin(actix::fut::ready(Ok(self.power)));
-        }
-        self.switch_power(PowerAction::EnsureOff, msg.by)
+        let power_off = msg.power_off;
+        let by = msg.by;
+        let teardown = self.teardown_jail(&msg.handle, true);
+        Box::pin(teardown.then(move |_, act: &mut Self, _| -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
+            if !power_off {
+                return Box::pin(actix::fut::ready(Ok(act.power)));
+            }
+            act.switch_power(PowerAction::EnsureOff, by)
+        }))
     }
 }
 

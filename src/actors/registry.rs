@@ -7,6 +7,8 @@
 //! health) fed by the board actors, so `status` never waits on hardware.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +17,11 @@ use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
-use super::board::{Attach, BoardActor, Detach, Power, PowerAction};
+use super::board::{Attach, BoardActor, Detach, JailCtx, Power, PowerAction};
+use super::board_jail::{Reinit, Shutdown};
 use super::Identity;
-use crate::config::{self, Config};
+use crate::config::{self, Config, JailMode};
+use crate::server::{self, Front};
 use crate::console::{Console, ConsoleSettings};
 use crate::db::{Claim, Db, DbError};
 use crate::protocol::{ApiError, BoardState, BoardView, Call, Code, PowerState};
@@ -48,6 +52,10 @@ struct Entry {
     alive: bool,
     /// Released, power-off still in flight: not yet claimable.
     releasing: bool,
+    /// What the claimant is told about the claim's jail.
+    jail_info: Option<Value>,
+    /// The task serving the claim's jail socket.
+    jail_socket: Option<tokio::task::JoinHandle<()>>,
     restarts: u32,
 }
 
@@ -94,6 +102,10 @@ struct Waiter {
 
 pub struct Registry {
     cfg: Arc<Config>,
+    /// The socket front end's shared state, for serving jail sockets.
+    front: Option<Rc<Front>>,
+    /// Board name → jail index, from SQLite.
+    jail_indexes: HashMap<String, u32>,
     db: Db,
     boards: BTreeMap<String, Entry>,
     by_handle: HashMap<String, String>,
@@ -157,6 +169,8 @@ impl Registry {
                     fault: None,
                     alive: false,
                     releasing: false,
+                    jail_info: None,
+                    jail_socket: None,
                     restarts: 0,
                 },
             );
@@ -169,7 +183,10 @@ impl Registry {
                 e.claim = Some(c);
             }
         }
+        let jail_indexes = db.jail_indexes()?;
         Ok(Registry {
+            front: None,
+            jail_indexes,
             classes: cfg.classes(),
             cfg,
             db,
@@ -183,6 +200,7 @@ impl Registry {
     }
 
     fn spawn_board(&mut self, name: &str, ctx: &mut Context<Self>) -> Option<Addr<BoardActor>> {
+        let socket_dir = self.jail_socket_dir(name);
         let e = self.boards.get_mut(name)?;
         let (cfg, switch) = (e.cfg.clone(), e.switch.clone());
         let (policy, db, me) = (self.cfg.power, self.db.clone(), ctx.address());
@@ -200,9 +218,55 @@ impl Registry {
             });
         }
         let console = e.console.clone();
-        let addr = Supervisor::start(move |_| BoardActor::new(cfg, switch, policy, db, me, initial, console));
+        let jail_ctx = match (self.cfg.daemon.jail, self.jail_indexes.get(name)) {
+            (JailMode::Linux, Some(&index)) => Some(Arc::new(JailCtx {
+                settings: self.cfg.jail.settings(),
+                index,
+                keys_dir: self.cfg.jail.keys_dir.clone(),
+                keep_host_key: self.cfg.jail.keep_host_key,
+                labcli: labcli_path(),
+                socket_dir,
+            })),
+            _ => None,
+        };
+        let addr = Supervisor::start(move |_| BoardActor::new(cfg, switch, policy, db, me, initial, console, jail_ctx));
         e.addr = Some(addr.clone());
         Some(addr)
+    }
+
+    /// The directory of a board's jail socket.
+    fn jail_socket_dir(&self, board: &str) -> PathBuf {
+        let base = self.cfg.daemon.socket.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/run/boardlab"));
+        base.join("jails").join(board)
+    }
+
+    /// Starts serving the jail socket of `board`'s claim.
+    fn open_jail_socket(&mut self, board: &str) -> Result<(), ApiError> {
+        if self.cfg.daemon.jail != JailMode::Linux {
+            return Ok(());
+        }
+        let path = self.jail_socket_dir(board).join("jail.sock");
+        let Some(front) = self.front.clone() else { return Ok(()) };
+        let Some(e) = self.boards.get_mut(board) else { return Ok(()) };
+        let Some(c) = &e.claim else { return Ok(()) };
+        if let Some(old) = e.jail_socket.take() {
+            old.abort();
+        }
+        let task = server::serve_jail(front, &path, c.user.clone(), c.handle.clone())
+            .map_err(|err| ApiError::new(Code::Internal, format!("opening the jail socket of {board}: {err}")))?;
+        e.jail_socket = Some(task);
+        Ok(())
+    }
+
+    fn close_jail_socket(&mut self, board: &str) {
+        let path = self.jail_socket_dir(board).join("jail.sock");
+        if let Some(e) = self.boards.get_mut(board) {
+            e.jail_info = None;
+            if let Some(t) = e.jail_socket.take() {
+                t.abort();
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 
     /// The board's actor, started afresh if its mailbox is closed (an actor
@@ -296,7 +360,7 @@ impl Registry {
         let mut v = view_json(&e.view());
         if let (Value::Object(m), Some(c)) = (&mut v, &e.claim) {
             m.insert("handle".into(), json!(c.handle));
-            m.insert("jail".into(), Value::Null);
+            m.insert("jail".into(), e.jail_info.clone().unwrap_or(Value::Null));
         }
         Ok(v)
     }
@@ -330,6 +394,7 @@ impl Registry {
             user: user.to_string(),
             claimed_at: now,
             expires_at: now.saturating_add(lease_ms),
+            jail: None,
         };
         if let Err(e) = self.db.insert_claim(&claim) {
             return ready(Err(match e {
@@ -346,6 +411,10 @@ impl Registry {
         self.by_handle.insert(handle.clone(), name.to_string());
         self.arm_lease(name, ctx);
         info!(board = %name, user = %user, "claimed");
+        if let Err(err) = self.open_jail_socket(name) {
+            self.undo_claim(name, &handle, user, &err, ctx);
+            return ready(Err(err));
+        }
         let Some(addr) = self.board_addr(name, ctx) else {
             return ready(Err(ApiError::new(Code::Internal, "board vanished")));
         };
@@ -358,8 +427,11 @@ impl Registry {
             };
             match res {
                 Ok(attached) => {
-                    if let (Some(p), Some(e)) = (attached.power, act.boards.get_mut(&name)) {
-                        e.power = p;
+                    if let Some(e) = act.boards.get_mut(&name) {
+                        if let Some(p) = attached.power {
+                            e.power = p;
+                        }
+                        e.jail_info = attached.jail.and_then(|j| serde_json::to_value(j).ok());
                     }
                     act.claim_reply(&name)
                 }
@@ -390,6 +462,7 @@ impl Registry {
                 ctx.cancel_future(h);
             }
         }
+        self.close_jail_socket(name);
         if let Some(addr) = self.board_addr(name, ctx) {
             addr.do_send(Detach { handle: handle.to_string(), by: user.to_string(), power_off: false });
         }
@@ -415,6 +488,7 @@ impl Registry {
             ctx.cancel_future(h);
         }
         self.by_handle.remove(&claim.handle);
+        self.close_jail_socket(name);
         info!(board = %name, user = %claim.user, by = %by, "{kind}");
         let Some(addr) = self.board_addr(name, ctx) else {
             return ready(Err(ApiError::new(Code::Internal, "board vanished")));
@@ -570,6 +644,24 @@ impl Registry {
         }))
     }
 
+    fn reinit(&mut self, who: &Identity, handle: Option<String>, ctx: &mut Context<Self>) -> Fut {
+        let name = match self.resolve(who, handle) {
+            Ok(n) => n,
+            Err(e) => return ready(Err(e)),
+        };
+        let handle = self.boards.get(&name).and_then(|e| e.claim.as_ref()).map(|c| c.handle.clone()).unwrap_or_default();
+        let Some(addr) = self.board_addr(&name, ctx) else {
+            return ready(Err(ApiError::new(Code::Internal, "board vanished")));
+        };
+        Box::pin(actix::fut::wrap_future::<_, Self>(addr.send(Reinit { handle })).map(move |res, act, _| {
+            let info = res.map_err(|e| ApiError::new(Code::Internal, format!("board actor unavailable: {e}")))??;
+            if let Some(e) = act.boards.get_mut(&name) {
+                e.jail_info = info.and_then(|j| serde_json::to_value(j).ok());
+            }
+            act.claim_reply(&name)
+        }))
+    }
+
     fn renew(&mut self, who: &Identity, handle: Option<String>, lease: Option<u64>, ctx: &mut Context<Self>) -> Reply {
         let name = self.resolve(who, handle)?;
         let lease = self.lease_for(lease)?;
@@ -695,9 +787,13 @@ impl Actor for Registry {
         for n in &names {
             self.spawn_board(n, ctx);
         }
+        self.front = Some(Front::new(ctx.address(), self.cfg.clone()));
         for n in &names {
             if self.boards.get(n).map(|e| e.claim.is_some()).unwrap_or(false) {
                 self.arm_lease(n, ctx);
+                if let Err(e) = self.open_jail_socket(n) {
+                    error!(board = %n, "{}", e.message);
+                }
             }
         }
         info!(boards = names.len(), claims = self.by_handle.len(), "registry started");
@@ -724,10 +820,7 @@ impl Handler<Exec> for Registry {
             Call::Status { mine } => ready(self.status_reply(&who, mine)),
             Call::Claim { class, power, lease, wait } => self.claim(who, class, power, lease, wait, ctx),
             Call::Renew { handle, lease } => ready(self.renew(&who, handle, lease, ctx)),
-            Call::Reinit { handle } => ready(self.resolve(&who, handle).and_then(|name| {
-                let _ = self.db.event("reinit", Some(&name), Some(&who.user), None);
-                self.claim_reply(&name)
-            })),
+            Call::Reinit { handle } => self.reinit(&who, handle, ctx),
             Call::Release { handle } => match self.resolve(&who, handle) {
                 Ok(name) => self.release(&name, &who.user.clone(), "release", ctx),
                 Err(e) => ready(Err(e)),
@@ -862,4 +955,38 @@ impl Handler<OpenConsole> for Registry {
         };
         Ok(ConsoleGrant { board, console, may_write: claimant && !msg.read_only, claim: watch })
     }
+}
+
+/// labd is stopping: every board stops its jail (claims and data stay).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+impl Handler<StopAll> for Registry {
+    type Result = ResponseFuture<()>;
+
+    /// Waits for every board to finish.
+    fn handle(&mut self, _msg: StopAll, _ctx: &mut Context<Self>) -> Self::Result {
+        let names: Vec<String> = self.boards.keys().cloned().collect();
+        for n in &names {
+            if let Some(e) = self.boards.get_mut(n) {
+                if let Some(t) = e.jail_socket.take() {
+                    t.abort();
+                }
+            }
+        }
+        let addrs: Vec<Addr<BoardActor>> = self.boards.values().filter_map(|e| e.addr.clone()).collect();
+        Box::pin(async move {
+            futures::future::join_all(addrs.iter().map(|a| a.send(Shutdown))).await;
+        })
+    }
+}
+
+/// labcli next to the running labd (they are installed side by side).
+fn labcli_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("labcli")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/labcli"))
 }

@@ -20,6 +20,7 @@
 
 pub mod log;
 mod pump;
+pub mod relay;
 pub mod resolve;
 
 use std::path::PathBuf;
@@ -279,6 +280,13 @@ impl Console {
         self.h.shared.log.send(LogCmd::Remove(handle.to_string()));
     }
 
+    /// A writer outside the one-writer rule, for the console device relayed
+    /// into the claim's jail: the jail's root owns the board's serial port
+    /// as a device, as they would own a cable.
+    pub fn device_writer(&self) -> Writer {
+        Writer { shared: self.h.shared.clone(), slot: false }
+    }
+
     /// Attaches a client: it receives every byte the board sends from now
     /// on, and gets the writer if `want_write` and the slot is free.
     pub fn attach(&self, want_write: bool) -> Session {
@@ -296,7 +304,7 @@ impl Console {
         let output = Output { rx, next, held: None, shared: sh.clone() };
         let writer = (want_write
             && sh.writer_taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok())
-        .then(|| Writer { shared: sh.clone() });
+        .then(|| Writer { shared: sh.clone(), slot: true });
         Session { output, writer }
     }
 }
@@ -361,6 +369,9 @@ impl Drop for Output {
 /// The right to type into the console. Dropping it frees the slot.
 pub struct Writer {
     shared: Arc<Shared>,
+    /// Whether this writer holds the one writer slot (a device relay does
+    /// not: it stands for the board's own port inside the jail).
+    slot: bool,
 }
 
 impl Writer {
@@ -381,6 +392,8 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.shared.writer_taken.store(false, Ordering::SeqCst);
+        if self.slot {
+            self.shared.writer_taken.store(false, Ordering::SeqCst);
+        }
     }
 }
