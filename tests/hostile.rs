@@ -353,21 +353,44 @@ fn hostile_requests_change_nothing() {
     let board = ok(&a)["board"].as_str().unwrap().to_string();
     let before = lab.snapshot();
 
-    // Another client, served throughout.
-    let stop = Arc::new(AtomicBool::new(false));
-    let other = {
-        let (lab, stop) = (lab.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut c = lab.conn();
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let r = c.call(json!({"fn": "status"}));
-                assert_eq!(ok(&r).as_array().unwrap().len(), 2, "concurrent client: {r}");
-                n += 1;
-                std::thread::sleep(std::time::Duration::from_millis(5));
+    // Another client, served throughout. The guard stops and joins it also
+    // when a row fails, so that the last Arc<Lab> is dropped here and labd
+    // and labsim are torn down before the test process exits.
+    struct Other {
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<u32>>,
+    }
+    impl Other {
+        fn finish(&mut self) -> u32 {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread.take().map(|t| t.join().expect("the other client failed")).unwrap_or(0)
+        }
+    }
+    impl Drop for Other {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
             }
-            n
-        })
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut other = Other {
+        stop: stop.clone(),
+        thread: Some({
+            let lab = lab.clone();
+            std::thread::spawn(move || {
+                let mut c = lab.conn();
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = c.call(json!({"fn": "status"}));
+                    assert_eq!(ok(&r).as_array().unwrap().len(), 2, "concurrent client: {r}");
+                    n += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                n
+            })
+        }),
     };
 
     let table = rows(&board, &alice_handle);
@@ -418,8 +441,7 @@ fn hostile_requests_change_nothing() {
 
         assert_eq!(lab.snapshot(), before, "{}: state or event log changed", r.name);
     }
-    stop.store(true, Ordering::Relaxed);
-    let served = other.join().unwrap();
+    let served = other.finish();
     assert!(served > 0);
 
     // The claimant's own handle with bad leases: the lease is checked, the
