@@ -34,7 +34,7 @@ DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
 # two users and the trusted ssh gateway account.
 TEST_USERS := bltest-alice bltest-bob bltest-gw
 
-.PHONY: all build deps test-users test demo bench lint clean
+.PHONY: all build deps test-users test demo bench lint fuzz clean
 
 all: build
 
@@ -90,13 +90,20 @@ bench: deps
 	CARGO_TARGET_DIR=target/bench $(CARGO) build --release --features fault-injection --bins
 	target/bench/release/labbench $(BENCH_ARGS)
 
+# cargo fuzz on every target for FUZZ_SECONDS each (stable toolchain with
+# RUSTC_BOOTSTRAP=1; installs cargo-fuzz if missing).
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
 # Shell scripts: syntax always, shellcheck when it is installed.
 lint:
 	bash -n scripts/demo.sh
+	bash -n scripts/fuzz.sh
 	bash -n .ci/run
 	sh -n supervisors/labd.rc
 	@if command -v shellcheck >/dev/null; then \
-		shellcheck scripts/demo.sh .ci/run && shellcheck -s sh supervisors/labd.rc; \
+		shellcheck scripts/demo.sh scripts/fuzz.sh .ci/run && shellcheck -s sh supervisors/labd.rc; \
 	else echo "lint: shellcheck not installed, syntax checked only"; fi
 
 clean:

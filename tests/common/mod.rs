@@ -3,6 +3,8 @@
 //! speak to labd as real Unix users.
 #![allow(dead_code)]
 
+pub mod ssh;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -223,6 +225,66 @@ impl Lab {
         replies
     }
 
+    /// Writes raw bytes to labcli's stdin mode as `user` and returns the
+    /// reply lines (labcli answers bad lines itself, passes JSON on).
+    pub fn stdin_raw_as(&self, user: &str, bytes: &[u8]) -> Vec<Value> {
+        let (uid, gid) = uid_of(user);
+        let mut child = Command::new(LABCLI)
+            .arg("--socket")
+            .arg(self.sock())
+            .uid(uid)
+            .gid(gid)
+            .env_remove("SSH_ORIGINAL_COMMAND")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = bytes.to_vec();
+        // A writer thread: labcli answers while it reads, so a big input
+        // must not wait for the whole write before replies are drained.
+        let w = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        w.join().unwrap();
+        reply_lines(&out.stdout)
+    }
+
+    /// Sends raw bytes over the socket as `user` (through socat, so the
+    /// daemon sees that user's SO_PEERCRED) and returns every reply line
+    /// until labd closes the connection.
+    pub fn socket_raw_as(&self, user: &str, bytes: &[u8]) -> Vec<Value> {
+        let (uid, gid) = uid_of(user);
+        let mut child = Command::new("socat")
+            .args(["-t", "30", "-"])
+            .arg(format!("UNIX-CONNECT:{}", self.sock().display()))
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("socat");
+        let mut stdin = child.stdin.take().unwrap();
+        let data = bytes.to_vec();
+        let w = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        w.join().unwrap();
+        reply_lines(&out.stdout)
+    }
+
+    /// What hostile input must not change: every board as `status` shows
+    /// it, and the event log as `dump` shows it.
+    pub fn snapshot(&self) -> (Value, Value) {
+        let s = self.req(json!({"fn": "status"}));
+        let d = self.req(json!({"fn": "dump"}));
+        (ok(&s).clone(), ok(&d)["events"].clone())
+    }
+
     /// The port state as the switch itself reports it (`labsim power`).
     pub fn switch_power(&self, board: &str) -> String {
         let out = Command::new(LABSIM).args(["power", "--dir"]).arg(self.path()).arg(board).output().unwrap();
@@ -285,6 +347,18 @@ impl Conn {
         }
     }
 
+    /// Whether labd has closed the connection: end of file, or a reset
+    /// (what Linux reports when a Unix socket is closed with unread input).
+    pub fn closed(&mut self) -> bool {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+            Ok(_) => false,
+            Err(e) => panic!("reading: {e}"),
+        }
+    }
+
     /// Sends one request (an `id` is added) and returns its reply.
     pub fn call(&mut self, mut v: Value) -> Value {
         let id = self.next_id;
@@ -297,6 +371,14 @@ impl Conn {
         assert_eq!(r["id"], json!(id), "reply out of order: {r}");
         r
     }
+}
+
+/// Parses reply lines; each must be one JSON object.
+pub fn reply_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad reply line {l:?}: {e}")))
+        .collect()
 }
 
 pub fn ok(r: &Value) -> &Value {

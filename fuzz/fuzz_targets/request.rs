@@ -1,0 +1,7 @@
+#![no_main]
+//! cargo fuzz target `request`; the properties are in `fuzz/harness.rs`.
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::request(data));
