@@ -100,6 +100,16 @@ impl BoardActor {
                 console: console_path,
                 labcli: jc.labcli.clone(),
             };
+            // A jail nobody knows of (its labd was killed mid-build, or
+            // its state was lost) must not block the board forever.
+            match crate::jail::sweep_board(&spec) {
+                Ok(done) => {
+                    for line in done {
+                        warn!(board = %spec.board, "{line}");
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
             Jail::create(&spec).map_err(|e| e.to_string())
         });
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, _| {
@@ -150,6 +160,8 @@ impl BoardActor {
             }
             if wipe && crate::console::log::valid_handle(&handle) {
                 if let Some(dir) = keys {
+                    // Where kept_host_key put it.
+                    let dir = dir.join(".hostkeys");
                     let _ = std::fs::remove_file(dir.join(&handle));
                     let _ = std::fs::remove_file(dir.join(format!("{handle}.pub")));
                 }

@@ -237,7 +237,7 @@ impl Registry {
     /// The directory of a board's jail socket.
     fn jail_socket_dir(&self, board: &str) -> PathBuf {
         let base = self.cfg.daemon.socket.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/run/boardlab"));
-        base.join("jails").join(board)
+        base.join("jail-sockets").join(board)
     }
 
     /// Starts serving the jail socket of `board`'s claim.

@@ -380,6 +380,27 @@ fn stop_init(pid: i32, start: u64) -> Result<(), JailError> {
 /// carrying our names (netns `blj*`, links `blju*`/`bljm*`/`bljv*`, nft
 /// tables `boardlab_j*`), returning board links named in their alias to
 /// the host first. Returns what was removed or failed, for the log.
+/// Removes what a jail of `spec`'s board left behind when its state was
+/// lost (a labd killed while building it, say): every process in its
+/// namespace, its links, nft table and namespace; the data stays. Returns
+/// what was done, empty when there was nothing.
+pub fn sweep_board(spec: &JailSpec) -> Result<Vec<String>, JailError> {
+    let plan = Plan::new(spec)?;
+    let mut report = Vec::new();
+    if let Some(ino) = fs::inode(&Path::new("/run/netns").join(&plan.netns)) {
+        for pid in pids_in_netns(ino) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            report.push(format!("killed {pid} in {}", plan.netns));
+        }
+    }
+    if net::netns_exists(&plan.netns) || net::link_exists(&plan.uplink_host) {
+        let mut errors = Vec::new();
+        teardown(&plan, None, &net::Done::all(), false, &mut errors);
+        report.push(format!("removed the leftovers of {}: {}", plan.netns, if errors.is_empty() { "ok".into() } else { errors.join("; ") }));
+    }
+    Ok(report)
+}
+
 pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
     let mut report = Vec::new();
     for j in known {

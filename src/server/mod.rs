@@ -150,10 +150,17 @@ pub async fn serve(listener: UnixListener, front: Rc<Front>, mut shutdown: watch
 /// connect) and serves it until the returned handle is aborted.
 pub fn serve_jail(front: Rc<Front>, path: &Path, user: String, handle: String) -> Result<tokio::task::JoinHandle<()>, BindError> {
     let io_err = |what, source| BindError::Io { what, path: path.to_path_buf(), source };
+    // DIR/jail-sockets (0700: no host user gets in) / BOARD (0711: the
+    // jail, which binds this directory at /run/boardlab, may reach the
+    // socket in it) / jail.sock (0666).
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io_err("creating the jail socket directory for", e))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| io_err("securing the jail socket directory of", e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| io_err("setting the mode of the jail socket directory of", e))?;
+        if let Some(top) = dir.parent() {
+            std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| io_err("securing the jail sockets directory of", e))?;
+        }
     }
     let _ = std::fs::remove_file(path);
     let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| io_err("binding", e))?;

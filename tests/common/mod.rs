@@ -314,7 +314,20 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.kill9_labd();
+        // SIGTERM first: labd's graceful stop also removes its jails.
+        if let Some(mut c) = self.labd.take() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(15) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let _ = Command::new(LABSIM).args(["down", "--dir"]).arg(self.dir.path()).output();
     }
 }
