@@ -27,6 +27,9 @@ enum Expect {
     Code(&'static [&'static str]),
     /// Success, as the caller (any `user` in the result is the peer).
     Me,
+    /// Success, and the connection is now a console byte stream (an
+    /// operator watching a claimed board): nothing more is asked on it.
+    Stream,
 }
 
 const BAD: Expect = Expect::Code(&["bad_request"]);
@@ -35,10 +38,9 @@ const DENIED: Expect = Expect::Code(&["permission_denied"]);
 const UNKNOWN_BOARD: Expect = Expect::Code(&["unknown_board"]);
 const UNKNOWN_CLASS: Expect = Expect::Code(&["unknown_class"]);
 const UNKNOWN_FN: Expect = Expect::Code(&["unknown_function"]);
-/// `console` and `console_log` answer `internal` ("not available in this
-/// version") until the console issue lands; then a foreign or guessed
-/// handle must be `not_claimed`. Either way nothing is revealed.
-const CONSOLE: Expect = Expect::Code(&["not_claimed", "internal"]);
+/// A foreign or guessed handle on `console` and `console_log` is
+/// `not_claimed`, like everywhere else: nothing is revealed.
+const CONSOLE: Expect = Expect::Code(&["not_claimed"]);
 
 struct Row {
     name: String,
@@ -67,6 +69,10 @@ impl Row {
         self.cli = e;
         self
     }
+    fn root(mut self, e: Expect) -> Row {
+        self.root = e;
+        self
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -77,7 +83,10 @@ enum Ty {
 }
 
 /// Every function with its arguments and types, as the contract lists them.
-fn functions(board: &str) -> Vec<(&'static str, Vec<(&'static str, Ty, Value)>)> {
+/// A function and its well-formed arguments (name, type, value).
+type Function = (&'static str, Vec<(&'static str, Ty, Value)>);
+
+fn functions(board: &str) -> Vec<Function> {
     let h = json!("bl-00000000000000000000000000000000");
     let mut f = vec![
         ("classes", vec![("available", Ty::Bool, json!(true))]),
@@ -225,9 +234,8 @@ fn rows(board: &str, alice_handle: &str) -> Vec<Row> {
                 a[i].1 = w.to_string();
                 let mut r = row(format!("{f}.{k} = {w}"), line(f, &a), BAD);
                 if f.starts_with("console") && *w == "null" {
-                    // No handle is well-typed; the console answers `internal`
-                    // until it lands, then "HANDLE required".
-                    r = row(r.name, r.line, Expect::Code(&["bad_request", "internal"]));
+                    // No handle is well-typed: "HANDLE required".
+                    r = row(r.name, r.line, BAD);
                     if f == "console" {
                         r = r.cli(BAD);
                     }
@@ -292,8 +300,18 @@ fn rows(board: &str, alice_handle: &str) -> Vec<Row> {
             rows.push(row(format!("{f} foreign/guessed {short:?}"), line(f, &[("handle", q.clone())]), NOT_CLAIMED));
         }
         rows.push(row(format!("renew {short:?} with a lease"), line("renew", &[("handle", q.clone()), ("lease", "60".into())]), NOT_CLAIMED));
-        rows.push(row(format!("console_log foreign/guessed {short:?}"), line("console_log", &[("handle", q.clone())]), CONSOLE));
-        rows.push(row(format!("console foreign/guessed {short:?}"), line("console", &[("handle", q.clone())]), CONSOLE).cli(BAD));
+        // Root is an operator: alice's real handle lets it read her log
+        // and watch her console; nothing else does.
+        let mine = *h == alice_handle;
+        rows.push(
+            row(format!("console_log foreign/guessed {short:?}"), line("console_log", &[("handle", q.clone())]), CONSOLE)
+                .root(if mine { Expect::Me } else { CONSOLE }),
+        );
+        rows.push(
+            row(format!("console foreign/guessed {short:?}"), line("console", &[("handle", q.clone())]), CONSOLE)
+                .cli(BAD)
+                .root(if mine { Expect::Stream } else { CONSOLE }),
+        );
     }
 
     // Huge but well-formed numbers that parse as u64: refused by policy, or
@@ -302,7 +320,10 @@ fn rows(board: &str, alice_handle: &str) -> Vec<Row> {
     rows.push(row("claim lease u64::MAX", line("claim", &[("class", "\"pine64\"".into()), ("lease", max.clone())]), BAD));
     rows.push(row("claim lease 0", line("claim", &[("class", "\"pine64\"".into()), ("lease", "0".into())]), BAD));
     rows.push(row("claim wait u64::MAX unknown class", line("claim", &[("class", "\"vax780\"".into()), ("wait", max.clone())]), UNKNOWN_CLASS));
-    rows.push(row("console_log tail u64::MAX", line("console_log", &[("handle", json!(alice_handle).to_string()), ("tail", max.clone())]), CONSOLE));
+    rows.push(
+        row("console_log tail u64::MAX", line("console_log", &[("handle", json!(alice_handle).to_string()), ("tail", max.clone())]), CONSOLE)
+            .root(Expect::Me),
+    );
     rows.push(row("renew foreign lease u64::MAX", line("renew", &[("handle", json!(alice_handle).to_string()), ("lease", max)]), NOT_CLAIMED));
 
     // Line length: exactly the limit is read; one byte more is refused
@@ -336,7 +357,7 @@ fn check(what: &str, r: &Value, e: Expect, me: &str) {
             let m = r["error"]["message"].as_str().unwrap_or("");
             assert!(m.len() <= 4096, "{what}: error message of {} bytes", m.len());
         }
-        Expect::Me => {
+        Expect::Me | Expect::Stream => {
             assert_eq!(r["ok"], json!(true), "{what}: expected success, got {r}");
             if let Some(u) = r["result"].get("user") {
                 assert_eq!(u, me, "{what}: acted as someone else: {r}");
@@ -408,6 +429,8 @@ fn hostile_requests_change_nothing() {
         check(&format!("{} (root, socket)", r.name), &reply, r.root, "root");
         if r.closes {
             assert!(c.closed(), "{}: connection not closed", r.name);
+        } else if matches!(r.root, Expect::Stream) {
+            drop(c);
         } else {
             check(&format!("{} (root, next request)", r.name), &c.call(json!({"fn": "whoami"})), Expect::Me, "root");
         }

@@ -71,17 +71,22 @@ pub struct BoardActor {
     pub(super) jail_busy: bool,
 }
 
+/// What a board actor is made of; the registry assembles it.
+pub struct BoardParts {
+    pub cfg: Arc<config::Board>,
+    pub switch: Arc<config::Switch>,
+    pub policy: PowerPolicy,
+    pub db: Db,
+    pub registry: Addr<Registry>,
+    /// The port state read by the start-up walk, if it was.
+    pub initial_power: Option<PowerState>,
+    pub console: Option<Console>,
+    pub jail_ctx: Option<Arc<JailCtx>>,
+}
+
 impl BoardActor {
-    pub fn new(
-        cfg: Arc<config::Board>,
-        switch: Arc<config::Switch>,
-        policy: PowerPolicy,
-        db: Db,
-        registry: Addr<Registry>,
-        initial_power: Option<PowerState>,
-        console: Option<Console>,
-        jail_ctx: Option<Arc<JailCtx>>,
-    ) -> Self {
+    pub fn new(p: BoardParts) -> Self {
+        let BoardParts { cfg, switch, policy, db, registry, initial_power, console, jail_ctx } = p;
         BoardActor {
             cfg,
             policy,

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
-use super::board::{Attach, BoardActor, Detach, JailCtx, Power, PowerAction};
+use super::board::{Attach, BoardActor, BoardParts, Detach, JailCtx, Power, PowerAction};
 use super::board_jail::{Reinit, Shutdown};
 use super::Identity;
 use crate::config::{self, Config, JailMode};
@@ -229,7 +229,8 @@ impl Registry {
             })),
             _ => None,
         };
-        let addr = Supervisor::start(move |_| BoardActor::new(cfg, switch, policy, db, me, initial, console, jail_ctx));
+        let parts = BoardParts { cfg, switch, policy, db, registry: me, initial_power: initial, console, jail_ctx };
+        let addr = Supervisor::start(move |_| BoardActor::new(parts));
         e.addr = Some(addr.clone());
         Some(addr)
     }

@@ -374,6 +374,7 @@ fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     drop(sim);
 
     console_bench(quick, rows)?;
+    jail_bench(quick, rows)?;
 
     // --- Start-up and memory at 10, 100 and 1,000 boards. ----------------
     for boards in [10usize, 100, 1000] {
@@ -596,4 +597,54 @@ fn pty_echo(n: usize) -> Result<Vec<Duration>, String> {
     let _ = echo.join();
     drop(master.flush());
     Ok(s)
+}
+
+/// Jails: claim to a jail whose sshd answers, reinit, and release, on a
+/// labsim board link (`jail = "linux"`).
+fn jail_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
+    let sim = Sim::up(1, &["--no-console"])?;
+    let d = &sim.dir;
+    let toml = d.join("lab.toml");
+    let text = std::fs::read_to_string(&toml).map_err(|e| e.to_string())?.replace("jail = \"none\"", "jail = \"linux\"");
+    let text = format!(
+        "{text}\n[jail]\nroot_dir = \"{0}/jails\"\npool = \"10.196.0.0/24\"\nboard_net = \"172.27.0.0/20\"\nuid_base = 600000\nkeys_dir = \"{0}/keys.d\"\n",
+        d.display()
+    );
+    std::fs::write(&toml, text).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(d.join("keys.d")).map_err(|e| e.to_string())?;
+    let key = d.join("key");
+    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err("ssh-keygen failed".into());
+    }
+    std::fs::copy(d.join("key.pub"), d.join("keys.d/root.pub")).map_err(|e| e.to_string())?;
+    let (_d, _) = Daemon::start(&sim)?;
+    let mut c = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
+    let n = if quick { 5 } else { 15 };
+    let (mut claim, mut reinit, mut release) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": "claim", "class": "rockpro64"}));
+        claim.push(t0.elapsed());
+        if r["ok"] != true || !r["result"]["jail"].is_object() {
+            return Err(format!("claim with a jail failed: {r}"));
+        }
+        let h = r["result"]["handle"].clone();
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": "reinit", "handle": h}));
+        reinit.push(t0.elapsed());
+        if r["ok"] != true {
+            return Err(format!("reinit failed: {r}"));
+        }
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": "release", "handle": h}));
+        release.push(t0.elapsed());
+        if r["ok"] != true {
+            return Err(format!("release failed: {r}"));
+        }
+    }
+    rows.push(Row::time("jail: claim to jail ready (sshd answering)", claim, Some(150.0)));
+    rows.push(Row::time("jail: reinit (tear down, build clean)", reinit, None));
+    rows.push(Row::time("jail: release (tear down, wipe)", release, None));
+    Ok(())
 }

@@ -489,6 +489,7 @@ impl Supervisor {
                 let up = match &r.svc.ready {
                     Ready::Tcp(a) => TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok(),
                     Ready::Alive => r.started.elapsed() > Duration::from_millis(200),
+                    Ready::Udp(port) => crate::jail::services::udp_port_bound(*port),
                 };
                 if up {
                     break;
@@ -496,7 +497,7 @@ impl Supervisor {
                 if Instant::now() > deadline {
                     return Err(JailError::Init(format!("{} did not become ready", r.svc.name)));
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
         // Alive services must still be alive after the others came up.

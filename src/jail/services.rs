@@ -30,6 +30,17 @@ pub enum Ready {
     Tcp(SocketAddr),
     /// Still running shortly after start.
     Alive,
+    /// Has bound this UDP port (seen in the namespace's /proc/net/udp):
+    /// dnsmasq is serving DHCP once port 67 is bound.
+    Udp(u16),
+}
+
+/// Whether some socket in this network namespace is bound to UDP `port`.
+pub fn udp_port_bound(port: u16) -> bool {
+    let want = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/self/net/udp")
+        .map(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|local| local.ends_with(&want))))
+        .unwrap_or(false)
 }
 
 /// The boot file offered by DHCP unless the user changes it.
@@ -85,7 +96,7 @@ pub fn services(plan: &Plan, ssh_port: u16) -> Vec<Service> {
         "--group=root".into(),
     ];
     vec![
-        Service { name: "dnsmasq".into(), argv: dnsmasq, log: "/var/log/dnsmasq.out".into(), ready: Ready::Alive },
+        Service { name: "dnsmasq".into(), argv: dnsmasq, log: "/var/log/dnsmasq.out".into(), ready: Ready::Udp(67) },
         Service {
             name: "sshd".into(),
             argv: vec!["/usr/sbin/sshd".into(), "-D".into(), "-e".into(), "-f".into(), "/etc/ssh/sshd_config".into()],

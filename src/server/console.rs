@@ -9,33 +9,32 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::debug;
 
-use crate::actors::registry::{OpenConsole, Registry};
+use crate::actors::registry::{ConsoleGrant, OpenConsole, Registry};
 use crate::actors::Identity;
 use crate::protocol::{self, ApiError, Code};
 
-/// Runs one session to its end. A refused request gets an error reply and
-/// the connection closes (the stream cannot go back to requests).
-pub async fn session(
+/// Asks the registry whether (and how) the caller may use the console. A
+/// refusal is an ordinary error reply: the connection stays in request mode.
+pub async fn open(
     registry: &Addr<Registry>,
     who: Identity,
-    id: Value,
     handle: Option<String>,
     read_only: bool,
+) -> Result<ConsoleGrant, ApiError> {
+    match registry.send(OpenConsole { who, handle, read_only }).await {
+        Ok(r) => r,
+        Err(e) => Err(ApiError::new(Code::Internal, format!("registry unavailable: {e}"))),
+    }
+}
+
+/// Runs one granted session to its end: the connection carries the
+/// console's bytes both ways until either side closes.
+pub async fn session(
+    grant: ConsoleGrant,
+    id: Value,
     mut reader: BufReader<OwnedReadHalf>,
     mut w: OwnedWriteHalf,
 ) -> io::Result<()> {
-    let grant = match registry.send(OpenConsole { who, handle, read_only }).await {
-        Ok(r) => r,
-        Err(e) => Err(ApiError::new(Code::Internal, format!("registry unavailable: {e}"))),
-    };
-    let grant = match grant {
-        Ok(g) => g,
-        Err(e) => {
-            let mut out = protocol::err_reply(&id, &e);
-            out.push('\n');
-            return w.write_all(out.as_bytes()).await;
-        }
-    };
     let mut sess = grant.console.attach(grant.may_write);
     let writer = sess.writer.take();
     let note = match (grant.may_write, writer.is_some()) {

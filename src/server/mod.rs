@@ -281,9 +281,13 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
             Err((id, e)) => protocol::err_reply(&id, &e),
             Ok((req, who)) => {
                 if let Call::Console { handle, read_only } = req.call {
-                    return console::session(&front.registry, who, req.id, handle, read_only, reader, w).await;
+                    match console::open(&front.registry, who, handle, read_only).await {
+                        Ok(grant) => return console::session(grant, req.id, reader, w).await,
+                        Err(e) => protocol::err_reply(&req.id, &e),
+                    }
+                } else {
+                    answer(&front, who, req.id, req.call).await
                 }
-                answer(&front, who, req.id, req.call).await
             }
         };
         out.push('\n');
