@@ -146,7 +146,10 @@ impl BoardActor {
     pub(super) fn teardown_jail(&mut self, handle: &str, wipe: bool) -> JailFut<()> {
         self.relay = None;
         let jail = self.jail.take();
-        let keys = self.jail_ctx.as_ref().map(|jc| jc.claim_keys());
+        let Some(keys) = self.jail_ctx.as_ref().map(|jc| jc.claim_keys()) else {
+            // Jails are off: nothing to tear down, and no thread hop.
+            return ready(());
+        };
         let (board, handle) = (self.name().to_string(), handle.to_string());
         if jail.is_none() && !wipe {
             return ready(());
@@ -159,12 +162,10 @@ impl BoardActor {
                 }
             }
             if wipe && crate::console::log::valid_handle(&handle) {
-                if let Some(dir) = keys {
-                    // Where kept_host_key put it.
-                    let dir = dir.join(".hostkeys");
-                    let _ = std::fs::remove_file(dir.join(&handle));
-                    let _ = std::fs::remove_file(dir.join(format!("{handle}.pub")));
-                }
+                // Where kept_host_key put it.
+                let dir = keys.join(".hostkeys");
+                let _ = std::fs::remove_file(dir.join(&handle));
+                let _ = std::fs::remove_file(dir.join(format!("{handle}.pub")));
             }
         });
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(|_, act, _| {
