@@ -84,3 +84,66 @@ fn forced_command_over_real_openssh() {
     assert_eq!(mine.as_array().unwrap().len(), 1);
     ok(&lab.req(json!({"fn": "force_release", "board": board})));
 }
+
+/// `ssh -t labhost console HANDLE`: labcli gets a terminal on the far side,
+/// relays keystrokes both ways, and detaches on `~.` after a newline.
+#[test]
+fn console_over_ssh_with_a_terminal() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let lab = Lab::up(1, "rockpro64", |t| t);
+    let d = tempfile::Builder::new().prefix("bltest-ssh-").tempdir().unwrap();
+    keygen(&d.path().join("alice"));
+    let pubkey = std::fs::read_to_string(d.path().join("alice.pub")).unwrap();
+    let line = format!("command=\"{LABCLI} --socket {}\",restrict,pty {pubkey}", lab.sock().display());
+    let sshd = start_sshd(d.path(), &[(ALICE, line)]);
+    let r = lab.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64", "power": true})]).remove(0);
+    let handle = ok(&r)["handle"].as_str().unwrap().to_string();
+    lab.wait_for(Duration::from_secs(15), "the board to boot", || {
+        lab.req(json!({"fn": "console_log", "handle": handle}))["result"]["log"].as_str().unwrap_or("").contains("=> ")
+    });
+
+    let mut child = Command::new("ssh")
+        // -tt: a terminal on the far side although ours is a pipe; -e none:
+        // our ssh must not eat the `~.`, labcli's own escape.
+        .args(["-tt", "-e", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i"])
+        .arg(d.path().join("alice"))
+        .args(["-p", &sshd.port.to_string()])
+        .arg(format!("{ALICE}@127.0.0.1"))
+        .arg("--")
+        .arg(format!("console {handle}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        stdin.write_all(b"version\r").unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        // Detach: a newline, then ~.
+        stdin.write_all(b"\r~.").unwrap();
+        std::thread::sleep(Duration::from_millis(3000));
+        drop(stdin);
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "the console session did not end on ~.");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    writer.join().unwrap();
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(status.success(), "labcli console over ssh -t: {status:?}: {text}");
+    assert!(text.contains("boardlab-sim U-Boot 2024.01 (rockpro64-1)"), "the board answered through ssh: {text}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "~. ended the session at once");
+    // The claim is untouched by the detach.
+    assert_eq!(lab.board("rockpro64-1")["user"], ALICE);
+}
