@@ -143,7 +143,9 @@ fn console_over_ssh_with_a_terminal() {
     let text = String::from_utf8_lossy(&out);
     assert!(status.success(), "labcli console over ssh -t: {status:?}: {text}");
     assert!(text.contains("boardlab-sim U-Boot 2024.01 (rockpro64-1)"), "the board answered through ssh: {text}");
-    assert!(t0.elapsed() < Duration::from_secs(5), "~. ended the session at once");
+    // labcli on the far side saw `~.` and detached (the ssh client itself
+    // then ends when its input does).
+    assert!(text.contains("[console detached]"), "~. detached: {text}");
     // The claim is untouched by the detach.
     assert_eq!(lab.board("rockpro64-1")["user"], ALICE);
 }
