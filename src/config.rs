@@ -314,42 +314,16 @@ pub struct Board {
     pub power_on_claim: bool,
 }
 
-/// `[jail]` of lab.toml, validated. [`JailConfig::settings`] gives what
-/// [`crate::jail::Jail::create`] takes.
+/// `[jail]` of lab.toml, validated: the settings every jail is created
+/// with, and what labd itself needs to make one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JailConfig {
-    /// Per-claim data: `root_dir/<board>/` (default /var/lib/boardlab/jails).
-    pub root_dir: PathBuf,
-    /// Uplink addresses (default 10.240.0.0/16: a /30 per board, routed).
-    pub pool: Ipv4Net,
-    /// Board links (default 172.30.0.0/16: a /24 per board).
-    pub board_net: Ipv4Net,
-    /// Host interface jails are masqueraded out of; none: any.
-    pub nat_interface: Option<String>,
-    pub uplink: Uplink,
-    /// Host uid of jail 0's root; jail i is `uid_base + i*65536`.
-    pub uid_base: u32,
+    /// Per-claim data dir, pools, uplink, uid base, ssh port.
+    pub settings: JailSettings,
     /// Keep one ssh host key per board across claims (else a fresh key per claim).
     pub keep_host_key: bool,
     /// `USER.pub` files with claimants' keys (default DIR/keys.d).
     pub keys_dir: PathBuf,
-    pub ssh_port: u16,
-}
-
-impl JailConfig {
-    /// The lab-wide settings a jail is created with.
-    pub fn settings(&self) -> JailSettings {
-        JailSettings {
-            root_dir: self.root_dir.clone(),
-            pool: self.pool,
-            board_net: self.board_net,
-            nat_interface: self.nat_interface.clone(),
-            uplink: self.uplink.clone(),
-            uid_base: self.uid_base,
-            ssh_port: self.ssh_port,
-            init_exe: crate::jail::default_init_exe(),
-        }
-    }
 }
 
 /// Default location of the configuration.
@@ -756,20 +730,15 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
         },
     };
     JailConfig {
-        root_dir,
-        pool,
-        board_net,
-        nat_interface,
-        uplink,
-        uid_base,
+        settings: JailSettings { root_dir, pool, board_net, nat_interface, uplink, uid_base, ssh_port, init_exe: d.init_exe },
         keep_host_key: raw.keep_host_key.unwrap_or(false),
         keys_dir,
-        ssh_port,
     }
 }
 
 /// Whether the pools and the uid range have room for every board.
 fn jail_capacity(j: &JailConfig, boards: usize, file: &Path, errors: &mut Vec<ConfigError>) {
+    let j = &j.settings;
     let n = u64::try_from(boards).unwrap_or(u64::MAX);
     let mut err = |message: String| errors.push(ConfigError { file: file.to_path_buf(), line: 0, message });
     let per24 = 1u64 << (24 - u32::from(j.board_net.prefix().min(24)));
@@ -1003,18 +972,18 @@ power_on_claim = true
     fn jail_section_defaults_and_values() {
         let d = dir_with(LAB, &[("a.toml", BOARD)]);
         let c = Config::load(d.path()).unwrap();
-        assert_eq!(c.jail.pool.to_string(), "10.240.0.0/16");
+        assert_eq!(c.jail.settings.pool.to_string(), "10.240.0.0/16");
         assert_eq!(c.jail.keys_dir, d.path().join("keys.d"));
-        assert_eq!(c.jail.uplink, Uplink::Routed);
+        assert_eq!(c.jail.settings.uplink, Uplink::Routed);
         let lab = format!(
             "{LAB}\n[jail]\nroot_dir = \"/srv/jails\"\npool = \"10.9.0.0/24\"\nuplink = \"macvlan\"\nmacvlan_parent = \"eth0\"\nuid_base = 500000\nkeep_host_key = true\nnat_interface = \"wan0\"\n"
         );
         let d = dir_with(&lab, &[("a.toml", BOARD)]);
         let c = Config::load(d.path()).unwrap();
-        assert_eq!(c.jail.uplink, Uplink::Macvlan { parent: "eth0".into() });
-        assert_eq!(c.jail.uid_base, 500_000);
+        assert_eq!(c.jail.settings.uplink, Uplink::Macvlan { parent: "eth0".into() });
+        assert_eq!(c.jail.settings.uid_base, 500_000);
         assert!(c.jail.keep_host_key);
-        let s = c.jail.settings();
+        let s = c.jail.settings.clone();
         assert_eq!(s.root_dir, PathBuf::from("/srv/jails"));
         assert_eq!(s.nat_interface.as_deref(), Some("wan0"));
     }

@@ -220,7 +220,7 @@ impl Registry {
         let console = e.console.clone();
         let jail_ctx = match (self.cfg.daemon.jail, self.jail_indexes.get(name)) {
             (JailMode::Linux, Some(&index)) => Some(Arc::new(JailCtx {
-                settings: self.cfg.jail.settings(),
+                settings: self.cfg.jail.settings.clone(),
                 index,
                 keys_dir: self.cfg.jail.keys_dir.clone(),
                 keep_host_key: self.cfg.jail.keep_host_key,

@@ -263,11 +263,18 @@ fn relay(cfg: &InitConfig, child: Pid, s: &mut UnixStream) -> Result<(), JailErr
     //    CAP_SETUID in the parent namespace (us) may map 65536 ids.
     ns::write_id_maps(child, cfg.host_uid)?;
     send(s, "mapped");
-    let pid: i32 = check(recv(s, PHASE_TIMEOUT)?, "pid")?
-        .trim()
-        .parse()
-        .map_err(|_| JailError::Init("bad pid line".into()))?;
-    check(recv(s, PHASE_TIMEOUT)?, "fs-ok")?;
+    // C reports the init's pid right after forking it, and the init (G)
+    // reports its root; both write to this socket, so the two lines may
+    // come in either order.
+    let first = recv(s, PHASE_TIMEOUT)?;
+    let pid_line = if first.starts_with("fs-ok") {
+        recv(s, PHASE_TIMEOUT)?
+    } else {
+        let pid_line = first;
+        check(recv(s, PHASE_TIMEOUT)?, "fs-ok")?;
+        pid_line
+    };
+    let pid: i32 = check(pid_line, "pid")?.trim().parse().map_err(|_| JailError::Init("bad pid line".into()))?;
     let start = super::proc_start_time(pid).ok_or_else(|| JailError::Init(format!("init {pid} vanished")))?;
     println!("ready {pid} {start}");
     let _ = std::io::stdout().flush();

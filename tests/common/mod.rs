@@ -166,52 +166,34 @@ impl Lab {
 
     /// Runs `labcli --socket SOCK --json ARGS...` as `user`.
     pub fn cli_as(&self, user: &str, args: &[&str]) -> Output {
-        let (uid, gid) = uid_of(user);
-        Command::new(LABCLI)
-            .arg("--socket")
-            .arg(self.sock())
-            .arg("--json")
-            .args(args)
-            .uid(uid)
-            .gid(gid)
-            .env_remove("SSH_ORIGINAL_COMMAND")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.labcli_as(user).arg("--json").args(args).stdin(Stdio::null()).output().unwrap()
     }
 
-    /// Starts `labcli --socket SOCK ARGS...` as `user` with piped stdio.
-    pub fn spawn_cli_as(&self, user: &str, args: &[&str]) -> Child {
+    /// `labcli --socket SOCK` to run as `user`, with piped stdio and no
+    /// ssh forced-command environment.
+    pub fn labcli_as(&self, user: &str) -> Command {
         let (uid, gid) = uid_of(user);
-        Command::new(LABCLI)
-            .arg("--socket")
+        let mut c = Command::new(LABCLI);
+        c.arg("--socket")
             .arg(self.sock())
-            .args(args)
             .uid(uid)
             .gid(gid)
             .env_remove("SSH_ORIGINAL_COMMAND")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Starts `labcli --socket SOCK ARGS...` as `user` with piped stdio.
+    pub fn spawn_cli_as(&self, user: &str, args: &[&str]) -> Child {
+        self.labcli_as(user).args(args).spawn().unwrap()
     }
 
     /// Sends JSON request lines as `user` through labcli's stdin mode and
     /// returns one reply per line.
     pub fn as_user(&self, user: &str, reqs: &[Value]) -> Vec<Value> {
-        let (uid, gid) = uid_of(user);
-        let mut child = Command::new(LABCLI)
-            .arg("--socket")
-            .arg(self.sock())
-            .uid(uid)
-            .gid(gid)
-            .env_remove("SSH_ORIGINAL_COMMAND")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = self.labcli_as(user).spawn().unwrap();
         {
             let mut stdin = child.stdin.take().unwrap();
             for r in reqs {
@@ -228,18 +210,7 @@ impl Lab {
     /// Writes raw bytes to labcli's stdin mode as `user` and returns the
     /// reply lines (labcli answers bad lines itself, passes JSON on).
     pub fn stdin_raw_as(&self, user: &str, bytes: &[u8]) -> Vec<Value> {
-        let (uid, gid) = uid_of(user);
-        let mut child = Command::new(LABCLI)
-            .arg("--socket")
-            .arg(self.sock())
-            .uid(uid)
-            .gid(gid)
-            .env_remove("SSH_ORIGINAL_COMMAND")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = self.labcli_as(user).spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let data = bytes.to_vec();
         // A writer thread: labcli answers while it reads, so a big input
