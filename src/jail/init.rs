@@ -267,6 +267,9 @@ fn relay(cfg: &InitConfig, child: Pid, s: &mut UnixStream) -> Result<(), JailErr
     // reports its root; both write to this socket, so the two lines may
     // come in either order.
     let first = recv(s, PHASE_TIMEOUT)?;
+    if first.starts_with("error") {
+        return check(first, "pid").map(|_| ());
+    }
     let pid_line = if first.starts_with("fs-ok") {
         recv(s, PHASE_TIMEOUT)?
     } else {
