@@ -25,10 +25,12 @@ CARGO ?= cargo
 #   libudev-dev pkg-config  the udev crate (console lookup by ID_SERIAL_SHORT)
 #   procps                ps, pgrep and sysctl, used by tests and the demo
 #   nfs-ganesha(-vfs) rpcbind  the boards' NFS root, served in user space
+#                         (NFSv4 only: rpcbind is not needed by the jails)
+#   libnfs-utils          nfs-cat: labsim's boards read from their NFS root
 #   socat                 raw socket and pty plumbing in tests and the demo
 #   iputils-ping          ping inside jails (isolation checks in tests/jail.rs)
 DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
-	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind socat iputils-ping
+	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils socat iputils-ping
 
 # Unprivileged local accounts the tests connect as (SO_PEERCRED identities):
 # two users and the trusted ssh gateway account.

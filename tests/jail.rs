@@ -252,10 +252,17 @@ fn jail_end_to_end() {
     // (1) The board boots from the jail: DHCP lease and TFTP from .1.
     let tftp = settings.root_dir.join(&b1.name).join("tftpboot/boot.scr");
     std::fs::write(&tftp, "echo hello from the jail\n").unwrap();
+    // ... and reads a file from the jail's NFS export of /nfsroot.
+    std::fs::write(settings.root_dir.join(&b1.name).join("nfsroot/hello.txt"), "hello over nfs\n").unwrap();
     let mut serial = Serial::open(&labdir.join("tty").join(&b1.name));
+    let t = Instant::now();
     let o = run("snmpset", &["-v2c", "-c", "private", &snmp, &format!("{ADMIN_ENABLE}.{}", b1.port), "i", "1"]);
     assert!(o.status.success(), "snmpset: {}", text(&o));
     assert!(serial.read_until("TFTP: fetched boot.scr", Duration::from_secs(20)), "serial: {}", serial.text());
+    assert!(serial.read_until("NFS: ", Duration::from_secs(15)), "serial: {}", serial.text());
+    assert!(serial.read_until("=> ", Duration::from_secs(5)), "serial: {}", serial.text());
+    eprintln!("power-on to NFS read: {:?}\n{}", t.elapsed(), serial.text());
+    assert!(serial.text().contains("NFS: read /nfsroot/hello.txt (15 bytes)"), "serial: {}", serial.text());
     let want = format!("DHCP: lease {}", plan1.board_addr.to_string().trim_end_matches(".1"));
     let console = serial.text();
     assert!(console.contains(&want) && console.contains(&format!("from {}", plan1.board_addr)), "{console}");
@@ -370,6 +377,8 @@ fn jail_end_to_end() {
     assert!(!settings.root_dir.join(&b1.name).exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(settings.root_dir.to_str().unwrap()), "{mounts}");
+    assert_eq!(ganesha_of(&plan1.data_dir), Vec::<i32>::new(), "no NFS server of jail 1 is left");
+    assert!(!ganesha_of(&plan2.data_dir).is_empty(), "jail 2 still exports");
 
     // (5) reinit: create again on the returned link, with a new host key.
     let t = Instant::now();
@@ -386,9 +395,14 @@ fn jail_end_to_end() {
     std::thread::sleep(Duration::from_millis(200));
     serial.seen.clear();
     std::fs::write(settings.root_dir.join(&b1.name).join("tftpboot/boot.scr"), "again\n").unwrap();
+    // This time the claimant puts the file in place, as jail root.
+    ssh1b.ok("printf 'written in the jail\\n' > /nfsroot/hello.txt");
     let o = run("snmpset", &["-v2c", "-c", "private", &snmp, &format!("{ADMIN_ENABLE}.{}", b1.port), "i", "1"]);
     assert!(o.status.success());
     assert!(serial.read_until("TFTP: fetched boot.scr", Duration::from_secs(20)), "serial: {}", serial.text());
+    assert!(serial.read_until("NFS: ", Duration::from_secs(15)), "serial: {}", serial.text());
+    assert!(serial.read_until("=> ", Duration::from_secs(5)), "serial: {}", serial.text());
+    assert!(serial.text().contains("NFS: read /nfsroot/hello.txt (20 bytes)"), "serial: {}", serial.text());
 
     // Finally destroy both and check the host is clean.
     for j in std::mem::take(&mut world.jails) {
@@ -399,6 +413,23 @@ fn jail_end_to_end() {
     }
     let netns = String::from_utf8_lossy(&run("ip", &["netns", "list"]).stdout).into_owned();
     assert!(!netns.contains(&plan1.netns) && !netns.contains(&plan2.netns), "{netns}");
+    assert_eq!(ganesha_of(&plan1.data_dir), Vec::<i32>::new());
+    assert_eq!(ganesha_of(&plan2.data_dir), Vec::<i32>::new());
+}
+
+/// PIDs of ganesha.nfsd processes started for the jail with this data
+/// directory (their configuration is under it).
+fn ganesha_of(data_dir: &Path) -> Vec<i32> {
+    let needle = data_dir.join(".nfs").to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("ganesha.nfsd") && cmd.contains(&needle)
+        })
+        .collect()
 }
 
 /// Board netns names from labsim's state file, in port order.

@@ -9,6 +9,8 @@
 //! * [`fs`]: per-claim data, the thin read-only root, pivot_root;
 //! * [`net`]: board link, uplink, addresses, nftables on both sides;
 //! * [`services`]: sshd and dnsmasq command lines and configuration;
+//! * [`nfs`]: nfs-ganesha exporting /nfsroot to the board (host root, in
+//!   the jail's network namespace only);
 //! * [`init`]: `labjail start`, which makes the namespaces and becomes the
 //!   jail's PID 1, and labd's side of talking to it.
 //!
@@ -23,6 +25,7 @@
 pub mod fs;
 pub mod init;
 pub mod net;
+pub mod nfs;
 pub mod ns;
 pub mod plan;
 pub mod services;
@@ -212,7 +215,9 @@ impl Jail {
     /// 5. the network, from the host into the now-existing netns: the board
     ///    link must be inside and addressed before dnsmasq binds to it, the
     ///    uplink before sshd listens on its address;
-    /// 6. services last; the jail is ready when sshd accepts connections.
+    /// 6. services last; the jail is ready when sshd accepts connections;
+    /// 7. the NFS export (host root, joins the jail's netns; see [`nfs`]),
+    ///    ready when it listens on the board address.
     pub fn create(spec: &JailSpec) -> Result<(Jail, JailInfo), JailError> {
         let t0 = Instant::now();
         // 1.
@@ -259,6 +264,8 @@ impl Jail {
         }
         // 6.
         starter.go()?;
+        // 7.
+        nfs::start(&plan)?;
         undo.armed = false;
         let info = JailInfo {
             ip: plan.jail_ip,
@@ -330,13 +337,20 @@ impl Drop for Undo<'_> {
 
 /// The teardown order: the board link first (while the namespace exists,
 /// or a veth would die with it), then the init (its PID namespace takes
-/// every jail process along), then host links, nft and the netns name,
+/// every jail process along), then what is left in the netns (the NFS
+/// server, a host process), then host links, nft and the netns name,
 /// then data.
 fn teardown(plan: &Plan, init: Option<(i32, u64)>, done: &net::Done, wipe: bool, errors: &mut Vec<String>) {
     net::return_board_link(plan, done, errors);
     if let Some((pid, start)) = init {
         if let Err(e) = stop_init(pid, start) {
             errors.push(e.to_string());
+        }
+    }
+    if let Some(ino) = fs::inode(&Path::new("/run/netns").join(&plan.netns)) {
+        let left = nfs::stop(ino);
+        if !left.is_empty() {
+            errors.push(format!("processes {left:?} in {} do not die", plan.netns));
         }
     }
     net::teardown(plan, done, errors);
@@ -470,7 +484,7 @@ fn is_ours_netns(n: &str) -> bool {
         .is_some_and(|(d, _)| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn pids_in_netns(ino: u64) -> Vec<i32> {
+pub(crate) fn pids_in_netns(ino: u64) -> Vec<i32> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.filter_map(|e| e.ok()) {

@@ -83,6 +83,8 @@ pub fn services(plan: &Plan, ssh_port: u16) -> Vec<Service> {
         format!("--dhcp-range={},{},{},12h", plan.dhcp_first, plan.dhcp_last, plan.board_net.netmask()),
         format!("--dhcp-option=option:router,{}", plan.board_addr),
         format!("--dhcp-boot={DEFAULT_BOOT_FILE}"),
+        // The NFS root the jail exports (see super::nfs).
+        format!("--dhcp-option=option:root-path,{}:{}", plan.board_addr, super::nfs::PSEUDO),
         "--dhcp-authoritative".into(),
         "--no-ping".into(),
         "--enable-tftp".into(),
@@ -188,6 +190,7 @@ mod tests {
         assert!(d.contains(&"--interface=board".to_string()));
         assert!(d.contains(&"--dhcp-range=172.30.2.100,172.30.2.199,255.255.255.0,12h".to_string()));
         assert!(d.contains(&"--tftp-root=/tftpboot".to_string()));
+        assert!(d.contains(&"--dhcp-option=option:root-path,172.30.2.1:/nfsroot".to_string()));
         assert!(d.contains(&"--conf-file=/dev/null".to_string()));
         assert_eq!(s[1].ready, Ready::Tcp("10.240.0.10:22".parse().unwrap()));
         assert!(sshd_config(p.jail_ip, 22).contains("ListenAddress 10.240.0.10:22"));

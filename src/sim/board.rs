@@ -7,8 +7,9 @@
 //!
 //! * it reads its switch port file and follows power transitions: power-on
 //!   prints a boot banner and starts a net boot (DHCP, then TFTP of the boot
-//!   file) in a worker thread; power-off cancels the worker, drops the lease
-//!   and goes silent at once;
+//!   file, then, if DHCP named an NFS root (option 17), an NFSv4 read of
+//!   `hello.txt` from it) in a worker thread; power-off cancels the worker,
+//!   drops the lease and goes silent at once;
 //! * while powered it echoes every byte typed on the serial line (byte
 //!   transparent) and answers a tiny U-Boot-like prompt on CR;
 //! * SIGUSR1 unplugs the serial adapter, SIGUSR2 plugs a new one, SIGTERM
@@ -395,7 +396,8 @@ pub fn flood_byte(i: u64) -> u8 {
     (i.wrapping_mul(7).wrapping_add(i >> 8) & 0xff) as u8
 }
 
-/// The net boot: DHCP on eth0, configure the lease, TFTP the boot file.
+/// The net boot: DHCP on eth0, configure the lease, TFTP the boot file,
+/// read `hello.txt` from the NFS root if the lease names one.
 /// Returns early without `Done` when cancelled (power went off).
 fn net_boot(mac: [u8; 6], cancel: &AtomicBool, send: &dyn Fn(Msg)) {
     let line = |s: String| send(Msg::Line(s));
@@ -438,5 +440,103 @@ fn net_boot(mac: [u8; 6], cancel: &AtomicBool, send: &dyn Fn(Msg)) {
             line(format!("TFTP: {file} from {} failed: {reason}", lease.tftp_server))
         }
     }
+    if let Some(rp) = &lease.root_path {
+        let (server, dir) = nfs_root(rp, lease.server);
+        let path = format!("{}/{NFS_PROBE}", dir.trim_end_matches('/'));
+        match nfs_read(server, &path, cancel) {
+            NfsRead::Read(n) => line(format!("NFS: read {path} ({n} bytes)")),
+            NfsRead::Cancelled => return,
+            NfsRead::Failed(reason) => line(format!("NFS: {server}:{path} failed: {reason}")),
+        }
+    }
     send(Msg::Done)
+}
+
+/// The file a board reads from its NFS root once it has one (a kernel
+/// would mount the root; the simulation proves it can read).
+const NFS_PROBE: &str = "hello.txt";
+/// How long one NFS read may take.
+const NFS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `server:/path` or `/path` (DHCP option 17) to (server, path).
+fn nfs_root(root_path: &str, dhcp_server: std::net::Ipv4Addr) -> (std::net::Ipv4Addr, String) {
+    match root_path.split_once(':') {
+        Some((host, path)) => (host.parse().unwrap_or(dhcp_server), path.to_string()),
+        None => (dhcp_server, root_path.to_string()),
+    }
+}
+
+enum NfsRead {
+    Read(u64),
+    Cancelled,
+    Failed(String),
+}
+
+/// Reads `path` from `server` over NFSv4 with libnfs's userspace client
+/// (`nfs-cat`), counting the bytes; killed on cancel or after
+/// [`NFS_TIMEOUT`].
+fn nfs_read(server: std::net::Ipv4Addr, path: &str, cancel: &AtomicBool) -> NfsRead {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    if !path.starts_with('/') || path.contains("..") || path.bytes().any(|b| b.is_ascii_control() || b == b'?' || b == b'#') {
+        return NfsRead::Failed(format!("unusable root path {path:?}"));
+    }
+    let url = format!("nfs://{server}{path}?version=4");
+    let mut child = match Command::new("nfs-cat")
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return NfsRead::Failed(format!("nfs-cat: {e}")),
+    };
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return NfsRead::Failed("no pipes to nfs-cat".into());
+    };
+    let counter = std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        let mut n = 0u64;
+        while let Ok(k) = out.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            n += k as u64;
+        }
+        n
+    });
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if cancel.load(Ordering::SeqCst) || start.elapsed() > NFS_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = counter.join();
+            let _ = errors.join();
+            if cancel.load(Ordering::SeqCst) {
+                return NfsRead::Cancelled;
+            }
+            return NfsRead::Failed(format!("timed out after {NFS_TIMEOUT:?}"));
+        }
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return NfsRead::Failed(format!("waiting for nfs-cat: {e}")),
+        }
+    };
+    let n = counter.join().unwrap_or(0);
+    let msg = errors.join().unwrap_or_default();
+    if status.success() {
+        NfsRead::Read(n)
+    } else {
+        let msg: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        NfsRead::Failed(if msg.is_empty() { status.to_string() } else { msg.join("; ") })
+    }
 }

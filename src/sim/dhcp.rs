@@ -27,8 +27,8 @@ const REQUEST: u8 = 3;
 const ACK: u8 = 5;
 const NAK: u8 = 6;
 /// Options the board asks for: mask, router, DNS, server id, TFTP server
-/// name, boot file name, lease time.
-const PARAMS: [u8; 7] = [1, 3, 6, 54, 66, 67, 51];
+/// name, boot file name, lease time, root path (the NFS root).
+const PARAMS: [u8; 8] = [1, 3, 6, 54, 66, 67, 51, 17];
 
 /// What the board learned from a successful exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,8 @@ pub struct Lease {
     pub tftp_server: Ipv4Addr,
     /// Option 67, else the BOOTP `file` field.
     pub boot_file: Option<String>,
+    /// Option 17, `[server:]path` of the NFS root.
+    pub root_path: Option<String>,
 }
 
 /// How an attempt ended.
@@ -96,7 +98,12 @@ impl Reply {
             .filter(|s| !s.is_empty())
             .or_else(|| self.file.clone());
         let tftp_server = if self.siaddr.is_unspecified() { server } else { self.siaddr };
-        (!self.yiaddr.is_unspecified()).then_some(Lease { addr: self.yiaddr, prefix, server, tftp_server, boot_file })
+        let root_path = self
+            .options
+            .get(&17)
+            .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+            .filter(|s| !s.is_empty());
+        (!self.yiaddr.is_unspecified()).then_some(Lease { addr: self.yiaddr, prefix, server, tftp_server, boot_file, root_path })
     }
 }
 
@@ -302,6 +309,7 @@ mod tests {
         assert_eq!(l.tftp_server, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(l.boot_file.as_deref(), Some("boot.scr"));
         assert_eq!(l.prefix, 24);
+        assert_eq!(l.root_path, None);
     }
 
     #[test]
