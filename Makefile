@@ -29,8 +29,10 @@ CARGO ?= cargo
 #   libnfs-utils          nfs-cat: labsim's boards read from their NFS root
 #   socat                 raw socket and pty plumbing in tests and the demo
 #   iputils-ping          ping inside jails (isolation checks in tests/jail.rs)
+#   e2fsprogs mount       mkfs.ext4/e2fsck, mount/losetup: each claim's nfsroot image
 DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
-	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils socat iputils-ping
+	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils socat iputils-ping \
+	e2fsprogs mount
 
 # Unprivileged local accounts the tests connect as (SO_PEERCRED identities):
 # two users and the trusted ssh gateway account.

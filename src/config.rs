@@ -88,6 +88,7 @@ struct RawJail {
     keep_host_key: Option<bool>,
     keys_dir: Option<Spanned<String>>,
     ssh_port: Option<Spanned<i64>>,
+    nfsroot_size: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -729,11 +730,57 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
             }
         },
     };
+    let nfsroot_size = match &raw.nfsroot_size {
+        None => d.nfsroot_size,
+        Some(v) => match parse_size(v.get_ref()) {
+            Some(n) if (MIN_NFSROOT_SIZE..=MAX_NFSROOT_SIZE).contains(&n) => n,
+            Some(_) => {
+                ctx.err(&v.span(), format!("jail.nfsroot_size ({}) must be between 64M and 16T", v.get_ref()));
+                d.nfsroot_size
+            }
+            None => {
+                ctx.err(&v.span(), format!("jail.nfsroot_size {:?} is not a size such as \"8G\" (a whole number with K, M, G or T)", v.get_ref()));
+                d.nfsroot_size
+            }
+        },
+    };
     JailConfig {
-        settings: JailSettings { root_dir, pool, board_net, nat_interface, uplink, uid_base, ssh_port, init_exe: d.init_exe },
+        settings: JailSettings {
+            root_dir,
+            pool,
+            board_net,
+            nat_interface,
+            uplink,
+            uid_base,
+            ssh_port,
+            init_exe: d.init_exe,
+            nfsroot_size,
+        },
         keep_host_key: raw.keep_host_key.unwrap_or(false),
         keys_dir,
     }
+}
+
+/// Bounds of `[jail] nfsroot_size` (ext4 wants some room; 16T is ext4's
+/// limit with 4k blocks).
+const MIN_NFSROOT_SIZE: u64 = 64 << 20;
+const MAX_NFSROOT_SIZE: u64 = 16 << 40;
+
+/// `"8G"`, `"512M"`: a whole number with a binary unit K, M, G or T
+/// (case-insensitive), or plain bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, shift) = match s.chars().last()?.to_ascii_uppercase() {
+        'K' => (&s[..s.len() - 1], 10),
+        'M' => (&s[..s.len() - 1], 20),
+        'G' => (&s[..s.len() - 1], 30),
+        'T' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
 /// Whether the pools and the uid range have room for every board.
@@ -986,13 +1033,16 @@ power_on_claim = true
         let s = c.jail.settings.clone();
         assert_eq!(s.root_dir, PathBuf::from("/srv/jails"));
         assert_eq!(s.nat_interface.as_deref(), Some("wan0"));
+        assert_eq!(s.nfsroot_size, 8 << 30);
+        let d = dir_with(&format!("{LAB}\n[jail]\nnfsroot_size = \"512M\"\n"), &[("a.toml", BOARD)]);
+        assert_eq!(Config::load(d.path()).unwrap().jail.settings.nfsroot_size, 512 << 20);
     }
 
     #[test]
     fn jail_section_errors_name_the_line() {
         let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
         // "[jail]" is line 18 of LAB + jail, the first key line 19.
-        assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`".to_string()]);
+        assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`".to_string()]);
         assert_eq!(with("pool = \"10.240.0.1/16\""), vec!["lab.toml:19: jail.pool: \"10.240.0.1/16\" has host bits set (did you mean \"10.240.0.0/16\"?)".to_string()]);
         assert_eq!(with("uplink = \"bridge\""), vec!["lab.toml:19: jail.uplink \"bridge\" is not one of \"routed\", \"macvlan\"".to_string()]);
         assert_eq!(with("uplink = \"macvlan\""), vec!["lab.toml:19: jail.uplink = \"macvlan\" needs jail.macvlan_parent".to_string()]);
@@ -1000,6 +1050,20 @@ power_on_claim = true
         assert_eq!(with("root_dir = \"jails\""), vec!["lab.toml:19: jail.root_dir must be an absolute path, not \"jails\"".to_string()]);
         assert_eq!(with("board_net = \"10.240.0.0/12\""), vec!["lab.toml:19: jail.pool (10.240.0.0/16) overlaps jail.board_net (10.240.0.0/12)".to_string()]);
         assert_eq!(with("nat_interface = \"eth0;x\""), vec!["lab.toml:19: jail.nat_interface \"eth0;x\" is not an interface name".to_string()]);
+        assert_eq!(with("nfsroot_size = \"8 GB\""), vec!["lab.toml:19: jail.nfsroot_size \"8 GB\" is not a size such as \"8G\" (a whole number with K, M, G or T)".to_string()]);
+        assert_eq!(with("nfsroot_size = \"1M\""), vec!["lab.toml:19: jail.nfsroot_size (1M) must be between 64M and 16T".to_string()]);
+        assert_eq!(with("nfsroot_size = 8"), vec!["lab.toml:19: invalid type: integer `8`, expected a string".to_string()]);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8G"), Some(8 << 30));
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("1T"), Some(1 << 40));
+        assert_eq!(parse_size("4096"), Some(4096));
+        for bad in ["", "G", "1.5G", "-1G", "8GB", "8 G", "99999999999T"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -208,6 +208,7 @@ fn jail_end_to_end() {
         uid_base: 300_000,
         ssh_port: 22,
         init_exe: LABJAIL.into(),
+        nfsroot_size: jail::DEFAULT_NFSROOT_SIZE,
     };
     let first_index = 10 + u32::from(r) * 2;
     let sock = base.join("jail1-socket");
@@ -248,6 +249,18 @@ fn jail_end_to_end() {
     let (b1, b2) = (&cfg.boards[0], &cfg.boards[1]);
     let plan1 = world.jails[0].plan.clone();
     let plan2 = world.jails[1].plan.clone();
+    // Each claim's nfsroot is its own (loop-mounted ext4) file system, so
+    // ganesha's handles resolve nowhere else.
+    let nfs1 = plan1.data_dir.join("nfsroot");
+    let img1 = plan1.data_dir.join(".nfs/nfsroot.img");
+    let (fstype, source) = mount_of(&nfs1).expect("nfsroot of jail 1 is mounted");
+    assert_eq!(fstype, "ext4");
+    assert!(source.starts_with("/dev/loop"), "{source}");
+    assert!(losetup_has(&img1), "a loop device for {}", img1.display());
+    let (_, source2) = mount_of(&plan2.data_dir.join("nfsroot")).expect("nfsroot of jail 2 is mounted");
+    assert_ne!(source, source2, "one file system per claim");
+    let mode = std::fs::metadata(plan1.data_dir.join(".nfs")).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.unwrap(), 0o700, "the image's directory is host root's alone");
 
     // (1) The board boots from the jail: DHCP lease and TFTP from .1.
     let tftp = settings.root_dir.join(&b1.name).join("tftpboot/boot.scr");
@@ -292,6 +305,11 @@ fn jail_end_to_end() {
     ssh1.fails("mount -o remount,rw /usr");
     ssh1.fails("umount /usr");
     ssh1.ok("touch /root/x /tmp/x /var/x /tftpboot/x /nfsroot/x /etc/passwd");
+    // The jail's /nfsroot is the file system ganesha exports.
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&nfs1).unwrap());
+    let jail_dev: u64 = ssh1.ok("stat -c %d /nfsroot").parse().unwrap();
+    assert_eq!(jail_dev, dev, "the jail sees the loop-mounted nfsroot");
+    assert!(nfs1.join("x").exists());
     let procs = ssh1.ok("ls /proc | grep -c '^[0-9]'");
     let n: u32 = procs.parse().unwrap();
     assert!(n < 15, "only the jail's processes are visible, saw {n}");
@@ -361,6 +379,25 @@ fn jail_end_to_end() {
     assert!(o.status.success(), "board -> internet: {}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), infos[0].ip.to_string(), "seen source address");
 
+    // (3b) stop and start (labd stop/start: destroy without wipe, create):
+    // the nfsroot's file system is unmounted and detached in between and
+    // keeps its files.
+    ssh1.ok("printf kept > /nfsroot/keep.txt");
+    let j1 = world.jails.remove(0);
+    j1.destroy(false).expect("stop");
+    assert_eq!(mount_of(&nfs1), None, "no nfsroot mount after stop");
+    assert!(!losetup_has(&img1), "no loop device after stop");
+    assert!(img1.is_file(), "the image stays on stop");
+    let t = Instant::now();
+    let (j, info) = Jail::create(&specs[0]).expect("start again");
+    eprintln!("start again {}: {:?}", b1.name, t.elapsed());
+    world.jails.insert(0, j);
+    infos[0] = info;
+    let ssh1 = Ssh::new(&base, &key, &infos[0], "1s", &settings.root_dir.join(&b1.name));
+    assert_eq!(ssh1.ok("cat /nfsroot/keep.txt"), "kept");
+    assert_eq!(std::fs::read_to_string(nfs1.join("keep.txt")).unwrap(), "kept");
+    assert!(mount_of(&nfs1).is_some());
+
     // (4) destroy(wipe): nothing of jail 1 is left; the board link is back.
     let j1 = world.jails.remove(0);
     let pid = j1.init_pid;
@@ -376,7 +413,9 @@ fn jail_end_to_end() {
     assert!(!tables.contains(&format!("{} ", plan1.nft_table)) && !tables.ends_with(&plan1.nft_table), "{tables}");
     assert!(!settings.root_dir.join(&b1.name).exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(settings.root_dir.to_str().unwrap()), "{mounts}");
+    assert!(!mounts.contains(plan1.data_dir.to_str().unwrap()), "{mounts}");
+    assert!(!losetup_has(&img1), "no loop device for {} after destroy", img1.display());
+    assert!(mount_of(&plan2.data_dir.join("nfsroot")).is_some(), "jail 2's nfsroot stays");
     assert_eq!(ganesha_of(&plan1.data_dir), Vec::<i32>::new(), "no NFS server of jail 1 is left");
     assert!(!ganesha_of(&plan2.data_dir).is_empty(), "jail 2 still exports");
 
@@ -388,6 +427,8 @@ fn jail_end_to_end() {
     assert_ne!(info.known_hosts, infos[0].known_hosts, "a fresh host key");
     let ssh1b = Ssh::new(&base, &key, &info, "1b", &settings.root_dir.join(&b1.name));
     assert_eq!(ssh1b.ok("id -u"), "0");
+    ssh1b.fails("test -e /nfsroot/keep.txt");
+    assert_eq!(ssh1b.ok("ls -A /nfsroot"), "", "a wiped claim starts with an empty nfsroot");
     assert_eq!(ssh1.run("true").status.code(), Some(255), "the old known_hosts line no longer matches");
     // The board boots again from the new jail.
     let o = run("snmpset", &["-v2c", "-c", "private", &snmp, &format!("{ADMIN_ENABLE}.{}", b1.port), "i", "2"]);
@@ -415,6 +456,29 @@ fn jail_end_to_end() {
     assert!(!netns.contains(&plan1.netns) && !netns.contains(&plan2.netns), "{netns}");
     assert_eq!(ganesha_of(&plan1.data_dir), Vec::<i32>::new());
     assert_eq!(ganesha_of(&plan2.data_dir), Vec::<i32>::new());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(settings.root_dir.to_str().unwrap()), "{mounts}");
+    assert!(!losetup_has(&img1) && !losetup_has(&plan2.data_dir.join(".nfs/nfsroot.img")));
+}
+
+/// File system type and source of the mount on `dir` (host's view), from
+/// /proc/self/mountinfo.
+fn mount_of(dir: &Path) -> Option<(String, String)> {
+    let want = dir.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.get(4) != Some(&want) {
+            return None;
+        }
+        let dash = f.iter().position(|x| *x == "-")?;
+        Some((f.get(dash + 1)?.to_string(), f.get(dash + 2)?.to_string()))
+    })
+}
+
+/// Whether `losetup -a` lists a loop device backed by `img`.
+fn losetup_has(img: &Path) -> bool {
+    let o = run("losetup", &["-a"]);
+    String::from_utf8_lossy(&o.stdout).contains(&format!("({})", img.display()))
 }
 
 /// PIDs of ganesha.nfsd processes started for the jail with this data

@@ -112,7 +112,13 @@ pub struct JailSettings {
     pub ssh_port: u16,
     /// The `labjail` binary (the jail's init).
     pub init_exe: PathBuf,
+    /// Size in bytes of each claim's nfsroot file system (a sparse image).
+    pub nfsroot_size: u64,
 }
+
+/// Default `[jail] nfsroot_size`: 8 GiB (sparse: only what is written
+/// takes space).
+pub const DEFAULT_NFSROOT_SIZE: u64 = 8 << 30;
 
 impl Default for JailSettings {
     fn default() -> Self {
@@ -125,6 +131,7 @@ impl Default for JailSettings {
             uid_base: 1 << 30,
             ssh_port: 22,
             init_exe: default_init_exe(),
+            nfsroot_size: DEFAULT_NFSROOT_SIZE,
         }
     }
 }
@@ -209,7 +216,9 @@ impl Jail {
     /// 1. validate and plan first, so no bad identifier touches the system;
     /// 2. refuse if the netns or links are taken (another jail owns them);
     /// 3. per-claim data and host key, host-side, while no jail process
-    ///    can race the writes;
+    ///    can race the writes; the nfsroot's own file system mounted on
+    ///    the host, so the init's copy of the mounts (and its bind of
+    ///    /nfsroot) has it;
     /// 4. the init: user namespace first, then the rest (see [`ns`]), and
     ///    the root (see [`fs`]); it then waits;
     /// 5. the network, from the host into the now-existing netns: the board
@@ -239,6 +248,7 @@ impl Jail {
         let fresh = fs::prepare_data_dir(&plan, &spec.authorized_keys, &sshd_config)?;
         let mut undo = Undo { plan: &plan, fresh, init: None, done: net::Done::default(), armed: true };
         let host_pub = services::install_host_key(&plan, spec.host_key.as_deref())?;
+        nfs::mount_root(&plan, spec.settings.nfsroot_size)?;
         if let Some(c) = &spec.console {
             std::os::unix::fs::chown(c, Some(plan.host_uid), Some(plan.host_uid))
                 .map_err(|source| JailError::Io { what: "handing the console to the jail", path: c.clone(), source })?;
@@ -339,7 +349,7 @@ impl Drop for Undo<'_> {
 /// or a veth would die with it), then the init (its PID namespace takes
 /// every jail process along), then what is left in the netns (the NFS
 /// server, a host process), then host links, nft and the netns name,
-/// then data.
+/// then the nfsroot file system (nothing uses it any more), then data.
 fn teardown(plan: &Plan, init: Option<(i32, u64)>, done: &net::Done, wipe: bool, errors: &mut Vec<String>) {
     net::return_board_link(plan, done, errors);
     if let Some((pid, start)) = init {
@@ -354,7 +364,10 @@ fn teardown(plan: &Plan, init: Option<(i32, u64)>, done: &net::Done, wipe: bool,
         }
     }
     net::teardown(plan, done, errors);
-    if wipe {
+    let before = errors.len();
+    nfs::unmount_root(plan, errors);
+    // Never wipe through a file system that is still mounted.
+    if wipe && errors.len() == before {
         if let Err(e) = std::fs::remove_dir_all(&plan.data_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 errors.push(format!("removing {}: {e}", plan.data_dir.display()));
@@ -411,6 +424,12 @@ pub fn sweep_board(spec: &JailSpec) -> Result<Vec<String>, JailError> {
         let mut errors = Vec::new();
         teardown(&plan, None, &net::Done::all(), false, &mut errors);
         report.push(format!("removed the leftovers of {}: {}", plan.netns, if errors.is_empty() { "ok".into() } else { errors.join("; ") }));
+    } else if fs::inode(&nfs::image(&plan)).is_some() {
+        let mut errors = Vec::new();
+        nfs::unmount_root(&plan, &mut errors);
+        if !errors.is_empty() {
+            report.push(format!("nfsroot of {}: {}", plan.board, errors.join("; ")));
+        }
     }
     Ok(report)
 }

@@ -20,8 +20,16 @@
 //!   only, every client uid squashed to the jail's root (so the board can
 //!   do nothing there the jail's root cannot), no NLM, RQUOTA, UDP, v3.
 //!
-//! The remaining risk (a host-root daemon parsing board traffic, and
-//! handle-based access to the file system holding `root_dir`) is
+//! FSAL_VFS resolves NFS file handles with `open_by_handle_at` on the
+//! exported file system, anywhere on it, not only below the export path.
+//! So the export is a file system of its own, holding nothing but the
+//! claim's nfsroot: [`mount_root`] loop-mounts a per-claim ext4 image
+//! (`data_dir/.nfs/nfsroot.img`, sparse, `[jail] nfsroot_size`) on
+//! `data_dir/nfsroot` before the jail's init starts, so the jail's bind
+//! of that path carries the same file system ganesha exports. A guessed
+//! handle can only name a file of that claim's own nfsroot.
+//!
+//! The remaining risk (a host-root daemon parsing board traffic) is
 //! described in SECURITY.md.
 //!
 //! Teardown: the daemon lives in the jail's network namespace, so
@@ -29,9 +37,10 @@
 //! namespace once the init is gone) and the sweeps find it without a
 //! recorded PID.
 
+use std::ffi::OsStr;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,9 +61,183 @@ pub const PSEUDO: &str = "/nfsroot";
 /// How long ganesha may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Host-root-only directory of ganesha's files for this jail.
+/// Host-root-only directory of ganesha's files and the nfsroot image.
 pub fn state_dir(plan: &Plan) -> PathBuf {
     plan.data_dir.join(".nfs")
+}
+
+/// The claim's nfsroot file system (an ext4 image, loop-mounted).
+pub fn image(plan: &Plan) -> PathBuf {
+    state_dir(plan).join("nfsroot.img")
+}
+
+/// The host path the jail sees at /nfsroot, and ganesha exports.
+pub fn export_dir(plan: &Plan) -> PathBuf {
+    plan.data_dir.join("nfsroot")
+}
+
+/// Creates `data_dir/.nfs` (host root, 0700) if needed.
+fn ensure_state_dir(plan: &Plan) -> Result<PathBuf, JailError> {
+    let dir = state_dir(plan);
+    // data_dir is host root's (0711); .nfs is ours alone.
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
+        Ok(_) => return Err(JailError::Unsafe { path: dir, why: "not a directory" }),
+        Err(_) => std::fs::create_dir(&dir).map_err(io("creating", &dir))?,
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io("setting mode of", &dir))?;
+    Ok(dir)
+}
+
+fn run(prog: &str, args: &[&OsStr]) -> Result<(), JailError> {
+    let command = || format!("{prog} {}", args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+    let o = Command::new(prog)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| JailError::Command { command: command(), detail: e.to_string() })?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(JailError::Command { command: command(), detail: format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim()) })
+    }
+}
+
+/// Whether `dir` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Some(Ok(p))) = (std::fs::symlink_metadata(dir), dir.parent().map(std::fs::symlink_metadata)) else {
+        return false;
+    };
+    d.is_dir() && !d.file_type().is_symlink() && d.dev() != p.dev()
+}
+
+/// Gives the claim's nfsroot its own file system: creates the sparse
+/// image of `size` bytes (ext4, root directory owned by the jail's root)
+/// unless it exists, checks an existing one (`e2fsck -p`), and
+/// loop-mounts it (nosuid, nodev) on `data_dir/nfsroot`. Host root, in
+/// the host's mount namespace, before the jail's init copies the mounts.
+/// A mount left on the directory (a crashed labd) is replaced.
+pub fn mount_root(plan: &Plan, size: u64) -> Result<(), JailError> {
+    let t0 = Instant::now();
+    ensure_state_dir(plan)?;
+    let dir = export_dir(plan);
+    // Leftovers first, so the new mount is not stacked on an old one.
+    let mut left = Vec::new();
+    unmount_root(plan, &mut left);
+    if !left.is_empty() {
+        return Err(JailError::Exists(left.join("; ")));
+    }
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
+        _ => return Err(JailError::Unsafe { path: dir, why: "the nfsroot mount point must be a plain directory" }),
+    }
+    let img = image(plan);
+    let fresh = match std::fs::symlink_metadata(&img) {
+        Ok(m) if m.is_file() => false,
+        Ok(_) => return Err(JailError::Unsafe { path: img, why: "the nfsroot image must be a plain file" }),
+        Err(_) => true,
+    };
+    if fresh {
+        // Made under a temporary name and renamed once mkfs succeeded, so a
+        // crash never leaves a half-made image under the real name.
+        let tmp = img.with_extension("img.new");
+        let _ = std::fs::remove_file(&tmp);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io("creating", &tmp))?;
+        f.set_len(size).map_err(io("sizing", &tmp))?;
+        drop(f);
+        let owner = format!("lazy_itable_init=1,lazy_journal_init=1,root_owner={0}:{0}", plan.host_uid);
+        let r = run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), "-m".as_ref(), "0".as_ref(), "-E".as_ref(), owner.as_ref(), tmp.as_os_str()],
+        );
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &img).map_err(io("renaming", &tmp))?;
+    } else {
+        // Only checks a file system that was not cleanly unmounted.
+        run("e2fsck", &["-p".as_ref(), img.as_os_str()])?;
+    }
+    run(
+        "mount",
+        &["-t".as_ref(), "ext4".as_ref(), "-o".as_ref(), "loop,nosuid,nodev".as_ref(), img.as_os_str(), dir.as_os_str()],
+    )?;
+    if fresh {
+        // mkfs's lost+found belongs to host root (unmapped in the jail);
+        // e2fsck makes it again if it ever needs one.
+        let _ = std::fs::remove_dir(dir.join("lost+found"));
+    }
+    tracing::info!(board = %plan.board, fresh, elapsed_ms = t0.elapsed().as_millis() as u64, "nfsroot mounted");
+    Ok(())
+}
+
+/// Loop devices backed by `img`.
+fn loop_devices(img: &Path) -> Vec<String> {
+    Command::new("losetup")
+        .args(["-n", "-O", "NAME", "-j"])
+        .arg(img)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// Unmounts the claim's nfsroot (every mount on it) and detaches the
+/// image's loop devices. Idempotent. The jail's init and ganesha must be
+/// gone (they hold the file system). Failures go to `errors`.
+pub fn unmount_root(plan: &Plan, errors: &mut Vec<String>) {
+    use nix::mount::{umount2, MntFlags};
+    let dir = export_dir(plan);
+    let mut n = 0;
+    while is_mount_point(&dir) {
+        n += 1;
+        if n > 8 {
+            errors.push(format!("{} stays mounted", dir.display()));
+            return;
+        }
+        if let Err(e) = umount2(&dir, MntFlags::UMOUNT_NOFOLLOW) {
+            if e == nix::errno::Errno::EBUSY {
+                // Something on the host still uses it: detach it from the
+                // tree now; the loop device goes when the last user does.
+                tracing::warn!(board = %plan.board, "{} busy, detaching it lazily", dir.display());
+                if let Err(e) = umount2(&dir, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+                    errors.push(format!("unmounting {}: {e}", dir.display()));
+                    return;
+                }
+            } else {
+                errors.push(format!("unmounting {}: {e}", dir.display()));
+                return;
+            }
+        }
+    }
+    let img = image(plan);
+    if !img.exists() {
+        return;
+    }
+    // mount -o loop sets autoclear: the device goes with the last unmount,
+    // asynchronously on recent kernels. Wait a little, then detach.
+    let t = Instant::now();
+    let mut devs = loop_devices(&img);
+    while !devs.is_empty() && t.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(10));
+        devs = loop_devices(&img);
+    }
+    for d in devs {
+        if let Err(e) = run("losetup", &["-d".as_ref(), d.as_ref()]) {
+            errors.push(format!("detaching {d} ({}): {e}", img.display()));
+        }
+    }
 }
 
 /// ganesha.conf for a jail. `export` is the host path of the claim's
@@ -114,20 +297,12 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JailErr
 /// namespace; returns its PID once it listens on the board address.
 /// Blocking. The jail's init must be running and the board link addressed.
 pub fn start(plan: &Plan) -> Result<i32, JailError> {
-    let dir = state_dir(plan);
-    // data_dir is host root's (0711); .nfs is ours alone.
-    match std::fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
-        Ok(_) => return Err(JailError::Unsafe { path: dir, why: "not a directory" }),
-        Err(_) => std::fs::create_dir(&dir).map_err(io("creating", &dir))?,
-    }
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io("setting mode of", &dir))?;
+    let dir = ensure_state_dir(plan)?;
     let recovery = dir.join("recovery");
     std::fs::create_dir_all(&recovery).map_err(io("creating", &recovery))?;
-    let export = plan.data_dir.join("nfsroot");
-    match std::fs::symlink_metadata(&export) {
-        Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
-        _ => return Err(JailError::Unsafe { path: export, why: "the export must be a plain directory" }),
+    let export = export_dir(plan);
+    if !is_mount_point(&export) {
+        return Err(JailError::Unsafe { path: export, why: "the export must be the claim's own mounted file system" });
     }
     let conf = dir.join("ganesha.conf");
     let text = config(&export, &recovery, plan.board_addr, plan.board_net, plan.host_uid);
