@@ -756,3 +756,29 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
     assert!(s.claims > 10 && s.ok > 100, "the clients hardly got anything done: {} claims, {} successes", s.claims, s.ok);
     assert!(violations.is_empty(), "{} invariant violations (seed {seed}); see above", violations.len());
 }
+
+/// Found by the chaos run: a lease that ran out while a power cycle was
+/// under way left the released board powered on (the release's power-off
+/// saw the port as off and skipped the switch, then the cycle's second half
+/// switched it on).
+#[test]
+fn expiry_during_a_power_cycle_leaves_the_board_off() {
+    let lab = Lab::create(1, "rockpro64", &["--no-net", "--no-console"], |t| t);
+    let mut lab = lab;
+    lab.start_labd();
+    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "lease": 2}));
+    let c = ok(&r).clone();
+    assert_eq!(c["power"], "off");
+    let board = c["board"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    // The cycle's off half runs now; its on half (cycle_delay = 1 s later)
+    // comes after the lease's end.
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = lab.req(json!({"fn": "power_cycle", "handle": c["handle"]}));
+    assert!(t0.elapsed() > Duration::from_secs(2), "the cycle outlived the lease");
+    println!("power_cycle across the expiry: {r}");
+    lab.wait_for(Duration::from_secs(5), "the expiry", || lab.board(&board)["state"] == "available");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(lab.switch_power(&board), "off", "an expired claim's board is off at the switch");
+    assert_eq!(lab.board(&board)["power"], "off");
+}

@@ -48,6 +48,9 @@ pub struct BoardActor {
     fault: Option<String>,
     backoff: Duration,
     probe_pending: Option<SpawnHandle>,
+    /// Power changes started and not yet finished. While one runs, `power`
+    /// is what the port was before it, so `EnsureOff` must not trust it.
+    power_inflight: u32,
     /// Bumped on every restart so that results of futures started by a
     /// previous incarnation are ignored.
     generation: u64,
@@ -97,6 +100,7 @@ impl BoardActor {
             fault: None,
             backoff: FIRST_BACKOFF,
             probe_pending: None,
+            power_inflight: 0,
             generation: 0,
             initial_power,
             claim: None,
@@ -204,9 +208,10 @@ impl BoardActor {
     /// Switches the port off the actor's loop; the result updates the
     /// board's view, its fault state and the event log.
     pub(super) fn switch_power(&mut self, action: PowerAction, by: String) -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
-        if action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() {
+        if action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() && self.power_inflight == 0 {
             return Box::pin(actix::fut::ready(Ok(PowerState::Off)));
         }
+        self.power_inflight += 1;
         let port = self.port.clone();
         let (group, portno) = (self.cfg.group, self.cfg.port);
         let delay = self.policy.cycle_delay;
@@ -228,6 +233,9 @@ impl BoardActor {
             }
         });
         Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, ctx| {
+            if generation == act.generation {
+                act.power_inflight = act.power_inflight.saturating_sub(1);
+            }
             let (partial, res) = match res {
                 Ok(r) => r,
                 Err(p) => {
@@ -294,6 +302,7 @@ impl Supervised for BoardActor {
         self.fault = None;
         self.backoff = FIRST_BACKOFF;
         self.probe_pending = None;
+        self.power_inflight = 0;
         self.initial_power = None;
         self.event("restart", None, None);
         self.registry.do_send(BoardRestarted { board: self.cfg.name.clone() });
