@@ -782,3 +782,26 @@ fn expiry_during_a_power_cycle_leaves_the_board_off() {
     assert_eq!(lab.switch_power(&board), "off", "an expired claim's board is off at the switch");
     assert_eq!(lab.board(&board)["power"], "off");
 }
+
+/// Found by the chaos run: a release while the switch was silent left the
+/// board powered on for good once the switch answered again (the fault
+/// cleared, the board was available, and nothing finished the power-off).
+#[test]
+fn release_during_a_switch_outage_powers_off_when_the_switch_is_back() {
+    let mut lab = Lab::create(1, "rockpro64", &["--no-net", "--no-console"], |t| t);
+    lab.start_labd();
+    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}));
+    let c = ok(&r).clone();
+    let board = c["board"].as_str().unwrap().to_string();
+    assert_eq!(lab.switch_power(&board), "on");
+    labsim_ok(&lab, &["switch", "stop"]);
+    let r = lab.req(json!({"fn": "release", "handle": c["handle"]}));
+    assert_eq!(ok(&r)["released"], true, "the claim ends even if the power-off fails");
+    assert!(ok(&r)["warning"].is_string(), "the reply says the board is still powered: {r}");
+    labsim_ok(&lab, &["switch", "start"]);
+    lab.wait_for(Duration::from_secs(15), "the fault to clear and the owed power-off", || {
+        let b = lab.board(&board);
+        b["state"] == "available" && b["power"] == "off"
+    });
+    assert_eq!(lab.switch_power(&board), "off", "the port is off at the switch");
+}

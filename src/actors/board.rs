@@ -51,6 +51,10 @@ pub struct BoardActor {
     /// Power changes started and not yet finished. While one runs, `power`
     /// is what the port was before it, so `EnsureOff` must not trust it.
     power_inflight: u32,
+    /// A claim ended but its power-off failed (switch silent): the board
+    /// is powered off as soon as the switch answers again, unless a new
+    /// claim took it meanwhile.
+    owe_off: bool,
     /// Bumped on every restart so that results of futures started by a
     /// previous incarnation are ignored.
     generation: u64,
@@ -101,6 +105,7 @@ impl BoardActor {
             backoff: FIRST_BACKOFF,
             probe_pending: None,
             power_inflight: 0,
+            owe_off: false,
             generation: 0,
             initial_power,
             claim: None,
@@ -198,9 +203,31 @@ impl BoardActor {
                 return;
             }
             match res {
-                Ok(Ok(state)) => act.healthy(state),
+                Ok(Ok(state)) => {
+                    act.healthy(state);
+                    act.pay_owed_off(ctx);
+                }
                 Ok(Err(e)) => act.faulted(ctx, &e),
                 Err(p) => act.crashed(ctx, &p),
+            }
+        }));
+    }
+
+    /// Finishes the power-off of a claim that ended while the switch was
+    /// silent.
+    fn pay_owed_off(&mut self, ctx: &mut Context<Self>) {
+        if !self.owe_off || self.claim.is_some() || self.fault.is_some() {
+            return;
+        }
+        if self.power == PowerState::Off && self.power_inflight == 0 {
+            self.owe_off = false;
+            return;
+        }
+        info!(board = %self.name(), "switch answers again: powering off the board its last release could not");
+        let f = self.switch_power(PowerAction::Off, "labd".into());
+        ctx.spawn(f.map(|r, act, _| {
+            if r.is_ok() {
+                act.owe_off = false;
             }
         }));
     }
@@ -376,6 +403,7 @@ impl Handler<Attach> for BoardActor {
             c.set_claim(Some(msg.claim.handle.clone()));
         }
         self.claim = Some(msg.claim.clone());
+        self.owe_off = false;
         let power = msg.power;
         // The jail first: the board netboots from it when powered.
         let jail = self.build_jail(msg.claim);
@@ -425,7 +453,12 @@ impl Handler<Detach> for BoardActor {
             if !power_off {
                 return Box::pin(actix::fut::ready(Ok(act.power)));
             }
-            act.switch_power(PowerAction::EnsureOff, by)
+            Box::pin(act.switch_power(PowerAction::EnsureOff, by).map(|r, act: &mut Self, _| {
+                if r.is_err() && act.claim.is_none() {
+                    act.owe_off = true;
+                }
+                r
+            }))
         }))
     }
 }
