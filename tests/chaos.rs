@@ -246,12 +246,16 @@ fn raw_worker(sock: PathBuf, seed: u64, ledger: Arc<Mutex<Ledger>>, stop: Arc<At
             let class = if rng.chance(50) { "rockpro64" } else { "pine64" };
             // Mostly short leases (expiry happens), some long ones that
             // must survive every fault.
-            let lease = if rng.chance(75) { rng.range(2, 5) } else { rng.range(60, 120) };
+            let lease = if rng.chance(85) { rng.range(2, 5) } else { rng.range(20, 45) };
             let sent = now_ms();
             let o = c.call(json!({"fn": "claim", "class": class, "power": rng.chance(50), "lease": lease}));
             let mut l = ledger.lock().unwrap();
             l.count(&o);
             match &o {
+                Outcome::Reply(v) if v["error"]["code"] == json!("no_device_available") => {
+                    drop(l);
+                    std::thread::sleep(Duration::from_millis(rng.range(20, 100)));
+                }
                 Outcome::Reply(v) if v["ok"] == json!(true) => {
                     if let Some(h) = l.granted(user, &v["result"]) {
                         handles.push(h);
@@ -275,7 +279,7 @@ fn raw_worker(sock: PathBuf, seed: u64, ledger: Arc<Mutex<Ledger>>, stop: Arc<At
             };
             let mut req = json!({"fn": f, "handle": h});
             match f {
-                "renew" => req["lease"] = json!(if rng.chance(80) { rng.range(2, 5) } else { rng.range(60, 120) }),
+                "renew" => req["lease"] = json!(if rng.chance(85) { rng.range(2, 5) } else { rng.range(20, 45) }),
                 "release" => {
                     if let Some(c) = ledger.lock().unwrap().held.get_mut(&h) {
                         c.releasing = true;
@@ -745,7 +749,7 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
     );
     println!("chaos: errors by code {:?}", s.errors);
     println!(
-        "chaos: kills {}, switch outages {}, unplugs {}, panics {}, board restarts {}",
+        "chaos: kills {}, switch outages {}, unplugs {}, panics {}, board restarts since labd's last start {}",
         faults.kills, faults.switch_outages, faults.unplugs, faults.panics, restarts
     );
     println!("chaos: events {kinds:?}");
