@@ -722,10 +722,8 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
                     violations.push(format!("event {id}: claim of {board} by {user} while {u} held it"));
                 }
             }
-            "release" | "expire" | "force_release" | "claim_rolled_back" | "claim_dropped" => {
-                if holder.remove(board).is_none() {
-                    violations.push(format!("event {id}: {kind} of {board} which nobody held"));
-                }
+            "release" | "expire" | "force_release" | "claim_rolled_back" | "claim_dropped" if holder.remove(board).is_none() => {
+                violations.push(format!("event {id}: {kind} of {board} which nobody held"));
             }
             _ => {}
         }
