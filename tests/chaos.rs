@@ -807,3 +807,26 @@ fn release_during_a_switch_outage_powers_off_when_the_switch_is_back() {
     });
     assert_eq!(lab.switch_power(&board), "off", "the port is off at the switch");
 }
+
+/// Found by reading the chaos run's power check: labd killed after a claim
+/// ended but before its power-off was done came back with the free board
+/// still powered (the owed power-off lived only in memory).
+#[test]
+fn a_power_off_owed_at_a_crash_is_done_after_the_restart() {
+    let mut lab = Lab::create(1, "rockpro64", &["--no-net", "--no-console"], |t| t);
+    lab.start_labd();
+    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}));
+    let c = ok(&r).clone();
+    let board = c["board"].as_str().unwrap().to_string();
+    labsim_ok(&lab, &["switch", "stop"]);
+    let r = lab.req(json!({"fn": "release", "handle": c["handle"]}));
+    assert!(ok(&r)["warning"].is_string(), "the power-off failed: {r}");
+    lab.kill9_labd();
+    labsim_ok(&lab, &["switch", "start"]);
+    lab.start_labd();
+    lab.wait_for(Duration::from_secs(15), "the owed power-off", || {
+        let b = lab.board(&board);
+        b["state"] == "available" && b["power"] == "off"
+    });
+    assert_eq!(lab.switch_power(&board), "off", "the port is off at the switch");
+}

@@ -87,13 +87,15 @@ pub struct BoardParts {
     pub registry: Addr<Registry>,
     /// The port state read by the start-up walk, if it was.
     pub initial_power: Option<PowerState>,
+    /// The last claim's power-off never happened (see `Db::owed_power_offs`).
+    pub owe_off: bool,
     pub console: Option<Console>,
     pub jail_ctx: Option<Arc<JailCtx>>,
 }
 
 impl BoardActor {
     pub fn new(p: BoardParts) -> Self {
-        let BoardParts { cfg, switch, policy, db, registry, initial_power, console, jail_ctx } = p;
+        let BoardParts { cfg, switch, policy, db, registry, initial_power, owe_off, console, jail_ctx } = p;
         BoardActor {
             cfg,
             policy,
@@ -105,7 +107,7 @@ impl BoardActor {
             backoff: FIRST_BACKOFF,
             probe_pending: None,
             power_inflight: 0,
-            owe_off: false,
+            owe_off,
             generation: 0,
             initial_power,
             claim: None,
@@ -310,7 +312,10 @@ impl Actor for BoardActor {
         }
         self.adopt_jail(ctx);
         match self.initial_power.take() {
-            Some(state) => self.healthy(state),
+            Some(state) => {
+                self.healthy(state);
+                self.pay_owed_off(ctx);
+            }
             None => {
                 self.report();
                 self.probe(ctx);
