@@ -702,28 +702,33 @@ fn load_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     let (d, _) = Daemon::start(&sim)?;
     let before = d.rss_kib();
     let sock = sim.sock();
-    let start = Instant::now() + Duration::from_millis(500);
-    let (switch, end) = (start + phase, start + phase * 2);
-    let threads: Vec<_> = (0..clients)
-        .map(|i| {
-            let sock = sock.clone();
-            let class = if i % 2 == 0 { "rockpro64" } else { "pine64" };
-            std::thread::spawn(move || {
-                std::thread::sleep(start.saturating_duration_since(Instant::now()));
-                load_client(&sock, class, switch, end)
-            })
-        })
-        .collect();
     let mut all = LoadTally::default();
-    for t in threads {
-        let r = t.join().map_err(|_| "a load client panicked".to_string())??;
-        all.status.extend(r.status);
-        all.claim_release.extend(r.claim_release);
-        for (k, v) in r.errors {
-            *all.errors.entry(k).or_default() += v;
+    // Two rounds: memory that keeps growing in the second is a leak, not
+    // the allocator keeping what the first needed.
+    let mut after = Vec::new();
+    for _round in 0..2 {
+        let start = Instant::now() + Duration::from_millis(500);
+        let (switch, end) = (start + phase, start + phase * 2);
+        let threads: Vec<_> = (0..clients)
+            .map(|i| {
+                let sock = sock.clone();
+                let class = if i % 2 == 0 { "rockpro64" } else { "pine64" };
+                std::thread::spawn(move || {
+                    std::thread::sleep(start.saturating_duration_since(Instant::now()));
+                    load_client(&sock, class, switch, end)
+                })
+            })
+            .collect();
+        for t in threads {
+            let r = t.join().map_err(|_| "a load client panicked".to_string())??;
+            all.status.extend(r.status);
+            all.claim_release.extend(r.claim_release);
+            for (k, v) in r.errors {
+                *all.errors.entry(k).or_default() += v;
+            }
         }
+        after.push(d.rss_kib());
     }
-    let after = d.rss_kib();
     let spread = |s: &[Duration], secs: f64| {
         let mut v: Vec<f64> = s.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
@@ -735,7 +740,7 @@ fn load_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
             pct(&v, 0.99)
         )
     };
-    let secs = phase.as_secs_f64();
+    let secs = phase.as_secs_f64() * 2.0;
     let name = format!("load: {clients} clients, 1,000 boards");
     let mut row = Row::time(&format!("{name}: status"), all.status.clone(), None);
     row.note = spread(&all.status, secs);
@@ -743,8 +748,13 @@ fn load_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     let mut row = Row::time(&format!("{name}: claim+release"), all.claim_release.clone(), None);
     row.note = format!("{}; errors {:?}", spread(&all.claim_release, secs), all.errors);
     rows.push(row);
-    let mut row = mib(&format!("{name}: labd resident memory"), vec![before, after], None);
-    row.note = format!("before {:.1} MiB, after {:.1} MiB", before as f64 / 1024.0, after as f64 / 1024.0);
+    let mut row = mib(&format!("{name}: labd resident memory"), vec![before, after[0], after[1]], None);
+    row.note = format!(
+        "before {:.1} MiB, after one round {:.1} MiB, after two {:.1} MiB",
+        before as f64 / 1024.0,
+        after[0] as f64 / 1024.0,
+        after[1] as f64 / 1024.0
+    );
     rows.push(row);
     Ok(())
 }
