@@ -48,6 +48,13 @@ pub struct BoardActor {
     fault: Option<String>,
     backoff: Duration,
     probe_pending: Option<SpawnHandle>,
+    /// Power changes started and not yet finished. While one runs, `power`
+    /// is what the port was before it, so `EnsureOff` must not trust it.
+    power_inflight: u32,
+    /// A claim ended but its power-off failed (switch silent): the board
+    /// is powered off as soon as the switch answers again, unless a new
+    /// claim took it meanwhile.
+    owe_off: bool,
     /// Bumped on every restart so that results of futures started by a
     /// previous incarnation are ignored.
     generation: u64,
@@ -80,13 +87,15 @@ pub struct BoardParts {
     pub registry: Addr<Registry>,
     /// The port state read by the start-up walk, if it was.
     pub initial_power: Option<PowerState>,
+    /// The last claim's power-off never happened (see `Db::owed_power_offs`).
+    pub owe_off: bool,
     pub console: Option<Console>,
     pub jail_ctx: Option<Arc<JailCtx>>,
 }
 
 impl BoardActor {
     pub fn new(p: BoardParts) -> Self {
-        let BoardParts { cfg, switch, policy, db, registry, initial_power, console, jail_ctx } = p;
+        let BoardParts { cfg, switch, policy, db, registry, initial_power, owe_off, console, jail_ctx } = p;
         BoardActor {
             cfg,
             policy,
@@ -97,6 +106,8 @@ impl BoardActor {
             fault: None,
             backoff: FIRST_BACKOFF,
             probe_pending: None,
+            power_inflight: 0,
+            owe_off,
             generation: 0,
             initial_power,
             claim: None,
@@ -194,9 +205,31 @@ impl BoardActor {
                 return;
             }
             match res {
-                Ok(Ok(state)) => act.healthy(state),
+                Ok(Ok(state)) => {
+                    act.healthy(state);
+                    act.pay_owed_off(ctx);
+                }
                 Ok(Err(e)) => act.faulted(ctx, &e),
                 Err(p) => act.crashed(ctx, &p),
+            }
+        }));
+    }
+
+    /// Finishes the power-off of a claim that ended while the switch was
+    /// silent.
+    fn pay_owed_off(&mut self, ctx: &mut Context<Self>) {
+        if !self.owe_off || self.claim.is_some() || self.fault.is_some() {
+            return;
+        }
+        if self.power == PowerState::Off && self.power_inflight == 0 {
+            self.owe_off = false;
+            return;
+        }
+        info!(board = %self.name(), "switch answers again: powering off the board its last release could not");
+        let f = self.switch_power(PowerAction::Off, "labd".into());
+        ctx.spawn(f.map(|r, act, _| {
+            if r.is_ok() {
+                act.owe_off = false;
             }
         }));
     }
@@ -204,9 +237,10 @@ impl BoardActor {
     /// Switches the port off the actor's loop; the result updates the
     /// board's view, its fault state and the event log.
     pub(super) fn switch_power(&mut self, action: PowerAction, by: String) -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
-        if action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() {
+        if action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() && self.power_inflight == 0 {
             return Box::pin(actix::fut::ready(Ok(PowerState::Off)));
         }
+        self.power_inflight += 1;
         let port = self.port.clone();
         let (group, portno) = (self.cfg.group, self.cfg.port);
         let delay = self.policy.cycle_delay;
@@ -228,6 +262,9 @@ impl BoardActor {
             }
         });
         Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, ctx| {
+            if generation == act.generation {
+                act.power_inflight = act.power_inflight.saturating_sub(1);
+            }
             let (partial, res) = match res {
                 Ok(r) => r,
                 Err(p) => {
@@ -275,7 +312,10 @@ impl Actor for BoardActor {
         }
         self.adopt_jail(ctx);
         match self.initial_power.take() {
-            Some(state) => self.healthy(state),
+            Some(state) => {
+                self.healthy(state);
+                self.pay_owed_off(ctx);
+            }
             None => {
                 self.report();
                 self.probe(ctx);
@@ -294,6 +334,7 @@ impl Supervised for BoardActor {
         self.fault = None;
         self.backoff = FIRST_BACKOFF;
         self.probe_pending = None;
+        self.power_inflight = 0;
         self.initial_power = None;
         self.event("restart", None, None);
         self.registry.do_send(BoardRestarted { board: self.cfg.name.clone() });
@@ -367,6 +408,7 @@ impl Handler<Attach> for BoardActor {
             c.set_claim(Some(msg.claim.handle.clone()));
         }
         self.claim = Some(msg.claim.clone());
+        self.owe_off = false;
         let power = msg.power;
         // The jail first: the board netboots from it when powered.
         let jail = self.build_jail(msg.claim);
@@ -416,7 +458,12 @@ impl Handler<Detach> for BoardActor {
             if !power_off {
                 return Box::pin(actix::fut::ready(Ok(act.power)));
             }
-            act.switch_power(PowerAction::EnsureOff, by)
+            Box::pin(act.switch_power(PowerAction::EnsureOff, by).map(|r, act: &mut Self, _| {
+                if r.is_err() && act.claim.is_none() {
+                    act.owe_off = true;
+                }
+                r
+            }))
         }))
     }
 }

@@ -112,6 +112,9 @@ pub struct Registry {
     classes: BTreeMap<String, Vec<String>>,
     waiters: HashMap<String, VecDeque<Waiter>>,
     initial_power: HashMap<String, PowerState>,
+    /// Boards whose last release's power-off never happened (from the
+    /// event log at start); their actors finish it.
+    owed_off: std::collections::HashSet<String>,
     started: Instant,
     restarts_total: u64,
 }
@@ -184,7 +187,9 @@ impl Registry {
             }
         }
         let jail_indexes = db.jail_indexes()?;
+        let owed_off = db.owed_power_offs()?;
         Ok(Registry {
+            owed_off,
             front: None,
             jail_indexes,
             classes: cfg.classes(),
@@ -205,6 +210,7 @@ impl Registry {
         let (cfg, switch) = (e.cfg.clone(), e.switch.clone());
         let (policy, db, me) = (self.cfg.power, self.db.clone(), ctx.address());
         let initial = self.initial_power.remove(name);
+        let owe_off = self.owed_off.remove(name);
         if e.console.is_none() {
             e.console = cfg.console.as_ref().map(|c| {
                 Console::start(ConsoleSettings {
@@ -229,7 +235,7 @@ impl Registry {
             })),
             _ => None,
         };
-        let parts = BoardParts { cfg, switch, policy, db, registry: me, initial_power: initial, console, jail_ctx };
+        let parts = BoardParts { cfg, switch, policy, db, registry: me, initial_power: initial, owe_off, console, jail_ctx };
         let addr = Supervisor::start(move |_| BoardActor::new(parts));
         e.addr = Some(addr.clone());
         Some(addr)

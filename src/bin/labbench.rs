@@ -260,7 +260,9 @@ fn main() {
     println!("machine: {}", machine());
     println!();
     let mut rows = Vec::new();
-    if let Err(e) = run(n, quick, &mut rows) {
+    // `--load`: only the many-clients section.
+    let result = if std::env::args().any(|a| a == "--load") { load_bench(quick, &mut rows) } else { run(n, quick, &mut rows) };
+    if let Err(e) = result {
         print_table(&rows);
         eprintln!("labbench: {e}");
         std::process::exit(1);
@@ -375,6 +377,7 @@ fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
 
     console_bench(quick, rows)?;
     jail_bench(quick, rows)?;
+    load_bench(quick, rows)?;
 
     // --- Start-up and memory at 10, 100 and 1,000 boards. ----------------
     for boards in [10usize, 100, 1000] {
@@ -646,5 +649,112 @@ fn jail_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     rows.push(Row::time("jail: claim to jail ready (sshd answering)", claim, Some(150.0)));
     rows.push(Row::time("jail: reinit (tear down, build clean)", reinit, None));
     rows.push(Row::time("jail: release (tear down, wipe)", release, None));
+    Ok(())
+}
+
+/// What one load client saw: latencies and error codes.
+#[derive(Default)]
+struct LoadTally {
+    status: Vec<Duration>,
+    claim_release: Vec<Duration>,
+    errors: std::collections::BTreeMap<String, u64>,
+}
+
+/// One load client: `status` until `switch`, then claim + release until
+/// `end`; every reply must be a well-formed answer to its request.
+fn load_client(sock: &Path, class: &str, switch: Instant, end: Instant) -> Result<LoadTally, String> {
+    let mut c = Conn::open(sock).map_err(|e| format!("connecting: {e}"))?;
+    let mut t = LoadTally::default();
+    let note = |t: &mut LoadTally, r: &Value| -> Result<bool, String> {
+        match (&r["ok"], r["error"]["code"].as_str()) {
+            (Value::Bool(true), _) => Ok(true),
+            (Value::Bool(false), Some(code)) => {
+                *t.errors.entry(code.to_string()).or_default() += 1;
+                Ok(false)
+            }
+            _ => Err(format!("malformed reply: {r}")),
+        }
+    };
+    while Instant::now() < switch {
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": "status"}));
+        t.status.push(t0.elapsed());
+        note(&mut t, &r)?;
+    }
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        let r = c.call(json!({"fn": "claim", "class": class}));
+        if note(&mut t, &r)? {
+            let r2 = c.call(json!({"fn": "release", "handle": r["result"]["handle"]}));
+            note(&mut t, &r2)?;
+        }
+        t.claim_release.push(t0.elapsed());
+    }
+    Ok(t)
+}
+
+/// Many clients at once against a large lab: throughput, latency spread
+/// and labd's memory. Measured, not held to a target.
+fn load_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
+    let (clients, boards) = (200usize, 1000usize);
+    let phase = Duration::from_secs(if quick { 3 } else { 10 });
+    let sim = Sim::up(boards, &["--no-net", "--no-console", "--classes", "rockpro64,pine64"])?;
+    let (d, _) = Daemon::start(&sim)?;
+    let before = d.rss_kib();
+    let sock = sim.sock();
+    let mut all = LoadTally::default();
+    // Two rounds: memory that keeps growing in the second is a leak, not
+    // the allocator keeping what the first needed.
+    let mut after = Vec::new();
+    for _round in 0..2 {
+        let start = Instant::now() + Duration::from_millis(500);
+        let (switch, end) = (start + phase, start + phase * 2);
+        let threads: Vec<_> = (0..clients)
+            .map(|i| {
+                let sock = sock.clone();
+                let class = if i % 2 == 0 { "rockpro64" } else { "pine64" };
+                std::thread::spawn(move || {
+                    std::thread::sleep(start.saturating_duration_since(Instant::now()));
+                    load_client(&sock, class, switch, end)
+                })
+            })
+            .collect();
+        for t in threads {
+            let r = t.join().map_err(|_| "a load client panicked".to_string())??;
+            all.status.extend(r.status);
+            all.claim_release.extend(r.claim_release);
+            for (k, v) in r.errors {
+                *all.errors.entry(k).or_default() += v;
+            }
+        }
+        after.push(d.rss_kib());
+    }
+    let spread = |s: &[Duration], secs: f64| {
+        let mut v: Vec<f64> = s.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        format!(
+            "{:.0} per second; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+            v.len() as f64 / secs,
+            pct(&v, 0.5),
+            pct(&v, 0.9),
+            pct(&v, 0.99)
+        )
+    };
+    let secs = phase.as_secs_f64() * 2.0;
+    let name = format!("load: {clients} clients, 1,000 boards");
+    let mut row = Row::time(&format!("{name}: status"), all.status.clone(), None);
+    row.note = spread(&all.status, secs);
+    rows.push(row);
+    let mut row = Row::time(&format!("{name}: claim+release"), all.claim_release.clone(), None);
+    row.note = format!("{}; errors {:?}", spread(&all.claim_release, secs), all.errors);
+    rows.push(row);
+    let mut row = mib(&format!("{name}: labd resident memory"), vec![before, after[0], after[1]], None);
+    row.note = format!(
+        "before {:.1} MiB, after one round {:.1} MiB, after two {:.1} MiB",
+        before as f64 / 1024.0,
+        after[0] as f64 / 1024.0,
+        after[1] as f64 / 1024.0
+    );
+    rows.push(row);
     Ok(())
 }
