@@ -272,10 +272,17 @@ impl Jail {
             starter.abort();
             return Err(e);
         }
-        // 6.
+        // 6. ganesha (host side, in the jail's network namespace) starts
+        // while the init brings up sshd and dnsmasq: both waits overlap.
+        let nfs = match nfs::spawn(&plan) {
+            Ok(n) => n,
+            Err(e) => {
+                starter.abort();
+                return Err(e);
+            }
+        };
         starter.go()?;
-        // 7.
-        nfs::start(&plan)?;
+        nfs.ready(&plan)?;
         undo.armed = false;
         let info = JailInfo {
             ip: plan.jail_ip,

@@ -296,7 +296,17 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JailErr
 /// Writes the configuration and starts ganesha in the jail's network
 /// namespace; returns its PID once it listens on the board address.
 /// Blocking. The jail's init must be running and the board link addressed.
-pub fn start(plan: &Plan) -> Result<i32, JailError> {
+/// A ganesha that was started and may not listen yet.
+pub struct Starting {
+    t0: Instant,
+    pidfile: PathBuf,
+    log: PathBuf,
+    netns_path: PathBuf,
+}
+
+/// Starts ganesha in the jail's network namespace; [`Starting::ready`]
+/// waits for it to listen.
+pub fn spawn(plan: &Plan) -> Result<Starting, JailError> {
     let dir = ensure_state_dir(plan)?;
     let recovery = dir.join("recovery");
     std::fs::create_dir_all(&recovery).map_err(io("creating", &recovery))?;
@@ -346,8 +356,15 @@ pub fn start(plan: &Plan) -> Result<i32, JailError> {
     if !status.success() {
         return Err(JailError::Command { command: GANESHA.into(), detail: format!("{status} (see {})", log.display()) });
     }
-    let want_ns = super::fs::inode(&netns_path);
-    loop {
+    Ok(Starting { t0, pidfile, log, netns_path })
+}
+
+impl Starting {
+    /// Waits until ganesha listens on the NFS port in the jail's namespace.
+    pub fn ready(self, plan: &Plan) -> Result<i32, JailError> {
+        let Starting { t0, pidfile, log, netns_path } = self;
+        let want_ns = super::fs::inode(&netns_path);
+        loop {
         if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
             let in_ns = super::fs::inode(Path::new(&format!("/proc/{pid}/ns/net")));
             if in_ns.is_some() && in_ns == want_ns && listening(pid, NFS_PORT) {
@@ -360,7 +377,8 @@ pub fn start(plan: &Plan) -> Result<i32, JailError> {
             let tail: Vec<&str> = tail.lines().filter(|l| l.contains("CRIT") || l.contains("FATAL") || l.contains("MAJ")).collect();
             return Err(JailError::Init(format!("ganesha did not listen on {}:{NFS_PORT}: {}", plan.board_addr, tail.join(" | "))));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
