@@ -261,7 +261,16 @@ fn main() {
     println!();
     let mut rows = Vec::new();
     // `--load`: only the many-clients section.
-    let result = if std::env::args().any(|a| a == "--load") { load_bench(quick, &mut rows) } else { run(n, quick, &mut rows) };
+    let only = |flag: &str| std::env::args().any(|a| a == flag);
+    let result = if only("--load") {
+        load_bench(quick, &mut rows)
+    } else if only("--console") {
+        console_bench(quick, &mut rows)
+    } else if only("--jail") {
+        jail_bench(quick, &mut rows)
+    } else {
+        run(n, quick, &mut rows)
+    };
     if let Err(e) = result {
         print_table(&rows);
         eprintln!("labbench: {e}");
@@ -271,6 +280,8 @@ fn main() {
 }
 
 fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
+    console_bench(quick, rows)?;
+
     // --- A lab of 10 boards: the socket, labcli, SNMP, panics. -----------
     let sim = Sim::up(10, &["--no-net", "--no-console"])?;
     let (_d, _) = Daemon::start(&sim)?;
@@ -375,7 +386,6 @@ fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     drop(_d);
     drop(sim);
 
-    console_bench(quick, rows)?;
     jail_bench(quick, rows)?;
     load_bench(quick, rows)?;
 
