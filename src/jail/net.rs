@@ -51,6 +51,22 @@ fn ip(args: &[&str]) -> Result<String, JailError> {
     run("ip", args, None)
 }
 
+/// Several `ip` commands in one process (`ip -batch`), in the host's
+/// namespace or in `ns`: a fork and exec each costs milliseconds, and a
+/// jail's setup has a dozen. Every word is a validated name or an address,
+/// so no line can carry a second command. ip stops at the first failure.
+fn ip_batch(ns: Option<&str>, lines: &[Vec<&str>]) -> Result<String, JailError> {
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(&l.join(" "));
+        text.push('\n');
+    }
+    match ns {
+        Some(ns) => run("ip", &["-n", ns, "-batch", "-"], Some(&text)),
+        None => run("ip", &["-batch", "-"], Some(&text)),
+    }
+}
+
 /// Whether a host interface exists.
 pub fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
@@ -139,49 +155,76 @@ pub fn setup(plan: &Plan, s: &JailSettings, init_pid: i32, done: &mut Done) -> R
     //    at teardown).
     ip(&["netns", "attach", ns, &pid])?;
     done.netns = true;
-    ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
 
     // 2. The board link. A VLAN sub-interface is created first (real
     //    hosts); a dedicated interface (a NIC, labsim's veth end) must exist
     //    and be free (not in another jail).
     let host_if = plan.board_if_host.as_str();
+    let vlan_id;
+    let mut host: Vec<Vec<&str>> = Vec::new();
     if let Some((trunk, vlan)) = &plan.board_if_created {
-        ip(&["link", "add", "link", trunk, "name", host_if, "type", "vlan", "id", &vlan.to_string()])?;
-        done.vlan_created = true;
+        vlan_id = vlan.to_string();
+        host.push(vec!["link", "add", "link", trunk, "name", host_if, "type", "vlan", "id", &vlan_id]);
     } else if !link_exists(host_if) {
         return Err(JailError::Command {
             command: format!("ip link show {host_if}"),
             detail: "the board's interface is not in the host namespace (in use by another jail?)".into(),
         });
     }
-    ip(&["link", "set", "dev", host_if, "down"])?;
-    ip(&["link", "set", "dev", host_if, "netns", ns])?;
+    host.push(vec!["link", "set", "dev", host_if, "down"]);
+    host.push(vec!["link", "set", "dev", host_if, "netns", ns]);
+    // Marked before the batch: teardown then also looks for what a
+    // half-run batch may have done.
+    done.vlan_created = plan.board_if_created.is_some();
     done.board_moved = true;
-    ip(&["-n", ns, "link", "set", "dev", host_if, "name", JAIL_BOARD_IF])?;
+    ip_batch(None, &host)?;
     done.board_renamed = true;
-    ip(&["-n", ns, "link", "set", "dev", JAIL_BOARD_IF, "alias", &format!("{ALIAS_PREFIX}{host_if}")])?;
+    let alias = format!("{ALIAS_PREFIX}{host_if}");
     let board_cidr = format!("{}/24", plan.board_addr);
-    ip(&["-n", ns, "addr", "add", &board_cidr, "dev", JAIL_BOARD_IF])?;
-    ip(&["-n", ns, "link", "set", "dev", JAIL_BOARD_IF, "up"])?;
+    ip_batch(
+        Some(ns),
+        &[
+            vec!["link", "set", "dev", "lo", "up"],
+            vec!["link", "set", "dev", host_if, "name", JAIL_BOARD_IF],
+            vec!["link", "set", "dev", JAIL_BOARD_IF, "alias", &alias],
+            vec!["addr", "add", &board_cidr, "dev", JAIL_BOARD_IF],
+            vec!["link", "set", "dev", JAIL_BOARD_IF, "up"],
+        ],
+    )?;
 
     // 3. The uplink.
     let jail_cidr = format!("{}/{}", plan.jail_ip, plan.uplink_prefix);
+    let host_cidr = format!("{}/{}", plan.gateway, plan.uplink_prefix);
+    done.uplink = true;
     if plan.routed {
-        ip(&["link", "add", &plan.uplink_host, "type", "veth", "peer", "name", JAIL_UPLINK_IF, "netns", ns])?;
-        done.uplink = true;
-        let host_cidr = format!("{}/{}", plan.gateway, plan.uplink_prefix);
-        ip(&["addr", "add", &host_cidr, "dev", &plan.uplink_host])?;
-        ip(&["link", "set", "dev", &plan.uplink_host, "up"])?;
+        ip_batch(
+            None,
+            &[
+                vec!["link", "add", &plan.uplink_host, "type", "veth", "peer", "name", JAIL_UPLINK_IF, "netns", ns],
+                vec!["addr", "add", &host_cidr, "dev", &plan.uplink_host],
+                vec!["link", "set", "dev", &plan.uplink_host, "up"],
+            ],
+        )?;
     } else {
         let super::Uplink::Macvlan { parent } = &s.uplink else { unreachable!("plan.routed is false") };
-        ip(&["link", "add", "link", parent, "name", &plan.uplink_host, "type", "macvlan", "mode", "bridge"])?;
-        done.uplink = true;
-        ip(&["link", "set", "dev", &plan.uplink_host, "netns", ns])?;
+        ip_batch(
+            None,
+            &[
+                vec!["link", "add", "link", parent, "name", &plan.uplink_host, "type", "macvlan", "mode", "bridge"],
+                vec!["link", "set", "dev", &plan.uplink_host, "netns", ns],
+            ],
+        )?;
         ip(&["-n", ns, "link", "set", "dev", &plan.uplink_host, "name", JAIL_UPLINK_IF])?;
     }
-    ip(&["-n", ns, "addr", "add", &jail_cidr, "dev", JAIL_UPLINK_IF])?;
-    ip(&["-n", ns, "link", "set", "dev", JAIL_UPLINK_IF, "up"])?;
-    ip(&["-n", ns, "route", "add", "default", "via", &plan.gateway.to_string()])?;
+    let gateway = plan.gateway.to_string();
+    ip_batch(
+        Some(ns),
+        &[
+            vec!["addr", "add", &jail_cidr, "dev", JAIL_UPLINK_IF],
+            vec!["link", "set", "dev", JAIL_UPLINK_IF, "up"],
+            vec!["route", "add", "default", "via", &gateway],
+        ],
+    )?;
 
     // 4. Inside: forward board traffic, masqueraded out of the uplink.
     in_netns(plan, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], None)?;
