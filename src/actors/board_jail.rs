@@ -6,7 +6,6 @@
 //! runs on tokio's blocking pool; the actor only records the outcome.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
@@ -236,6 +235,3 @@ impl Handler<Shutdown> for BoardActor {
         self.teardown_jail(&handle, false)
     }
 }
-
-/// Shared so the registry can make one per board.
-pub type SharedJailCtx = Arc<JailCtx>;
