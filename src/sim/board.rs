@@ -331,14 +331,22 @@ impl Board {
 
     /// `flood N`: sends N bytes of [`flood_byte`] between two marker lines,
     /// paced by the reader, for throughput benchmarks.
-    fn flood(&mut self, n: u64) {
+    fn flood(&mut self, n: u64, rate: u64) {
         let Some(c) = self.console.as_mut() else { return };
         if !c.write_paced(FLOOD_BEGIN) {
             return;
         }
         let mut buf = vec![0u8; 16 * 1024];
         let mut sent = 0u64;
+        let t0 = std::time::Instant::now();
         while sent < n {
+            if rate > 0 {
+                // Ahead of the line's speed: wait until it has caught up.
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
             let len = usize::try_from((n - sent).min(buf.len() as u64)).unwrap_or(buf.len());
             for (i, b) in buf[..len].iter_mut().enumerate() {
                 *b = flood_byte(sent + i as u64);
@@ -364,9 +372,18 @@ impl Board {
             c if c.starts_with("flood ") => {
                 self.emit(out.as_bytes());
                 out.clear();
-                match c["flood ".len()..].trim().parse::<u64>() {
-                    Ok(n) if n <= FLOOD_MAX => self.flood(n),
-                    _ => out.push_str(&format!("flood: give a byte count up to {FLOOD_MAX}\r\n")),
+                // `flood N [BYTES_PER_SECOND]`: the rate, if given, paces the
+                // board like a line of that speed (0 or none: as fast as the
+                // reader takes it).
+                let mut words = c["flood ".len()..].split_whitespace();
+                let n = words.next().and_then(|w| w.parse::<u64>().ok());
+                let rate = match words.next() {
+                    None => Some(0),
+                    Some(w) => w.parse::<u64>().ok(),
+                };
+                match (n, rate) {
+                    (Some(n), Some(rate)) if n <= FLOOD_MAX => self.flood(n, rate),
+                    _ => out.push_str(&format!("flood: give a byte count up to {FLOOD_MAX} and an optional rate in bytes/s\r\n")),
                 }
             }
             "dhcp" if self.worker.is_none() && self.mac.is_some() => {

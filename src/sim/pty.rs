@@ -98,21 +98,29 @@ impl Console {
         }
     }
 
-    /// Writes all of `bytes`, waiting (up to a second at a time) while the
-    /// line's buffer is full, as a UART with hardware flow control would.
-    /// Returns false if the reader went away or stalled.
+    /// Writes all of `bytes`, waiting while the line's buffer is full, as a
+    /// UART with hardware flow control would. The wait polls for room and
+    /// also simply tries again every 100 ms (a pty's "room again" wake-up
+    /// has been seen to go missing under load); it gives up only when the
+    /// reader has taken nothing for 10 s. Returns false then.
     pub fn write_paced(&mut self, bytes: &[u8]) -> bool {
         let mut rest = bytes;
+        let mut stuck_since: Option<std::time::Instant> = None;
         while !rest.is_empty() {
             match self.master.write(rest) {
                 Ok(0) => return false,
-                Ok(n) => rest = &rest[n..],
+                Ok(n) => {
+                    rest = &rest[n..];
+                    stuck_since = None;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLOUT)];
-                    if poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0) == 0 {
+                    let since = *stuck_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > std::time::Duration::from_secs(10) {
                         return false;
                     }
+                    let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLOUT)];
+                    let _ = poll(&mut fds, PollTimeout::from(100u16));
                 }
                 Err(_) => return false,
             }
