@@ -102,6 +102,8 @@ fuzz:
 
 # Shell scripts: syntax always, shellcheck when it is installed.
 lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
 	bash -n scripts/demo.sh
 	bash -n scripts/fuzz.sh
 	bash -n .ci/run

@@ -143,11 +143,8 @@ pub fn config(data: &[u8]) {
         [] => (LAB, &[]),
     };
     let dir = Path::new("/etc/boardlab");
-    let texts: Vec<(PathBuf, String)> = boards
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (dir.join(format!("boards.d/b{i}.toml")), t.to_string()))
-        .collect();
+    let texts: Vec<(PathBuf, String)> =
+        boards.iter().enumerate().map(|(i, t)| (dir.join(format!("boards.d/b{i}.toml")), t.to_string())).collect();
     let lines = |file: &Path| -> usize {
         let t = if file.ends_with("lab.toml") {
             lab

@@ -347,11 +347,7 @@ impl Ctx<'_> {
 
     fn err(&mut self, span: &std::ops::Range<usize>, message: impl Into<String>) {
         let line = self.line_of(span);
-        self.errors.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            message: message.into(),
-        });
+        self.errors.push(ConfigError { file: self.file.to_path_buf(), line, message: message.into() });
     }
 
     fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
@@ -372,11 +368,7 @@ impl Ctx<'_> {
     }
 }
 
-fn parse_toml<T: for<'de> Deserialize<'de>>(
-    file: &Path,
-    text: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<T> {
+fn parse_toml<T: for<'de> Deserialize<'de>>(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
     match toml::from_str::<T>(text) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -384,11 +376,7 @@ fn parse_toml<T: for<'de> Deserialize<'de>>(
                 .span()
                 .map(|s| text[..s.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1)
                 .unwrap_or(0);
-            errors.push(ConfigError {
-                file: file.to_path_buf(),
-                line,
-                message: e.message().trim().to_string(),
-            });
+            errors.push(ConfigError { file: file.to_path_buf(), line, message: e.message().trim().to_string() });
             None
         }
     }
@@ -466,10 +454,13 @@ impl Config {
             }
             let port_key = (board.switch.clone(), board.group, board.port);
             if let Some(other) = seen_ports.get(&port_key) {
-                ctx.err(&(0..0), format!(
-                    "switch {:?} group {} port {} is already the power port of board {:?}",
-                    board.switch, board.group, board.port, other
-                ));
+                ctx.err(
+                    &(0..0),
+                    format!(
+                        "switch {:?} group {} port {} is already the power port of board {:?}",
+                        board.switch, board.group, board.port, other
+                    ),
+                );
                 continue;
             }
             if let Some(Network::Interface(i)) | Some(Network::Vlan { trunk: i, .. }) = &board.network {
@@ -508,10 +499,7 @@ impl Config {
     }
 }
 
-fn validate_lab(
-    ctx: &mut Ctx<'_>,
-    raw: RawLab,
-) -> (Daemon, Lease, PowerPolicy, ConsoleLogs, BTreeMap<String, Switch>) {
+fn validate_lab(ctx: &mut Ctx<'_>, raw: RawLab) -> (Daemon, Lease, PowerPolicy, ConsoleLogs, BTreeMap<String, Switch>) {
     let d = raw.daemon;
     let path = |v: &Option<Spanned<String>>, def: &str| -> PathBuf {
         v.as_ref().map(|s| PathBuf::from(s.get_ref())).unwrap_or_else(|| PathBuf::from(def))
@@ -531,7 +519,10 @@ fn validate_lab(
         Some(s) => match u32::from_str_radix(s.get_ref().trim_start_matches("0o"), 8) {
             Ok(m) if m <= 0o777 => m,
             _ => {
-                ctx.err(&s.span(), format!("daemon.socket_mode {:?} is not an octal mode such as \"0660\"", s.get_ref()));
+                ctx.err(
+                    &s.span(),
+                    format!("daemon.socket_mode {:?} is not an octal mode such as \"0660\"", s.get_ref()),
+                );
                 0o660
             }
         },
@@ -572,11 +563,14 @@ fn validate_lab(
     let max = ctx.duration(&raw.lease.max, "lease.max", Duration::from_secs(86400));
     if default > max {
         let span = raw.lease.default.as_ref().map(|s| s.span()).unwrap_or(0..0);
-        ctx.err(&span, format!(
-            "lease.default ({}) is longer than lease.max ({})",
-            crate::util::format_duration(default),
-            crate::util::format_duration(max)
-        ));
+        ctx.err(
+            &span,
+            format!(
+                "lease.default ({}) is longer than lease.max ({})",
+                crate::util::format_duration(default),
+                crate::util::format_duration(max)
+            ),
+        );
     }
     let power = PowerPolicy {
         cycle_delay: ctx.duration(&raw.power.cycle_delay, "power.cycle_delay", Duration::from_secs(2)),
@@ -711,11 +705,14 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
         Some(v) => match u32::try_from(*v.get_ref()) {
             Ok(n) if n >= 65536 => n,
             _ => {
-                ctx.err(&v.span(), format!(
-                    "jail.uid_base ({}) must be between 65536 and {} (jail ids must not overlap the host's users)",
-                    v.get_ref(),
-                    u32::MAX
-                ));
+                ctx.err(
+                    &v.span(),
+                    format!(
+                        "jail.uid_base ({}) must be between 65536 and {} (jail ids must not overlap the host's users)",
+                        v.get_ref(),
+                        u32::MAX
+                    ),
+                );
                 d.uid_base
             }
         },
@@ -739,7 +736,13 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
                 d.nfsroot_size
             }
             None => {
-                ctx.err(&v.span(), format!("jail.nfsroot_size {:?} is not a size such as \"8G\" (a whole number with K, M, G or T)", v.get_ref()));
+                ctx.err(
+                    &v.span(),
+                    format!(
+                        "jail.nfsroot_size {:?} is not a size such as \"8G\" (a whole number with K, M, G or T)",
+                        v.get_ref()
+                    ),
+                );
                 d.nfsroot_size
             }
         },
@@ -804,28 +807,33 @@ fn jail_capacity(j: &JailConfig, boards: usize, file: &Path, errors: &mut Vec<Co
     }
 }
 
-fn validate_board(
-    ctx: &mut Ctx<'_>,
-    raw: RawBoard,
-    switches: &BTreeMap<String, Switch>,
-) -> Option<Board> {
+fn validate_board(ctx: &mut Ctx<'_>, raw: RawBoard, switches: &BTreeMap<String, Switch>) -> Option<Board> {
     let before = ctx.errors.len();
     let name = raw.name.get_ref().clone();
     if !valid_name(&name) {
-        ctx.err(&raw.name.span(), format!("board name {name:?} may only use letters, digits, '-', '_' and '.' (at most 64)"));
+        ctx.err(
+            &raw.name.span(),
+            format!("board name {name:?} may only use letters, digits, '-', '_' and '.' (at most 64)"),
+        );
     }
     let class = raw.class.get_ref().clone();
     if !valid_name(&class) {
-        ctx.err(&raw.class.span(), format!("class {class:?} may only use letters, digits, '-', '_' and '.' (at most 64)"));
+        ctx.err(
+            &raw.class.span(),
+            format!("class {class:?} may only use letters, digits, '-', '_' and '.' (at most 64)"),
+        );
     }
     let p = raw.power.get_ref();
     let switch = p.switch.get_ref().clone();
     if !switches.contains_key(&switch) {
         let known: Vec<&str> = switches.keys().map(|s| s.as_str()).collect();
-        ctx.err(&p.switch.span(), format!(
-            "power.switch {switch:?} is not a switch in lab.toml (known: {})",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
-        ));
+        ctx.err(
+            &p.switch.span(),
+            format!(
+                "power.switch {switch:?} is not a switch in lab.toml (known: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        );
     }
     let port = u32::try_from(*p.port.get_ref()).ok().filter(|&n| n >= 1);
     if port.is_none() {
@@ -955,11 +963,11 @@ power_on_claim = true
         let d = dir_with(lab, boards);
         match Config::load(d.path()) {
             Ok(_) => vec![],
-            Err(e) => e
-                .0
-                .iter()
-                .map(|e| format!("{}:{}: {}", e.file.file_name().unwrap().to_string_lossy(), e.line, e.message))
-                .collect(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}:{}: {}", e.file.file_name().unwrap().to_string_lossy(), e.line, e.message))
+                    .collect()
+            }
         }
     }
 
@@ -1012,7 +1020,11 @@ power_on_claim = true
         assert!(e[0].contains("already used by"), "{e:?}");
         let other = BOARD.replace("rockpro64-1", "rockpro64-2").replace("vlan = 101", "vlan = 102");
         let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
-        assert_eq!(e, vec!["b.toml:0: switch \"poe1\" group 1 port 5 is already the power port of board \"rockpro64-1\"".to_string()]);
+        assert_eq!(
+            e,
+            vec!["b.toml:0: switch \"poe1\" group 1 port 5 is already the power port of board \"rockpro64-1\""
+                .to_string()]
+        );
     }
 
     #[test]
@@ -1043,16 +1055,41 @@ power_on_claim = true
         let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
         // "[jail]" is line 18 of LAB + jail, the first key line 19.
         assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`".to_string()]);
-        assert_eq!(with("pool = \"10.240.0.1/16\""), vec!["lab.toml:19: jail.pool: \"10.240.0.1/16\" has host bits set (did you mean \"10.240.0.0/16\"?)".to_string()]);
-        assert_eq!(with("uplink = \"bridge\""), vec!["lab.toml:19: jail.uplink \"bridge\" is not one of \"routed\", \"macvlan\"".to_string()]);
-        assert_eq!(with("uplink = \"macvlan\""), vec!["lab.toml:19: jail.uplink = \"macvlan\" needs jail.macvlan_parent".to_string()]);
+        assert_eq!(
+            with("pool = \"10.240.0.1/16\""),
+            vec!["lab.toml:19: jail.pool: \"10.240.0.1/16\" has host bits set (did you mean \"10.240.0.0/16\"?)"
+                .to_string()]
+        );
+        assert_eq!(
+            with("uplink = \"bridge\""),
+            vec!["lab.toml:19: jail.uplink \"bridge\" is not one of \"routed\", \"macvlan\"".to_string()]
+        );
+        assert_eq!(
+            with("uplink = \"macvlan\""),
+            vec!["lab.toml:19: jail.uplink = \"macvlan\" needs jail.macvlan_parent".to_string()]
+        );
         assert_eq!(with("uid_base = 1000"), vec!["lab.toml:19: jail.uid_base (1000) must be between 65536 and 4294967295 (jail ids must not overlap the host's users)".to_string()]);
-        assert_eq!(with("root_dir = \"jails\""), vec!["lab.toml:19: jail.root_dir must be an absolute path, not \"jails\"".to_string()]);
-        assert_eq!(with("board_net = \"10.240.0.0/12\""), vec!["lab.toml:19: jail.pool (10.240.0.0/16) overlaps jail.board_net (10.240.0.0/12)".to_string()]);
-        assert_eq!(with("nat_interface = \"eth0;x\""), vec!["lab.toml:19: jail.nat_interface \"eth0;x\" is not an interface name".to_string()]);
+        assert_eq!(
+            with("root_dir = \"jails\""),
+            vec!["lab.toml:19: jail.root_dir must be an absolute path, not \"jails\"".to_string()]
+        );
+        assert_eq!(
+            with("board_net = \"10.240.0.0/12\""),
+            vec!["lab.toml:19: jail.pool (10.240.0.0/16) overlaps jail.board_net (10.240.0.0/12)".to_string()]
+        );
+        assert_eq!(
+            with("nat_interface = \"eth0;x\""),
+            vec!["lab.toml:19: jail.nat_interface \"eth0;x\" is not an interface name".to_string()]
+        );
         assert_eq!(with("nfsroot_size = \"8 GB\""), vec!["lab.toml:19: jail.nfsroot_size \"8 GB\" is not a size such as \"8G\" (a whole number with K, M, G or T)".to_string()]);
-        assert_eq!(with("nfsroot_size = \"1M\""), vec!["lab.toml:19: jail.nfsroot_size (1M) must be between 64M and 16T".to_string()]);
-        assert_eq!(with("nfsroot_size = 8"), vec!["lab.toml:19: invalid type: integer `8`, expected a string".to_string()]);
+        assert_eq!(
+            with("nfsroot_size = \"1M\""),
+            vec!["lab.toml:19: jail.nfsroot_size (1M) must be between 64M and 16T".to_string()]
+        );
+        assert_eq!(
+            with("nfsroot_size = 8"),
+            vec!["lab.toml:19: invalid type: integer `8`, expected a string".to_string()]
+        );
     }
 
     #[test]
@@ -1069,7 +1106,10 @@ power_on_claim = true
     #[test]
     fn jail_capacity_is_checked_when_jails_are_on() {
         let lab = LAB.replace("jail = \"none\"", "jail = \"linux\"") + "\n[jail]\npool = \"10.9.0.0/30\"\n";
-        let other = BOARD.replace("rockpro64-1", "rockpro64-2").replace("vlan = 101", "vlan = 102").replace("port = 5", "port = 6");
+        let other = BOARD
+            .replace("rockpro64-1", "rockpro64-2")
+            .replace("vlan = 101", "vlan = 102")
+            .replace("port = 5", "port = 6");
         let e = errs(&lab, &[("a.toml", BOARD), ("b.toml", &other)]);
         assert_eq!(e, vec!["lab.toml:0: jail.pool (10.9.0.0/30) has room for 1 jails, not 2 boards".to_string()]);
     }

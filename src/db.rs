@@ -95,10 +95,8 @@ impl Db {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Db, DbError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
-                path: parent.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
         }
         let open_err = |source| DbError::Open { path: path.display().to_string(), source };
         let conn = Connection::open(path).map_err(open_err)?;
@@ -215,9 +213,8 @@ impl Db {
 
     pub fn claim_of_board(&self, board: &str) -> Result<Option<Claim>, DbError> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached(
-            "SELECT handle, board, user, claimed_at, expires_at, jail FROM claims WHERE board = ?1",
-        )?;
+        let mut st = conn
+            .prepare_cached("SELECT handle, board, user, claimed_at, expires_at, jail FROM claims WHERE board = ?1")?;
         Ok(st.query_row(params![board], row_claim).optional()?)
     }
 
@@ -244,7 +241,13 @@ impl Db {
             }
             r => r?,
         };
-        insert_event(&tx, "claim", Some(&c.board), Some(&c.user), Some(&format!("expires {}", crate::util::rfc3339_ms(c.expires_at))))?;
+        insert_event(
+            &tx,
+            "claim",
+            Some(&c.board),
+            Some(&c.user),
+            Some(&format!("expires {}", crate::util::rfc3339_ms(c.expires_at))),
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -268,12 +271,17 @@ impl Db {
     pub fn renew_claim(&self, handle: &str, expires_at: i64, by: &str) -> Result<bool, DbError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let board: Option<String> = tx
-            .query_row("SELECT board FROM claims WHERE handle = ?1", params![handle], |r| r.get(0))
-            .optional()?;
+        let board: Option<String> =
+            tx.query_row("SELECT board FROM claims WHERE handle = ?1", params![handle], |r| r.get(0)).optional()?;
         let Some(board) = board else { return Ok(false) };
         tx.execute("UPDATE claims SET expires_at = ?2 WHERE handle = ?1", params![handle, expires_at])?;
-        insert_event(&tx, "renew", Some(&board), Some(by), Some(&format!("expires {}", crate::util::rfc3339_ms(expires_at))))?;
+        insert_event(
+            &tx,
+            "renew",
+            Some(&board),
+            Some(by),
+            Some(&format!("expires {}", crate::util::rfc3339_ms(expires_at))),
+        )?;
         tx.commit()?;
         Ok(true)
     }
@@ -288,7 +296,13 @@ impl Db {
     }
 
     /// Appends to the event log.
-    pub fn event(&self, kind: &str, board: Option<&str>, user: Option<&str>, detail: Option<&str>) -> Result<(), DbError> {
+    pub fn event(
+        &self,
+        kind: &str,
+        board: Option<&str>,
+        user: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), DbError> {
         let conn = self.lock();
         insert_event(&conn, kind, board, user, detail)?;
         Ok(())
@@ -321,9 +335,8 @@ impl Db {
     /// The last `n` events, oldest first.
     pub fn recent_events(&self, n: u32) -> Result<Vec<Event>, DbError> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached(
-            "SELECT id, at, kind, board, user, detail FROM events ORDER BY id DESC LIMIT ?1",
-        )?;
+        let mut st =
+            conn.prepare_cached("SELECT id, at, kind, board, user, detail FROM events ORDER BY id DESC LIMIT ?1")?;
         let rows = st.query_map(params![n], |r| {
             Ok(Event {
                 id: r.get(0)?,
@@ -370,7 +383,8 @@ fn insert_event(
     user: Option<&str>,
     detail: Option<&str>,
 ) -> rusqlite::Result<()> {
-    let mut st = conn.prepare_cached("INSERT INTO events(at, kind, board, user, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    let mut st =
+        conn.prepare_cached("INSERT INTO events(at, kind, board, user, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     st.execute(params![now_unix_ms(), kind, board, user, detail])?;
     Ok(())
 }

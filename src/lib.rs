@@ -4,15 +4,15 @@
 //! are thin binaries over this library.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod actors;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod daemon;
+pub mod db;
+pub mod jail;
+pub mod power;
 pub mod protocol;
+pub mod server;
 pub mod sim;
 pub mod util;
-pub mod actors;
-pub mod db;
-pub mod power;
-pub mod daemon;
-pub mod server;
-pub mod jail;

@@ -136,9 +136,7 @@ impl SwitchClient {
         }
         // Just set above when it was empty.
         let (name, host) = (self.sw.name.clone(), self.sw.host.clone());
-        self.session
-            .as_deref_mut()
-            .ok_or(PowerError::Transport { switch: name, host, what: "no session".into() })
+        self.session.as_deref_mut().ok_or(PowerError::Transport { switch: name, host, what: "no session".into() })
     }
 
     fn transport(&self, what: String) -> PowerError {
@@ -158,7 +156,8 @@ impl SwitchClient {
                     self.session = None;
                     // An agent that answers with an error will answer the
                     // same again: no point retrying.
-                    if matches!(e, PowerError::Agent { .. } | PowerError::WrongOid { .. } | PowerError::BadValue { .. }) {
+                    if matches!(e, PowerError::Agent { .. } | PowerError::WrongOid { .. } | PowerError::BadValue { .. })
+                    {
                         return Err(e);
                     }
                     last = Some(e);
@@ -180,7 +179,11 @@ impl SwitchClient {
     async fn request_once(&mut self, op: Op, oid: &[u64]) -> Result<Vec<Reading>, PowerError> {
         let name = self.sw.name.clone();
         let want = oid_string(oid);
-        let o = Oid::from(oid).map_err(|e| PowerError::BadValue { switch: name.clone(), oid: want.clone(), what: format!("bad OID: {e:?}") })?;
+        let o = Oid::from(oid).map_err(|e| PowerError::BadValue {
+            switch: name.clone(),
+            oid: want.clone(),
+            what: format!("bad OID: {e:?}"),
+        })?;
         let session = self.session().await?;
         let res = match op {
             Op::Get => session.get(&o).await,
@@ -196,20 +199,40 @@ impl SwitchClient {
                 return Err(PowerError::Transport {
                     switch: name,
                     host: self.sw.host.clone(),
-                    what: format!("did not answer {} {want}: no SNMP agent is listening (connection refused)", op.name()),
+                    what: format!(
+                        "did not answer {} {want}: no SNMP agent is listening (connection refused)",
+                        op.name()
+                    ),
                 })
             }
-            Err(e) => return Err(PowerError::Transport { switch: name, host: self.sw.host.clone(), what: format!("{} {want}: {e}", op.name()) }),
+            Err(e) => {
+                return Err(PowerError::Transport {
+                    switch: name,
+                    host: self.sw.host.clone(),
+                    what: format!("{} {want}: {e}", op.name()),
+                })
+            }
         };
         if pdu.error_status != 0 {
-            return Err(PowerError::Agent { switch: name, op: op.name(), oid: want, status: status_name(pdu.error_status) });
+            return Err(PowerError::Agent {
+                switch: name,
+                op: op.name(),
+                oid: want,
+                status: status_name(pdu.error_status),
+            });
         }
         let walking = matches!(op, Op::GetNext | Op::GetBulk);
         let mut out = Vec::new();
         for (got_oid, value) in pdu.varbinds.by_ref() {
             let got: Vec<u64> = match got_oid.iter() {
                 Some(it) => it.collect(),
-                None => return Err(PowerError::BadValue { switch: name, oid: want, what: "reply OID is not readable".into() }),
+                None => {
+                    return Err(PowerError::BadValue {
+                        switch: name,
+                        oid: want,
+                        what: "reply OID is not readable".into(),
+                    })
+                }
             };
             if !walking && got != oid {
                 return Err(PowerError::WrongOid { switch: name, want, got: oid_string(&got) });
@@ -218,12 +241,20 @@ impl SwitchClient {
                 Value::Integer(i) => Some(i),
                 Value::EndOfMibView | Value::NoSuchObject | Value::NoSuchInstance if walking => None,
                 Value::NoSuchObject | Value::NoSuchInstance => {
-                    return Err(PowerError::BadValue { switch: name, oid: want, what: "no such port on the switch".into() })
+                    return Err(PowerError::BadValue {
+                        switch: name,
+                        oid: want,
+                        what: "no such port on the switch".into(),
+                    })
                 }
                 // Past the end of the column a walk meets other types.
                 _ if walking => None,
                 other => {
-                    return Err(PowerError::BadValue { switch: name, oid: want, what: format!("unexpected value {other:?}") })
+                    return Err(PowerError::BadValue {
+                        switch: name,
+                        oid: want,
+                        what: format!("unexpected value {other:?}"),
+                    })
                 }
             };
             out.push((got, v));
@@ -344,7 +375,10 @@ impl SwitchClient {
 }
 
 /// Bounds the whole start-up walk of a switch, whatever its retries.
-pub async fn walk_with_deadline(sw: Arc<Switch>, deadline: Duration) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
+pub async fn walk_with_deadline(
+    sw: Arc<Switch>,
+    deadline: Duration,
+) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
     let mut c = SwitchClient::new(sw.clone());
     match tokio::time::timeout(deadline, c.walk()).await {
         Ok(r) => r,

@@ -75,31 +75,79 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// A function call with its arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
-    Classes { available: bool },
-    Status { mine: bool },
-    Claim { class: String, power: bool, lease: Option<u64>, wait: Option<u64> },
-    Renew { handle: Option<String>, lease: Option<u64> },
-    Reinit { handle: Option<String> },
-    Release { handle: Option<String> },
-    PowerOn { handle: Option<String> },
-    PowerOff { handle: Option<String> },
-    PowerCycle { handle: Option<String> },
-    Console { handle: Option<String>, read_only: bool },
-    ConsoleLog { handle: Option<String>, tail: Option<u64> },
+    Classes {
+        available: bool,
+    },
+    Status {
+        mine: bool,
+    },
+    Claim {
+        class: String,
+        power: bool,
+        lease: Option<u64>,
+        wait: Option<u64>,
+    },
+    Renew {
+        handle: Option<String>,
+        lease: Option<u64>,
+    },
+    Reinit {
+        handle: Option<String>,
+    },
+    Release {
+        handle: Option<String>,
+    },
+    PowerOn {
+        handle: Option<String>,
+    },
+    PowerOff {
+        handle: Option<String>,
+    },
+    PowerCycle {
+        handle: Option<String>,
+    },
+    Console {
+        handle: Option<String>,
+        read_only: bool,
+    },
+    ConsoleLog {
+        handle: Option<String>,
+        tail: Option<u64>,
+    },
     Whoami,
     Dump,
-    Maintenance { board: String, on: bool },
-    ForceRelease { board: String },
+    Maintenance {
+        board: String,
+        on: bool,
+    },
+    ForceRelease {
+        board: String,
+    },
     /// Test-only: makes a board actor panic. Exists only with the
     /// `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
-    DebugPanic { board: String },
+    DebugPanic {
+        board: String,
+    },
 }
 
 /// Every function name the daemon knows.
 pub const FUNCTIONS: &[&str] = &[
-    "classes", "status", "claim", "renew", "reinit", "release", "power_on", "power_off",
-    "power_cycle", "console", "console_log", "whoami", "dump", "maintenance", "force_release",
+    "classes",
+    "status",
+    "claim",
+    "renew",
+    "reinit",
+    "release",
+    "power_on",
+    "power_off",
+    "power_cycle",
+    "console",
+    "console_log",
+    "whoami",
+    "dump",
+    "maintenance",
+    "force_release",
 ];
 
 /// A parsed request line.
@@ -183,24 +231,19 @@ struct MaintenanceArgs {
 }
 
 fn args<T: for<'de> Deserialize<'de>>(f: &str, m: Map<String, Value>) -> ApiResult<T> {
-    serde_json::from_value(Value::Object(m))
-        .map_err(|e| ApiError::new(Code::BadRequest, format!("{f}: {e}")))
+    serde_json::from_value(Value::Object(m)).map_err(|e| ApiError::new(Code::BadRequest, format!("{f}: {e}")))
 }
 
 /// What could be recovered from a line that failed to parse: its id, so the
 /// error reply can still be matched to the request.
 pub fn salvage_id(line: &str) -> Value {
-    serde_json::from_str::<Map<String, Value>>(line)
-        .ok()
-        .and_then(|mut m| m.remove("id"))
-        .unwrap_or(Value::Null)
+    serde_json::from_str::<Map<String, Value>>(line).ok().and_then(|mut m| m.remove("id")).unwrap_or(Value::Null)
 }
 
 /// Parses one request line (without its newline).
 pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
-    let value: Value = serde_json::from_str(line).map_err(|e| {
-        (Value::Null, ApiError::new(Code::BadRequest, format!("request is not valid JSON: {e}")))
-    })?;
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| (Value::Null, ApiError::new(Code::BadRequest, format!("request is not valid JSON: {e}"))))?;
     let Value::Object(mut m) = value else {
         return Err((Value::Null, ApiError::new(Code::BadRequest, "request must be a JSON object")));
     };
@@ -317,8 +360,7 @@ pub fn ok_reply(id: &Value, result: Value) -> String {
 
 /// Builds an error reply line (without newline).
 pub fn err_reply(id: &Value, e: &ApiError) -> String {
-    serde_json::json!({"id": id, "ok": false, "error": {"code": e.code.as_str(), "message": e.message}})
-        .to_string()
+    serde_json::json!({"id": id, "ok": false, "error": {"code": e.code.as_str(), "message": e.message}}).to_string()
 }
 
 #[cfg(test)]
@@ -329,10 +371,7 @@ mod tests {
     fn parses_claim() {
         let r = parse_request(r#"{"id": 7, "fn": "claim", "class": "rockpro64", "power": true}"#).unwrap();
         assert_eq!(r.id, serde_json::json!(7));
-        assert_eq!(
-            r.call,
-            Call::Claim { class: "rockpro64".into(), power: true, lease: None, wait: None }
-        );
+        assert_eq!(r.call, Call::Claim { class: "rockpro64".into(), power: true, lease: None, wait: None });
     }
 
     #[test]

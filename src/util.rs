@@ -15,24 +15,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if num.is_empty() {
         return Err(format!("duration {text:?} does not start with a number"));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("duration {text:?} is too large"))?;
+    let n: u64 = num.parse().map_err(|_| format!("duration {text:?} is too large"))?;
     let mult_ms: u64 = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "duration {text:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
-            ))
-        }
+        _ => return Err(format!("duration {text:?} has unknown unit {unit:?} (use ms, s, m, h or d)")),
     };
-    let ms = n
-        .checked_mul(mult_ms)
-        .ok_or_else(|| format!("duration {text:?} is too large"))?;
+    let ms = n.checked_mul(mult_ms).ok_or_else(|| format!("duration {text:?} is too large"))?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -50,28 +42,20 @@ pub fn format_duration(d: Duration) -> String {
 
 /// Seconds since the Unix epoch, as stored in SQLite.
 pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// Milliseconds since the Unix epoch; leases are kept at this resolution so
 /// that tests can use sub-second leases.
 pub fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// RFC 3339 (UTC, second resolution) for a Unix time in milliseconds.
 pub fn rfc3339_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => t
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|_| secs.to_string()),
+        Ok(t) => t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| secs.to_string()),
         Err(_) => secs.to_string(),
     }
 }
@@ -94,9 +78,7 @@ pub fn new_handle() -> std::io::Result<String> {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && !name.starts_with('.')
         && !name.starts_with('-')
 }

@@ -308,8 +308,13 @@ fn raw_worker(sock: PathBuf, seed: u64, ledger: Arc<Mutex<Ledger>>, stop: Arc<At
                     for hh in &handles {
                         if let Some(c) = l.held.get(hh) {
                             let b = &boards[&c.board];
-                            if c.expires_min > now + SLACK_MS && (b["user"] != json!(c.user) || b["claimed_at"] != json!(c.claimed_at)) {
-                                bad.push(format!("status shows {b} while {} holds {} since {}", c.user, c.board, c.claimed_at));
+                            if c.expires_min > now + SLACK_MS
+                                && (b["user"] != json!(c.user) || b["claimed_at"] != json!(c.claimed_at))
+                            {
+                                bad.push(format!(
+                                    "status shows {b} while {} holds {} since {}",
+                                    c.user, c.board, c.claimed_at
+                                ));
                             }
                         }
                     }
@@ -555,8 +560,12 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
 
     let mut lab = Lab::create(BOARDS, "rockpro64,pine64", &["--no-net"], |t| t);
     lab.start_labd();
-    let boards: Vec<String> =
-        ok(&lab.req(json!({"fn": "status"}))).as_array().unwrap().iter().map(|b| b["board"].as_str().unwrap().to_string()).collect();
+    let boards: Vec<String> = ok(&lab.req(json!({"fn": "status"})))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["board"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(boards.len(), BOARDS);
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -653,7 +662,8 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
             held_by.entry(c.board.as_str()).or_default().push(c);
             let b = by_board[c.board.as_str()];
             if b["user"] != json!(c.user) || b["claimed_at"] != json!(c.claimed_at) {
-                violations.push(format!("claim lost: {} held {} since {}; status shows {b}", c.user, c.board, c.claimed_at));
+                violations
+                    .push(format!("claim lost: {} held {} since {}; status shows {b}", c.user, c.board, c.claimed_at));
             }
         }
     }
@@ -685,7 +695,12 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
             violations.push(format!("{name} is unclaimed but powered {sw}"));
         }
     }
-    let restarts: u64 = ok(&lab.req(json!({"fn": "dump"})))["boards"].as_array().unwrap().iter().map(|b| b["restarts"].as_u64().unwrap_or(0)).sum();
+    let restarts: u64 = ok(&lab.req(json!({"fn": "dump"})))["boards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["restarts"].as_u64().unwrap_or(0))
+        .sum();
 
     // The stored state, read after a graceful stop.
     let stopped_at = now_ms();
@@ -698,7 +713,10 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
         match (rows.get(name), in_status) {
             (Some((u, c, e)), true) => {
                 let secs = |ms: i64| Some(ms.div_euclid(1000) * 1000);
-                if b["user"] != json!(u) || parse_ms(&b["claimed_at"]) != secs(*c) || parse_ms(&b["expires_at"]) != secs(*e) {
+                if b["user"] != json!(u)
+                    || parse_ms(&b["claimed_at"]) != secs(*c)
+                    || parse_ms(&b["expires_at"]) != secs(*e)
+                {
                     violations.push(format!("{name}: SQLite has ({u}, {c}, {e}) but status showed {b}"));
                 }
             }
@@ -722,7 +740,9 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
                     violations.push(format!("event {id}: claim of {board} by {user} while {u} held it"));
                 }
             }
-            "release" | "expire" | "force_release" | "claim_rolled_back" | "claim_dropped" if holder.remove(board).is_none() => {
+            "release" | "expire" | "force_release" | "claim_rolled_back" | "claim_dropped"
+                if holder.remove(board).is_none() =>
+            {
                 violations.push(format!("event {id}: {kind} of {board} which nobody held"));
             }
             _ => {}
@@ -755,7 +775,12 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
     for v in &violations {
         println!("  VIOLATION {v}");
     }
-    assert!(s.claims > 10 && s.ok > 100, "the clients hardly got anything done: {} claims, {} successes", s.claims, s.ok);
+    assert!(
+        s.claims > 10 && s.ok > 100,
+        "the clients hardly got anything done: {} claims, {} successes",
+        s.claims,
+        s.ok
+    );
     assert!(violations.is_empty(), "{} invariant violations (seed {seed}); see above", violations.len());
 }
 

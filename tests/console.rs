@@ -57,7 +57,8 @@ impl Board {
         timeout(Duration::from_secs(5), async {
             while out.len() < n {
                 let mut g = self.master.readable().await.unwrap();
-                if let Ok(r) = g.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(std::io::Error::from)) {
+                if let Ok(r) = g.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(std::io::Error::from))
+                {
                     let k = r.unwrap();
                     out.extend_from_slice(&buf[..k]);
                 }

@@ -140,8 +140,15 @@ fn every_function_and_error_as_two_users() {
     assert_eq!(code(&lab.req(json!({"fn": "force_release", "board": "nope-9"}))), "unknown_board");
     assert_eq!(code(&lab.as_user(ALICE, &[json!({"fn": "frobnicate"})]).remove(0)), "unknown_function");
     assert_eq!(code(&lab.as_user(ALICE, &[json!({"fn": "claim", "class": 5})]).remove(0)), "bad_request");
-    assert_eq!(code(&lab.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64", "lease": -1})]).remove(0)), "bad_request");
-    assert_eq!(code(&lab.as_user(ALICE, &[json!({"fn": "release"})]).remove(0)), "bad_request", "HANDLE required outside a jail");
+    assert_eq!(
+        code(&lab.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64", "lease": -1})]).remove(0)),
+        "bad_request"
+    );
+    assert_eq!(
+        code(&lab.as_user(ALICE, &[json!({"fn": "release"})]).remove(0)),
+        "bad_request",
+        "HANDLE required outside a jail"
+    );
 
     // release: the port goes off and the board is free again.
     let r = lab.as_user(ALICE, &[json!({"fn": "release", "handle": handle})]).remove(0);
@@ -197,9 +204,17 @@ fn lease_expiry_and_renew() {
     assert_eq!(lab.board(board_b)["user"], BOB);
     assert_eq!(lab.switch_power(board_b), "on");
     let d = lab.req(json!({"fn": "dump"}));
-    let kinds: Vec<&str> = ok(&d)["events"].as_array().unwrap().iter().filter(|e| e["board"] == board_a).map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = ok(&d)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["board"] == board_a)
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert!(kinds.contains(&"expire"), "expiry is logged: {kinds:?}");
-    lab.wait_for(Duration::from_secs(8), "bob's renewed lease to expire", || lab.board(board_b)["state"] == "available");
+    lab.wait_for(Duration::from_secs(8), "bob's renewed lease to expire", || {
+        lab.board(board_b)["state"] == "available"
+    });
 }
 
 #[test]
@@ -226,7 +241,9 @@ fn wait_queue_is_first_come_first_served() {
         std::thread::sleep(Duration::from_millis(200));
         let r = lab.req(json!({"fn": "release", "handle": handle}));
         ok(&r);
-        lab.wait_for(Duration::from_secs(5), "the next waiter to get the board", || lab.board("rockpro64-1")["state"] == "claimed");
+        lab.wait_for(Duration::from_secs(5), "the next waiter to get the board", || {
+            lab.board("rockpro64-1")["state"] == "claimed"
+        });
         let d = lab.req(json!({"fn": "dump"}));
         let _ = d;
         // Find which waiter got it: the one whose thread finished.
@@ -349,7 +366,9 @@ fn silent_switch_faults_the_board_and_it_recovers() {
     assert_eq!(code(&r), "device_fault");
     assert!(r["error"]["message"].as_str().unwrap().contains("did not answer within 500 ms (2 attempts)"), "{r}");
     assert!(took >= Duration::from_millis(1000) && took < Duration::from_secs(3), "took {took:?}");
-    lab.wait_for(Duration::from_secs(10), "the board to recover after SIGCONT", || lab.board(&board)["state"] == "claimed");
+    lab.wait_for(Duration::from_secs(10), "the board to recover after SIGCONT", || {
+        lab.board(&board)["state"] == "claimed"
+    });
     let r = lab.as_user(ALICE, &[json!({"fn": "power_off", "handle": a["handle"]})]).remove(0);
     assert_eq!(ok(&r)["power"], "off");
     assert_eq!(lab.switch_power(&board), "off");

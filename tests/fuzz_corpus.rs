@@ -60,10 +60,7 @@ fn valid_seeds_are_accepted() {
     }
     for f in ["claim", "renew", "maintenance", "log"] {
         let line = read("forced_command", &format!("seed-{f}"));
-        assert!(matches!(
-            boardlab::cli::plan(&[], Some(&line)),
-            Ok(boardlab::cli::Plan::Single { .. })
-        ));
+        assert!(matches!(boardlab::cli::plan(&[], Some(&line)), Ok(boardlab::cli::Plan::Single { .. })));
     }
     let t = read("config", "seed-valid-two");
     let parts: Vec<&str> = t.split(harness::SEP).collect();

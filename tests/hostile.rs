@@ -126,8 +126,19 @@ fn wrong(ty: Ty) -> &'static [&'static str] {
         Ty::Bool => &["\"true\"", "1", "0", "null", "[]", "{}", "\"\""],
         Ty::Str => &["5", "true", "[]", "{}", "null", "[\"bl-1\"]", "{\"$ne\":null}"],
         Ty::Num => &[
-            "\"60\"", "true", "[]", "{}", "-1", "1.5", "1e308", "-1e308", "18446744073709551616",
-            "-9223372036854775808", "0.0", "-0.5", "1e400",
+            "\"60\"",
+            "true",
+            "[]",
+            "{}",
+            "-1",
+            "1.5",
+            "1e308",
+            "-1e308",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "0.0",
+            "-0.5",
+            "1e400",
         ],
     }
 }
@@ -146,10 +157,29 @@ fn line(f: &str, args: &[(&str, String)]) -> String {
 /// terminal or a careless parser.
 fn hostile_strings() -> Vec<String> {
     let mut v: Vec<String> = [
-        "../../etc/passwd", "/etc/shadow", "$(id)", "`id`", "; rm -rf /", "a\nb", "line\r\nbreak",
-        "%s%n%x%p", "\u{202e}gnp.exe", "nul\u{0}byte", "' OR '1'='1", "x\"; DROP TABLE claims; --",
-        "*", "", " ", "~root", "\\", "\"", "\u{1b}[2J\u{1b}]0;pwned\u{7}", "\u{feff}rockpro64",
-        "rockpro64 ", "ROCKPRO64", "{\"fn\":\"dump\"}",
+        "../../etc/passwd",
+        "/etc/shadow",
+        "$(id)",
+        "`id`",
+        "; rm -rf /",
+        "a\nb",
+        "line\r\nbreak",
+        "%s%n%x%p",
+        "\u{202e}gnp.exe",
+        "nul\u{0}byte",
+        "' OR '1'='1",
+        "x\"; DROP TABLE claims; --",
+        "*",
+        "",
+        " ",
+        "~root",
+        "\\",
+        "\"",
+        "\u{1b}[2J\u{1b}]0;pwned\u{7}",
+        "\u{feff}rockpro64",
+        "rockpro64 ",
+        "ROCKPRO64",
+        "{\"fn\":\"dump\"}",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -215,7 +245,11 @@ fn rows(board: &str, alice_handle: &str) -> Vec<Row> {
     for s in ["root", BOB, ALICE, "$(id)", "../../etc/passwd", ""] {
         let spoof = line("whoami", &[("user", json!(s).to_string()), ("as", json!(s).to_string())]);
         rows.push(row(format!("whoami spoofing {s:?}"), spoof, Expect::Me));
-        rows.push(row(format!("status with hostile id {s:?}"), line("status", &[("id", json!(s).to_string())]), Expect::Me));
+        rows.push(row(
+            format!("status with hostile id {s:?}"),
+            line("status", &[("id", json!(s).to_string())]),
+            Expect::Me,
+        ));
     }
 
     for (f, args) in functions(board) {
@@ -254,14 +288,36 @@ fn rows(board: &str, alice_handle: &str) -> Vec<Row> {
             rows.push(row(format!("{f} handle {short:?}"), line(f, &[("handle", q.clone())]), NOT_CLAIMED));
         }
         for f in ["console", "console_log"] {
-            rows.push(row(format!("{f} handle {short:?}"), line(f, &[("handle", q.clone())]), CONSOLE).cli(
-                if f == "console" { BAD } else { CONSOLE },
-            ));
+            rows.push(
+                row(format!("{f} handle {short:?}"), line(f, &[("handle", q.clone())]), CONSOLE)
+                    .cli(if f == "console" { BAD } else { CONSOLE }),
+            );
         }
-        rows.push(row(format!("maintenance board {short:?}"), line("maintenance", &[("board", q.clone()), ("on", "true".into())]), UNKNOWN_BOARD).user(DENIED));
-        rows.push(row(format!("force_release board {short:?}"), line("force_release", &[("board", q.clone())]), UNKNOWN_BOARD).user(DENIED));
+        rows.push(
+            row(
+                format!("maintenance board {short:?}"),
+                line("maintenance", &[("board", q.clone()), ("on", "true".into())]),
+                UNKNOWN_BOARD,
+            )
+            .user(DENIED),
+        );
+        rows.push(
+            row(
+                format!("force_release board {short:?}"),
+                line("force_release", &[("board", q.clone())]),
+                UNKNOWN_BOARD,
+            )
+            .user(DENIED),
+        );
         if fault {
-            rows.push(row(format!("debug_panic board {short:?}"), line("debug_panic", &[("board", q.clone())]), UNKNOWN_BOARD).user(DENIED));
+            rows.push(
+                row(
+                    format!("debug_panic board {short:?}"),
+                    line("debug_panic", &[("board", q.clone())]),
+                    UNKNOWN_BOARD,
+                )
+                .user(DENIED),
+            );
         }
     }
 
@@ -299,13 +355,21 @@ fn rows(board: &str, alice_handle: &str) -> Vec<Row> {
         for f in ["renew", "reinit", "release", "power_on", "power_off", "power_cycle"] {
             rows.push(row(format!("{f} foreign/guessed {short:?}"), line(f, &[("handle", q.clone())]), NOT_CLAIMED));
         }
-        rows.push(row(format!("renew {short:?} with a lease"), line("renew", &[("handle", q.clone()), ("lease", "60".into())]), NOT_CLAIMED));
+        rows.push(row(
+            format!("renew {short:?} with a lease"),
+            line("renew", &[("handle", q.clone()), ("lease", "60".into())]),
+            NOT_CLAIMED,
+        ));
         // Root is an operator: alice's real handle lets it read her log
         // and watch her console; nothing else does.
         let mine = *h == alice_handle;
         rows.push(
-            row(format!("console_log foreign/guessed {short:?}"), line("console_log", &[("handle", q.clone())]), CONSOLE)
-                .root(if mine { Expect::Me } else { CONSOLE }),
+            row(
+                format!("console_log foreign/guessed {short:?}"),
+                line("console_log", &[("handle", q.clone())]),
+                CONSOLE,
+            )
+            .root(if mine { Expect::Me } else { CONSOLE }),
         );
         rows.push(
             row(format!("console foreign/guessed {short:?}"), line("console", &[("handle", q.clone())]), CONSOLE)
@@ -317,14 +381,30 @@ fn rows(board: &str, alice_handle: &str) -> Vec<Row> {
     // Huge but well-formed numbers that parse as u64: refused by policy, or
     // answered for what the rest of the request names.
     let max = u64::MAX.to_string();
-    rows.push(row("claim lease u64::MAX", line("claim", &[("class", "\"pine64\"".into()), ("lease", max.clone())]), BAD));
+    rows.push(row(
+        "claim lease u64::MAX",
+        line("claim", &[("class", "\"pine64\"".into()), ("lease", max.clone())]),
+        BAD,
+    ));
     rows.push(row("claim lease 0", line("claim", &[("class", "\"pine64\"".into()), ("lease", "0".into())]), BAD));
-    rows.push(row("claim wait u64::MAX unknown class", line("claim", &[("class", "\"vax780\"".into()), ("wait", max.clone())]), UNKNOWN_CLASS));
+    rows.push(row(
+        "claim wait u64::MAX unknown class",
+        line("claim", &[("class", "\"vax780\"".into()), ("wait", max.clone())]),
+        UNKNOWN_CLASS,
+    ));
     rows.push(
-        row("console_log tail u64::MAX", line("console_log", &[("handle", json!(alice_handle).to_string()), ("tail", max.clone())]), CONSOLE)
-            .root(Expect::Me),
+        row(
+            "console_log tail u64::MAX",
+            line("console_log", &[("handle", json!(alice_handle).to_string()), ("tail", max.clone())]),
+            CONSOLE,
+        )
+        .root(Expect::Me),
     );
-    rows.push(row("renew foreign lease u64::MAX", line("renew", &[("handle", json!(alice_handle).to_string()), ("lease", max)]), NOT_CLAIMED));
+    rows.push(row(
+        "renew foreign lease u64::MAX",
+        line("renew", &[("handle", json!(alice_handle).to_string()), ("lease", max)]),
+        NOT_CLAIMED,
+    ));
 
     // Line length: exactly the limit is read; one byte more is refused
     // and the connection closed.
@@ -469,7 +549,17 @@ fn hostile_requests_change_nothing() {
 
     // The claimant's own handle with bad leases: the lease is checked, the
     // claim untouched.
-    for lease in ["-1", "0", "1e308", "18446744073709551616", "-9223372036854775808", "\"1h\"", "true", "18446744073709551615", "86401"] {
+    for lease in [
+        "-1",
+        "0",
+        "1e308",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "\"1h\"",
+        "true",
+        "18446744073709551615",
+        "86401",
+    ] {
         let l = line("renew", &[("handle", json!(alice_handle).to_string()), ("lease", lease.to_string())]);
         let mut input = l.into_bytes();
         input.push(b'\n');

@@ -159,7 +159,12 @@ impl Ssh {
 
     fn ok(&self, cmd: &str) -> String {
         let o = self.run(cmd);
-        assert!(o.status.success(), "ssh {cmd:?}: {}\nsshd.log: {}", text(&o), std::fs::read_to_string(&self.log).unwrap_or_default());
+        assert!(
+            o.status.success(),
+            "ssh {cmd:?}: {}\nsshd.log: {}",
+            text(&o),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
@@ -167,7 +172,13 @@ impl Ssh {
         let o = self.run(cmd);
         assert!(!o.status.success(), "ssh {cmd:?} should fail: {}", text(&o));
         // ... and it is the command that failed, not ssh (255).
-        assert_ne!(o.status.code(), Some(255), "ssh itself failed for {cmd:?}: {}\nsshd.log: {}", text(&o), std::fs::read_to_string(&self.log).unwrap_or_default());
+        assert_ne!(
+            o.status.code(),
+            Some(255),
+            "ssh itself failed for {cmd:?}: {}\nsshd.log: {}",
+            text(&o),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 }
 
@@ -179,12 +190,8 @@ fn jail_end_to_end() {
     }
     let r = random_u8() % 100;
     let dir = tempfile::Builder::new().prefix("bljail-").tempdir().unwrap();
-    let mut world = World {
-        dir,
-        jails: Vec::new(),
-        inet_ns: format!("bltinet{r}"),
-        inet_host_if: format!("bltinet{r}h"),
-    };
+    let mut world =
+        World { dir, jails: Vec::new(), inet_ns: format!("bltinet{r}"), inet_host_if: format!("bltinet{r}h") };
     let base = world.dir.path().to_path_buf();
     let labdir = base.join("lab");
     let o = run(LABSIM, &["up", "--dir", labdir.to_str().unwrap(), "--boards", "2"]);
@@ -259,7 +266,8 @@ fn jail_end_to_end() {
     assert!(losetup_has(&img1), "a loop device for {}", img1.display());
     let (_, source2) = mount_of(&plan2.data_dir.join("nfsroot")).expect("nfsroot of jail 2 is mounted");
     assert_ne!(source, source2, "one file system per claim");
-    let mode = std::fs::metadata(plan1.data_dir.join(".nfs")).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    let mode = std::fs::metadata(plan1.data_dir.join(".nfs"))
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(mode.unwrap(), 0o700, "the image's directory is host root's alone");
 
     // (1) The board boots from the jail: DHCP lease and TFTP from .1.
@@ -368,7 +376,15 @@ fn jail_end_to_end() {
     let board_ns = state[0].clone();
     let _ = run("ip", &["-n", &board_ns, "route", "replace", "default", "via", &plan1.board_addr.to_string()]);
     let mut listener = Command::new("ip")
-        .args(["netns", "exec", &world.inet_ns, "socat", "-T5", "TCP-LISTEN:7777,reuseaddr", "SYSTEM:echo $SOCAT_PEERADDR"])
+        .args([
+            "netns",
+            "exec",
+            &world.inet_ns,
+            "socat",
+            "-T5",
+            "TCP-LISTEN:7777,reuseaddr",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -498,7 +514,7 @@ fn ganesha_of(data_dir: &Path) -> Vec<i32> {
 
 /// Board netns names from labsim's state file, in port order.
 fn labsim_state(dir: &Path) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("labsim.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("labsim.json")).unwrap()).unwrap();
     v["boards"].as_array().unwrap().iter().map(|b| b["netns"].as_str().unwrap().to_string()).collect()
 }
-

@@ -28,7 +28,17 @@ impl Login {
 
     fn run(&self, cmd: &str) -> Output {
         Command::new("ssh")
-            .args(["-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
+            .args([
+                "-T",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "LogLevel=ERROR",
+            ])
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
             .arg("-i")
@@ -42,7 +52,13 @@ impl Login {
     #[track_caller]
     fn ok(&self, cmd: &str) -> String {
         let o = self.run(cmd);
-        assert!(o.status.success(), "{cmd:?} failed ({:?}): {}{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{cmd:?} failed ({:?}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).to_string()
     }
 }
@@ -70,7 +86,12 @@ fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
     std::fs::write(&lab_toml, text).unwrap();
     std::fs::create_dir_all(dir.join("keys.d")).unwrap();
     let key = dir.join("alice_key");
-    assert!(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap().success());
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
     std::fs::copy(dir.join("alice_key.pub"), dir.join(format!("keys.d/{ALICE}.pub"))).unwrap();
     lab.start_labd();
 
@@ -85,7 +106,9 @@ fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
     assert!(netns_list().contains(&netns), "the jail's namespace exists");
 
     // The board boots from the jail: a lease from the jail's dnsmasq.
-    lab.wait_for(Duration::from_secs(20), "a DHCP lease from the jail", || log_of(&lab, &handle).contains("DHCP: lease 172.28."));
+    lab.wait_for(Duration::from_secs(20), "a DHCP lease from the jail", || {
+        log_of(&lab, &handle).contains("DHCP: lease 172.28.")
+    });
 
     // Log in, checking the host key from the claim reply.
     let login = Login::new(&dir, &key, &jail, "1");
@@ -133,7 +156,9 @@ fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
     assert!(lab.stop_labd().success());
     assert!(!netns_list().contains(&netns), "labd's stop removed the jail's namespace");
     lab.start_labd();
-    lab.wait_for(Duration::from_secs(20), "the jail to be rebuilt", || login.run("test -e /root/marker").status.success());
+    lab.wait_for(Duration::from_secs(20), "the jail to be rebuilt", || {
+        login.run("test -e /root/marker").status.success()
+    });
 
     // Release: nothing is left behind.
     let r = lab.as_user(ALICE, &[json!({"fn": "release", "handle": handle})]).remove(0);
@@ -141,7 +166,8 @@ fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
     assert!(!netns_list().contains(&netns), "namespace left behind");
     let links = String::from_utf8_lossy(&Command::new("ip").args(["-br", "link"]).output().unwrap().stdout).to_string();
     assert!(!links.contains("blju0"), "uplink left behind: {links}");
-    let nft = String::from_utf8_lossy(&Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).to_string();
+    let nft =
+        String::from_utf8_lossy(&Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).to_string();
     assert!(!nft.contains("boardlab_j0"), "nft table left behind: {nft}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&format!("{}/jails", dir.display())), "mounts left behind");

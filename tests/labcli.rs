@@ -42,25 +42,23 @@ fn board(name: &str, state: &str, user: Value) -> Value {
 fn answer(req: &Value) -> Option<Value> {
     let id = req.get("id").cloned().unwrap_or(Value::Null);
     let ok = |result: Value| Some(json!({"id": id, "ok": true, "result": result}));
-    let fail = |code: &str, message: &str| {
-        Some(json!({"id": id, "ok": false, "error": {"code": code, "message": message}}))
-    };
+    let fail =
+        |code: &str, message: &str| Some(json!({"id": id, "ok": false, "error": {"code": code, "message": message}}));
     match req.get("fn").and_then(Value::as_str) {
         Some("whoami") => ok(json!({"user": "alice", "uid": 1000, "admin": false})),
         Some("classes") => ok(json!([{"class": "rockpro64", "total": 3, "available": 2}])),
-        Some("status") => ok(json!([
-            board("rockpro64-1", "available", Value::Null),
-            board("rockpro64-2", "claimed", json!("alice")),
-        ])),
+        Some("status") => {
+            ok(json!(
+                [board("rockpro64-1", "available", Value::Null), board("rockpro64-2", "claimed", json!("alice")),]
+            ))
+        }
         Some("claim") => {
             let mut b = board("rockpro64-1", "claimed", json!("alice"));
             b["handle"] = json!("bl-0123456789abcdef");
             b["jail"] = Value::Null;
             ok(b)
         }
-        Some("release") if req.get("handle") == Some(&json!("bad")) => {
-            fail("not_claimed", "no such handle")
-        }
+        Some("release") if req.get("handle") == Some(&json!("bad")) => fail("not_claimed", "no such handle"),
         Some("release") => ok(json!({"board": "rockpro64-1", "released": true})),
         Some("dump") => None,
         Some("console") => ok(Value::Null),
@@ -167,10 +165,14 @@ fn stderr(o: &Output) -> String {
 fn sends_the_exact_request_json() {
     let lab = FakeLabd::start();
     let cases: &[(&[&str], &str)] = &[
-        (&["claim", "rockpro64", "--power", "--lease", "4h", "--wait", "30m"],
-         r#"{"id":1,"fn":"claim","class":"rockpro64","power":true,"lease":14400,"wait":1800}"#),
-        (&["--wait", "claim", "rockpro64"],
-         r#"{"id":1,"fn":"claim","class":"rockpro64","power":false,"wait":31536000}"#),
+        (
+            &["claim", "rockpro64", "--power", "--lease", "4h", "--wait", "30m"],
+            r#"{"id":1,"fn":"claim","class":"rockpro64","power":true,"lease":14400,"wait":1800}"#,
+        ),
+        (
+            &["--wait", "claim", "rockpro64"],
+            r#"{"id":1,"fn":"claim","class":"rockpro64","power":false,"wait":31536000}"#,
+        ),
         (&["status", "--mine"], r#"{"id":1,"fn":"status","mine":true}"#),
         (&["classes"], r#"{"id":1,"fn":"classes","available":false}"#),
         (&["release"], r#"{"id":1,"fn":"release"}"#),
@@ -236,9 +238,16 @@ fn usage_errors_are_exit_2_and_send_nothing() {
     let lab = FakeLabd::start();
     let long = "x".repeat(70 * 1024);
     for args in [
-        &["frobnicate"][..], &["status", "--colour"], &["claim"], &["claim", "a", "b"],
-        &["claim", "x", "--lease", "0s"], &["claim", "x", "--lease", "30"], &["claim", "x", "--wait", "500ms"],
-        &["maintenance", "b1", "maybe"], &["status", "--available"], &["claim", long.as_str()],
+        &["frobnicate"][..],
+        &["status", "--colour"],
+        &["claim"],
+        &["claim", "a", "b"],
+        &["claim", "x", "--lease", "0s"],
+        &["claim", "x", "--lease", "30"],
+        &["claim", "x", "--wait", "500ms"],
+        &["maintenance", "b1", "maybe"],
+        &["status", "--available"],
+        &["claim", long.as_str()],
     ] {
         let o = lab.run(args);
         assert_eq!(o.status.code(), Some(2), "{:?}", &args[..1]);
@@ -271,10 +280,7 @@ fn unreachable_daemon_is_exit_3() {
 }
 
 fn canary() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     std::env::temp_dir().join(format!("labcli-canary-{}-{nanos}", std::process::id()))
 }
 
@@ -338,17 +344,18 @@ fn stdin_mode_answers_one_json_line_per_request() {
     // Empty $SSH_ORIGINAL_COMMAND: read stdin, as with `ssh labhost labcli`.
     let o = run(&lab.socket, &["--as", "alice"], Some(""), Some(input));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let replies: Vec<Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let replies: Vec<Value> =
+        stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
     assert_eq!(replies.len(), 6, "{}", stdout(&o));
     assert_eq!(replies[0]["ok"], json!(true));
     assert_eq!(replies[0]["id"], json!(1));
     assert_eq!(replies[1]["id"], json!("j1"));
     assert_eq!(replies[1]["result"]["user"], json!("alice"));
-    assert_eq!(replies[2], json!({"id": null, "ok": false,
-        "error": {"code": "bad_request", "message": "unknown option \"-rf\""}}));
+    assert_eq!(
+        replies[2],
+        json!({"id": null, "ok": false,
+        "error": {"code": "bad_request", "message": "unknown option \"-rf\""}})
+    );
     assert_eq!(replies[3]["error"]["code"], json!("not_claimed"));
     assert_eq!(replies[4]["error"]["code"], json!("bad_request"));
     assert_eq!(replies[5]["id"], json!(3));

@@ -30,7 +30,12 @@ fn labsim(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("status {} stdout {:?} stderr {:?}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status {} stdout {:?} stderr {:?}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A lab that is taken down when the test ends, passed or failed.
@@ -88,7 +93,19 @@ fn snmpget(lab: &Lab, port: u32) -> Output {
 
 fn snmpset(lab: &Lab, port: u32, value: &str) -> Output {
     Command::new("snmpset")
-        .args(["-v2c", "-c", "private", "-t", "1", "-r", "1", &lab.snmp(), &format!("{ADMIN_ENABLE}.{port}"), "i", value])
+        .args([
+            "-v2c",
+            "-c",
+            "private",
+            "-t",
+            "1",
+            "-r",
+            "1",
+            &lab.snmp(),
+            &format!("{ADMIN_ENABLE}.{port}"),
+            "i",
+            value,
+        ])
         .env("MIBS", "")
         .output()
         .expect("run snmpset")
@@ -150,7 +167,13 @@ fn pid_alive(pid: i64) -> bool {
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [&[][..], &["up", "--dir", "/tmp/x"][..], &["frobnicate", "--dir", "/x"][..], &["switch", "--dir", "/x", "reboot"][..], &["power", "--dir", "/x"][..]] {
+    for args in [
+        &[][..],
+        &["up", "--dir", "/tmp/x"][..],
+        &["frobnicate", "--dir", "/x"][..],
+        &["switch", "--dir", "/x", "reboot"][..],
+        &["power", "--dir", "/x"][..],
+    ] {
         let out = labsim(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"), "{args:?}");
@@ -244,7 +267,8 @@ fn lab_power_serial_switch_outage_and_down() {
     drop(serial);
 
     // Down removes everything it made.
-    let mut pids: Vec<i64> = lab.state["boards"].as_array().expect("boards").iter().filter_map(|b| b["pid"].as_i64()).collect();
+    let mut pids: Vec<i64> =
+        lab.state["boards"].as_array().expect("boards").iter().filter_map(|b| b["pid"].as_i64()).collect();
     pids.extend(lab.state["snmpd_pid"].as_i64());
     assert_eq!(pids.len(), 3);
     let netns: Vec<String> = (0..2).filter_map(|i| lab.board(i)["netns"].as_str().map(String::from)).collect();
@@ -338,7 +362,8 @@ fn board_gets_lease_and_boot_file_from_dnsmasq() {
     assert!(seen.contains(&format!(" from {net}.1\r\n")), "{seen:?}");
 
     let addr = || {
-        let o = Command::new("ip").args(["-n", &netns, "-4", "-o", "addr", "show", "dev", "eth0"]).output().expect("ip");
+        let o =
+            Command::new("ip").args(["-n", &netns, "-4", "-o", "addr", "show", "dev", "eth0"]).output().expect("ip");
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     assert!(addr().contains(&format!("{net}.")), "{}", addr());

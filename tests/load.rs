@@ -92,7 +92,9 @@ fn many_clients_many_boards() {
         busy += b;
         requests += n;
     }
-    println!("load: {CLIENTS} clients, {BOARDS} boards: {requests} requests, {claims} claims, {busy} no_device_available");
+    println!(
+        "load: {CLIENTS} clients, {BOARDS} boards: {requests} requests, {claims} claims, {busy} no_device_available"
+    );
     assert!(claims > 100, "hardly any claims: {claims}");
     // What the clients still hold is exactly what status shows.
     let s = lab.req(json!({"fn": "status"}));

@@ -69,7 +69,11 @@ fn forced_command_over_real_openssh() {
     ] {
         let o = sshd.run(ALICE, &alice_key, Some(&hostile), "");
         let code = o.status.code();
-        assert!(code == Some(2) || code == Some(1), "{hostile:?} gave {code:?}: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(
+            code == Some(2) || code == Some(1),
+            "{hostile:?} gave {code:?}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         assert!(!canary.exists(), "{hostile:?} ran a command");
     }
     // A quoted class name with metacharacters is just an unknown class.
@@ -108,7 +112,20 @@ fn console_over_ssh_with_a_terminal() {
     let mut child = Command::new("ssh")
         // -tt: a terminal on the far side although ours is a pipe; -e none:
         // our ssh must not eat the `~.`, labcli's own escape.
-        .args(["-tt", "-e", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i"])
+        .args([
+            "-tt",
+            "-e",
+            "none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+        ])
         .arg(d.path().join("alice"))
         .args(["-p", &sshd.port.to_string()])
         .arg(format!("{ALICE}@127.0.0.1"))

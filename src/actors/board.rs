@@ -21,8 +21,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
-use super::registry::{BoardRestarted, BoardStatus, Registry};
 use super::catch;
+use super::registry::{BoardRestarted, BoardStatus, Registry};
 use crate::config::{self, PowerPolicy};
 use crate::console::relay::Relay;
 use crate::console::Console;
@@ -236,8 +236,16 @@ impl BoardActor {
 
     /// Switches the port off the actor's loop; the result updates the
     /// board's view, its fault state and the event log.
-    pub(super) fn switch_power(&mut self, action: PowerAction, by: String) -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
-        if action == PowerAction::EnsureOff && self.power == PowerState::Off && self.fault.is_none() && self.power_inflight == 0 {
+    pub(super) fn switch_power(
+        &mut self,
+        action: PowerAction,
+        by: String,
+    ) -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
+        if action == PowerAction::EnsureOff
+            && self.power == PowerState::Off
+            && self.fault.is_none()
+            && self.power_inflight == 0
+        {
             return Box::pin(actix::fut::ready(Ok(PowerState::Off)));
         }
         self.power_inflight += 1;
@@ -269,10 +277,10 @@ impl BoardActor {
                 Ok(r) => r,
                 Err(p) => {
                     act.crashed(ctx, &p);
-                    return Err(ApiError::new(Code::Internal, format!(
-                        "board {} failed while switching power and was restarted; try again",
-                        act.name()
-                    )));
+                    return Err(ApiError::new(
+                        Code::Internal,
+                        format!("board {} failed while switching power and was restarted; try again", act.name()),
+                    ));
                 }
             };
             if generation != act.generation {
@@ -420,7 +428,9 @@ impl Handler<Attach> for BoardActor {
             if !power {
                 return Box::pin(actix::fut::ready(Ok(Attached { power: None, jail })));
             }
-            Box::pin(act.switch_power(PowerAction::On, by).map(move |r, _, _| r.map(|p| Attached { power: Some(p), jail })))
+            Box::pin(
+                act.switch_power(PowerAction::On, by).map(move |r, _, _| r.map(|p| Attached { power: Some(p), jail })),
+            )
         }))
     }
 }

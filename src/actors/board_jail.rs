@@ -79,7 +79,8 @@ impl BoardActor {
                     warn!(board = %name, "removing a stale jail: {e}");
                 }
             }
-            let keys = read_authorized_keys(&jc.keys_dir, &claim.user).map_err(|e| format!("the claimant's ssh keys: {e}"))?;
+            let keys =
+                read_authorized_keys(&jc.keys_dir, &claim.user).map_err(|e| format!("the claimant's ssh keys: {e}"))?;
             let host_key = if jc.keep_host_key {
                 kept_host_key(&jc.settings.root_dir, &name)
             } else {

@@ -21,10 +21,10 @@ use super::board::{Attach, BoardActor, BoardParts, Detach, JailCtx, Power, Power
 use super::board_jail::{Reinit, Shutdown};
 use super::Identity;
 use crate::config::{self, Config, JailMode};
-use crate::server::{self, Front};
 use crate::console::{Console, ConsoleSettings};
 use crate::db::{Claim, Db, DbError};
 use crate::protocol::{ApiError, BoardState, BoardView, Call, Code, PowerState};
+use crate::server::{self, Front};
 use crate::util::{format_duration, new_handle, now_unix_ms, rfc3339_ms};
 
 /// Longest `--wait` honoured (a year): beyond it the number is a mistake.
@@ -235,7 +235,8 @@ impl Registry {
             })),
             _ => None,
         };
-        let parts = BoardParts { cfg, switch, policy, db, registry: me, initial_power: initial, owe_off, console, jail_ctx };
+        let parts =
+            BoardParts { cfg, switch, policy, db, registry: me, initial_power: initial, owe_off, console, jail_ctx };
         let addr = Supervisor::start(move |_| BoardActor::new(parts));
         e.addr = Some(addr.clone());
         Some(addr)
@@ -243,7 +244,8 @@ impl Registry {
 
     /// The directory of a board's jail socket.
     fn jail_socket_dir(&self, board: &str) -> PathBuf {
-        let base = self.cfg.daemon.socket.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/run/boardlab"));
+        let base =
+            self.cfg.daemon.socket.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/run/boardlab"));
         base.join("jail-sockets").join(board)
     }
 
@@ -321,7 +323,11 @@ impl Registry {
             Some(0) => Err(ApiError::new(Code::BadRequest, "lease must be at least 1 second")),
             Some(s) if Duration::from_secs(s) > max => Err(ApiError::new(
                 Code::BadRequest,
-                format!("lease {} is longer than the maximum {}", format_duration(Duration::from_secs(s)), format_duration(max)),
+                format!(
+                    "lease {} is longer than the maximum {}",
+                    format_duration(Duration::from_secs(s)),
+                    format_duration(max)
+                ),
             )),
             Some(s) => Ok(Duration::from_secs(s)),
         }
@@ -358,7 +364,10 @@ impl Registry {
         if who.admin {
             Ok(())
         } else {
-            Err(ApiError::new(Code::PermissionDenied, format!("{what} is for operators (root and daemon.admins); you are {}", who.user)))
+            Err(ApiError::new(
+                Code::PermissionDenied,
+                format!("{what} is for operators (root and daemon.admins); you are {}", who.user),
+            ))
         }
     }
 
@@ -405,7 +414,9 @@ impl Registry {
         };
         if let Err(e) = self.db.insert_claim(&claim) {
             return ready(Err(match e {
-                DbError::AlreadyClaimed(b) => ApiError::new(Code::Busy, format!("board {b} was claimed meanwhile; try again")),
+                DbError::AlreadyClaimed(b) => {
+                    ApiError::new(Code::Busy, format!("board {b} was claimed meanwhile; try again"))
+                }
                 e => db_err(e),
             }));
         }
@@ -553,7 +564,15 @@ impl Registry {
         }
     }
 
-    fn claim(&mut self, who: Identity, class: String, power: bool, lease: Option<u64>, wait: Option<u64>, ctx: &mut Context<Self>) -> Fut {
+    fn claim(
+        &mut self,
+        who: Identity,
+        class: String,
+        power: bool,
+        lease: Option<u64>,
+        wait: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) -> Fut {
         if !self.classes.contains_key(&class) {
             let known: Vec<&str> = self.classes.keys().map(|s| s.as_str()).collect();
             return ready(Err(ApiError::new(
@@ -613,7 +632,11 @@ impl Registry {
     /// operators any board's (by handle or by board name). Returns the
     /// board, the console, whether the caller is the claimant, and the
     /// claim handle it concerns.
-    fn console_target(&self, who: &Identity, handle: Option<String>) -> Result<(String, Console, Option<String>, bool), ApiError> {
+    fn console_target(
+        &self,
+        who: &Identity,
+        handle: Option<String>,
+    ) -> Result<(String, Console, Option<String>, bool), ApiError> {
         let (board, claimant) = match self.resolve(who, handle.clone()) {
             Ok(b) => (b, true),
             Err(e) if who.admin && who.jail_handle.is_none() => {
@@ -627,10 +650,9 @@ impl Registry {
             Err(e) => return Err(e),
         };
         let e = self.boards.get(&board).ok_or_else(|| ApiError::new(Code::Internal, "board vanished"))?;
-        let console = e
-            .console
-            .clone()
-            .ok_or_else(|| ApiError::new(Code::DeviceFault, format!("board {board} has no serial console configured")))?;
+        let console = e.console.clone().ok_or_else(|| {
+            ApiError::new(Code::DeviceFault, format!("board {board} has no serial console configured"))
+        })?;
         Ok((board, console, e.claim.as_ref().map(|c| c.handle.clone()), claimant))
     }
 
@@ -640,7 +662,10 @@ impl Registry {
             Err(e) => return ready(Err(e)),
         };
         let Some(claim) = claim else {
-            return ready(Err(ApiError::new(Code::NotClaimed, format!("board {board} is not claimed: there is no claim log"))));
+            return ready(Err(ApiError::new(
+                Code::NotClaimed,
+                format!("board {board} is not claimed: there is no claim log"),
+            )));
         };
         Box::pin(actix::fut::wrap_future::<_, Self>(async move {
             match console.read_log(&claim, tail).await {
@@ -656,7 +681,8 @@ impl Registry {
             Ok(n) => n,
             Err(e) => return ready(Err(e)),
         };
-        let handle = self.boards.get(&name).and_then(|e| e.claim.as_ref()).map(|c| c.handle.clone()).unwrap_or_default();
+        let handle =
+            self.boards.get(&name).and_then(|e| e.claim.as_ref()).map(|c| c.handle.clone()).unwrap_or_default();
         let Some(addr) = self.board_addr(&name, ctx) else {
             return ready(Err(ApiError::new(Code::Internal, "board vanished")));
         };
@@ -673,7 +699,8 @@ impl Registry {
         let name = self.resolve(who, handle)?;
         let lease = self.lease_for(lease)?;
         let expires = now_unix_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let handle = self.boards.get(&name).and_then(|e| e.claim.as_ref()).map(|c| c.handle.clone()).unwrap_or_default();
+        let handle =
+            self.boards.get(&name).and_then(|e| e.claim.as_ref()).map(|c| c.handle.clone()).unwrap_or_default();
         if !self.db.renew_claim(&handle, expires, &who.user).map_err(db_err)? {
             return Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile"));
         }
@@ -689,9 +716,10 @@ impl Registry {
         let e = self.board_named(board)?;
         if on {
             if let Some(c) = &e.claim {
-                return Err(ApiError::new(Code::Busy, format!(
-                    "board {board} is claimed by {}; wait for the release or force-release it first", c.user
-                )));
+                return Err(ApiError::new(
+                    Code::Busy,
+                    format!("board {board} is claimed by {}; wait for the release or force-release it first", c.user),
+                ));
             }
         }
         let class = e.cfg.class.clone();
@@ -709,7 +737,8 @@ impl Registry {
     fn classes_reply(&self, available_only: bool) -> Reply {
         let mut out = Vec::new();
         for (class, names) in &self.classes {
-            let available = names.iter().filter(|n| self.boards.get(*n).map(|e| e.claimable()).unwrap_or(false)).count();
+            let available =
+                names.iter().filter(|n| self.boards.get(*n).map(|e| e.claimable()).unwrap_or(false)).count();
             if available_only && available == 0 {
                 continue;
             }
@@ -844,14 +873,17 @@ impl Handler<Exec> for Registry {
             Call::Dump => ready(Self::admin_only(&who, "dump").map(|_| self.dump())),
             Call::Maintenance { board, on } => ready(self.maintenance(&who, &board, on, ctx)),
             Call::ForceRelease { board } => {
-                if let Err(e) = Self::admin_only(&who, "force-release").and_then(|_| self.board_named(&board).map(|_| ())) {
+                if let Err(e) =
+                    Self::admin_only(&who, "force-release").and_then(|_| self.board_named(&board).map(|_| ()))
+                {
                     return ready(Err(e));
                 }
                 self.release(&board, &who.user.clone(), "force_release", ctx)
             }
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { board } => {
-                if let Err(e) = Self::admin_only(&who, "debug_panic").and_then(|_| self.board_named(&board).map(|_| ())) {
+                if let Err(e) = Self::admin_only(&who, "debug_panic").and_then(|_| self.board_named(&board).map(|_| ()))
+                {
                     return ready(Err(e));
                 }
                 let Some(addr) = self.board_addr(&board, ctx) else {

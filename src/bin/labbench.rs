@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 fn exe_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
+    std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -624,7 +621,8 @@ fn jail_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     let sim = Sim::up(1, &["--no-console"])?;
     let d = &sim.dir;
     let toml = d.join("lab.toml");
-    let text = std::fs::read_to_string(&toml).map_err(|e| e.to_string())?.replace("jail = \"none\"", "jail = \"linux\"");
+    let text =
+        std::fs::read_to_string(&toml).map_err(|e| e.to_string())?.replace("jail = \"none\"", "jail = \"linux\"");
     let text = format!(
         "{text}\n[jail]\nroot_dir = \"{0}/jails\"\npool = \"10.196.0.0/24\"\nboard_net = \"172.27.0.0/20\"\nuid_base = 600000\nkeys_dir = \"{0}/keys.d\"\n",
         d.display()
@@ -632,7 +630,11 @@ fn jail_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     std::fs::write(&toml, text).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(d.join("keys.d")).map_err(|e| e.to_string())?;
     let key = d.join("key");
-    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().map_err(|e| e.to_string())?;
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .map_err(|e| e.to_string())?;
     if !st.success() {
         return Err("ssh-keygen failed".into());
     }

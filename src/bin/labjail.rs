@@ -6,7 +6,9 @@ fn main() {
     let code = match std::env::args().nth(1).as_deref() {
         Some("start") => boardlab::jail::init::start_main(),
         _ => {
-            eprintln!("labjail is the jail init started by labd (`labjail start`, config on stdin); it is not run by hand");
+            eprintln!(
+                "labjail is the jail init started by labd (`labjail start`, config on stdin); it is not run by hand"
+            );
             2
         }
     };

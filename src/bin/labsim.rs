@@ -66,7 +66,11 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
         }
     };
     let none = |positional: &[String]| {
-        if positional.is_empty() { Ok(()) } else { Err(format!("unexpected argument {:?}", positional[0])) }
+        if positional.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("unexpected argument {:?}", positional[0]))
+        }
     };
     Ok(match sub.as_str() {
         "up" => {

@@ -93,8 +93,21 @@ const OPTIONS: &[Opt] = &[
 
 /// Every command labcli knows, in usage order.
 pub const COMMANDS: &[&str] = &[
-    "classes", "status", "claim", "renew", "reinit", "release", "power-on", "power-off",
-    "power-cycle", "console", "log", "whoami", "dump", "maintenance", "force-release",
+    "classes",
+    "status",
+    "claim",
+    "renew",
+    "reinit",
+    "release",
+    "power-on",
+    "power-off",
+    "power-cycle",
+    "console",
+    "log",
+    "whoami",
+    "dump",
+    "maintenance",
+    "force-release",
 ];
 
 pub const USAGE: &str = "\
@@ -189,9 +202,7 @@ pub fn parse(words: &[String], origin: Origin) -> Result<Parsed, UsageError> {
         }
         used.push(opt.name);
         let value: Option<&str> = match (opt.kind, inline) {
-            (Kind::Flag, Some(_)) => {
-                return Err(usage(format!("option --{} takes no value", opt.name)))
-            }
+            (Kind::Flag, Some(_)) => return Err(usage(format!("option --{} takes no value", opt.name))),
             (Kind::Flag, None) => None,
             (_, Some(v)) => Some(v),
             (Kind::Value, None) => match words.get(i) {
@@ -228,9 +239,7 @@ pub fn parse(words: &[String], origin: Origin) -> Result<Parsed, UsageError> {
             ("wait", Some(v)) => wait = Some(parse_secs("--wait", v)?),
             ("wait", None) => wait = Some(WAIT_FOREVER_SECS),
             ("tail", Some(v)) => {
-                let n: u64 = v
-                    .parse()
-                    .map_err(|_| usage(format!("--tail: {} is not a number of lines", shown(v))))?;
+                let n: u64 = v.parse().map_err(|_| usage(format!("--tail: {} is not a number of lines", shown(v))))?;
                 if n == 0 {
                     return Err(usage("--tail: must be at least 1"));
                 }
@@ -297,9 +306,7 @@ pub fn parse(words: &[String], origin: Origin) -> Result<Parsed, UsageError> {
                 let on = match *state {
                     "on" => true,
                     "off" => false,
-                    other => {
-                        return Err(usage(format!("`maintenance` wants on or off, not {}", shown(other))))
-                    }
+                    other => return Err(usage(format!("`maintenance` wants on or off, not {}", shown(other)))),
                 };
                 Call::Maintenance { board: board.to_string(), on }
             }
@@ -417,10 +424,7 @@ pub fn request_line(id: u64, call: &Call, as_user: Option<&str>) -> String {
 pub fn checked_request_line(id: u64, call: &Call, as_user: Option<&str>) -> Result<String, UsageError> {
     let line = request_line(id, call, as_user);
     if line.len() > MAX_LINE {
-        return Err(usage(format!(
-            "request is {} bytes long; the daemon accepts at most {MAX_LINE}",
-            line.len()
-        )));
+        return Err(usage(format!("request is {} bytes long; the daemon accepts at most {MAX_LINE}", line.len())));
     }
     Ok(line)
 }
@@ -526,7 +530,10 @@ mod tests {
             let m = err(&format!("claim x --lease {d}"));
             assert!(m.contains("--lease"), "{d}: {m}");
         }
-        assert_eq!(call("claim x --lease 2000ms"), Call::Claim { class: "x".into(), power: false, lease: Some(2), wait: None });
+        assert_eq!(
+            call("claim x --lease 2000ms"),
+            Call::Claim { class: "x".into(), power: false, lease: Some(2), wait: None }
+        );
         assert!(err("claim x --wait 0s").contains("--wait"));
         assert!(err("claim x --wait 10").contains("--wait"));
         assert!(err("claim x --wait=").contains("--wait"));
@@ -590,18 +597,28 @@ mod tests {
         assert_eq!(line("whoami"), r#"{"id":1,"fn":"whoami"}"#);
         assert_eq!(line("maintenance b on"), r#"{"id":1,"fn":"maintenance","board":"b","on":true}"#);
         assert_eq!(line("force-release b"), r#"{"id":1,"fn":"force_release","board":"b"}"#);
-        assert_eq!(
-            request_line(9, &Call::Whoami, Some("al\"ice")),
-            r#"{"id":9,"fn":"whoami","as":"al\"ice"}"#
-        );
+        assert_eq!(request_line(9, &Call::Whoami, Some("al\"ice")), r#"{"id":9,"fn":"whoami","as":"al\"ice"}"#);
     }
 
     #[test]
     fn request_lines_parse_back_on_the_daemon_side() {
         for s in [
-            "classes --available", "status", "claim c --power --lease 1h --wait 2m", "renew h --lease 1d",
-            "renew", "reinit h", "release", "power-on h", "power-off h", "power-cycle", "console h",
-            "console --read-only", "log h --tail 3", "whoami", "dump", "maintenance b off",
+            "classes --available",
+            "status",
+            "claim c --power --lease 1h --wait 2m",
+            "renew h --lease 1d",
+            "renew",
+            "reinit h",
+            "release",
+            "power-on h",
+            "power-off h",
+            "power-cycle",
+            "console h",
+            "console --read-only",
+            "log h --tail 3",
+            "whoami",
+            "dump",
+            "maintenance b off",
             "force-release b",
         ] {
             let c = call(s);

@@ -81,13 +81,26 @@ pub fn read_line_bounded(r: &mut impl BufRead, max: usize, buf: &mut Vec<u8>) ->
 /// Why talking to the daemon failed. All of these mean exit status 3.
 #[derive(Debug)]
 pub enum ClientError {
-    Connect { path: PathBuf, err: io::Error },
-    Send { path: PathBuf, err: io::Error },
-    Receive { path: PathBuf, err: io::Error },
+    Connect {
+        path: PathBuf,
+        err: io::Error,
+    },
+    Send {
+        path: PathBuf,
+        err: io::Error,
+    },
+    Receive {
+        path: PathBuf,
+        err: io::Error,
+    },
     /// The daemon closed the connection before replying.
-    Closed { path: PathBuf },
+    Closed {
+        path: PathBuf,
+    },
     /// A reply longer than [`MAX_REPLY`].
-    ReplyTooLong { path: PathBuf },
+    ReplyTooLong {
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -139,9 +152,7 @@ impl Client {
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line.as_bytes());
         out.push(b'\n');
-        self.writer
-            .write_all(&out)
-            .map_err(|err| ClientError::Send { path: self.path.clone(), err })?;
+        self.writer.write_all(&out).map_err(|err| ClientError::Send { path: self.path.clone(), err })?;
         let got = read_line_bounded(&mut self.reader, MAX_REPLY, &mut self.buf)
             .map_err(|err| ClientError::Receive { path: self.path.clone(), err })?;
         match got {

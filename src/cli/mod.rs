@@ -107,9 +107,7 @@ pub fn stdin_request(line: &str, next_id: &mut u64, as_user: Option<&str>) -> Re
     let words = words::split(line).map_err(|e| bad(&Value::Null, e.to_string()))?;
     let parsed = args::parse(&words, Origin::Remote).map_err(|e| bad(&Value::Null, e.0))?;
     let call = match parsed.call {
-        _ if parsed.globals.help => {
-            return Err(bad(&Value::Null, format!("commands: {}", args::COMMANDS.join(", "))))
-        }
+        _ if parsed.globals.help => return Err(bad(&Value::Null, format!("commands: {}", args::COMMANDS.join(", ")))),
         None => return Err(bad(&Value::Null, "no command".into())),
         Some(Call::Console { .. }) => return Err(bad(&Value::Null, CONSOLE_IN_STDIN.into())),
         Some(c) => c,
@@ -242,11 +240,7 @@ fn single(socket: &Path, globals: &Globals, call: &Call) -> i32 {
         };
     }
     // A closed stdout is not worth a different status: the request was done.
-    let _ = if globals.json {
-        out(&format!("{result}\n"))
-    } else {
-        out(&output::render(args::fn_name(call), result))
-    };
+    let _ = if globals.json { out(&format!("{result}\n")) } else { out(&output::render(args::fn_name(call), result)) };
     EXIT_OK
 }
 
@@ -293,9 +287,7 @@ fn stdin_session(socket: &Path, as_user: Option<&str>) -> i32 {
                 }
             }
         };
-        let ok = serde_json::from_str::<Value>(&reply)
-            .ok()
-            .is_some_and(|v| v.get("ok") == Some(&Value::Bool(true)));
+        let ok = serde_json::from_str::<Value>(&reply).ok().is_some_and(|v| v.get("ok") == Some(&Value::Bool(true)));
         failed |= !ok;
         if !out(&format!("{reply}\n")) {
             // Nobody reads the replies any more: stop sending requests.
@@ -375,10 +367,9 @@ mod tests {
         assert_eq!(stdin_request("status --mine", &mut id, None).unwrap(), r#"{"id":1,"fn":"status","mine":true}"#);
         assert_eq!(stdin_request("whoami", &mut id, Some("al")).unwrap(), r#"{"id":2,"fn":"whoami","as":"al"}"#);
         assert_eq!(id, 3);
-        let j: Value = serde_json::from_str(
-            &stdin_request(r#"{"id":"x","fn":"whoami","as":"root"}"#, &mut id, None).unwrap(),
-        )
-        .unwrap();
+        let j: Value =
+            serde_json::from_str(&stdin_request(r#"{"id":"x","fn":"whoami","as":"root"}"#, &mut id, None).unwrap())
+                .unwrap();
         assert_eq!(j, json!({"id": "x", "fn": "whoami"}));
         let j: Value = serde_json::from_str(
             &stdin_request(r#"{"fn":"whoami","as":"root","as":"x"}"#, &mut id, Some("al")).unwrap(),
@@ -394,7 +385,16 @@ mod tests {
         let e = |l: &str, id: &mut u64| -> Value {
             serde_json::from_str(&stdin_request(l, id, None).unwrap_err()).unwrap()
         };
-        for l in ["status; id", "status --as root", "frob", "--json", "console h", "'x", "{nope", "{\"id\":4,\"fn\":\"console\"}"] {
+        for l in [
+            "status; id",
+            "status --as root",
+            "frob",
+            "--json",
+            "console h",
+            "'x",
+            "{nope",
+            "{\"id\":4,\"fn\":\"console\"}",
+        ] {
             let r = e(l, &mut id);
             assert_eq!(r["ok"], json!(false), "{l}");
             assert_eq!(r["error"]["code"], json!("bad_request"), "{l}");
@@ -410,9 +410,38 @@ mod tests {
     #[test]
     fn random_input_never_panics() {
         const PIECES: &[&str] = &[
-            " ", "'", "\"", "\\", "\n", "-", "--", "=", "{", "}", "$", "`", ";", "ü", "\u{0}",
-            "claim", "status", "labcli", "--as", "--socket", "--wait", "--lease", "4h", "0s", "1",
-            "--tail", "maintenance", "on", "console", "{\"fn\":\"console\"}", "\"id\":", "[",
+            " ",
+            "'",
+            "\"",
+            "\\",
+            "\n",
+            "-",
+            "--",
+            "=",
+            "{",
+            "}",
+            "$",
+            "`",
+            ";",
+            "ü",
+            "\u{0}",
+            "claim",
+            "status",
+            "labcli",
+            "--as",
+            "--socket",
+            "--wait",
+            "--lease",
+            "4h",
+            "0s",
+            "1",
+            "--tail",
+            "maintenance",
+            "on",
+            "console",
+            "{\"fn\":\"console\"}",
+            "\"id\":",
+            "[",
         ];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {

@@ -82,10 +82,8 @@ fn render_classes(result: &Value) -> Option<String> {
     if list.is_empty() {
         return Some("no board classes\n".into());
     }
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|c| vec![field(c, "class"), field(c, "total"), field(c, "available")])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        list.iter().map(|c| vec![field(c, "class"), field(c, "total"), field(c, "available")]).collect();
     Some(table(&["CLASS", "TOTAL", "AVAILABLE"], &rows))
 }
 
@@ -202,12 +200,7 @@ fn render_log(result: &Value) -> Option<String> {
             }
             out
         }
-        Value::Object(m) => {
-            return ["lines", "log", "text"]
-                .iter()
-                .find_map(|k| m.get(*k))
-                .and_then(render_log)
-        }
+        Value::Object(m) => return ["lines", "log", "text"].iter().find_map(|k| m.get(*k)).and_then(render_log),
         _ => return None,
     };
     if !out.is_empty() && !out.ends_with('\n') {
@@ -243,9 +236,7 @@ pub fn render(f: &str, result: &Value) -> String {
 /// The stderr line for an error reply: `labcli: <message> (<code>)`.
 pub fn error_line(reply: &Value) -> String {
     let err = reply.get("error");
-    let text = |k: &str| {
-        err.and_then(|e| e.get(k)).and_then(Value::as_str).map(cell_text)
-    };
+    let text = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str).map(cell_text);
     let message = text("message").unwrap_or_else(|| "request failed".into());
     let code = text("code").unwrap_or_else(|| "unknown".into());
     format!("labcli: {message} ({code})\n")
@@ -265,10 +256,7 @@ mod tests {
     fn classes_table() {
         let r = json!([{"class": "rockpro64", "total": 3, "available": 2},
                        {"class": "imx8", "total": 10, "available": 0, "new": 1}]);
-        assert_eq!(
-            render("classes", &r),
-            "CLASS      TOTAL  AVAILABLE\nrockpro64  3      2\nimx8       10     0\n"
-        );
+        assert_eq!(render("classes", &r), "CLASS      TOTAL  AVAILABLE\nrockpro64  3      2\nimx8       10     0\n");
         assert_eq!(render("classes", &json!([])), "no board classes\n");
     }
 
@@ -313,14 +301,17 @@ mod tests {
     #[test]
     fn small_results() {
         assert_eq!(render("release", &json!({"board": "b1", "released": true})), "released b1\n");
-        assert_eq!(render("whoami", &json!({"user": "alice", "uid": 1000, "admin": false})),
-            "alice (uid 1000), not an admin\n");
-        assert_eq!(render("whoami", &json!({"user": "root", "uid": 0, "admin": true})),
-            "root (uid 0), admin\n");
+        assert_eq!(
+            render("whoami", &json!({"user": "alice", "uid": 1000, "admin": false})),
+            "alice (uid 1000), not an admin\n"
+        );
+        assert_eq!(render("whoami", &json!({"user": "root", "uid": 0, "admin": true})), "root (uid 0), admin\n");
         let b = board("b1", "maintenance", Value::Null);
         assert_eq!(render("maintenance", &b), "b1: maintenance updated; state maintenance, power off\n");
-        assert_eq!(render("power_on", &board("b1", "claimed", json!("a"))),
-            "b1: powered on; state claimed, power off\n");
+        assert_eq!(
+            render("power_on", &board("b1", "claimed", json!("a"))),
+            "b1: powered on; state claimed, power off\n"
+        );
     }
 
     #[test]

@@ -180,10 +180,14 @@ mod tests {
         assert_eq!(ok("`id`"), v(&["`id`"]));
         assert_eq!(ok("$(touch /tmp/x)"), v(&["$(touch", "/tmp/x)"]));
         assert_eq!(ok("\"$(touch /tmp/x)\""), v(&["$(touch /tmp/x)"]));
-        assert_eq!(ok("status && id || id | id > /tmp/y < /etc/passwd &"),
-            v(&["status", "&&", "id", "||", "id", "|", "id", ">", "/tmp/y", "<", "/etc/passwd", "&"]));
-        assert_eq!(ok("* ? [a] ~ ~root $HOME ${HOME} # comment"),
-            v(&["*", "?", "[a]", "~", "~root", "$HOME", "${HOME}", "#", "comment"]));
+        assert_eq!(
+            ok("status && id || id | id > /tmp/y < /etc/passwd &"),
+            v(&["status", "&&", "id", "||", "id", "|", "id", ">", "/tmp/y", "<", "/etc/passwd", "&"])
+        );
+        assert_eq!(
+            ok("* ? [a] ~ ~root $HOME ${HOME} # comment"),
+            v(&["*", "?", "[a]", "~", "~root", "$HOME", "${HOME}", "#", "comment"])
+        );
         assert_eq!(ok("status\u{0}x"), v(&["status\u{0}x"]));
     }
 

@@ -51,7 +51,11 @@ pub(crate) enum LogCmd {
     /// A line of our own (vanished/back), written on a line of its own.
     Note(String),
     SetClaim(Option<String>),
-    Read { handle: String, tail: Option<u64>, reply: oneshot::Sender<io::Result<Vec<u8>>> },
+    Read {
+        handle: String,
+        tail: Option<u64>,
+        reply: oneshot::Sender<io::Result<Vec<u8>>>,
+    },
     Remove(String),
 }
 
@@ -91,25 +95,23 @@ pub(crate) fn spawn(board: &str, dir: PathBuf, max_bytes: u64, keep: u32) -> Log
     let queued = Arc::new(AtomicU64::new(0));
     let q = queued.clone();
     let board_name = board.to_string();
-    let res = std::thread::Builder::new()
-        .name(format!("console-log-{board}"))
-        .spawn(move || {
-            let mut files = LogFiles::new(board_name, dir, max_bytes, keep);
-            while let Ok(cmd) = rx.recv() {
-                match cmd {
-                    LogCmd::Data(b) => {
-                        files.write(&b);
-                        q.fetch_sub(b.len() as u64, Ordering::Relaxed);
-                    }
-                    LogCmd::Note(s) => files.note(&s),
-                    LogCmd::SetClaim(h) => files.set_claim(h),
-                    LogCmd::Read { handle, tail, reply } => {
-                        let _ = reply.send(files.read(&handle, tail));
-                    }
-                    LogCmd::Remove(h) => files.remove(&h),
+    let res = std::thread::Builder::new().name(format!("console-log-{board}")).spawn(move || {
+        let mut files = LogFiles::new(board_name, dir, max_bytes, keep);
+        while let Ok(cmd) = rx.recv() {
+            match cmd {
+                LogCmd::Data(b) => {
+                    files.write(&b);
+                    q.fetch_sub(b.len() as u64, Ordering::Relaxed);
                 }
+                LogCmd::Note(s) => files.note(&s),
+                LogCmd::SetClaim(h) => files.set_claim(h),
+                LogCmd::Read { handle, tail, reply } => {
+                    let _ = reply.send(files.read(&handle, tail));
+                }
+                LogCmd::Remove(h) => files.remove(&h),
             }
-        });
+        }
+    });
     if let Err(e) = res {
         warn!(board, "cannot start the console log thread, output will not be logged: {e}");
     }

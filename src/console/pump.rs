@@ -155,7 +155,11 @@ async fn acquire(
                         shared.set_status(
                             ConsoleState::Error,
                             None,
-                            Some(format!("{} match {}; add a property to tell them apart", names.join(", "), describe(want))),
+                            Some(format!(
+                                "{} match {}; add a property to tell them apart",
+                                names.join(", "),
+                                describe(want)
+                            )),
                         );
                         Ok(None)
                     }

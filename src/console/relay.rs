@@ -37,7 +37,8 @@ impl Relay {
         nix::sys::termios::cfmakeraw(&mut t);
         nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t).map_err(io::Error::from)?;
         let slave = nix::unistd::ttyname(pty.slave.as_fd()).map_err(io::Error::from)?;
-        let flags = nix::fcntl::fcntl(pty.master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).map_err(io::Error::from)?;
+        let flags =
+            nix::fcntl::fcntl(pty.master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).map_err(io::Error::from)?;
         let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(pty.master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
         // SAFETY: `pty.master` is an OwnedFd moved into the AsyncFd: it is a

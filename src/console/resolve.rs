@@ -52,11 +52,7 @@ fn subsystem(dir: &Path) -> Option<String> {
 /// udev's encoding of strings in `ID_VENDOR`/`ID_MODEL`: blanks become `_`,
 /// only printable ASCII is kept.
 fn udev_safe(s: &str) -> String {
-    s.trim()
-        .chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .map(|c| if c == ' ' { '_' } else { c })
-        .collect()
+    s.trim().chars().filter(|c| c.is_ascii_graphic() || *c == ' ').map(|c| if c == ' ' { '_' } else { c }).collect()
 }
 
 /// The properties udev would give tty `name`, computed from the sysfs tree
@@ -119,8 +115,7 @@ pub fn sysfs_properties(root: &Path, name: &str) -> Option<BTreeMap<String, Stri
         }
     }
     if let Some(path) = path_id(&dev, &top) {
-        let tag: String =
-            path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let tag: String = path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
         p.insert("ID_PATH".into(), path);
         p.insert("ID_PATH_TAG".into(), tag);
     }
@@ -187,9 +182,7 @@ pub fn udev_find(want: &BTreeMap<String, String>) -> io::Result<Vec<PathBuf>> {
     en.match_subsystem("tty")?;
     let mut found = Vec::new();
     for d in en.scan_devices()? {
-        let ok = want
-            .iter()
-            .all(|(k, v)| d.property_value(k).is_some_and(|x| x.to_string_lossy() == v.as_str()));
+        let ok = want.iter().all(|(k, v)| d.property_value(k).is_some_and(|x| x.to_string_lossy() == v.as_str()));
         if ok {
             if let Some(node) = d.devnode() {
                 found.push(node.to_path_buf());
@@ -320,7 +313,11 @@ mod tests {
         fs::create_dir_all(&vt).unwrap();
         let class = r.join("class/tty");
         fs::create_dir_all(&class).unwrap();
-        symlink("../../devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.2/1-1.2:1.0/ttyUSB0/tty/ttyUSB0", class.join("ttyUSB0")).unwrap();
+        symlink(
+            "../../devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.2/1-1.2:1.0/ttyUSB0/tty/ttyUSB0",
+            class.join("ttyUSB0"),
+        )
+        .unwrap();
         symlink("../../devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3:1.0/tty/ttyACM0", class.join("ttyACM0")).unwrap();
         symlink("../../devices/virtual/tty/tty0", class.join("tty0")).unwrap();
         t

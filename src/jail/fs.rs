@@ -54,7 +54,8 @@ pub const DATA_DIRS: &[(&str, &str, u32)] = &[
 /// host's *dentry*, and tools that replace /etc/shadow or /etc/passwd by
 /// rename (useradd, usermod) leave the bind on the old file, so the jail
 /// would suddenly see the host's copy.
-pub const ETC_OWN: &[&str] = &["passwd", "group", "shadow", "gshadow", "hostname", "hosts", "resolv.conf", "ssh", "subuid", "subgid"];
+pub const ETC_OWN: &[&str] =
+    &["passwd", "group", "shadow", "gshadow", "hostname", "hosts", "resolv.conf", "ssh", "subuid", "subgid"];
 
 /// Host /etc entries not linked into the jail's /etc, and masked by an
 /// empty directory under [`HOST_ETC`]: the lab's own configuration (switch
@@ -152,11 +153,7 @@ pub fn system_accounts(text: &str) -> String {
 /// The jail's shadow: every account without a password ('*': no password
 /// login, but not locked, so sshd accepts keys for root).
 pub fn shadow_for(passwd: &str) -> String {
-    passwd
-        .lines()
-        .filter_map(|l| l.split(':').next())
-        .map(|n| format!("{n}:*:19000:0:99999:7:::\n"))
-        .collect()
+    passwd.lines().filter_map(|l| l.split(':').next()).map(|n| format!("{n}:*:19000:0:99999:7:::\n")).collect()
 }
 
 /// The host's resolvers usable from the jail (loopback ones are not).
@@ -191,7 +188,9 @@ pub fn prepare_data_dir(plan: &Plan, authorized_keys: &str, sshd_config: &str) -
     for (name, _, mode) in DATA_DIRS {
         ensure_dir(&plan.data_dir.join(name), *mode, uid)?;
     }
-    for (sub, mode) in [("var/log", 0o755), ("var/lib", 0o755), ("var/lib/misc", 0o755), ("var/tmp", 0o1777), ("local/bin", 0o755)] {
+    for (sub, mode) in
+        [("var/log", 0o755), ("var/lib", 0o755), ("var/lib/misc", 0o755), ("var/tmp", 0o1777), ("local/bin", 0o755)]
+    {
         ensure_dir(&plan.data_dir.join(sub), mode, uid)?;
     }
     ensure_dir(&plan.data_dir.join("etc"), 0o755, uid)?;
@@ -231,7 +230,8 @@ pub fn prepare_data_dir(plan: &Plan, authorized_keys: &str, sshd_config: &str) -
             if fs::symlink_metadata(&link).is_ok() {
                 continue; // the user's own version, or ours from last time
             }
-            std::os::unix::fs::symlink(Path::new(HOST_ETC).join(&name), &link).map_err(io("creating symlink", &link))?;
+            std::os::unix::fs::symlink(Path::new(HOST_ETC).join(&name), &link)
+                .map_err(io("creating symlink", &link))?;
             std::os::unix::fs::lchown(&link, Some(uid), Some(uid)).map_err(io("changing owner of", &link))?;
         }
     }
@@ -248,17 +248,35 @@ pub fn prepare_data_dir(plan: &Plan, authorized_keys: &str, sshd_config: &str) -
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootStep {
     /// Mount a tmpfs at `dst` with these options.
-    Tmpfs { dst: PathBuf, options: String },
+    Tmpfs {
+        dst: PathBuf,
+        options: String,
+    },
     /// A directory (in a tmpfs we just mounted).
-    Dir { dst: PathBuf, mode: u32 },
+    Dir {
+        dst: PathBuf,
+        mode: u32,
+    },
     /// An empty file as a bind target.
-    File { dst: PathBuf },
-    Symlink { target: PathBuf, dst: PathBuf },
+    File {
+        dst: PathBuf,
+    },
+    Symlink {
+        target: PathBuf,
+        dst: PathBuf,
+    },
     /// Bind `src` on `dst`; `ro` remounts it read-only; `dev` keeps device
     /// nodes usable (only for the /dev binds).
-    Bind { src: PathBuf, dst: PathBuf, ro: bool, dev: bool },
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        ro: bool,
+        dev: bool,
+    },
     /// Remount a tmpfs read-only once everything below it exists.
-    RemountRo { dst: PathBuf },
+    RemountRo {
+        dst: PathBuf,
+    },
 }
 
 /// What [`build_root`] does, in order. Pure: `host` answers what a host
@@ -436,7 +454,8 @@ pub fn enter_root(root: &Path) -> Result<(), JailError> {
     // pivot_root(".", "."), then detach the old root stacked underneath
     // (runc's way: no directory for the old root is needed).
     nix::unistd::chdir(root).map_err(mount_err("changing directory to", root))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| JailError::PivotRoot { path: root.to_path_buf(), source: e.into() })?;
+    nix::unistd::pivot_root(".", ".")
+        .map_err(|e| JailError::PivotRoot { path: root.to_path_buf(), source: e.into() })?;
     umount2(".", MntFlags::MNT_DETACH).map_err(mount_err("detaching the old root", Path::new("/")))?;
     nix::unistd::chdir("/").map_err(mount_err("changing directory to", Path::new("/")))?;
     Ok(())
@@ -481,11 +500,28 @@ mod tests {
         assert!(s.contains(&RootStep::Symlink { target: "usr/bin".into(), dst: r.join("bin") }));
         assert!(s.contains(&RootStep::Bind { src: "/usr".into(), dst: r.join("usr"), ro: true, dev: false }));
         assert!(s.contains(&RootStep::Bind { src: "/etc".into(), dst: r.join(".host-etc"), ro: true, dev: false }));
-        assert!(s.contains(&RootStep::Bind { src: "/srv/jails/b1/etc".into(), dst: r.join("etc"), ro: false, dev: false }));
+        assert!(s.contains(&RootStep::Bind {
+            src: "/srv/jails/b1/etc".into(),
+            dst: r.join("etc"),
+            ro: false,
+            dev: false
+        }));
         // No bind lands on a single host /etc file.
-        assert!(!s.iter().any(|x| matches!(x, RootStep::Bind { dst, .. } if dst.starts_with(r.join("etc")) && dst != &r.join("etc"))));
-        assert!(s.contains(&RootStep::Bind { src: "/srv/jails/b1/root".into(), dst: r.join("root"), ro: false, dev: false }));
-        assert!(s.contains(&RootStep::Bind { src: "/dev/pts/9".into(), dst: r.join("dev/console-board"), ro: false, dev: true }));
+        assert!(!s.iter().any(
+            |x| matches!(x, RootStep::Bind { dst, .. } if dst.starts_with(r.join("etc")) && dst != &r.join("etc"))
+        ));
+        assert!(s.contains(&RootStep::Bind {
+            src: "/srv/jails/b1/root".into(),
+            dst: r.join("root"),
+            ro: false,
+            dev: false
+        }));
+        assert!(s.contains(&RootStep::Bind {
+            src: "/dev/pts/9".into(),
+            dst: r.join("dev/console-board"),
+            ro: false,
+            dev: true
+        }));
         assert!(s.iter().all(|x| !matches!(x, RootStep::Bind { src, .. } if src == Path::new("/lib"))));
         assert_eq!(s.last(), Some(&RootStep::RemountRo { dst: r.into() }));
     }
@@ -496,7 +532,10 @@ mod tests {
         let s = system_accounts(pw);
         assert!(s.contains("sshd:") && s.contains("nobody:") && !s.contains("alice"));
         assert!(shadow_for(&s).starts_with("root:*:"));
-        assert_eq!(resolv_for("nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lab\n"), "nameserver 10.0.0.1\nsearch lab\n");
+        assert_eq!(
+            resolv_for("nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lab\n"),
+            "nameserver 10.0.0.1\nsearch lab\n"
+        );
     }
 
     #[test]
@@ -504,7 +543,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let uid = nix::unistd::getuid().as_raw();
         std::os::unix::fs::symlink("/etc", d.path().join(".ssh")).unwrap();
-        assert!(matches!(safe_write(d.path(), ".ssh/authorized_keys", b"x", 0o600, uid), Err(JailError::Unsafe { .. })));
+        assert!(matches!(
+            safe_write(d.path(), ".ssh/authorized_keys", b"x", 0o600, uid),
+            Err(JailError::Unsafe { .. })
+        ));
         std::fs::remove_file(d.path().join(".ssh")).unwrap();
         std::fs::create_dir(d.path().join(".ssh")).unwrap();
         let victim = d.path().join("victim");

@@ -72,11 +72,11 @@ impl Starter {
     /// Starts `labjail start` with a clean environment and only stdio open,
     /// sends the config and waits for `ready`. Returns (starter, pid, starttime).
     pub fn spawn(exe: &Path, cfg: &InitConfig, log: &Path) -> Result<(Starter, i32, u64), JailError> {
-        let logf = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|source| JailError::Io { what: "opening init log", path: log.into(), source })?;
+        let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|source| JailError::Io {
+            what: "opening init log",
+            path: log.into(),
+            source,
+        })?;
         let mut child = Command::new(exe)
             .arg("start")
             .env_clear()
@@ -224,7 +224,8 @@ fn parent(cfg: &InitConfig) -> Result<(), JailError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| JailError::Unshare { namespaces: "mount (builder)".into(), source: e.into() })?;
     let root = fs::build_root(cfg)?;
-    let (mut mine, theirs) = UnixStream::pair().map_err(|source| JailError::Io { what: "socketpair", path: "-".into(), source })?;
+    let (mut mine, theirs) =
+        UnixStream::pair().map_err(|source| JailError::Io { what: "socketpair", path: "-".into(), source })?;
     // SAFETY: labjail is single-threaded (no thread was started), so the
     // child may run arbitrary code after fork.
     match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
@@ -337,7 +338,11 @@ fn init(cfg: &InitConfig, root: &Path, s: &mut UnixStream) -> i32 {
     let setup = (|| -> Result<(), JailError> {
         nix::unistd::sethostname(&cfg.hostname).map_err(sys("sethostname"))?;
         fs::enter_root(root)?;
-        std::fs::create_dir_all("/run/sshd").map_err(|source| JailError::Io { what: "creating", path: "/run/sshd".into(), source })?;
+        std::fs::create_dir_all("/run/sshd").map_err(|source| JailError::Io {
+            what: "creating",
+            path: "/run/sshd".into(),
+            source,
+        })?;
         Ok(())
     })();
     if let Err(e) = setup {
@@ -399,7 +404,9 @@ fn jail_processes() -> Vec<String> {
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter(|n| n.parse::<u32>().is_ok_and(|p| p > 1))
-                .map(|p| format!("{p}:{}", std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default().trim()))
+                .map(|p| {
+                    format!("{p}:{}", std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default().trim())
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -428,9 +435,7 @@ impl Supervisor {
             // The init blocks SIGCHLD/SIGTERM/... to wait for them with
             // sigtimedwait; the mask is inherited through exec, and a
             // service with SIGTERM blocked cannot be stopped (dnsmasq).
-            cmd.pre_exec(|| {
-                SigSet::all().thread_unblock().map_err(std::io::Error::from)
-            });
+            cmd.pre_exec(|| SigSet::all().thread_unblock().map_err(std::io::Error::from));
         }
         let res = cmd
             .args(args)
@@ -494,7 +499,10 @@ impl Supervisor {
                 self.reap();
                 let r = &self.services[i];
                 if r.pid.is_none() {
-                    return Err(JailError::Init(format!("{} exited at start (see {} in the jail)", r.svc.name, r.svc.log)));
+                    return Err(JailError::Init(format!(
+                        "{} exited at start (see {} in the jail)",
+                        r.svc.name, r.svc.log
+                    )));
                 }
                 let up = match &r.svc.ready {
                     Ready::Tcp(a) => TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok(),

@@ -250,8 +250,11 @@ impl Jail {
         let host_pub = services::install_host_key(&plan, spec.host_key.as_deref())?;
         nfs::mount_root(&plan, spec.settings.nfsroot_size)?;
         if let Some(c) = &spec.console {
-            std::os::unix::fs::chown(c, Some(plan.host_uid), Some(plan.host_uid))
-                .map_err(|source| JailError::Io { what: "handing the console to the jail", path: c.clone(), source })?;
+            std::os::unix::fs::chown(c, Some(plan.host_uid), Some(plan.host_uid)).map_err(|source| JailError::Io {
+                what: "handing the console to the jail",
+                path: c.clone(),
+                source,
+            })?;
         }
         // 4.
         let cfg = init::InitConfig {
@@ -265,7 +268,8 @@ impl Jail {
             ssh_port: spec.settings.ssh_port,
             services: services::services(&plan, spec.settings.ssh_port),
         };
-        let (starter, pid, start) = init::Starter::spawn(&spec.settings.init_exe, &cfg, &plan.data_dir.join("init.log"))?;
+        let (starter, pid, start) =
+            init::Starter::spawn(&spec.settings.init_exe, &cfg, &plan.data_dir.join("init.log"))?;
         undo.init = Some((pid, start));
         // 5.
         if let Err(e) = net::setup(&plan, &spec.settings, pid, &mut undo.done) {
@@ -430,7 +434,11 @@ pub fn sweep_board(spec: &JailSpec) -> Result<Vec<String>, JailError> {
     if net::netns_exists(&plan.netns) || net::link_exists(&plan.uplink_host) {
         let mut errors = Vec::new();
         teardown(&plan, None, &net::Done::all(), false, &mut errors);
-        report.push(format!("removed the leftovers of {}: {}", plan.netns, if errors.is_empty() { "ok".into() } else { errors.join("; ") }));
+        report.push(format!(
+            "removed the leftovers of {}: {}",
+            plan.netns,
+            if errors.is_empty() { "ok".into() } else { errors.join("; ") }
+        ));
     } else if fs::inode(&nfs::image(&plan)).is_some() {
         let mut errors = Vec::new();
         nfs::unmount_root(&plan, &mut errors);
@@ -446,7 +454,12 @@ pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
     for j in known {
         let mut errors = Vec::new();
         teardown(&j.plan, Some((j.init_pid, j.init_start)), &net::Done::all(), false, &mut errors);
-        report.push(format!("jail {} ({}): {}", j.plan.board, j.plan.netns, if errors.is_empty() { "removed".into() } else { errors.join("; ") }));
+        report.push(format!(
+            "jail {} ({}): {}",
+            j.plan.board,
+            j.plan.netns,
+            if errors.is_empty() { "removed".into() } else { errors.join("; ") }
+        ));
     }
     if !by_prefix {
         return report;
@@ -494,7 +507,10 @@ pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
     }
     if let Ok(t) = net::run("nft", &["list", "tables", "inet"], None) {
         for name in t.lines().filter_map(|l| l.trim().strip_prefix("table inet ")) {
-            if name.strip_prefix(plan::NFT_PREFIX).is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit())) {
+            if name
+                .strip_prefix(plan::NFT_PREFIX)
+                .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+            {
                 let r = net::run("nft", &["delete", "table", "inet", name], None);
                 report.push(format!("nft table {name}: {}", if r.is_ok() { "removed" } else { "failed" }));
             }

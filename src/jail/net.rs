@@ -31,7 +31,8 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, 
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let cmdline = || format!("{program} {}", args.join(" "));
-    let mut child = cmd.spawn().map_err(|e| JailError::Command { command: cmdline(), detail: format!("cannot start: {e}") })?;
+    let mut child =
+        cmd.spawn().map_err(|e| JailError::Command { command: cmdline(), detail: format!("cannot start: {e}") })?;
     if let (Some(text), Some(mut w)) = (stdin, child.stdin.take()) {
         w.write_all(text.as_bytes())
             .map_err(|e| JailError::Command { command: cmdline(), detail: format!("writing input: {e}") })?;

@@ -101,7 +101,10 @@ fn run(prog: &str, args: &[&OsStr]) -> Result<(), JailError> {
     if o.status.success() {
         Ok(())
     } else {
-        Err(JailError::Command { command: command(), detail: format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim()) })
+        Err(JailError::Command {
+            command: command(),
+            detail: format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim()),
+        })
     }
 }
 
@@ -157,7 +160,15 @@ pub fn mount_root(plan: &Plan, size: u64) -> Result<(), JailError> {
         let owner = format!("lazy_itable_init=1,lazy_journal_init=1,root_owner={0}:{0}", plan.host_uid);
         let r = run(
             "mkfs.ext4",
-            &["-q".as_ref(), "-F".as_ref(), "-m".as_ref(), "0".as_ref(), "-E".as_ref(), owner.as_ref(), tmp.as_os_str()],
+            &[
+                "-q".as_ref(),
+                "-F".as_ref(),
+                "-m".as_ref(),
+                "0".as_ref(),
+                "-E".as_ref(),
+                owner.as_ref(),
+                tmp.as_os_str(),
+            ],
         );
         if let Err(e) = r {
             let _ = std::fs::remove_file(&tmp);
@@ -170,7 +181,14 @@ pub fn mount_root(plan: &Plan, size: u64) -> Result<(), JailError> {
     }
     run(
         "mount",
-        &["-t".as_ref(), "ext4".as_ref(), "-o".as_ref(), "loop,nosuid,nodev".as_ref(), img.as_os_str(), dir.as_os_str()],
+        &[
+            "-t".as_ref(),
+            "ext4".as_ref(),
+            "-o".as_ref(),
+            "loop,nosuid,nodev".as_ref(),
+            img.as_os_str(),
+            dir.as_os_str(),
+        ],
     )?;
     if fresh {
         // mkfs's lost+found belongs to host root (unmapped in the jail);
@@ -189,7 +207,9 @@ fn loop_devices(img: &Path) -> Vec<String> {
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -354,7 +374,10 @@ pub fn spawn(plan: &Plan) -> Result<Starting, JailError> {
     let status = cmd.status().map_err(io("starting", Path::new(GANESHA)))?;
     drop(netns);
     if !status.success() {
-        return Err(JailError::Command { command: GANESHA.into(), detail: format!("{status} (see {})", log.display()) });
+        return Err(JailError::Command {
+            command: GANESHA.into(),
+            detail: format!("{status} (see {})", log.display()),
+        });
     }
     Ok(Starting { t0, pidfile, log, netns_path })
 }
@@ -365,19 +388,24 @@ impl Starting {
         let Starting { t0, pidfile, log, netns_path } = self;
         let want_ns = super::fs::inode(&netns_path);
         loop {
-        if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
-            let in_ns = super::fs::inode(Path::new(&format!("/proc/{pid}/ns/net")));
-            if in_ns.is_some() && in_ns == want_ns && listening(pid, NFS_PORT) {
-                tracing::info!(board = %plan.board, pid, elapsed_ms = t0.elapsed().as_millis() as u64, "nfs export ready");
-                return Ok(pid);
+            if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+                let in_ns = super::fs::inode(Path::new(&format!("/proc/{pid}/ns/net")));
+                if in_ns.is_some() && in_ns == want_ns && listening(pid, NFS_PORT) {
+                    tracing::info!(board = %plan.board, pid, elapsed_ms = t0.elapsed().as_millis() as u64, "nfs export ready");
+                    return Ok(pid);
+                }
             }
-        }
-        if t0.elapsed() > START_TIMEOUT {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().filter(|l| l.contains("CRIT") || l.contains("FATAL") || l.contains("MAJ")).collect();
-            return Err(JailError::Init(format!("ganesha did not listen on {}:{NFS_PORT}: {}", plan.board_addr, tail.join(" | "))));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+            if t0.elapsed() > START_TIMEOUT {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> =
+                    tail.lines().filter(|l| l.contains("CRIT") || l.contains("FATAL") || l.contains("MAJ")).collect();
+                return Err(JailError::Init(format!(
+                    "ganesha did not listen on {}:{NFS_PORT}: {}",
+                    plan.board_addr,
+                    tail.join(" | ")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -108,9 +108,11 @@ impl fmt::Display for Ipv4Net {
 impl FromStr for Ipv4Net {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not an IPv4 network such as \"10.240.0.0/16\""))?;
+        let (a, p) =
+            s.split_once('/').ok_or_else(|| format!("{s:?} is not an IPv4 network such as \"10.240.0.0/16\""))?;
         let addr: Ipv4Addr = a.parse().map_err(|_| format!("{a:?} is not an IPv4 address"))?;
-        let prefix: u8 = p.parse().ok().filter(|&p| p <= 32).ok_or_else(|| format!("{p:?} is not a prefix length (0-32)"))?;
+        let prefix: u8 =
+            p.parse().ok().filter(|&p| p <= 32).ok_or_else(|| format!("{p:?} is not a prefix length (0-32)"))?;
         let net = Ipv4Net::new(addr, prefix).ok_or_else(|| format!("{s:?} is not an IPv4 network"))?;
         if net.addr != addr {
             return Err(format!("{s:?} has host bits set (did you mean \"{net}\"?)"));
@@ -229,22 +231,26 @@ impl Plan {
             .checked_mul(IDS_PER_JAIL)
             .and_then(|o| o.checked_add(s.uid_base))
             .filter(|u| u.checked_add(IDS_PER_JAIL - 1).is_some())
-            .ok_or_else(|| JailError::Allocation(format!("uid_base {} + index {index} * 65536 overflows", s.uid_base)))?;
+            .ok_or_else(|| {
+                JailError::Allocation(format!("uid_base {} + index {index} * 65536 overflows", s.uid_base))
+            })?;
         if s.uid_base < IDS_PER_JAIL {
             return Err(JailError::Allocation(format!(
                 "uid_base ({}) must be at least 65536 so jail ids never overlap the host's own users",
                 s.uid_base
             )));
         }
-        let board_net = s.board_net.subnet(24, index).ok_or_else(|| {
-            JailError::Allocation(format!("board_net {} has no /24 number {index}", s.board_net))
-        })?;
+        let board_net = s
+            .board_net
+            .subnet(24, index)
+            .ok_or_else(|| JailError::Allocation(format!("board_net {} has no /24 number {index}", s.board_net)))?;
         let at = |n: u64| board_net.nth(n).ok_or_else(|| JailError::Allocation(format!("{board_net} too small")));
         let (routed, uplink_host, jail_ip, uplink_prefix, gateway) = match &s.uplink {
             Uplink::Routed => {
-                let p = s.pool.subnet(30, index).ok_or_else(|| {
-                    JailError::Allocation(format!("pool {} has no /30 number {index}", s.pool))
-                })?;
+                let p = s
+                    .pool
+                    .subnet(30, index)
+                    .ok_or_else(|| JailError::Allocation(format!("pool {} has no /30 number {index}", s.pool)))?;
                 let host = p.nth(1).ok_or_else(|| JailError::Allocation(format!("{p}")))?;
                 let jail = p.nth(2).ok_or_else(|| JailError::Allocation(format!("{p}")))?;
                 (true, format!("{UPLINK_PREFIX}{index}"), jail, 30, host)
@@ -260,7 +266,9 @@ impl Plan {
                     .pool
                     .nth(u64::from(index) + 2)
                     .filter(|a| Some(*a) != s.pool.nth(s.pool.size().saturating_sub(1)))
-                    .ok_or_else(|| JailError::Allocation(format!("pool {} has no address for index {index}", s.pool)))?;
+                    .ok_or_else(|| {
+                        JailError::Allocation(format!("pool {} has no address for index {index}", s.pool))
+                    })?;
                 (false, format!("{MACVLAN_PREFIX}{index}"), jail, s.pool.prefix(), gw)
             }
         };

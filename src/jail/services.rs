@@ -116,7 +116,9 @@ pub fn install_host_key(plan: &Plan, keep: Option<&Path>) -> Result<String, Jail
     let dst = etc.join("ssh/ssh_host_ed25519_key");
     let uid = plan.host_uid;
     let private = match keep {
-        Some(src) => fs::read(src).map_err(|source| JailError::Io { what: "reading kept host key", path: src.into(), source })?,
+        Some(src) => {
+            fs::read(src).map_err(|source| JailError::Io { what: "reading kept host key", path: src.into(), source })?
+        }
         None => {
             // ssh-keygen writes into a host-root-only scratch directory,
             // never into the jail-owned tree.
@@ -126,7 +128,13 @@ pub fn install_host_key(plan: &Plan, keep: Option<&Path>) -> Result<String, Jail
             let key = tmp.join("key");
             let k = key.to_str().ok_or(JailError::Unsafe { path: key.clone(), why: "not UTF-8" })?;
             let r = net::run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", &plan.board, "-f", k], None)
-                .and_then(|_| fs::read(&key).map_err(|source| JailError::Io { what: "reading new host key", path: key.clone(), source }));
+                .and_then(|_| {
+                    fs::read(&key).map_err(|source| JailError::Io {
+                        what: "reading new host key",
+                        path: key.clone(),
+                        source,
+                    })
+                });
             let _ = fs::remove_dir_all(&tmp);
             r?
         }
@@ -168,11 +176,10 @@ pub fn read_authorized_keys(keys_dir: &Path, user: &str) -> Result<String, JailE
     if let Ok(t) = fs::read_to_string(&p) {
         return Ok(t);
     }
-    let home = nix::unistd::User::from_name(user)
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
-        .ok_or_else(|| JailError::Invalid { what: "user (no such account, and no keys_dir entry)", value: user.into() })?;
+    let home = nix::unistd::User::from_name(user).ok().flatten().map(|u| u.dir).ok_or_else(|| JailError::Invalid {
+        what: "user (no such account, and no keys_dir entry)",
+        value: user.into(),
+    })?;
     let p = home.join(".ssh/authorized_keys");
     fs::read_to_string(&p).map_err(|source| JailError::Io { what: "reading the claimant's keys", path: p, source })
 }

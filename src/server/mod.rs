@@ -56,11 +56,7 @@ pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<UnixListener,
     let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| io_err("binding", e))?;
     std_listener.set_nonblocking(true).map_err(|e| io_err("configuring", e))?;
     if let Some(g) = group {
-        let gid = nix::unistd::Group::from_name(g)
-            .ok()
-            .flatten()
-            .ok_or_else(|| BindError::NoGroup(g.to_string()))?
-            .gid;
+        let gid = nix::unistd::Group::from_name(g).ok().flatten().ok_or_else(|| BindError::NoGroup(g.to_string()))?.gid;
         nix::unistd::chown(path, None, Some(gid)).map_err(|e| io_err("setting the group of", e.into()))?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -148,7 +144,12 @@ pub async fn serve(listener: UnixListener, front: Rc<Front>, mut shutdown: watch
 /// Binds a jail's socket at `path` (its directory is root's alone; the
 /// file itself is bind-mounted into the jail, whose root must be able to
 /// connect) and serves it until the returned handle is aborted.
-pub fn serve_jail(front: Rc<Front>, path: &Path, user: String, handle: String) -> Result<tokio::task::JoinHandle<()>, BindError> {
+pub fn serve_jail(
+    front: Rc<Front>,
+    path: &Path,
+    user: String,
+    handle: String,
+) -> Result<tokio::task::JoinHandle<()>, BindError> {
     let io_err = |what, source| BindError::Io { what, path: path.to_path_buf(), source };
     // DIR/jail-sockets (0700: no host user gets in) / BOARD (0711: the
     // jail, which binds this directory at /run/boardlab, may reach the
@@ -165,7 +166,8 @@ pub fn serve_jail(front: Rc<Front>, path: &Path, user: String, handle: String) -
     let _ = std::fs::remove_file(path);
     let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| io_err("binding", e))?;
     std_listener.set_nonblocking(true).map_err(|e| io_err("configuring", e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|e| io_err("setting the mode of", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| io_err("setting the mode of", e))?;
     let listener = UnixListener::from_std(std_listener).map_err(|e| io_err("registering", e))?;
     let kind = Peer::Jail { user, handle };
     Ok(tokio::task::spawn_local(async move {
@@ -266,12 +268,9 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
                     Peer::Host => front.identity(uid, &peer, req.on_behalf_of.clone()),
                     // `as` means nothing inside a jail, and a jail is never
                     // an operator, whoever its claimant is.
-                    Peer::Jail { user, handle } => Ok(Identity {
-                        user: user.clone(),
-                        uid,
-                        admin: false,
-                        jail_handle: Some(handle.clone()),
-                    }),
+                    Peer::Jail { user, handle } => {
+                        Ok(Identity { user: user.clone(), uid, admin: false, jail_handle: Some(handle.clone()) })
+                    }
                 }
                 .map(|who| (req, who))
                 .map_err(|e| (id, e))

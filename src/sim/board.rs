@@ -256,11 +256,11 @@ impl Board {
         let tx = self.tx.clone();
         let generation = self.generation;
         let c = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name("netboot".into())
-            .spawn(move || net_boot(mac, &c, &|m| {
+        let spawned = std::thread::Builder::new().name("netboot".into()).spawn(move || {
+            net_boot(mac, &c, &|m| {
                 let _ = tx.send((generation, m));
-            }));
+            })
+        });
         match spawned {
             Ok(handle) => self.worker = Some(Worker { cancel, handle }),
             Err(e) => {
@@ -453,9 +453,7 @@ fn net_boot(mac: [u8; 6], cancel: &AtomicBool, send: &dyn Fn(Msg)) {
     match tftp::fetch(lease.tftp_server, &file, cancel) {
         Ok(f) => line(format!("TFTP: fetched {file} ({} bytes, sha256 {})", f.bytes, f.sha256)),
         Err(tftp::Failure::Cancelled) => return,
-        Err(tftp::Failure::Failed(reason)) => {
-            line(format!("TFTP: {file} from {} failed: {reason}", lease.tftp_server))
-        }
+        Err(tftp::Failure::Failed(reason)) => line(format!("TFTP: {file} from {} failed: {reason}", lease.tftp_server)),
     }
     if let Some(rp) = &lease.root_path {
         let (server, dir) = nfs_root(rp, lease.server);
@@ -495,7 +493,10 @@ enum NfsRead {
 fn nfs_read(server: std::net::Ipv4Addr, path: &str, cancel: &AtomicBool) -> NfsRead {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    if !path.starts_with('/') || path.contains("..") || path.bytes().any(|b| b.is_ascii_control() || b == b'?' || b == b'#') {
+    if !path.starts_with('/')
+        || path.contains("..")
+        || path.bytes().any(|b| b.is_ascii_control() || b == b'?' || b == b'#')
+    {
         return NfsRead::Failed(format!("unusable root path {path:?}"));
     }
     let url = format!("nfs://{server}{path}?version=4");

@@ -76,10 +76,7 @@ impl Reply {
     }
 
     fn ip_option(&self, code: u8) -> Option<Ipv4Addr> {
-        self.options
-            .get(&code)
-            .filter(|v| v.len() >= 4)
-            .map(|v| Ipv4Addr::new(v[0], v[1], v[2], v[3]))
+        self.options.get(&code).filter(|v| v.len() >= 4).map(|v| Ipv4Addr::new(v[0], v[1], v[2], v[3]))
     }
 
     /// Turns an ACK into a lease.
@@ -103,7 +100,14 @@ impl Reply {
             .get(&17)
             .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
             .filter(|s| !s.is_empty());
-        (!self.yiaddr.is_unspecified()).then_some(Lease { addr: self.yiaddr, prefix, server, tftp_server, boot_file, root_path })
+        (!self.yiaddr.is_unspecified()).then_some(Lease {
+            addr: self.yiaddr,
+            prefix,
+            server,
+            tftp_server,
+            boot_file,
+            root_path,
+        })
     }
 }
 
@@ -192,13 +196,13 @@ fn client_socket(ifname: &str) -> Result<UdpSocket> {
         let what = format!("{what} on DHCP socket ({ifname})");
         move |e: nix::Error| SimError::Sys { what, source: e.into() }
     };
-    socket::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(ifname)).map_err(sys("SO_BINDTODEVICE"))?;
+    socket::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(ifname))
+        .map_err(sys("SO_BINDTODEVICE"))?;
     socket::setsockopt(&fd, sockopt::Broadcast, &true).map_err(sys("SO_BROADCAST"))?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(sys("SO_REUSEADDR"))?;
     bind_any(&fd, 68).map_err(sys("bind 0.0.0.0:68"))?;
     let sock = UdpSocket::from(fd);
-    sock.set_read_timeout(Some(Duration::from_millis(25)))
-        .map_err(SimError::sys("setting DHCP socket timeout"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(25))).map_err(SimError::sys("setting DHCP socket timeout"))?;
     Ok(sock)
 }
 
@@ -253,7 +257,11 @@ fn exchange(
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(SimError::sys("receiving DHCP reply")(e)),
         }
     }

@@ -185,12 +185,14 @@ fn build(state: &mut LabState) -> Result<()> {
         wait_boards_ready(state)?;
     }
     write_labd_config(state)?;
-    crate::config::Config::load(&dir).map_err(|e| SimError::Refused(format!("generated labd configuration is invalid: {e}")))?;
+    crate::config::Config::load(&dir)
+        .map_err(|e| SimError::Refused(format!("generated labd configuration is invalid: {e}")))?;
     Ok(())
 }
 
 fn wait_boards_ready(state: &LabState) -> Result<()> {
-    let limit = Duration::from_secs(10) + Duration::from_millis(20) * u32::try_from(state.boards.len()).unwrap_or(u32::MAX);
+    let limit =
+        Duration::from_secs(10) + Duration::from_millis(20) * u32::try_from(state.boards.len()).unwrap_or(u32::MAX);
     let start = Instant::now();
     let mut pending: Vec<&BoardState> = state.boards.iter().collect();
     while !pending.is_empty() {
@@ -256,12 +258,8 @@ pub fn lab_toml(state: &LabState) -> String {
 
 /// `DIR/boards.d/<name>.toml` for labd.
 pub fn board_toml(state: &LabState, b: &BoardState) -> String {
-    let mut s = format!(
-        "name = {}\nclass = {}\npower = {{ switch = \"poe1\", port = {} }}\n",
-        q(&b.name),
-        q(&b.class),
-        b.port
-    );
+    let mut s =
+        format!("name = {}\nclass = {}\npower = {{ switch = \"poe1\", port = {} }}\n", q(&b.name), q(&b.class), b.port);
     if state.console {
         s.push_str(&format!(
             "console = {{ path = {}, baud = 115200 }}\n",
@@ -425,7 +423,10 @@ pub fn plug(dir: &Path, board: &str, plug_in: bool) -> Result<()> {
     let start = Instant::now();
     while link.symlink_metadata().is_ok() != plug_in {
         if start.elapsed() > Duration::from_secs(3) {
-            return Err(SimError::Refused(format!("board {board} did not {} its serial adapter", if plug_in { "plug in" } else { "unplug" })));
+            return Err(SimError::Refused(format!(
+                "board {board} did not {} its serial adapter",
+                if plug_in { "plug in" } else { "unplug" }
+            )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -435,10 +436,8 @@ pub fn plug(dir: &Path, board: &str, plug_in: bool) -> Result<()> {
 /// `labsim pass-persist`: serves snmpd on stdin/stdout until it closes them.
 pub fn pass_persist(dir: &Path) -> Result<()> {
     let state = LabState::load_existing(dir)?;
-    let table = PortTable {
-        ports: u32::try_from(state.boards.len()).unwrap_or(u32::MAX),
-        store: PortStore::new(&state.dir),
-    };
+    let table =
+        PortTable { ports: u32::try_from(state.boards.len()).unwrap_or(u32::MAX), store: PortStore::new(&state.dir) };
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     pass_persist::serve(&table, stdin.lock(), stdout.lock()).map_err(SimError::sys("pass_persist I/O with snmpd"))

@@ -57,20 +57,13 @@ use std::path::{Path, PathBuf};
 pub enum SimError {
     /// A file system operation on a path failed.
     #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: io::Error },
     /// An external program could not be run or reported failure.
     #[error("{program}: {detail}")]
     Command { program: String, detail: String },
     /// A socket or kernel operation that is not about a path.
     #[error("{what}: {source}")]
-    Sys {
-        what: String,
-        source: io::Error,
-    },
+    Sys { what: String, source: io::Error },
     /// The request cannot be carried out as asked (wrong arguments, lab state).
     #[error("{0}")]
     Refused(String),
@@ -111,10 +104,7 @@ pub const GROUP: u32 = 1;
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(SimError::io("creating", &tmp))?;
     f.write_all(contents).map_err(SimError::io("writing", &tmp))?;

@@ -87,9 +87,7 @@ pub fn create(state: &LabState) -> Result<()> {
         let (Some(ns), Some(host), Some(mac)) = (&b.netns, &b.host_if, &b.mac) else { continue };
         let (_, host_mac) = macs(&state.lab_id, b.port);
         lines.push(format!("netns add {ns}"));
-        lines.push(format!(
-            "link add {host} address {host_mac} type veth peer name eth0 address {mac} netns {ns}"
-        ));
+        lines.push(format!("link add {host} address {host_mac} type veth peer name eth0 address {mac} netns {ns}"));
         lines.push(format!("link set {host} up"));
     }
     ip_batch(&lines, false)
@@ -116,7 +114,8 @@ pub fn destroy(state: &LabState) -> Result<()> {
     let lines: Vec<String> = hosts.iter().filter(|h| link_exists(h)).map(|h| format!("link del {h}")).collect();
     ip_batch(&lines, true)?;
     let left: Vec<&String> = hosts.into_iter().filter(|h| link_exists(h)).collect();
-    let left_ns: Vec<&String> = state.boards.iter().filter_map(|b| b.netns.as_ref()).filter(|n| netns_exists(n)).collect();
+    let left_ns: Vec<&String> =
+        state.boards.iter().filter_map(|b| b.netns.as_ref()).filter(|n| netns_exists(n)).collect();
     if left.is_empty() && left_ns.is_empty() {
         Ok(())
     } else {

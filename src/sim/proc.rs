@@ -21,11 +21,7 @@ pub fn is_root() -> bool {
 /// terminal), stdin from /dev/null and stdout/stderr appended to `log`.
 /// Returns the child's PID; the child outlives us and is reaped by init.
 pub fn spawn_detached(mut cmd: Command, log: &Path) -> Result<i32> {
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(SimError::io("opening log", log))?;
+    let out = File::options().create(true).append(true).open(log).map_err(SimError::io("opening log", log))?;
     let err = out.try_clone().map_err(SimError::io("opening log", log))?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     // SAFETY: the closure runs in the forked child before exec and only
@@ -38,29 +34,20 @@ pub fn spawn_detached(mut cmd: Command, log: &Path) -> Result<i32> {
     let child = cmd
         .spawn()
         .map_err(|e| SimError::Command { program: program.clone(), detail: format!("cannot start: {e}") })?;
-    i32::try_from(child.id())
-        .map_err(|_| SimError::Command { program, detail: "PID out of range".into() })
+    i32::try_from(child.id()).map_err(|_| SimError::Command { program, detail: "PID out of range".into() })
 }
 
 /// The NUL-separated command line of a process, `None` if it is gone.
 fn cmdline(pid: i32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|&b| b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect(),
-    )
+    Some(raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
 }
 
 /// Whether `pid` is alive (and not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state letter follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
+        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -68,10 +55,7 @@ pub fn alive(pid: i32) -> bool {
 /// Whether `pid` still runs a program of ours: its command line must contain
 /// every one of `needles` as an argument. A recycled PID fails the test.
 pub fn is_ours(pid: i32, needles: &[&str]) -> bool {
-    pid > 1
-        && cmdline(pid)
-            .map(|args| needles.iter().all(|n| args.iter().any(|a| a == n)))
-            .unwrap_or(false)
+    pid > 1 && cmdline(pid).map(|args| needles.iter().all(|n| args.iter().any(|a| a == n))).unwrap_or(false)
 }
 
 /// Stops the given processes (each checked with [`is_ours`] first): SIGTERM,

@@ -38,11 +38,8 @@ impl Console {
         grantpt(&master).map_err(sys("grantpt"))?;
         unlockpt(&master).map_err(sys("unlockpt"))?;
         let flags = fcntl(master.as_raw_fd(), FcntlArg::F_GETFL).map_err(sys("fcntl(F_GETFL) on pty master"))?;
-        fcntl(
-            master.as_raw_fd(),
-            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-        )
-        .map_err(sys("fcntl(F_SETFL) on pty master"))?;
+        fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
+            .map_err(sys("fcntl(F_SETFL) on pty master"))?;
         let slave = PathBuf::from(ptsname_r(&master).map_err(sys("ptsname_r"))?);
         // Open the slave once: set a serial-like raw 115200 line (kept while
         // the master lives), and leave it closed so the master starts in the

@@ -100,9 +100,8 @@ pub fn get_port(snmp_port: u16, port: u32, timeout: Duration) -> Result<i64> {
     let addr = format!("127.0.0.1:{snmp_port}");
     let mut sess = SyncSession::new_v2c(addr.as_str(), RO_COMMUNITY.as_bytes(), Some(timeout), 1)
         .map_err(SimError::sys(format!("opening SNMP session to {addr}")))?;
-    let mut pdu = sess
-        .get(&oid)
-        .map_err(|e| SimError::Refused(format!("the switch at {addr} does not answer: {e:?}")))?;
+    let mut pdu =
+        sess.get(&oid).map_err(|e| SimError::Refused(format!("the switch at {addr} does not answer: {e:?}")))?;
     if pdu.error_status != 0 {
         return Err(SimError::Refused(format!(
             "the switch at {addr} answered with SNMP error status {}",

@@ -81,16 +81,17 @@ impl LabState {
 
     /// Writes the state atomically.
     pub fn save(&self) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| SimError::Refused(format!("encoding lab state: {e}")))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| SimError::Refused(format!("encoding lab state: {e}")))?;
         write_atomic(&Self::path(&self.dir), text.as_bytes())
     }
 
     /// A board by name.
     pub fn board(&self, name: &str) -> Result<&BoardState> {
-        self.boards.iter().find(|b| b.name == name).ok_or_else(|| {
-            SimError::Refused(format!("unknown board {name:?} in lab {}", self.dir.display()))
-        })
+        self.boards
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| SimError::Refused(format!("unknown board {name:?} in lab {}", self.dir.display())))
     }
 
     /// Where a board's serial symlink lives.

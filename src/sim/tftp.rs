@@ -82,14 +82,25 @@ pub fn fetch_at(dest: SocketAddrV4, file: &str, cancel: &AtomicBool) -> Result<F
         if sent_at.elapsed() >= RETRY_AFTER {
             tries += 1;
             if tries > RETRIES {
-                return Err(fail(if peer.is_none() { "no answer from server".into() } else { format!("timeout at block {expect}") }));
+                return Err(fail(if peer.is_none() {
+                    "no answer from server".into()
+                } else {
+                    format!("timeout at block {expect}")
+                }));
             }
             sock.send_to(&last, peer.unwrap_or(first_dest)).map_err(|e| fail(format!("send: {e}")))?;
             sent_at = Instant::now();
         }
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(fail(format!("receive: {e}"))),
         };
         if n < 4 || from.ip() != std::net::IpAddr::V4(server) || peer.is_some_and(|p| p != from) {

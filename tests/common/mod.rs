@@ -28,10 +28,8 @@ pub const GATEWAY: &str = "bltest-gw";
 pub fn ensure_users() {
     for u in [ALICE, BOB, GATEWAY] {
         if nix::unistd::User::from_name(u).ok().flatten().is_none() {
-            let st = Command::new("useradd")
-                .args(["--create-home", "--shell", "/bin/sh", u])
-                .status()
-                .expect("useradd");
+            let st =
+                Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", u]).status().expect("useradd");
             assert!(st.success() || nix::unistd::User::from_name(u).ok().flatten().is_some(), "cannot create user {u}");
         }
         // '*': no password login, but not "locked" (which sshd refuses).
@@ -110,11 +108,7 @@ impl Lab {
 
     pub fn start_labd(&mut self) {
         assert!(self.labd.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("labd.log"))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("labd.log")).unwrap();
         let child = Command::new(LABD)
             .arg("--config")
             .arg(self.dir.path())
@@ -202,8 +196,16 @@ impl Lab {
         }
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let replies: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad reply line {l:?}: {e}"))).collect();
-        assert_eq!(replies.len(), reqs.len(), "one reply per request; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        let replies: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad reply line {l:?}: {e}")))
+            .collect();
+        assert_eq!(
+            replies.len(),
+            reqs.len(),
+            "one reply per request; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         replies
     }
 

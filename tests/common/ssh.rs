@@ -79,10 +79,21 @@ pub fn start_sshd(dir: &Path, keys: &[(&str, String)]) -> Sshd {
 impl Sshd {
     pub fn run(&self, user: &str, key: &Path, command: Option<&str>, stdin: impl AsRef<[u8]>) -> Output {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i"])
-            .arg(key)
-            .args(["-p", &self.port.to_string()])
-            .arg(format!("{user}@127.0.0.1"));
+        cmd.args([
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+        ])
+        .arg(key)
+        .args(["-p", &self.port.to_string()])
+        .arg(format!("{user}@127.0.0.1"));
         if let Some(c) = command {
             // `--`: ssh would read a command starting with `-` as its own option.
             cmd.arg("--").arg(c);
@@ -106,5 +117,8 @@ impl Sshd {
 }
 
 pub fn json_lines(o: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))).collect()
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
 }
