@@ -117,10 +117,6 @@ impl SwitchClient {
         SwitchClient { sw, session: None }
     }
 
-    pub fn switch(&self) -> &Switch {
-        &self.sw
-    }
-
     async fn session(&mut self) -> Result<&mut AsyncSession, PowerError> {
         if self.session.is_none() {
             let mut req_id = [0u8; 4];

@@ -131,25 +131,6 @@ pub enum Call {
     },
 }
 
-/// Every function name the daemon knows.
-pub const FUNCTIONS: &[&str] = &[
-    "classes",
-    "status",
-    "claim",
-    "renew",
-    "reinit",
-    "release",
-    "power_on",
-    "power_off",
-    "power_cycle",
-    "console",
-    "console_log",
-    "whoami",
-    "dump",
-    "maintenance",
-    "force_release",
-];
-
 /// A parsed request line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {

@@ -40,11 +40,6 @@ pub fn format_duration(d: Duration) -> String {
     format!("{ms}ms")
 }
 
-/// Seconds since the Unix epoch, as stored in SQLite.
-pub fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
-}
-
 /// Milliseconds since the Unix epoch; leases are kept at this resolution so
 /// that tests can use sub-second leases.
 pub fn now_unix_ms() -> i64 {

@@ -244,8 +244,6 @@ fn wait_queue_is_first_come_first_served() {
         lab.wait_for(Duration::from_secs(5), "the next waiter to get the board", || {
             lab.board("rockpro64-1")["state"] == "claimed"
         });
-        let d = lab.req(json!({"fn": "dump"}));
-        let _ = d;
         // Find which waiter got it: the one whose thread finished.
         let t0 = Instant::now();
         loop {

@@ -6,11 +6,14 @@
 //! One test function runs the scenario in order (the steps depend on each
 //! other) and a guard removes everything on the way out, also on failure.
 
+#[path = "common/serial.rs"]
+mod serial;
+use serial::Serial;
+
 use std::fs::File;
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +21,6 @@ use std::time::{Duration, Instant};
 use boardlab::config::{Config, Network};
 use boardlab::jail::{self, Jail, JailSettings, JailSpec, Uplink};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::termios;
 
 const LABSIM: &str = env!("CARGO_BIN_EXE_labsim");
 const LABJAIL: &str = env!("CARGO_BIN_EXE_labjail");
@@ -36,50 +38,6 @@ fn text(o: &Output) -> String {
 
 fn run(prog: &str, args: &[&str]) -> Output {
     Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("{prog}: {e}"))
-}
-
-/// The board's serial line, opened like labd does (raw tty).
-struct Serial {
-    f: File,
-    seen: Vec<u8>,
-}
-
-impl Serial {
-    fn open(path: &Path) -> Serial {
-        let f = File::options()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-            .open(path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let mut t = termios::tcgetattr(&f).expect("tcgetattr");
-        termios::cfmakeraw(&mut t);
-        termios::tcsetattr(&f, termios::SetArg::TCSANOW, &t).expect("tcsetattr");
-        Serial { f, seen: Vec::new() }
-    }
-
-    fn read_until(&mut self, want: &str, limit: Duration) -> bool {
-        let start = Instant::now();
-        let mut buf = [0u8; 4096];
-        loop {
-            if String::from_utf8_lossy(&self.seen).contains(want) {
-                return true;
-            }
-            if start.elapsed() > limit {
-                return false;
-            }
-            let mut fds = [PollFd::new(self.f.as_fd(), PollFlags::POLLIN)];
-            if poll(&mut fds, PollTimeout::from(50u8)).unwrap_or(0) > 0 {
-                if let Ok(n) = self.f.read(&mut buf) {
-                    self.seen.extend_from_slice(&buf[..n]);
-                }
-            }
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.seen).into_owned()
-    }
 }
 
 /// Everything the test made; dropping it removes all of it.

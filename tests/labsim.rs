@@ -2,16 +2,13 @@
 //! and CLI tools, ptys, network namespaces and dnsmasq. They need root; run
 //! as another user they are skipped with a message.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+#[path = "common/serial.rs"]
+mod serial;
+use serial::Serial;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::termios;
-use std::os::fd::AsFd;
 
 const LABSIM: &str = env!("CARGO_BIN_EXE_labsim");
 const ADMIN_ENABLE: &str = ".1.3.6.1.2.1.105.1.1.1.3.1";
@@ -109,54 +106,6 @@ fn snmpset(lab: &Lab, port: u32, value: &str) -> Output {
         .env("MIBS", "")
         .output()
         .expect("run snmpset")
-}
-
-/// The board's serial line, opened through the lab's symlink like labd does.
-struct Serial {
-    f: File,
-    seen: Vec<u8>,
-}
-
-impl Serial {
-    fn open(path: &Path) -> Serial {
-        let f = File::options()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-            .open(path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let mut t = termios::tcgetattr(&f).expect("tcgetattr");
-        termios::cfmakeraw(&mut t);
-        termios::cfsetspeed(&mut t, termios::BaudRate::B115200).expect("cfsetspeed");
-        termios::tcsetattr(&f, termios::SetArg::TCSANOW, &t).expect("tcsetattr");
-        Serial { f, seen: Vec::new() }
-    }
-
-    /// Reads for up to `limit`, stopping early once `want` has been seen.
-    fn read_until(&mut self, want: &[u8], limit: Duration) -> bool {
-        let start = Instant::now();
-        let mut buf = [0u8; 4096];
-        while start.elapsed() < limit {
-            if !want.is_empty() && self.seen.windows(want.len()).any(|w| w == want) {
-                return true;
-            }
-            let mut fds = [PollFd::new(self.f.as_fd(), PollFlags::POLLIN)];
-            if poll(&mut fds, PollTimeout::from(50u8)).unwrap_or(0) > 0 {
-                if let Ok(n) = self.f.read(&mut buf) {
-                    self.seen.extend_from_slice(&buf[..n]);
-                }
-            }
-        }
-        !want.is_empty() && self.seen.windows(want.len()).any(|w| w == want)
-    }
-
-    fn take(&mut self) -> String {
-        String::from_utf8_lossy(&std::mem::take(&mut self.seen)).into_owned()
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.f.write_all(bytes).expect("write serial");
-    }
 }
 
 fn pid_alive(pid: i64) -> bool {

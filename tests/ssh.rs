@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::ssh::{json_lines, keygen, start_sshd};
+use common::ssh::{json_lines, keygen, start_sshd, CLIENT_OPTS};
 use common::*;
 use serde_json::{json, Value};
 
@@ -112,20 +112,9 @@ fn console_over_ssh_with_a_terminal() {
     let mut child = Command::new("ssh")
         // -tt: a terminal on the far side although ours is a pipe; -e none:
         // our ssh must not eat the `~.`, labcli's own escape.
-        .args([
-            "-tt",
-            "-e",
-            "none",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ])
+        .args(["-tt", "-e", "none"])
+        .args(CLIENT_OPTS)
+        .arg("-i")
         .arg(d.path().join("alice"))
         .args(["-p", &sshd.port.to_string()])
         .arg(format!("{ALICE}@127.0.0.1"))

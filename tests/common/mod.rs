@@ -212,17 +212,8 @@ impl Lab {
     /// Writes raw bytes to labcli's stdin mode as `user` and returns the
     /// reply lines (labcli answers bad lines itself, passes JSON on).
     pub fn stdin_raw_as(&self, user: &str, bytes: &[u8]) -> Vec<Value> {
-        let mut child = self.labcli_as(user).spawn().unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let data = bytes.to_vec();
-        // A writer thread: labcli answers while it reads, so a big input
-        // must not wait for the whole write before replies are drained.
-        let w = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        w.join().unwrap();
-        reply_lines(&out.stdout)
+        let child = self.labcli_as(user).spawn().unwrap();
+        feed_and_collect(child, bytes)
     }
 
     /// Sends raw bytes over the socket as `user` (through socat, so the
@@ -230,7 +221,7 @@ impl Lab {
     /// until labd closes the connection.
     pub fn socket_raw_as(&self, user: &str, bytes: &[u8]) -> Vec<Value> {
         let (uid, gid) = uid_of(user);
-        let mut child = Command::new("socat")
+        let child = Command::new("socat")
             .args(["-t", "30", "-"])
             .arg(format!("UNIX-CONNECT:{}", self.sock().display()))
             .uid(uid)
@@ -240,14 +231,7 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .expect("socat");
-        let mut stdin = child.stdin.take().unwrap();
-        let data = bytes.to_vec();
-        let w = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        w.join().unwrap();
-        reply_lines(&out.stdout)
+        feed_and_collect(child, bytes)
     }
 
     /// What hostile input must not change: every board as `status` shows
@@ -303,6 +287,20 @@ impl Drop for Lab {
         }
         let _ = Command::new(LABSIM).args(["down", "--dir"]).arg(self.dir.path()).output();
     }
+}
+
+/// Writes `bytes` to the child's stdin from a thread (the child answers
+/// while it reads, so a big input must not wait for the whole write before
+/// the replies are drained) and returns the reply lines it printed.
+fn feed_and_collect(mut child: Child, bytes: &[u8]) -> Vec<Value> {
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.to_vec();
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap();
+    reply_lines(&out.stdout)
 }
 
 /// A raw protocol connection.

@@ -22,6 +22,19 @@ impl Drop for Sshd {
     }
 }
 
+/// The ssh client options every test uses against the loopback sshd: no
+/// prompts, no host key to remember (the server is the test's own).
+pub const CLIENT_OPTS: &[&str] = &[
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+];
+
 pub fn keygen(path: &Path) {
     let st = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -79,21 +92,12 @@ pub fn start_sshd(dir: &Path, keys: &[(&str, String)]) -> Sshd {
 impl Sshd {
     pub fn run(&self, user: &str, key: &Path, command: Option<&str>, stdin: impl AsRef<[u8]>) -> Output {
         let mut cmd = Command::new("ssh");
-        cmd.args([
-            "-T",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ])
-        .arg(key)
-        .args(["-p", &self.port.to_string()])
-        .arg(format!("{user}@127.0.0.1"));
+        cmd.arg("-T")
+            .args(CLIENT_OPTS)
+            .arg("-i")
+            .arg(key)
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{user}@127.0.0.1"));
         if let Some(c) = command {
             // `--`: ssh would read a command starting with `-` as its own option.
             cmd.arg("--").arg(c);
