@@ -58,6 +58,7 @@ impl BoardActor {
                 format!("board {board} has no network link configured, and jails need one"),
             )));
         };
+        let root_dir = Some(jc.settings.root_dir.display().to_string());
         let stale = self.jail.take();
         self.relay = None;
         let relay = match self.console().map(Relay::start) {
@@ -134,7 +135,13 @@ impl BoardActor {
                 Err(e) => {
                     act.event("jail_failed", Some(&user), Some(&e));
                     error!(board = %board, "building the jail: {e}");
-                    Err(ApiError::new(Code::Internal, format!("building the jail of {board}: {e}")))
+                    // The claimant learns what failed, not where the host
+                    // keeps its jails (the operators' log has the paths).
+                    let shown = match &root_dir {
+                        Some(r) if !r.is_empty() => e.replace(r.as_str(), "<jail root_dir>"),
+                        _ => e,
+                    };
+                    Err(ApiError::new(Code::Internal, format!("building the jail of {board}: {shown}")))
                 }
             }
         }))

@@ -61,11 +61,26 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(15);
 // labd side
 // ---------------------------------------------------------------------------
 
-/// A `labjail start` in progress, seen from labd.
+/// A `labjail start` in progress, seen from labd. Dropping it kills and
+/// reaps `labjail start` if it still runs (the jail's init, once forked,
+/// is not its child and lives on), so labd never leaves a zombie.
 pub struct Starter {
-    child: Child,
+    child: Option<Child>,
     stdin: ChildStdin,
     stdout: ChildStdout,
+    /// init.log, and its length when this start began: what labjail wrote
+    /// to stderr since is the reason of a failure.
+    log: PathBuf,
+    log_start: u64,
+}
+
+impl Drop for Starter {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Starter {
@@ -77,6 +92,7 @@ impl Starter {
             path: log.into(),
             source,
         })?;
+        let log_start = logf.metadata().map(|m| m.len()).unwrap_or(0);
         let mut child = Command::new(exe)
             .arg("start")
             .env_clear()
@@ -87,9 +103,11 @@ impl Starter {
             .spawn()
             .map_err(|source| JailError::Io { what: "starting the jail init", path: exe.into(), source })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(JailError::Init("no pipes to labjail".into()));
         };
-        let mut s = Starter { child, stdin, stdout };
+        let mut s = Starter { child: Some(child), stdin, stdout, log: log.to_path_buf(), log_start };
         let line = serde_json::to_string(cfg).map_err(|e| JailError::Init(e.to_string()))?;
         s.send(&line)?;
         let ready = s.expect("ready")?;
@@ -103,17 +121,50 @@ impl Starter {
     }
 
     fn send(&mut self, line: &str) -> Result<(), JailError> {
-        writeln!(self.stdin, "{line}").map_err(|e| JailError::Init(format!("writing to labjail: {e}")))
+        let mut buf = String::with_capacity(line.len() + 1);
+        buf.push_str(line);
+        buf.push('\n');
+        self.stdin
+            .write_all(buf.as_bytes())
+            .map_err(|e| JailError::Init(format!("writing to labjail: {e}{}", self.stderr())))
+    }
+
+    /// What labjail wrote to its stderr (init.log) since this start
+    /// began, last lines only, for an error message.
+    fn stderr(&self) -> String {
+        use std::io::{Seek, SeekFrom};
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            if f.seek(SeekFrom::Start(self.log_start)).is_ok() {
+                let _ = f.take(64 * 1024).read_to_string(&mut text);
+            }
+        }
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        format!(" (labjail said: {})", lines[lines.len().saturating_sub(5)..].join(" | "))
     }
 
     /// Reads one line (with a deadline) and checks its first word.
     fn expect(&mut self, word: &str) -> Result<String, JailError> {
-        let line = read_line_deadline(&mut self.stdout, Instant::now() + PHASE_TIMEOUT)
-            .map_err(|e| JailError::Init(format!("waiting for {word:?}: {e}")))?;
+        let line = match read_line_deadline(&mut self.stdout, Instant::now() + PHASE_TIMEOUT) {
+            Ok(l) => l,
+            Err(e) => {
+                // Give a dying labjail a moment to finish its stderr.
+                if let Some(c) = self.child.as_mut() {
+                    let t = Instant::now();
+                    while matches!(c.try_wait(), Ok(None)) && t.elapsed() < Duration::from_millis(200) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                return Err(JailError::Init(format!("waiting for {word:?}: {e}{}", self.stderr())));
+            }
+        };
         match line.split_once(' ').unwrap_or((line.as_str(), "")) {
             (w, rest) if w == word => Ok(rest.to_string()),
-            ("error", rest) => Err(JailError::Init(rest.to_string())),
-            _ => Err(JailError::Init(format!("unexpected {line:?} while waiting for {word:?}"))),
+            ("error", rest) => Err(JailError::Init(rest.strip_prefix("jail init: ").unwrap_or(rest).to_string())),
+            _ => Err(JailError::Init(format!("unexpected {line:?} while waiting for {word:?}{}", self.stderr()))),
         }
     }
 
@@ -121,15 +172,17 @@ impl Starter {
     pub fn go(mut self) -> Result<(), JailError> {
         self.send("go")?;
         let r = self.expect("running");
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            if r.is_err() {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
         r.map(|_| ())
     }
 
-    /// Abandons the start (labd undoes the rest).
-    pub fn abort(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    /// Abandons the start (labd undoes the rest); dropping does the same.
+    pub fn abort(self) {}
 }
 
 /// Reads a line byte by byte, polling so a hung child cannot block labd.
@@ -208,8 +261,17 @@ fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> JailError {
     move |e| JailError::Sys { what, source: e.into() }
 }
 
+/// Sends one protocol line in a single write(2). The intermediate process
+/// and the jail's init both report on the same socket; a line written in
+/// pieces (`writeln!` writes the text and the newline separately) could
+/// interleave with the other's and turn `pid N` and `fs-ok` into
+/// `pid Nfs-ok` and an empty line. A single write of a short message on a
+/// Unix stream socket is queued whole, so lines never mix.
 fn send(s: &mut UnixStream, line: &str) {
-    let _ = writeln!(s, "{line}");
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    let _ = s.write_all(&buf);
 }
 
 fn recv(s: &mut UnixStream, timeout: Duration) -> Result<String, JailError> {
@@ -255,7 +317,7 @@ fn relay(cfg: &InitConfig, child: Pid, s: &mut UnixStream) -> Result<(), JailErr
     let check = |line: String, word: &str| -> Result<String, JailError> {
         match line.split_once(' ').unwrap_or((line.as_str(), "")) {
             (w, rest) if w == word => Ok(rest.to_string()),
-            ("error", rest) => Err(JailError::Init(rest.to_string())),
+            ("error", rest) => Err(JailError::Init(rest.strip_prefix("jail init: ").unwrap_or(rest).to_string())),
             _ => Err(JailError::Init(format!("unexpected {line:?}, wanted {word:?}"))),
         }
     };

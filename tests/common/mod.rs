@@ -3,6 +3,7 @@
 //! speak to labd as real Unix users.
 #![allow(dead_code)]
 
+pub mod jails;
 pub mod ssh;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,198 @@
+//! Labs with `jail = "linux"`: addresses, uids and keys of the test's own,
+//! and an OpenSSH login into a claim's jail checked against the host key
+//! from the claim reply.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::Value;
+
+use super::{Lab, ALICE, BOB};
+
+/// The address pools and uid range a jail lab uses. Tests that run at the
+/// same time must not share them.
+pub struct JailNet {
+    pub pool: &'static str,
+    pub board_net: &'static str,
+    pub uid_base: u32,
+}
+
+/// A lab of `n` labsim boards with jails on (labd not started yet), and
+/// ssh keys for alice and bob in `keys.d`. `extra` is appended to the
+/// `[jail]` table (further `[jail]` keys), `after` to lab.toml.
+pub fn jail_lab(n: usize, classes: &str, net: &JailNet, extra: &str, after: &str) -> Lab {
+    let lab = Lab::create(n, classes, &[], |t| t);
+    let dir = lab.path().to_path_buf();
+    let lab_toml = dir.join("lab.toml");
+    let text = std::fs::read_to_string(&lab_toml).unwrap().replace("jail = \"none\"", "jail = \"linux\"");
+    let text = format!(
+        "{text}\n[jail]\nroot_dir = \"{d}/jails\"\npool = \"{pool}\"\nboard_net = \"{bn}\"\nuid_base = {uid}\nkeys_dir = \"{d}/keys.d\"\n{extra}\n{after}\n",
+        d = dir.display(),
+        pool = net.pool,
+        bn = net.board_net,
+        uid = net.uid_base,
+    );
+    std::fs::write(&lab_toml, text).unwrap();
+    std::fs::create_dir_all(dir.join("keys.d")).unwrap();
+    for user in [ALICE, BOB] {
+        let key = key_of(&dir, user);
+        if !key.exists() {
+            super::ssh::keygen(&key);
+        }
+        std::fs::copy(key.with_extension("pub"), dir.join(format!("keys.d/{user}.pub"))).unwrap();
+    }
+    lab
+}
+
+/// The private key of `user` in a jail lab.
+pub fn key_of(dir: &Path, user: &str) -> PathBuf {
+    dir.join(format!("{user}_key"))
+}
+
+/// ssh into a claim's jail as root, the host key checked against the
+/// `known_hosts` line of the claim reply.
+pub struct Login {
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub ip: String,
+}
+
+impl Login {
+    /// `jail` is the claim reply's `jail` object; `tag` names the
+    /// known_hosts file (one per login).
+    pub fn new(dir: &Path, user: &str, jail: &Value, tag: &str) -> Login {
+        let known_hosts = dir.join(format!("known_hosts.{tag}"));
+        std::fs::write(&known_hosts, format!("{}\n", jail["known_hosts"].as_str().expect("known_hosts"))).unwrap();
+        Login { key: key_of(dir, user), known_hosts, ip: jail["ip"].as_str().expect("jail ip").to_string() }
+    }
+
+    pub fn command(&self, cmd: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+        .arg("-i")
+        .arg(&self.key)
+        .arg(format!("root@{}", self.ip))
+        .arg(cmd);
+        c
+    }
+
+    pub fn run(&self, cmd: &str) -> Output {
+        self.command(cmd).output().unwrap()
+    }
+
+    #[track_caller]
+    pub fn ok(&self, cmd: &str) -> String {
+        let o = self.run(cmd);
+        assert!(
+            o.status.success(),
+            "{cmd:?} failed ({:?}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+}
+
+/// `ip netns list`.
+pub fn netns_list() -> String {
+    String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).to_string()
+}
+
+/// What a lab's jails may leave behind on the host, listed: namespaces
+/// named `blj*`, links `blju*`/`bljv*`/`bljm*`, nft tables `boardlab_j*`,
+/// mounts under `dir`, loop devices backed by files under `dir`, and
+/// processes owned by uids in `[uid_base, uid_base + 65536 * boards)`.
+pub fn leftovers(dir: &Path, uid_base: u32, boards: u32) -> Vec<String> {
+    let mut left = Vec::new();
+    for ns in netns_list().lines().filter_map(|l| l.split_whitespace().next()) {
+        if ns.starts_with("blj") {
+            left.push(format!("netns {ns}"));
+        }
+    }
+    let links = String::from_utf8_lossy(&Command::new("ip").args(["-br", "link"]).output().unwrap().stdout).to_string();
+    for l in links.lines().filter_map(|l| l.split_whitespace().next()) {
+        let name = l.split('@').next().unwrap_or(l);
+        if ["blju", "bljv", "bljm"].iter().any(|p| name.starts_with(p)) {
+            left.push(format!("link {name}"));
+        }
+    }
+    let nft =
+        String::from_utf8_lossy(&Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).to_string();
+    for t in nft.lines() {
+        if t.contains("boardlab_j") {
+            left.push(format!("nft {t}"));
+        }
+    }
+    let d = dir.display().to_string();
+    for m in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+        if m.contains(&d) {
+            left.push(format!("mount {m}"));
+        }
+    }
+    let loops =
+        String::from_utf8_lossy(&Command::new("losetup").args(["-n", "-O", "NAME,BACK-FILE"]).output().unwrap().stdout)
+            .to_string();
+    for l in loops.lines() {
+        if l.contains(&d) {
+            left.push(format!("loop {l}"));
+        }
+    }
+    let hi = u64::from(uid_base) + 65536 * u64::from(boards);
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        // A jail's init that exited waits, as a zombie holding nothing, for
+        // the host's init to reap it (it was re-parented there).
+        if status.lines().any(|l| l.starts_with("State:") && l.contains("zombie")) {
+            continue;
+        }
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|u| u.parse::<u64>().ok());
+        if let Some(uid) = uid {
+            if uid >= u64::from(uid_base) && uid < hi {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                left.push(format!("process {pid} ({}) uid {uid}", comm.trim()));
+            }
+        }
+    }
+    left
+}
+
+/// Jails are named after board index and board name, which labsim labs
+/// share: jail tests in one test binary take turns.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Zombie children of `pid` (processes it started and never reaped).
+pub fn zombies_of(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1).and_then(|pp| pp.parse::<u32>().ok()) == Some(pid) {
+            out.push(format!("{p} {}", &stat[..stat.rfind(')').unwrap_or(0) + 1]));
+        }
+    }
+    out
+}
