@@ -131,6 +131,53 @@ pub enum Call {
     },
 }
 
+impl Call {
+    /// Whether a jail's socket may make this call: what acts on the
+    /// jail's own claim, and read-only questions. Claiming more boards and
+    /// the operators' functions are not for a jail, whoever its claimant.
+    pub fn allowed_in_jail(&self) -> bool {
+        match self {
+            Call::Classes { .. }
+            | Call::Status { .. }
+            | Call::Whoami
+            | Call::Renew { .. }
+            | Call::Reinit { .. }
+            | Call::Release { .. }
+            | Call::PowerOn { .. }
+            | Call::PowerOff { .. }
+            | Call::PowerCycle { .. }
+            | Call::Console { .. }
+            | Call::ConsoleLog { .. } => true,
+            Call::Claim { .. } | Call::Dump | Call::Maintenance { .. } | Call::ForceRelease { .. } => false,
+            #[cfg(feature = "fault-injection")]
+            Call::DebugPanic { .. } => false,
+        }
+    }
+
+    /// The function's wire name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::Classes { .. } => "classes",
+            Call::Status { .. } => "status",
+            Call::Claim { .. } => "claim",
+            Call::Renew { .. } => "renew",
+            Call::Reinit { .. } => "reinit",
+            Call::Release { .. } => "release",
+            Call::PowerOn { .. } => "power_on",
+            Call::PowerOff { .. } => "power_off",
+            Call::PowerCycle { .. } => "power_cycle",
+            Call::Console { .. } => "console",
+            Call::ConsoleLog { .. } => "console_log",
+            Call::Whoami => "whoami",
+            Call::Dump => "dump",
+            Call::Maintenance { .. } => "maintenance",
+            Call::ForceRelease { .. } => "force_release",
+            #[cfg(feature = "fault-injection")]
+            Call::DebugPanic { .. } => "debug_panic",
+        }
+    }
+}
+
 /// A parsed request line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -368,6 +415,33 @@ mod tests {
         assert_eq!(code(r#"{"fn": 5}"#), Code::BadRequest);
         let (id, _) = parse_request(r#"{"id": "x", "fn": "nope"}"#).unwrap_err();
         assert_eq!(id, serde_json::json!("x"));
+    }
+
+    #[test]
+    fn names_round_trip_and_jails_get_only_their_own_claim() {
+        let lines = [
+            (r#"{"fn": "classes"}"#, true),
+            (r#"{"fn": "status"}"#, true),
+            (r#"{"fn": "whoami"}"#, true),
+            (r#"{"fn": "renew"}"#, true),
+            (r#"{"fn": "reinit"}"#, true),
+            (r#"{"fn": "release"}"#, true),
+            (r#"{"fn": "power_on"}"#, true),
+            (r#"{"fn": "power_off"}"#, true),
+            (r#"{"fn": "power_cycle"}"#, true),
+            (r#"{"fn": "console"}"#, true),
+            (r#"{"fn": "console_log"}"#, true),
+            (r#"{"fn": "claim", "class": "x"}"#, false),
+            (r#"{"fn": "dump"}"#, false),
+            (r#"{"fn": "maintenance", "board": "b", "on": true}"#, false),
+            (r#"{"fn": "force_release", "board": "b"}"#, false),
+        ];
+        for (line, allowed) in lines {
+            let r = parse_request(line).unwrap();
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(r.call.name(), v["fn"], "{line}");
+            assert_eq!(r.call.allowed_in_jail(), allowed, "{line}");
+        }
     }
 
     #[test]

@@ -851,6 +851,15 @@ impl Handler<Exec> for Registry {
     /// keeps answering meanwhile.
     fn handle(&mut self, msg: Exec, ctx: &mut Context<Self>) -> Self::Result {
         let who = msg.who;
+        if who.jail_handle.is_some() && !msg.call.allowed_in_jail() {
+            return ready(Err(ApiError::new(
+                Code::PermissionDenied,
+                format!(
+                    "{} is not available inside a jail: a jail's socket acts only on the jail's own claim",
+                    msg.call.name()
+                ),
+            )));
+        }
         match msg.call {
             Call::Classes { available } => ready(self.classes_reply(available)),
             Call::Status { mine } => ready(self.status_reply(&who, mine)),
