@@ -3,7 +3,6 @@
 //! owns the claims and restarts board actors that die.
 
 pub mod board;
-pub mod board_jail;
 pub mod registry;
 
 use std::future::Future;

@@ -17,8 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
-use super::board::{Attach, BoardActor, BoardParts, Detach, JailCtx, Power, PowerAction};
-use super::board_jail::{Reinit, Shutdown};
+use super::board::{Attach, BoardActor, BoardParts, Detach, JailCtx, Power, PowerAction, Reinit, Shutdown};
 use super::Identity;
 use crate::config::{self, Config, JailMode};
 use crate::console::{Console, ConsoleSettings};

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
-use super::board::BoardActor;
+use super::BoardActor;
 use crate::console::relay::Relay;
 use crate::db::Claim;
 use crate::jail::services::{kept_host_key, read_authorized_keys};

@@ -15,23 +15,26 @@
 //! - should an actor die some other way, the registry notices the closed
 //!   mailbox and starts a fresh one (see `Registry::board_addr`).
 
+mod jail;
+mod power;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tracing::{error, info, warn};
+use tracing::error;
 
-use super::catch;
 use super::registry::{BoardRestarted, BoardStatus, Registry};
 use crate::config::{self, PowerPolicy};
 use crate::console::relay::Relay;
 use crate::console::Console;
 use crate::jail::Jail;
 
-pub use super::board_jail::JailCtx;
 use crate::db::{Claim, Db};
-use crate::power::{PowerError, SwitchClient};
-use crate::protocol::{ApiError, Code, PowerState};
+use crate::power::SwitchClient;
+use crate::protocol::{ApiError, PowerState};
+pub use jail::{JailCtx, Reinit, Shutdown};
+pub use power::{Power, PowerAction};
 
 /// First delay before re-probing a silent switch.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -159,151 +162,6 @@ impl BoardActor {
         self.event("panic", None, Some(what));
         ctx.stop();
     }
-
-    fn healthy(&mut self, power: PowerState) {
-        if let Some(old) = self.fault.take() {
-            info!(board = %self.name(), "switch answers again; fault cleared (was: {old})");
-            self.event("recovered", None, None);
-        }
-        self.backoff = FIRST_BACKOFF;
-        self.power = power;
-        self.report();
-    }
-
-    fn faulted(&mut self, ctx: &mut Context<Self>, e: &PowerError) {
-        let msg = e.to_string();
-        if self.fault.as_deref() != Some(msg.as_str()) {
-            warn!(board = %self.name(), "power fault: {msg}");
-            self.event("fault", None, Some(&msg));
-        }
-        self.fault = Some(msg);
-        self.power = PowerState::Unknown;
-        self.report();
-        self.schedule_probe(ctx);
-    }
-
-    fn schedule_probe(&mut self, ctx: &mut Context<Self>) {
-        if self.probe_pending.is_some() {
-            return;
-        }
-        let delay = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.policy.retry_max);
-        self.probe_pending = Some(ctx.run_later(delay, |act, ctx| {
-            act.probe_pending = None;
-            act.probe(ctx);
-        }));
-    }
-
-    /// Reads the port's real state.
-    fn probe(&mut self, ctx: &mut Context<Self>) {
-        let port = self.port.clone();
-        let (group, portno) = (self.cfg.group, self.cfg.port);
-        let generation = self.generation;
-        let fut = catch(async move { port.lock().await.get(group, portno).await });
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, ctx| {
-            if generation != act.generation {
-                return;
-            }
-            match res {
-                Ok(Ok(state)) => {
-                    act.healthy(state);
-                    act.pay_owed_off(ctx);
-                }
-                Ok(Err(e)) => act.faulted(ctx, &e),
-                Err(p) => act.crashed(ctx, &p),
-            }
-        }));
-    }
-
-    /// Finishes the power-off of a claim that ended while the switch was
-    /// silent.
-    fn pay_owed_off(&mut self, ctx: &mut Context<Self>) {
-        if !self.owe_off || self.claim.is_some() || self.fault.is_some() {
-            return;
-        }
-        if self.power == PowerState::Off && self.power_inflight == 0 {
-            self.owe_off = false;
-            return;
-        }
-        info!(board = %self.name(), "switch answers again: powering off the board its last release could not");
-        let f = self.switch_power(PowerAction::Off, "labd".into());
-        ctx.spawn(f.map(|r, act, _| {
-            if r.is_ok() {
-                act.owe_off = false;
-            }
-        }));
-    }
-
-    /// Switches the port off the actor's loop; the result updates the
-    /// board's view, its fault state and the event log.
-    pub(super) fn switch_power(
-        &mut self,
-        action: PowerAction,
-        by: String,
-    ) -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
-        if action == PowerAction::EnsureOff
-            && self.power == PowerState::Off
-            && self.fault.is_none()
-            && self.power_inflight == 0
-        {
-            return Box::pin(actix::fut::ready(Ok(PowerState::Off)));
-        }
-        self.power_inflight += 1;
-        let port = self.port.clone();
-        let (group, portno) = (self.cfg.group, self.cfg.port);
-        let delay = self.policy.cycle_delay;
-        let generation = self.generation;
-        let fut = catch(async move {
-            let mut c = port.lock().await;
-            match action {
-                PowerAction::On => (None, c.set(group, portno, true).await.map(|_| PowerState::On)),
-                PowerAction::Off | PowerAction::EnsureOff => {
-                    (None, c.set(group, portno, false).await.map(|_| PowerState::Off))
-                }
-                PowerAction::Cycle => {
-                    if let Err(e) = c.set(group, portno, false).await {
-                        return (None, Err(e));
-                    }
-                    tokio::time::sleep(delay).await;
-                    (Some(PowerState::Off), c.set(group, portno, true).await.map(|_| PowerState::On))
-                }
-            }
-        });
-        Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, ctx| {
-            if generation == act.generation {
-                act.power_inflight = act.power_inflight.saturating_sub(1);
-            }
-            let (partial, res) = match res {
-                Ok(r) => r,
-                Err(p) => {
-                    act.crashed(ctx, &p);
-                    return Err(ApiError::new(
-                        Code::Internal,
-                        format!("board {} failed while switching power and was restarted; try again", act.name()),
-                    ));
-                }
-            };
-            if generation != act.generation {
-                return Err(ApiError::new(Code::Internal, "board restarted during the request; try again"));
-            }
-            match res {
-                Ok(state) => {
-                    act.event(action.name(), Some(&by), Some(state.as_str()));
-                    act.healthy(state);
-                    Ok(state)
-                }
-                Err(e) => {
-                    act.faulted(ctx, &e);
-                    if let Some(p) = partial {
-                        // The first half of a cycle worked: say so.
-                        act.power = p;
-                        act.report();
-                    }
-                    Err(ApiError::new(Code::DeviceFault, format!("{}: {e}", action.name())))
-                }
-            }
-        }))
-    }
 }
 
 impl Actor for BoardActor {
@@ -346,45 +204,6 @@ impl Supervised for BoardActor {
         self.initial_power = None;
         self.event("restart", None, None);
         self.registry.do_send(BoardRestarted { board: self.cfg.name.clone() });
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PowerAction {
-    On,
-    Off,
-    Cycle,
-    /// Off, unless the port is known to be off already (last read back or
-    /// read from the switch, no fault since): what release and expiry use,
-    /// so that returning an idle board costs no SNMP round trip.
-    EnsureOff,
-}
-
-impl PowerAction {
-    fn name(self) -> &'static str {
-        match self {
-            PowerAction::On => "power_on",
-            PowerAction::Off | PowerAction::EnsureOff => "power_off",
-            PowerAction::Cycle => "power_cycle",
-        }
-    }
-}
-
-/// Switch the board's power and read it back; answers the state reached.
-#[derive(Message)]
-#[rtype(result = "Result<PowerState, ApiError>")]
-pub struct Power {
-    pub action: PowerAction,
-    /// Who asked (a user, or `labd` for expiry), for the event log.
-    pub by: String,
-}
-
-impl Handler<Power> for BoardActor {
-    type Result = ResponseActFuture<Self, Result<PowerState, ApiError>>;
-
-    /// Runs the SNMP work off the actor's loop.
-    fn handle(&mut self, msg: Power, _ctx: &mut Context<Self>) -> Self::Result {
-        self.switch_power(msg.action, msg.by)
     }
 }
 
