@@ -68,6 +68,18 @@ async fn initial_power(cfg: &Config) -> HashMap<String, PowerState> {
         .collect()
 }
 
+/// The host interfaces that are board links (dedicated interfaces; a
+/// VLAN sub-interface exists only while its jail does).
+fn board_links(cfg: &Config) -> Vec<String> {
+    cfg.boards
+        .iter()
+        .filter_map(|b| match &b.network {
+            Some(crate::config::Network::Interface(n)) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     let t0 = Instant::now();
@@ -75,6 +87,17 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let cfg = Arc::new(cfg);
     let db = Db::open(&cfg.daemon.state)?;
     let power = initial_power(&cfg).await;
+    // Unclaimed board links are dropped by the host from the start; each
+    // board actor parks its link (down, IPv6 off) as it starts.
+    let links = board_links(&cfg);
+    if !links.is_empty() {
+        match crate::link::install_table(&links) {
+            Ok(()) => {
+                info!(links = links.len(), "board links filtered while parked (nft table {})", crate::link::TABLE)
+            }
+            Err(e) => error!("cannot install the nft table for parked board links: {e}"),
+        }
+    }
     let registry = Registry::new(cfg.clone(), db, power)?.start();
     let listener = server::bind(&cfg.daemon.socket, cfg.daemon.socket_mode, cfg.daemon.socket_group.as_deref())?;
     server::announce(&cfg.daemon.socket);
@@ -113,6 +136,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         // labd; the next start rebuilds the jails of live claims.
         if tokio::time::timeout(Duration::from_secs(60), registry.send(StopAll)).await.is_err() {
             warn!("boards did not stop their jails within 60 s");
+        }
+    }
+    if !links.is_empty() {
+        // The links stay down with IPv6 off while labd is away.
+        if let Err(e) = crate::link::remove_from_table(&links) {
+            warn!("removing the board links from the nft table {}: {e}", crate::link::TABLE);
         }
     }
     if let Err(e) = std::fs::remove_file(&cfg.daemon.socket) {

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS boards (
     name        TEXT PRIMARY KEY,
     class       TEXT NOT NULL,
     maintenance INTEGER NOT NULL DEFAULT 0,
-    jail_index  INTEGER UNIQUE
+    jail_index  INTEGER UNIQUE,
+    link_id     TEXT
 );
 CREATE TABLE IF NOT EXISTS claims (
     handle     TEXT PRIMARY KEY,
@@ -195,6 +196,23 @@ impl Db {
             }
         }
         Ok(m)
+    }
+
+    /// The board link identities recorded on the host (serde JSON of
+    /// `link::LinkId`), by board.
+    pub fn link_ids(&self) -> Result<std::collections::HashMap<String, String>, DbError> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached("SELECT name, link_id FROM boards WHERE link_id IS NOT NULL")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records the identity of a board's link (the board actor, once it
+    /// has checked the link on the host).
+    pub fn set_link_id(&self, board: &str, id: &str) -> Result<(), DbError> {
+        let conn = self.lock();
+        conn.prepare_cached("UPDATE boards SET link_id = ?2 WHERE name = ?1")?.execute(params![board, id])?;
+        Ok(())
     }
 
     /// Records (or clears) the running jail of a claim.
@@ -355,7 +373,9 @@ impl Db {
 
 /// Columns added after the first release, for databases made before them.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    for (table, column, decl) in [("boards", "jail_index", "INTEGER"), ("claims", "jail", "TEXT")] {
+    for (table, column, decl) in
+        [("boards", "jail_index", "INTEGER"), ("claims", "jail", "TEXT"), ("boards", "link_id", "TEXT")]
+    {
         let mut st = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
         if !st.exists(params![column])? {
             conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;

@@ -11,6 +11,7 @@ pub mod console;
 pub mod daemon;
 pub mod db;
 pub mod jail;
+pub mod link;
 pub mod power;
 pub mod protocol;
 pub mod server;

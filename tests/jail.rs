@@ -196,6 +196,7 @@ fn jail_end_to_end() {
             jail_socket: (i == 0).then(|| sock.clone()),
             console: (i == 0).then(|| pty_slave.clone()),
             labcli: LABCLI.into(),
+            link_id: None,
         }
     };
     let specs = [spec(0), spec(1)];

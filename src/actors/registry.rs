@@ -105,6 +105,8 @@ pub struct Registry {
     front: Option<Rc<Front>>,
     /// Board name → jail index, from SQLite.
     jail_indexes: HashMap<String, u32>,
+    /// Board name → its link's identity as last recorded, from SQLite.
+    link_ids: HashMap<String, crate::link::LinkId>,
     db: Db,
     boards: BTreeMap<String, Entry>,
     by_handle: HashMap<String, String>,
@@ -186,11 +188,17 @@ impl Registry {
             }
         }
         let jail_indexes = db.jail_indexes()?;
+        let link_ids = db
+            .link_ids()?
+            .into_iter()
+            .filter_map(|(b, json)| serde_json::from_str(&json).ok().map(|id| (b, id)))
+            .collect();
         let owed_off = db.owed_power_offs()?;
         Ok(Registry {
             owed_off,
             front: None,
             jail_indexes,
+            link_ids,
             classes: cfg.classes(),
             cfg,
             db,
@@ -231,11 +239,23 @@ impl Registry {
                 keep_host_key: self.cfg.jail.keep_host_key,
                 labcli: labcli_path(),
                 socket_dir,
+                build_delay: build_delay(),
             })),
             _ => None,
         };
-        let parts =
-            BoardParts { cfg, switch, policy, db, registry: me, initial_power: initial, owe_off, console, jail_ctx };
+        let link_id = self.link_ids.get(name).cloned();
+        let parts = BoardParts {
+            cfg,
+            switch,
+            policy,
+            db,
+            registry: me,
+            initial_power: initial,
+            owe_off,
+            console,
+            jail_ctx,
+            link_id,
+        };
         let addr = Supervisor::start(move |_| BoardActor::new(parts));
         e.addr = Some(addr.clone());
         Some(addr)
@@ -465,8 +485,12 @@ impl Registry {
             error!(board = %name, "cannot roll back claim: {e}");
         }
         self.by_handle.remove(handle);
+        // The claim may have ended already (a release or an expiry while
+        // its board was being prepared): then there is nothing of it left
+        // to undo here, and whatever the board holds now is not its.
+        let current = self.boards.get(name).and_then(|e| e.claim.as_ref()).is_some_and(|c| c.handle == handle);
         if let Some(e) = self.boards.get_mut(name) {
-            if e.claim.as_ref().map(|c| c.handle == handle).unwrap_or(false) {
+            if current {
                 e.claim = None;
                 e.claim_tx.send_replace(None);
             }
@@ -475,11 +499,15 @@ impl Registry {
                 // board is not handed out before that report arrives.
                 e.fault = Some(why.message.clone());
             }
-            if let Some(h) = e.lease_timer.take() {
-                ctx.cancel_future(h);
+            if current {
+                if let Some(h) = e.lease_timer.take() {
+                    ctx.cancel_future(h);
+                }
             }
         }
-        self.close_jail_socket(name);
+        if current {
+            self.close_jail_socket(name);
+        }
         if let Some(addr) = self.board_addr(name, ctx) {
             addr.do_send(Detach { handle: handle.to_string(), by: user.to_string(), power_off: false });
         }
@@ -1036,4 +1064,14 @@ fn labcli_path() -> PathBuf {
         .and_then(|p| p.parent().map(|d| d.join("labcli")))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("/usr/local/bin/labcli"))
+}
+
+/// Test-only (`fault-injection`): `LABD_FAULT_JAIL_BUILD_DELAY_MS` makes
+/// every jail build wait that long first.
+fn build_delay() -> Duration {
+    #[cfg(feature = "fault-injection")]
+    if let Some(ms) = std::env::var("LABD_FAULT_JAIL_BUILD_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        return Duration::from_millis(ms);
+    }
+    Duration::ZERO
 }

@@ -39,6 +39,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Network;
+use crate::link::LinkId;
 pub use plan::{Ipv4Net, Plan};
 
 /// Everything that can go wrong making or removing a jail. Variants name the
@@ -76,6 +77,10 @@ pub enum JailError {
     /// The jail's init reported a failure (or stopped talking).
     #[error("jail init: {0}")]
     Init(String),
+    /// The board's link is missing, or is not the device recorded for
+    /// the board: the board cannot have a jail until an operator looks.
+    #[error("{0}")]
+    Link(String),
     /// Teardown left these pieces behind.
     #[error("teardown incomplete: {}", .0.join("; "))]
     Teardown(Vec<String>),
@@ -169,6 +174,9 @@ pub struct JailSpec {
     pub console: Option<PathBuf>,
     /// labcli, bound at /usr/local/bin/labcli in the jail.
     pub labcli: PathBuf,
+    /// The board link's identity as recorded on the host (see
+    /// [`crate::link`]); the link moved into the jail must be that device.
+    pub link_id: Option<LinkId>,
 }
 
 /// What the claimant is told.
@@ -193,6 +201,10 @@ pub struct Jail {
     pub init_pid: i32,
     pub init_start: u64,
     pub info: JailInfo,
+    /// The board link while the jail holds it (absent in jails recorded
+    /// by an older labd).
+    #[serde(default)]
+    pub link: Option<net::BoardLinkRecord>,
 }
 
 /// Start time of a process, if it exists and is not a zombie.
@@ -272,7 +284,7 @@ impl Jail {
             init::Starter::spawn(&spec.settings.init_exe, &cfg, &plan.data_dir.join("init.log"))?;
         undo.init = Some((pid, start));
         // 5.
-        if let Err(e) = net::setup(&plan, &spec.settings, pid, &mut undo.done) {
+        if let Err(e) = net::setup(&plan, &spec.settings, pid, spec.link_id.as_ref(), &mut undo.done) {
             starter.abort();
             return Err(e);
         }
@@ -301,6 +313,7 @@ impl Jail {
             init_pid: pid,
             init_start: start,
             info: info.clone(),
+            link: undo.done.link.clone(),
         };
         Ok((jail, info))
     }
@@ -326,7 +339,8 @@ impl Jail {
     /// without it the data directory stays for the next create.
     pub fn destroy(self, wipe: bool) -> Result<(), JailError> {
         let mut errors = Vec::new();
-        teardown(&self.plan, Some((self.init_pid, self.init_start)), &net::Done::all(), wipe, &mut errors);
+        let done = net::Done::all(self.link.clone());
+        teardown(&self.plan, Some((self.init_pid, self.init_start)), &done, wipe, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -356,23 +370,38 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// The teardown order: the board link first (while the namespace exists,
-/// or a veth would die with it), then the init (its PID namespace takes
-/// every jail process along), then what is left in the netns (the NFS
-/// server, a host process), then host links, nft and the netns name,
-/// then the nfsroot file system (nothing uses it any more), then data.
+/// The teardown order:
+/// 1. the init: its PID namespace takes every jail process along, so
+///    nothing of the jail runs any more (a process that ignores SIGTERM
+///    is killed with the namespace);
+/// 2. what is left in the network namespace (the NFS server, a host
+///    process);
+/// 3. the board link, now that nothing inside can rename, swap or use a
+///    link: only the recorded device comes back, parked (see
+///    [`net::return_board_link`]); it must still be done while the
+///    namespace exists, or a veth would die with it;
+/// 4. host links, nft and the netns name;
+/// 5. the nfsroot file system (nothing uses it any more), then data.
+///
+/// If the init would not die, the board link stays where it is: it never
+/// comes back to the host while anything of the jail might still run.
 fn teardown(plan: &Plan, init: Option<(i32, u64)>, done: &net::Done, wipe: bool, errors: &mut Vec<String>) {
-    net::return_board_link(plan, done, errors);
+    let mut stopped = true;
     if let Some((pid, start)) = init {
         if let Err(e) = stop_init(pid, start) {
             errors.push(e.to_string());
+            stopped = false;
         }
     }
     if let Some(ino) = fs::inode(&Path::new("/run/netns").join(&plan.netns)) {
         let left = nfs::stop(ino);
         if !left.is_empty() {
             errors.push(format!("processes {left:?} in {} do not die", plan.netns));
+            stopped = false;
         }
+    }
+    if stopped {
+        net::return_board_link(plan, done, errors);
     }
     net::teardown(plan, done, errors);
     let before = errors.len();
@@ -413,27 +442,42 @@ fn stop_init(pid: i32, start: u64) -> Result<(), JailError> {
     }
 }
 
-/// Removes leftovers after a crash: every jail in `known` (as
-/// [`Jail::destroy`] without wipe), and with `by_prefix` also anything
-/// carrying our names (netns `blj*`, links `blju*`/`bljm*`/`bljv*`, nft
-/// tables `boardlab_j*`), returning board links named in their alias to
-/// the host first. Returns what was removed or failed, for the log.
 /// Removes what a jail of `spec`'s board left behind when its state was
-/// lost (a labd killed while building it, say): every process in its
-/// namespace, its links, nft table and namespace; the data stays. Returns
-/// what was done, empty when there was nothing.
+/// lost (see [`sweep_leftovers`]).
 pub fn sweep_board(spec: &JailSpec) -> Result<Vec<String>, JailError> {
-    let plan = Plan::new(spec)?;
+    Plan::new(spec)?;
+    sweep_leftovers(&spec.board, spec.index, &spec.link, &spec.settings, spec.link_id.as_ref())
+}
+
+/// Removes what a jail of a board left behind when its state was lost (a
+/// labd killed while building or removing it, say): every process in its
+/// namespace first, then its board link comes back (the device `link_id`
+/// names, parked), then its links, nft table, namespace and the nfsroot
+/// mount; the data stays. Returns what was done, empty when there was
+/// nothing.
+pub fn sweep_leftovers(
+    board: &str,
+    index: u32,
+    link: &Network,
+    settings: &JailSettings,
+    link_id: Option<&LinkId>,
+) -> Result<Vec<String>, JailError> {
+    let plan = Plan::for_board(board, index, link, settings)?;
     let mut report = Vec::new();
     if let Some(ino) = fs::inode(&Path::new("/run/netns").join(&plan.netns)) {
         for pid in pids_in_netns(ino) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             report.push(format!("killed {pid} in {}", plan.netns));
         }
+        let t = Instant::now();
+        while !pids_in_netns(ino).is_empty() && t.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     if net::netns_exists(&plan.netns) || net::link_exists(&plan.uplink_host) {
         let mut errors = Vec::new();
-        teardown(&plan, None, &net::Done::all(), false, &mut errors);
+        let link = link_id.cloned().map(|id| net::BoardLinkRecord { id, jail_ifindex: None });
+        teardown(&plan, None, &net::Done::all(link), false, &mut errors);
         report.push(format!(
             "removed the leftovers of {}: {}",
             plan.netns,
@@ -449,11 +493,16 @@ pub fn sweep_board(spec: &JailSpec) -> Result<Vec<String>, JailError> {
     Ok(report)
 }
 
+/// Removes leftovers after a crash: every jail in `known` (as
+/// [`Jail::destroy`] without wipe), and with `by_prefix` also anything
+/// carrying our names (netns `blj*`, links `blju*`/`bljm*`/`bljv*`, nft
+/// tables `boardlab_j*`), returning board links named in their alias to
+/// the host first. Returns what was removed or failed, for the log.
 pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
     let mut report = Vec::new();
     for j in known {
         let mut errors = Vec::new();
-        teardown(&j.plan, Some((j.init_pid, j.init_start)), &net::Done::all(), false, &mut errors);
+        teardown(&j.plan, Some((j.init_pid, j.init_start)), &net::Done::all(j.link.clone()), false, &mut errors);
         report.push(format!(
             "jail {} ({}): {}",
             j.plan.board,
@@ -468,7 +517,21 @@ pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
         .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default();
     for ns in netns.iter().filter(|n| is_ours_netns(n)) {
-        // Board links carry their host name in the alias.
+        // Every process in that namespace first (the init's death takes
+        // its PID namespace along), so nothing inside can touch a link
+        // while it is returned.
+        if let Some(ino) = fs::inode(&Path::new("/run/netns").join(ns)) {
+            for pid in pids_in_netns(ino) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                report.push(format!("killed {pid} in {ns}"));
+            }
+            let t = Instant::now();
+            while !pids_in_netns(ino).is_empty() && t.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // Board links carry their host name in the alias; each is parked
+        // on its way back.
         if let Ok(out) = net::run("ip", &["-n", ns, "-o", "link", "show"], None) {
             for line in out.lines() {
                 let Some(pos) = line.find(&format!("alias {}", net::ALIAS_PREFIX)) else { continue };
@@ -476,19 +539,10 @@ pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
                 let inside = line.split(": ").nth(1).and_then(|n| n.split('@').next()).unwrap_or("");
                 if crate::config::valid_ifname(host) && crate::config::valid_ifname(inside) {
                     let me = std::process::id().to_string();
-                    let _ = net::run("ip", &["-n", ns, "link", "set", "dev", inside, "down"], None);
-                    let _ = net::run("ip", &["-n", ns, "link", "set", "dev", inside, "name", host], None);
-                    let r = net::run("ip", &["-n", ns, "link", "set", "dev", host, "netns", &me], None);
-                    report.push(format!("returned {host} from {ns}: {}", if r.is_ok() { "ok" } else { "failed" }));
+                    let r = net::run("ip", &["-n", ns, "link", "set", "dev", inside, "netns", &me, "name", host], None);
+                    let parked = r.is_ok() && crate::link::check_and_park(host, None).is_ok();
+                    report.push(format!("returned {host} from {ns}: {}", if parked { "parked" } else { "failed" }));
                 }
-            }
-        }
-        // Every process in that namespace (the init first: its PID
-        // namespace dies with it).
-        if let Some(ino) = fs::inode(&Path::new("/run/netns").join(ns)) {
-            for pid in pids_in_netns(ino) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                report.push(format!("killed {pid} in {ns}"));
             }
         }
         let r = net::run("ip", &["netns", "delete", ns], None);

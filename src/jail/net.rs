@@ -22,8 +22,11 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use serde::{Deserialize, Serialize};
+
 use super::plan::{Ipv4Net, Plan, JAIL_BOARD_IF, JAIL_UPLINK_IF};
 use super::{JailError, JailSettings};
+use crate::link::{self, LinkId};
 
 /// Runs a program with explicit arguments (and optional stdin).
 pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, JailError> {
@@ -148,7 +151,13 @@ fn in_netns(plan: &Plan, args: &[&str], stdin: Option<&str>) -> Result<String, J
 /// Names the init's network namespace, moves the board link in, creates
 /// the uplink, addresses, routes and both rulesets. Each step records
 /// itself in `done` so a failure can be undone by [`teardown`].
-pub fn setup(plan: &Plan, s: &JailSettings, init_pid: i32, done: &mut Done) -> Result<(), JailError> {
+pub fn setup(
+    plan: &Plan,
+    s: &JailSettings,
+    init_pid: i32,
+    expected: Option<&LinkId>,
+    done: &mut Done,
+) -> Result<(), JailError> {
     let ns = plan.netns.as_str();
     let pid = init_pid.to_string();
     // 1. A name for the namespace: `ip -n` works from here on, and the
@@ -158,28 +167,38 @@ pub fn setup(plan: &Plan, s: &JailSettings, init_pid: i32, done: &mut Done) -> R
     done.netns = true;
 
     // 2. The board link. A VLAN sub-interface is created first (real
-    //    hosts); a dedicated interface (a NIC, labsim's veth end) must exist
-    //    and be free (not in another jail).
+    //    hosts); a dedicated interface (a NIC, labsim's veth end) must be
+    //    on the host and be the device recorded for the board (see
+    //    crate::link). Its identity and its index inside the jail are
+    //    recorded: teardown brings back that device, whatever its name.
     let host_if = plan.board_if_host.as_str();
     let vlan_id;
     let mut host: Vec<Vec<&str>> = Vec::new();
     if let Some((trunk, vlan)) = &plan.board_if_created {
         vlan_id = vlan.to_string();
-        host.push(vec!["link", "add", "link", trunk, "name", host_if, "type", "vlan", "id", &vlan_id]);
-    } else if !link_exists(host_if) {
-        return Err(JailError::Command {
-            command: format!("ip link show {host_if}"),
-            detail: "the board's interface is not in the host namespace (in use by another jail?)".into(),
-        });
+        ip(&["link", "add", "link", trunk, "name", host_if, "type", "vlan", "id", &vlan_id])?;
+        done.vlan_created = true;
+        let made = link::host_link(host_if)
+            .map_err(|e| JailError::Link(e.to_string()))?
+            .ok_or_else(|| JailError::Link(format!("the VLAN link {host_if} vanished after it was made")))?;
+        done.link = Some(BoardLinkRecord { id: LinkId::of(&made), jail_ifindex: None });
+    } else {
+        let found = link::host_link(host_if).map_err(|e| JailError::Link(e.to_string()))?.ok_or_else(|| {
+            JailError::Link(format!("the board's link {host_if} is not on the host (missing, or held by another jail)"))
+        })?;
+        if let Some(id) = expected {
+            id.matches_on_host(&found)
+                .map_err(|why| JailError::Link(format!("the board's link {host_if} is not the recorded one: {why}")))?;
+        }
+        done.link =
+            Some(BoardLinkRecord { id: expected.cloned().unwrap_or_else(|| LinkId::of(&found)), jail_ifindex: None });
     }
     host.push(vec!["link", "set", "dev", host_if, "down"]);
     host.push(vec!["link", "set", "dev", host_if, "netns", ns]);
     // Marked before the batch: teardown then also looks for what a
     // half-run batch may have done.
-    done.vlan_created = plan.board_if_created.is_some();
     done.board_moved = true;
     ip_batch(None, &host)?;
-    done.board_renamed = true;
     let alias = format!("{ALIAS_PREFIX}{host_if}");
     let board_cidr = format!("{}/24", plan.board_addr);
     ip_batch(
@@ -192,16 +211,27 @@ pub fn setup(plan: &Plan, s: &JailSettings, init_pid: i32, done: &mut Done) -> R
             vec!["link", "set", "dev", JAIL_BOARD_IF, "up"],
         ],
     )?;
+    let inside = link::list(Some(ns))
+        .map_err(|e| JailError::Link(e.to_string()))?
+        .into_iter()
+        .find(|l| l.name == JAIL_BOARD_IF)
+        .ok_or_else(|| JailError::Link(format!("the board's link {host_if} is not in the jail after the move")))?;
+    if let Some(rec) = done.link.as_mut() {
+        rec.jail_ifindex = Some(inside.ifindex);
+    }
 
     // 3. The uplink.
     let jail_cidr = format!("{}/{}", plan.jail_ip, plan.uplink_prefix);
     let host_cidr = format!("{}/{}", plan.gateway, plan.uplink_prefix);
     done.uplink = true;
     if plan.routed {
+        ip(&["link", "add", &plan.uplink_host, "type", "veth", "peer", "name", JAIL_UPLINK_IF, "netns", ns])?;
+        // No IPv6 on the host's end: the jail has no IPv6 to route, and
+        // no link-local address of the host's to talk to.
+        link::ipv6_off(&plan.uplink_host).map_err(|e| JailError::Link(e.to_string()))?;
         ip_batch(
             None,
             &[
-                vec!["link", "add", &plan.uplink_host, "type", "veth", "peer", "name", JAIL_UPLINK_IF, "netns", ns],
                 vec!["addr", "add", &host_cidr, "dev", &plan.uplink_host],
                 vec!["link", "set", "dev", &plan.uplink_host, "up"],
             ],
@@ -247,56 +277,98 @@ pub fn setup(plan: &Plan, s: &JailSettings, init_pid: i32, done: &mut Done) -> R
     Ok(())
 }
 
+/// The board link while a jail holds it: which device it is (as recorded
+/// on the host) and its index inside the jail, which the jail cannot
+/// change (it can rename the link, not renumber it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardLinkRecord {
+    pub id: LinkId,
+    pub jail_ifindex: Option<u32>,
+}
+
 /// What [`setup`] got done, for undoing exactly that.
 #[derive(Debug, Default, Clone)]
 pub struct Done {
     pub netns: bool,
     pub vlan_created: bool,
     pub board_moved: bool,
-    pub board_renamed: bool,
+    pub link: Option<BoardLinkRecord>,
     pub uplink: bool,
     pub nft: bool,
 }
 
 impl Done {
-    /// Everything, for destroying a jail that was fully created.
-    pub fn all() -> Done {
-        Done { netns: true, vlan_created: true, board_moved: true, board_renamed: true, uplink: true, nft: true }
+    /// Everything, for destroying a jail that was fully created; `link` is
+    /// its board link's record.
+    pub fn all(link: Option<BoardLinkRecord>) -> Done {
+        Done { netns: true, vlan_created: true, board_moved: true, link, uplink: true, nft: true }
     }
 }
 
-/// Gives the board link back to the host under its host name (a veth end
-/// would otherwise die with the namespace, and the board with it), or
-/// deletes the VLAN sub-interface we created. Must run while the namespace
-/// still exists, i.e. before the init is stopped.
-pub fn return_board_link(plan: &Plan, done: &Done, errors: &mut Vec<String>) {
+/// Brings the board link back to the host, parked, or deletes the VLAN
+/// sub-interface we made. Runs after every process of the jail is gone
+/// (nothing inside can rename, swap or use a link any more) and while the
+/// namespace still exists (a veth would die with it).
+///
+/// Only the recorded device comes back: the link with the recorded index
+/// inside the jail, and of the recorded kind; it moves to the host under
+/// its host name in one request (the kernel brings it down as it moves)
+/// and is checked there against the recorded identity before it is
+/// parked. Anything else the jail made dies with the namespace. Returns
+/// false, with the reason in `errors`, when the board's link is gone.
+pub fn return_board_link(plan: &Plan, done: &Done, errors: &mut Vec<String>) -> bool {
     let ns = plan.netns.as_str();
+    let host_if = plan.board_if_host.as_str();
     if !done.board_moved || !netns_exists(ns) {
-        return;
+        return true;
     }
-    let inside = if done.board_renamed { JAIL_BOARD_IF } else { plan.board_if_host.as_str() };
+    let links = match link::list(Some(ns)) {
+        Ok(l) => l,
+        Err(e) => {
+            errors.push(e.to_string());
+            return false;
+        }
+    };
     if plan.board_if_created.is_some() {
-        if let Err(e) = ip(&["-n", ns, "link", "del", "dev", inside]) {
-            errors.push(e.to_string());
+        // A VLAN link of ours: delete it if it is still there; whatever
+        // else is in the namespace dies with it.
+        let ours = done.link.as_ref().and_then(|r| r.jail_ifindex);
+        if let Some(l) = links.iter().find(|l| Some(l.ifindex) == ours && l.kind.as_deref() == Some("vlan")) {
+            if let Err(e) = ip(&["-n", ns, "link", "del", "dev", &l.name]) {
+                errors.push(e.to_string());
+            }
         }
-        return;
+        return true;
     }
+    let candidates: Vec<&link::LinkInfo> = match &done.link {
+        Some(BoardLinkRecord { id, jail_ifindex: Some(i) }) => {
+            links.iter().filter(|l| l.ifindex == *i && id.may_be_in_jail(l)).collect()
+        }
+        Some(BoardLinkRecord { id, jail_ifindex: None }) => links.iter().filter(|l| id.may_be_in_jail(l)).collect(),
+        // A jail recorded by an older labd: the link by its jail name.
+        None => links.iter().filter(|l| l.name == JAIL_BOARD_IF).collect(),
+    };
     let me = std::process::id().to_string();
-    let steps: [&[&str]; 4] = [
-        &["-n", ns, "link", "set", "dev", inside, "down"],
-        &["-n", ns, "addr", "flush", "dev", inside],
-        &["-n", ns, "link", "set", "dev", inside, "name", &plan.board_if_host],
-        // Our own PID's network namespace is the host's.
-        &["-n", ns, "link", "set", "dev", &plan.board_if_host, "netns", &me],
-    ];
-    for s in steps {
-        if let Err(e) = ip(s) {
+    for l in candidates {
+        let _ = ip(&["-n", ns, "addr", "flush", "dev", &l.name]);
+        if let Err(e) = ip(&["-n", ns, "link", "set", "dev", &l.name, "netns", &me, "name", host_if]) {
             errors.push(e.to_string());
-            return;
+            continue;
+        }
+        let _ = ip(&["link", "set", "dev", host_if, "alias", ""]);
+        match link::check_and_park(host_if, done.link.as_ref().map(|r| &r.id)) {
+            Ok(_) => return true,
+            Err(why) => {
+                errors.push(why);
+                if l.is_virtual() {
+                    let _ = ip(&["link", "del", "dev", host_if]);
+                }
+            }
         }
     }
-    let _ = ip(&["link", "set", "dev", &plan.board_if_host, "alias", ""]);
-    let _ = ip(&["link", "set", "dev", &plan.board_if_host, "up"]);
+    errors
+        .push(format!("the board's link {host_if} did not come back from the jail (deleted, or moved away inside it)"));
+    false
 }
 
 /// Removes the host side: uplink, VLAN link, nft table, the netns name.

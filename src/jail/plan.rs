@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{JailError, JailSpec, Uplink};
+use super::{JailError, JailSettings, JailSpec, Uplink};
 use crate::config::{valid_ifname, Network};
 use crate::util::valid_name;
 
@@ -191,16 +191,21 @@ fn invalid(what: &'static str, value: &str) -> JailError {
 impl Plan {
     /// Validates the spec's identifiers and derives the plan.
     pub fn new(spec: &JailSpec) -> Result<Plan, JailError> {
-        if !valid_name(&spec.board) {
-            return Err(invalid("board name", &spec.board));
-        }
         if !valid_handle(&spec.handle) {
             return Err(invalid("claim handle", &spec.handle));
         }
         if !valid_user(&spec.user) {
             return Err(invalid("user name", &spec.user));
         }
-        let s = &spec.settings;
+        Plan::for_board(&spec.board, spec.index, &spec.link, &spec.settings)
+    }
+
+    /// The plan of a board's jails, whoever claims it: names, addresses
+    /// and ids derive from the board alone (sweeps need no claim).
+    pub fn for_board(board: &str, index: u32, link: &Network, s: &JailSettings) -> Result<Plan, JailError> {
+        if !valid_name(board) {
+            return Err(invalid("board name", board));
+        }
         if !s.root_dir.is_absolute() {
             return Err(invalid("jail root_dir (must be absolute)", &s.root_dir.display().to_string()));
         }
@@ -209,8 +214,7 @@ impl Plan {
                 return Err(invalid("nat interface", n));
             }
         }
-        let index = spec.index;
-        let (board_if_host, board_if_created) = match &spec.link {
+        let (board_if_host, board_if_created) = match link {
             Network::Interface(n) => {
                 if !valid_ifname(n) {
                     return Err(invalid("board interface", n));
@@ -273,9 +277,9 @@ impl Plan {
             }
         };
         Ok(Plan {
-            board: spec.board.clone(),
+            board: board.to_string(),
             index,
-            netns: format!("{NETNS_PREFIX}{index}-{}", spec.board),
+            netns: format!("{NETNS_PREFIX}{index}-{board}"),
             board_if_host,
             board_if_created,
             uplink_host,
@@ -289,7 +293,7 @@ impl Plan {
             dhcp_last: at(199)?,
             host_uid,
             nft_table: format!("{NFT_PREFIX}{index}"),
-            data_dir: s.root_dir.join(&spec.board),
+            data_dir: s.root_dir.join(board),
         })
     }
 
@@ -331,6 +335,7 @@ pub(crate) mod tests_support {
             jail_socket: None,
             console: None,
             labcli: PathBuf::from("/usr/local/bin/labcli"),
+            link_id: None,
         }
     }
 }

@@ -196,3 +196,115 @@ pub fn zombies_of(pid: u32) -> Vec<String> {
     }
     out
 }
+
+/// A host address made by a test, to aim attacks at: a veth pair with
+/// `addr/32` on its host end (up; its peer stays down). Removed on drop.
+pub struct HostTarget {
+    pub link: String,
+    pub addr: std::net::Ipv4Addr,
+}
+
+impl HostTarget {
+    pub fn new(tag: &str, addr: std::net::Ipv4Addr) -> HostTarget {
+        let link = format!("bltg{tag}");
+        let _ = Command::new("ip").args(["link", "del", &link]).output();
+        let run = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        run(&["link", "add", &link, "type", "veth", "peer", "name", &format!("bltp{tag}")]);
+        run(&["addr", "add", &format!("{addr}/32"), "dev", &link]);
+        run(&["link", "set", &link, "up"]);
+        HostTarget { link, addr }
+    }
+}
+
+impl Drop for HostTarget {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.link]).output();
+    }
+}
+
+/// A UDP and a TCP listener on the host that count what reaches them.
+pub struct Listener {
+    pub port: u16,
+    pub hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Listener {
+    /// Listens on `addr` (UDP and TCP, same port) on the host.
+    pub fn new(addr: std::net::IpAddr) -> Listener {
+        Listener::in_netns(None, addr)
+    }
+
+    /// Listens on `addr` inside the named network namespace (or on the
+    /// host): the sockets are made by a thread that joined it.
+    pub fn in_netns(netns: Option<&str>, addr: std::net::IpAddr) -> Listener {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (hits.clone(), stop.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ns = netns.map(str::to_string);
+        std::thread::spawn(move || {
+            if let Some(ns) = ns {
+                let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+                nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            }
+            let tcp = std::net::TcpListener::bind((addr, 0)).unwrap();
+            let port = tcp.local_addr().unwrap().port();
+            let udp = std::net::UdpSocket::bind((addr, port)).unwrap();
+            tcp.set_nonblocking(true).unwrap();
+            udp.set_read_timeout(Some(std::time::Duration::from_millis(50))).unwrap();
+            tx.send(port).unwrap();
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = tcp.accept() {
+                    h.lock().unwrap().push(format!("tcp from {from}"));
+                }
+                if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                    h.lock().unwrap().push(format!("udp from {from}: {:?}", String::from_utf8_lossy(&buf[..n])));
+                }
+            }
+        });
+        let port = rx.recv().unwrap();
+        Listener { port, hits, stop }
+    }
+
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The board's host link and labsim's namespace of the board's own end
+/// (`eth0` inside), from the board's file.
+pub fn board_link(lab: &Lab, board: &str) -> (String, String) {
+    let text = std::fs::read_to_string(lab.path().join(format!("boards.d/{board}.toml"))).unwrap();
+    let line = text.lines().find(|l| l.starts_with("network")).expect("network line");
+    let host_if = line.split('"').nth(1).unwrap().to_string();
+    // labsim names them bl<id>h<port> (host end) and bl<id>-<port> (netns).
+    let (id, port) = host_if.trim_start_matches("bl").split_once('h').unwrap();
+    (host_if.clone(), format!("bl{id}-{port}"))
+}
+
+/// `ip -j -d link show NAME` on the host, parsed; Null if absent.
+pub fn host_link_json(name: &str) -> Value {
+    let o = Command::new("ip").args(["-j", "-d", "link", "show", "dev", name]).output().unwrap();
+    if !o.status.success() {
+        return Value::Null;
+    }
+    serde_json::from_slice::<Value>(&o.stdout).ok().and_then(|v| v.get(0).cloned()).unwrap_or(Value::Null)
+}
+
+/// A sysctl of a host interface, e.g. `ipv6_sysctl("eth0", "disable_ipv6")`.
+pub fn ipv6_sysctl(link: &str, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{link}/{key}")).unwrap_or_default().trim().to_string()
+}

@@ -108,11 +108,17 @@ impl Lab {
     }
 
     pub fn start_labd(&mut self) {
+        self.start_labd_env(&[]);
+    }
+
+    /// Starts labd with extra environment variables (fault injection).
+    pub fn start_labd_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.labd.is_none());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("labd.log")).unwrap();
         let child = Command::new(LABD)
             .arg("--config")
             .arg(self.dir.path())
+            .envs(env.iter().copied())
             .env("LABD_LOG", "debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

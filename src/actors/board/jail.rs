@@ -2,19 +2,30 @@
 //! removed (and its data wiped) when the claim ends, stopped with its data
 //! kept when labd stops, and adopted or rebuilt when labd starts again.
 //!
-//! All jail work is blocking (namespaces, mounts, netlink, processes), so it
-//! runs on tokio's blocking pool; the actor only records the outcome.
+//! All jail work is blocking (namespaces, mounts, links, processes) and
+//! runs on tokio's blocking pool. It is ordered per board by [`JailCell`]:
+//! every build, teardown and link check takes the board's jail lock, in
+//! the order the actor asked, so no two of them ever overlap. The claim
+//! the board serves (`current`) is checked by a build before it starts and
+//! again when its jail is ready: a jail finished for a claim that ended
+//! meanwhile (a release, an expiry, a force-release during the build) is
+//! torn down at once, never stored, and its board never powered for it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
+use super::link::check_blocking;
 use super::BoardActor;
+use crate::config::Network;
 use crate::console::relay::Relay;
-use crate::db::Claim;
+use crate::db::{Claim, Db};
 use crate::jail::services::{kept_host_key, read_authorized_keys};
-use crate::jail::{Jail, JailInfo, JailSettings, JailSpec};
+use crate::jail::{Jail, JailError, JailInfo, JailSettings, JailSpec};
+use crate::link::LinkId;
 use crate::protocol::{ApiError, Code};
 
 /// What a board needs to build its jails.
@@ -30,6 +41,9 @@ pub struct JailCtx {
     /// The directory of this board's jail socket (labd binds `jail.sock`
     /// in it; the jail binds the directory at /run/boardlab).
     pub socket_dir: PathBuf,
+    /// Test-only (`fault-injection`): every build waits this long first,
+    /// so tests can end a claim while its jail is being built.
+    pub build_delay: Duration,
 }
 
 impl JailCtx {
@@ -40,27 +54,155 @@ impl JailCtx {
     }
 }
 
+/// One board's jail across requests and actor restarts.
+#[derive(Default)]
+pub struct JailCell {
+    /// The live jail. Its lock orders the board's jail work.
+    pub slot: Arc<tokio::sync::Mutex<Option<Jail>>>,
+    /// The handle of the claim the board serves; builds check it.
+    current: std::sync::Mutex<Option<String>>,
+}
+
+impl JailCell {
+    fn current(&self) -> Option<String> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn set_current(&self, handle: Option<String>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+    }
+
+    fn is_current(&self, handle: &str) -> bool {
+        self.current().as_deref() == Some(handle)
+    }
+}
+
 type JailFut<T> = ResponseActFuture<BoardActor, T>;
 
 fn ready<T: 'static>(v: T) -> JailFut<T> {
     Box::pin(actix::fut::ready(v))
 }
 
+/// How a build ended.
+enum Built {
+    Ready(JailInfo),
+    /// The claim ended before or while the jail was built; nothing of it
+    /// is left. The link was checked again.
+    Cancelled(Result<Option<LinkId>, String>),
+    /// The build failed (everything it did undone); the link was checked.
+    Failed(String, bool, Result<Option<LinkId>, String>),
+}
+
+/// Removes a claim's own host key (kept per claim for rebuilds).
+fn remove_claim_key(jc: &JailCtx, handle: &str) {
+    if crate::console::log::valid_handle(handle) {
+        let dir = jc.claim_keys().join(".hostkeys");
+        let _ = std::fs::remove_file(dir.join(handle));
+        let _ = std::fs::remove_file(dir.join(format!("{handle}.pub")));
+    }
+}
+
+/// One build of a claim's jail, with everything it needs off the actor.
+struct BuildJob {
+    jc: Arc<JailCtx>,
+    cell: Arc<JailCell>,
+    board: String,
+    network: Network,
+    link_id: Option<LinkId>,
+    claim: Claim,
+    console: Option<PathBuf>,
+    db: Db,
+}
+
+/// Builds the claim's jail (blocking, holding the board's jail lock).
+fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
+    let BuildJob { jc, cell, board, network, link_id, claim, console, db } = job;
+    let (board, network) = (board.as_str(), &network);
+    let check = || check_blocking(network, link_id.as_ref());
+    if !cell.is_current(&claim.handle) {
+        return Built::Cancelled(check());
+    }
+    if let Some(old) = slot.take() {
+        if let Err(e) = old.destroy(false) {
+            warn!(board = %board, "removing a stale jail: {e}");
+        }
+    }
+    if !jc.build_delay.is_zero() {
+        std::thread::sleep(jc.build_delay);
+    }
+    let spec = (|| -> Result<JailSpec, String> {
+        let keys =
+            read_authorized_keys(&jc.keys_dir, &claim.user).map_err(|e| format!("the claimant's ssh keys: {e}"))?;
+        let host_key = if jc.keep_host_key {
+            kept_host_key(&jc.settings.root_dir, board)
+        } else {
+            kept_host_key(&jc.claim_keys(), &claim.handle)
+        }
+        .map_err(|e| format!("the jail's host key: {e}"))?;
+        Ok(JailSpec {
+            board: board.to_string(),
+            handle: claim.handle.clone(),
+            user: claim.user.clone(),
+            index: jc.index,
+            link: network.clone(),
+            settings: jc.settings.clone(),
+            authorized_keys: keys,
+            host_key: Some(host_key),
+            jail_socket: Some(jc.socket_dir.clone()),
+            console,
+            labcli: jc.labcli.clone(),
+            link_id: link_id.clone(),
+        })
+    })();
+    let spec = match spec {
+        Ok(s) => s,
+        Err(e) => return Built::Failed(e, false, check()),
+    };
+    // A jail nobody knows of (its labd was killed mid-build, or its state
+    // was lost) must not block the board forever.
+    match crate::jail::sweep_board(&spec) {
+        Ok(done) => done.iter().for_each(|l| warn!(board = %board, "{l}")),
+        Err(e) => return Built::Failed(e.to_string(), false, check()),
+    }
+    let (jail, info) = match Jail::create(&spec) {
+        Ok(j) => j,
+        Err(e) => {
+            let link = matches!(e, JailError::Link(_));
+            return Built::Failed(e.to_string(), link, check());
+        }
+    };
+    if !cell.is_current(&claim.handle) {
+        info!(board = %board, "the claim ended while its jail was built; removing the jail");
+        if let Err(e) = jail.destroy(true) {
+            error!(board = %board, "removing the jail of an ended claim: {e}");
+        }
+        remove_claim_key(&jc, &claim.handle);
+        return Built::Cancelled(check());
+    }
+    match serde_json::to_string(&jail) {
+        Ok(json) => {
+            if let Err(e) = db.set_claim_jail(&claim.handle, Some(&json)) {
+                error!(board = %board, "cannot record the jail: {e}");
+            }
+        }
+        Err(e) => error!(board = %board, "cannot encode the jail: {e}"),
+    }
+    *slot = Some(jail);
+    Built::Ready(info)
+}
+
 impl BoardActor {
-    /// Builds the claim's jail (when jails are on). Any stale jail of this
-    /// board is removed first.
+    /// Builds the claim's jail (when jails are on), in turn with the
+    /// board's other jail work.
     pub(super) fn build_jail(&mut self, claim: Claim) -> JailFut<Result<Option<JailInfo>, ApiError>> {
         let Some(jc) = self.jail_ctx.clone() else { return ready(Ok(None)) };
         let board = self.cfg().name.clone();
-        let Some(link) = self.cfg().network.clone() else {
+        let Some(network) = self.cfg().network.clone() else {
             return ready(Err(ApiError::new(
                 Code::DeviceFault,
                 format!("board {board} has no network link configured, and jails need one"),
             )));
         };
-        let root_dir = Some(jc.settings.root_dir.display().to_string());
-        let stale = self.jail.take();
-        self.relay = None;
         let relay = match self.console().map(Relay::start) {
             Some(Ok(r)) => Some(r),
             Some(Err(e)) => {
@@ -70,137 +212,142 @@ impl BoardActor {
             None => None,
         };
         let console_path = relay.as_ref().map(|r| r.slave.clone());
-        let user = claim.user.clone();
-        let handle = claim.handle.clone();
-        self.jail_busy = true;
-        let name = board.clone();
-        let work = tokio::task::spawn_blocking(move || -> Result<(Jail, JailInfo), String> {
-            if let Some(old) = stale {
-                if let Err(e) = old.destroy(false) {
-                    warn!(board = %name, "removing a stale jail: {e}");
-                }
-            }
-            let keys =
-                read_authorized_keys(&jc.keys_dir, &claim.user).map_err(|e| format!("the claimant's ssh keys: {e}"))?;
-            let host_key = if jc.keep_host_key {
-                kept_host_key(&jc.settings.root_dir, &name)
-            } else {
-                kept_host_key(&jc.claim_keys(), &claim.handle)
-            }
-            .map_err(|e| format!("the jail's host key: {e}"))?;
-            let spec = JailSpec {
-                board: name,
-                handle: claim.handle,
-                user: claim.user,
-                index: jc.index,
-                link,
-                settings: jc.settings.clone(),
-                authorized_keys: keys,
-                host_key: Some(host_key),
-                jail_socket: Some(jc.socket_dir.clone()),
-                console: console_path,
-                labcli: jc.labcli.clone(),
-            };
-            // A jail nobody knows of (its labd was killed mid-build, or
-            // its state was lost) must not block the board forever.
-            match crate::jail::sweep_board(&spec) {
-                Ok(done) => {
-                    for line in done {
-                        warn!(board = %spec.board, "{line}");
-                    }
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-            Jail::create(&spec).map_err(|e| e.to_string())
-        });
-        Box::pin(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, _| {
-            act.jail_busy = false;
-            let res = res.map_err(|e| format!("the jail builder failed: {e}")).and_then(|r| r);
+        let (user, handle) = (claim.user.clone(), claim.handle.clone());
+        let (cell, db, link_id) = (self.jail_cell.clone(), self.db().clone(), self.link.id.clone());
+        let root_dir = jc.settings.root_dir.display().to_string();
+        let job = BuildJob { jc, cell, board: board.clone(), network, link_id, claim, console: console_path, db };
+        let work = async move {
+            let mut slot = job.cell.slot.clone().lock_owned().await;
+            tokio::task::spawn_blocking(move || build_blocking(job, &mut slot)).await
+        };
+        Box::pin(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| {
+            let res = res.unwrap_or_else(|e| Built::Failed(format!("the jail builder failed: {e}"), false, Ok(None)));
             match res {
-                Ok((jail, info)) => {
-                    match serde_json::to_string(&jail) {
-                        Ok(json) => {
-                            if let Err(e) = act.db().set_claim_jail(&handle, Some(&json)) {
-                                error!(board = %board, "cannot record the jail: {e}");
-                            }
-                        }
-                        Err(e) => error!(board = %board, "cannot encode the jail: {e}"),
-                    }
+                Built::Ready(info) => {
                     act.event("jail_up", Some(&user), Some(&info.ip.to_string()));
                     info!(board = %board, ip = %info.ip, "jail ready");
-                    act.jail = Some(jail);
                     act.relay = relay;
+                    act.link_checked(None, ctx);
                     Ok(Some(info))
                 }
-                Err(e) => {
+                Built::Cancelled(link) => {
+                    act.link_checked(Some(link), ctx);
+                    Err(ApiError::new(
+                        Code::NotClaimed,
+                        format!("the claim on {board} ended (released or expired) while its jail was being built"),
+                    ))
+                }
+                Built::Failed(e, link_fault, link) => {
+                    act.link_checked(Some(link), ctx);
                     act.event("jail_failed", Some(&user), Some(&e));
-                    error!(board = %board, "building the jail: {e}");
+                    error!(board = %board, handle = %handle, "building the jail: {e}");
                     // The claimant learns what failed, not where the host
                     // keeps its jails (the operators' log has the paths).
-                    let shown = match &root_dir {
-                        Some(r) if !r.is_empty() => e.replace(r.as_str(), "<jail root_dir>"),
-                        _ => e,
-                    };
-                    Err(ApiError::new(Code::Internal, format!("building the jail of {board}: {shown}")))
+                    let shown = e.replace(root_dir.as_str(), "<jail root_dir>");
+                    let code = if link_fault { Code::DeviceFault } else { Code::Internal };
+                    Err(ApiError::new(code, format!("building the jail of {board}: {shown}")))
                 }
             }
         }))
     }
 
-    /// Stops and removes the jail. `wipe` also deletes the claim's data
-    /// and host key (release, reinit); without it both stay for a rebuild
-    /// (labd stopping).
+    /// Stops and removes the board's jail, in turn with its other jail
+    /// work, then checks the link it gave back. `wipe` also deletes the
+    /// claim's data and host key (release, reinit); without it both stay
+    /// for a rebuild (labd stopping).
     pub(super) fn teardown_jail(&mut self, handle: &str, wipe: bool) -> JailFut<()> {
         self.relay = None;
-        let jail = self.jail.take();
-        let Some(keys) = self.jail_ctx.as_ref().map(|jc| jc.claim_keys()) else {
+        let Some(jc) = self.jail_ctx.clone() else {
             // Jails are off: nothing to tear down, and no thread hop.
             return ready(());
         };
         let (board, handle) = (self.name().to_string(), handle.to_string());
-        if jail.is_none() && !wipe {
-            return ready(());
-        }
-        self.jail_busy = true;
-        let work = tokio::task::spawn_blocking(move || {
-            if let Some(j) = jail {
-                if let Err(e) = j.destroy(wipe) {
-                    error!(board = %board, "removing the jail: {e}");
+        let (cell, network, link_id) = (self.jail_cell.clone(), self.cfg().network.clone(), self.link.id.clone());
+        let work = async move {
+            let mut slot = cell.slot.clone().lock_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let had = slot.take();
+                let was = had.is_some();
+                if let Some(j) = had {
+                    if let Err(e) = j.destroy(wipe) {
+                        error!(board = %board, "removing the jail: {e}");
+                    }
                 }
+                if wipe {
+                    remove_claim_key(&jc, &handle);
+                }
+                (was || wipe).then(|| network.map(|n| check_blocking(&n, link_id.as_ref())).unwrap_or(Ok(None)))
+            })
+            .await
+            .unwrap_or_else(|e| Some(Err(format!("removing the jail failed: {e}"))))
+        };
+        Box::pin(actix::fut::wrap_future::<_, Self>(work).map(|res, act, ctx| {
+            if let Some(r) = res {
+                act.link_checked(Some(r), ctx);
             }
-            if wipe && crate::console::log::valid_handle(&handle) {
-                // Where kept_host_key put it.
-                let dir = keys.join(".hostkeys");
-                let _ = std::fs::remove_file(dir.join(&handle));
-                let _ = std::fs::remove_file(dir.join(format!("{handle}.pub")));
-            }
-        });
-        Box::pin(actix::fut::wrap_future::<_, Self>(work).map(|_, act, _| {
-            act.jail_busy = false;
         }))
     }
 
     /// At start: adopt the claim's jail if it still runs (labd was killed),
-    /// or build it again (labd was stopped, or the jail died).
+    /// or build it again (labd was stopped, or the jail died); without a
+    /// claim, check and park the board's link.
     pub(super) fn adopt_jail(&mut self, ctx: &mut Context<Self>) {
-        if self.jail.is_some() || self.jail_ctx.is_none() || self.jail_busy {
+        let claim = self.claim().cloned();
+        self.jail_cell.set_current(claim.as_ref().map(|c| c.handle.clone()));
+        let held = self.jail_cell.slot.try_lock().map(|s| s.is_some()).unwrap_or(true);
+        if held {
+            // A supervised restart: the jail (or its build) carries on.
             return;
         }
-        let Some(claim) = self.claim().cloned() else { return };
+        let Some(claim) = claim.filter(|_| self.jail_ctx.is_some()) else {
+            if self.jail_ctx.is_some() {
+                self.sweep_and_check(ctx);
+            } else {
+                self.check_link(ctx);
+            }
+            return;
+        };
         let stored: Option<Jail> = claim.jail.as_deref().and_then(|j| serde_json::from_str(j).ok());
         if let Some(state) = stored {
             if state.alive() && state.handle == claim.handle {
                 info!(board = %self.name(), "adopted the running jail of the claim");
                 self.event("jail_adopted", Some(&claim.user), None);
-                self.jail = Some(state);
+                if let Ok(mut s) = self.jail_cell.slot.try_lock() {
+                    *s = Some(state);
+                }
+                self.link.phase = super::link::LinkPhase::InJail;
                 return;
             }
             // Leftovers of a dead jail are removed before the rebuild.
-            self.jail = Some(state);
+            if let Ok(mut s) = self.jail_cell.slot.try_lock() {
+                *s = Some(state);
+            }
         }
         info!(board = %self.name(), "rebuilding the jail of the claim");
         let f = self.build_jail(claim);
         ctx.spawn(f.map(|_, _, _| ()));
+    }
+
+    /// An unclaimed board at start: whatever a jail of it left behind (a
+    /// labd killed while building or removing it) is removed, which brings
+    /// its link back, and the link is checked and parked.
+    fn sweep_and_check(&mut self, ctx: &mut Context<Self>) {
+        let (Some(jc), Some(network)) = (self.jail_ctx.clone(), self.cfg().network.clone()) else { return };
+        let (cell, link_id, board) = (self.jail_cell.clone(), self.link.id.clone(), self.name().to_string());
+        let fut = async move {
+            let slot = cell.slot.clone().lock_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                match crate::jail::sweep_leftovers(&board, jc.index, &network, &jc.settings, link_id.as_ref()) {
+                    Ok(done) => done.iter().for_each(|l| warn!(board = %board, "{l}")),
+                    Err(e) => warn!(board = %board, "sweeping the board's jail leftovers: {e}"),
+                }
+                check_blocking(&network, link_id.as_ref())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("checking the board's link failed: {e}")))
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(|res, act, ctx| act.link_checked(Some(res), ctx)));
     }
 }
 
@@ -220,12 +367,10 @@ impl Handler<Reinit> for BoardActor {
         let Some(claim) = self.claim().cloned().filter(|c| c.handle == msg.handle) else {
             return ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile")));
         };
-        if self.jail_busy {
-            return ready(Err(ApiError::new(Code::Busy, "the jail is being built or removed; try again")));
-        }
         self.event("reinit", Some(&claim.user), None);
         let down = self.teardown_jail(&claim.handle, true);
-        Box::pin(down.then(move |_, act: &mut Self, _| act.build_jail(claim)))
+        let up = self.build_jail(claim);
+        Box::pin(down.then(move |_, _, _| up))
     }
 }
 
@@ -237,9 +382,11 @@ pub struct Shutdown;
 impl Handler<Shutdown> for BoardActor {
     type Result = ResponseActFuture<Self, ()>;
 
-    /// Removes every namespace, link, mount and process of the jail.
+    /// Removes every namespace, link, mount and process of the jail; no
+    /// build starts after this.
     fn handle(&mut self, _msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
         let handle = self.claim().map(|c| c.handle.clone()).unwrap_or_default();
+        self.jail_cell.set_current(None);
         self.teardown_jail(&handle, false)
     }
 }

@@ -1,9 +1,12 @@
-//! The board actor: owns one board's devices (for now its PoE port).
+//! The board actor: owns one board's devices, one file each: its PoE port
+//! ([`power`]), its network link ([`link`]) and the claim's jail
+//! ([`jail`]); its serial console's pump runs as a task of its own.
 //!
 //! It is the only code that touches the board's switch port, so power
 //! requests for one board are serialised by the port mutex while other
-//! boards proceed in parallel. It reports every change of power or health to
-//! the registry, which keeps the view users see.
+//! boards proceed in parallel; its jail work is ordered by its
+//! [`jail::JailCell`]. It reports every change of power or health to the
+//! registry, which keeps the view users see.
 //!
 //! Failure handling, in three layers:
 //! - a device error (switch silent, agent error) marks the board faulted,
@@ -16,6 +19,7 @@
 //!   mailbox and starts a fresh one (see `Registry::board_addr`).
 
 mod jail;
+mod link;
 mod power;
 
 use std::sync::Arc;
@@ -28,12 +32,13 @@ use super::registry::{BoardRestarted, BoardStatus, Registry};
 use crate::config::{self, PowerPolicy};
 use crate::console::relay::Relay;
 use crate::console::Console;
-use crate::jail::Jail;
+use crate::link::LinkId;
 
 use crate::db::{Claim, Db};
 use crate::power::SwitchClient;
 use crate::protocol::{ApiError, PowerState};
 pub use jail::{JailCtx, Reinit, Shutdown};
+pub use link::LinkPhase;
 pub use power::{Power, PowerAction};
 
 /// First delay before re-probing a silent switch.
@@ -72,13 +77,14 @@ pub struct BoardActor {
     console: Option<Console>,
     /// How to build this board's jails; None when `daemon.jail = "none"`.
     pub(super) jail_ctx: Option<Arc<JailCtx>>,
-    /// The current claim's jail. Kept across a supervised restart (the
-    /// struct is reused), adopted from SQLite after a labd restart.
-    pub(super) jail: Option<Jail>,
+    /// The current claim's jail and the order of the board's jail work.
+    /// Kept across a supervised restart (the struct is reused); a jail is
+    /// adopted from SQLite after a labd restart.
+    jail_cell: Arc<jail::JailCell>,
     /// The console device relayed into the jail.
-    pub(super) relay: Option<Relay>,
-    /// Set while a jail is being built or torn down.
-    pub(super) jail_busy: bool,
+    relay: Option<Relay>,
+    /// The board's network link.
+    link: link::LinkState,
 }
 
 /// What a board actor is made of; the registry assembles it.
@@ -94,11 +100,14 @@ pub struct BoardParts {
     pub owe_off: bool,
     pub console: Option<Console>,
     pub jail_ctx: Option<Arc<JailCtx>>,
+    /// The link's identity as last recorded on the host.
+    pub link_id: Option<LinkId>,
 }
 
 impl BoardActor {
     pub fn new(p: BoardParts) -> Self {
-        let BoardParts { cfg, switch, policy, db, registry, initial_power, owe_off, console, jail_ctx } = p;
+        let BoardParts { cfg, switch, policy, db, registry, initial_power, owe_off, console, jail_ctx, link_id } = p;
+        let link = link::LinkState::new(cfg.network.clone(), link_id);
         BoardActor {
             cfg,
             policy,
@@ -116,9 +125,9 @@ impl BoardActor {
             claim: None,
             console,
             jail_ctx,
-            jail: None,
+            jail_cell: Arc::default(),
             relay: None,
-            jail_busy: false,
+            link,
         }
     }
 
@@ -142,12 +151,19 @@ impl BoardActor {
         self.claim.as_ref()
     }
 
+    /// Tells the registry the board's power and health: faulted by its
+    /// switch, or (with jails on) by its link.
     fn report(&self) {
         self.registry.do_send(BoardStatus {
             board: self.cfg.name.clone(),
             power: self.power,
-            fault: self.fault.clone(),
+            fault: self.fault.clone().or_else(|| self.link_fault()),
         });
+    }
+
+    /// Whether `handle` is the claim this board serves now.
+    fn serves(&self, handle: &str) -> bool {
+        self.claim.as_ref().is_some_and(|c| c.handle == handle)
     }
 
     pub(super) fn event(&self, kind: &str, user: Option<&str>, detail: Option<&str>) {
@@ -228,13 +244,16 @@ pub struct Attached {
 impl Handler<Attach> for BoardActor {
     type Result = ResponseActFuture<Self, Result<Attached, ApiError>>;
 
-    /// Records the claim and powers the board on if asked.
+    /// Records the claim, builds its jail, and powers the board on if
+    /// asked, unless the claim ended meanwhile.
     fn handle(&mut self, msg: Attach, _ctx: &mut Context<Self>) -> Self::Result {
         let by = msg.claim.user.clone();
+        let handle = msg.claim.handle.clone();
         if let Some(c) = &self.console {
-            c.set_claim(Some(msg.claim.handle.clone()));
+            c.set_claim(Some(handle.clone()));
         }
         self.claim = Some(msg.claim.clone());
+        self.jail_cell.set_current(Some(handle.clone()));
         self.owe_off = false;
         let power = msg.power;
         // The jail first: the board netboots from it when powered.
@@ -244,6 +263,12 @@ impl Handler<Attach> for BoardActor {
                 Ok(j) => j,
                 Err(e) => return Box::pin(actix::fut::ready(Err(e))),
             };
+            if !act.serves(&handle) {
+                return Box::pin(actix::fut::ready(Err(ApiError::new(
+                    crate::protocol::Code::NotClaimed,
+                    "the claim ended (released or expired) while its board was being prepared",
+                ))));
+            }
             if !power {
                 return Box::pin(actix::fut::ready(Ok(Attached { power: None, jail })));
             }
@@ -268,12 +293,17 @@ pub struct Detach {
 impl Handler<Detach> for BoardActor {
     type Result = ResponseActFuture<Self, Result<PowerState, ApiError>>;
 
-    /// Forgets the claim, then powers the board off; the answer is the power
-    /// state reached (an error leaves the board faulted, the claim gone).
+    /// Forgets the claim, removes its jail, then powers the board off; the
+    /// answer is the power state reached (an error leaves the board
+    /// faulted, the claim gone). A Detach for a claim the board no longer
+    /// serves while it serves another (an undo that arrives late) leaves
+    /// the new claim's jail and power alone.
     fn handle(&mut self, msg: Detach, _ctx: &mut Context<Self>) -> Self::Result {
-        if self.claim.as_ref().map(|c| c.handle == msg.handle).unwrap_or(false) {
-            self.claim = None;
+        if self.claim.is_some() && !self.serves(&msg.handle) {
+            return Box::pin(actix::fut::ready(Ok(self.power)));
         }
+        self.claim = None;
+        self.jail_cell.set_current(None);
         if let Some(c) = &self.console {
             // The claim's console output goes with it: the next claimant
             // starts with an empty log.
