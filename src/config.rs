@@ -89,6 +89,8 @@ struct RawJail {
     keys_dir: Option<Spanned<String>>,
     ssh_port: Option<Spanned<i64>>,
     nfsroot_size: Option<Spanned<String>>,
+    #[serde(default)]
+    deny_out: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -747,6 +749,20 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
             }
         },
     };
+    let mut deny_out = Vec::new();
+    for v in &raw.deny_out {
+        match v.get_ref().parse::<ipnet::IpNet>() {
+            Ok(n) if n.trunc() == n => deny_out.push(n),
+            Ok(n) => ctx.err(
+                &v.span(),
+                format!("jail.deny_out {:?} has host bits set (did you mean \"{}\"?)", v.get_ref(), n.trunc()),
+            ),
+            Err(_) => ctx.err(
+                &v.span(),
+                format!("jail.deny_out {:?} is not an IPv4 or IPv6 prefix such as \"192.168.0.0/16\"", v.get_ref()),
+            ),
+        }
+    }
     JailConfig {
         settings: JailSettings {
             root_dir,
@@ -758,6 +774,7 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
             ssh_port,
             init_exe: d.init_exe,
             nfsroot_size,
+            deny_out,
         },
         keep_host_key: raw.keep_host_key.unwrap_or(false),
         keys_dir,

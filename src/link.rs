@@ -276,19 +276,23 @@ pub fn remove_from_table(names: &[String]) -> Result<(), LinkError> {
     for n in names {
         let _ = run("nft", &["delete", "element", "inet", TABLE, "parked", &format!("{{ \"{n}\" }}")], None);
     }
-    let left = run("nft", &["-j", "list", "set", "inet", TABLE, "parked"], None)?;
-    let empty = serde_json::from_str::<Value>(&left)
+    if set_is_empty("inet", TABLE, "parked") {
+        run("nft", &["delete", "table", "inet", TABLE], None)?;
+    }
+    Ok(())
+}
+
+/// Whether the nft set `family table set` exists and holds no element.
+pub fn set_is_empty(family: &str, table: &str, set: &str) -> bool {
+    let Ok(left) = run("nft", &["-j", "list", "set", family, table, set], None) else { return false };
+    serde_json::from_str::<Value>(&left)
         .ok()
         .and_then(|v| {
             v["nftables"].as_array()?.iter().find_map(|e| {
                 e.get("set").map(|s| s.get("elem").is_none_or(|x| x.as_array().is_none_or(|a| a.is_empty())))
             })
         })
-        .unwrap_or(false);
-    if empty {
-        run("nft", &["delete", "table", "inet", TABLE], None)?;
-    }
-    Ok(())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

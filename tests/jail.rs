@@ -74,18 +74,6 @@ fn random_u8() -> u8 {
     b[0]
 }
 
-fn default_interface() -> String {
-    let o = run("ip", &["-o", "route", "show", "default"]);
-    let s = String::from_utf8_lossy(&o.stdout).into_owned();
-    let mut w = s.split_whitespace();
-    while let Some(x) = w.next() {
-        if x == "dev" {
-            return w.next().unwrap_or("lo").to_string();
-        }
-    }
-    "lo".into()
-}
-
 struct Ssh {
     log: PathBuf,
     key: PathBuf,
@@ -168,12 +156,15 @@ fn jail_end_to_end() {
         root_dir: base.join("jails"),
         pool: format!("10.{}.0.0/16", 150 + r).parse().unwrap(),
         board_net: "172.30.0.0/16".parse().unwrap(),
-        nat_interface: Some(default_interface()),
+        // The test's "internet" (step 3) is where jails are masqueraded:
+        // egress is default-deny, so it must be the NAT interface.
+        nat_interface: Some(world.inet_host_if.clone()),
         uplink: Uplink::Routed,
         uid_base: 300_000,
         ssh_port: 22,
         init_exe: LABJAIL.into(),
         nfsroot_size: jail::DEFAULT_NFSROOT_SIZE,
+        deny_out: Vec::new(),
     };
     let first_index = 10 + u32::from(r) * 2;
     let sock = base.join("jail1-socket");
@@ -352,7 +343,8 @@ fn jail_end_to_end() {
     let _ = listener.kill();
     let _ = listener.wait();
     assert!(o.status.success(), "board -> internet: {}", text(&o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), infos[0].ip.to_string(), "seen source address");
+    // The board is masqueraded behind the jail, the jail behind the host.
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), host_ip, "seen source address");
 
     // (3b) stop and start (labd stop/start: destroy without wipe, create):
     // the nfsroot's file system is unmounted and detached in between and

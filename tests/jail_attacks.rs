@@ -379,3 +379,241 @@ fn a_jail_finished_for_a_claim_that_ended_is_removed_and_the_board_stays_off() {
     assert_eq!(login.ok("id -u").trim(), "0");
     ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
 }
+
+/// The board's port on the switch, from its file.
+fn board_port(lab: &Lab, board: &str) -> u32 {
+    let text = std::fs::read_to_string(lab.path().join(format!("boards.d/{board}.toml"))).unwrap();
+    let line = text.lines().find(|l| l.starts_with("power")).expect("power line");
+    let at = line.find("port").unwrap();
+    line[at..]
+        .trim_start_matches("port")
+        .trim_start_matches([' ', '='])
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A network namespace joined to the host by a veth pair, with addresses
+/// on both ends; removed (with whatever runs in it) on drop.
+struct Net {
+    ns: String,
+    host_if: String,
+    children: Vec<std::process::Child>,
+}
+
+impl Net {
+    fn new(tag: &str, host_cidr: &str, ns_cidrs: &[&str], gateway: &str) -> Net {
+        let (ns, host_if) = (format!("bltn{tag}"), format!("bltn{tag}h"));
+        let _ = sh(&["ip", "netns", "del", &ns]);
+        let _ = sh(&["ip", "link", "del", &host_if]);
+        let mut cmds: Vec<Vec<&str>> = vec![
+            vec!["ip", "netns", "add", &ns],
+            vec!["ip", "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns],
+            vec!["ip", "addr", "add", host_cidr, "dev", &host_if],
+            vec!["ip", "link", "set", &host_if, "up"],
+            vec!["ip", "-n", &ns, "link", "set", "eth0", "up"],
+            vec!["ip", "-n", &ns, "link", "set", "lo", "up"],
+        ];
+        for c in ns_cidrs {
+            cmds.push(vec!["ip", "-n", &ns, "addr", "add", c, "dev", "eth0"]);
+        }
+        cmds.push(vec!["ip", "-n", &ns, "route", "add", "default", "via", gateway]);
+        let net = Net { ns: ns.clone(), host_if: host_if.clone(), children: Vec::new() };
+        for c in cmds {
+            let o = sh(&c);
+            assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        net
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = sh(&["ip", "netns", "del", &self.ns]);
+        let _ = sh(&["ip", "link", "del", &self.host_if]);
+    }
+}
+
+/// The attack: from a jail, an SNMP set to the switch on the host's
+/// management network (community `private`) to power off another user's
+/// board. The switch here is a second snmpd over the lab's own port table,
+/// in a "management" namespace the host reaches over a veth (labd powers
+/// the boards through it), on the jails' NAT interface. Egress from a jail
+/// is default-deny: never to the switches, the host, the operators'
+/// `deny_out` prefixes, or out of any interface but the NAT one.
+#[test]
+fn a_jail_reaches_neither_the_switch_nor_the_hosts_other_networks() {
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "10.195.5.0/24", board_net: "172.26.80.0/20", uid_base: 4_500_000 };
+    let mgmt = Net::new(
+        "mg",
+        "198.51.100.1/24",
+        &["198.51.100.2/24", "198.51.100.50/24", "198.51.100.130/24"],
+        "198.51.100.1",
+    );
+    let other = Net::new("ot", "203.0.113.1/24", &["203.0.113.2/24"], "203.0.113.1");
+    let extra = format!("nat_interface = \"{}\"\ndeny_out = [\"198.51.100.128/25\"]", mgmt.host_if);
+    let mut lab = jail_lab(2, "rockpro64", &NET, &extra, "");
+    let dir = lab.path().to_path_buf();
+    // The switch labd uses is the one on the management network.
+    let conf = dir.join("snmpd-mgmt.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "rwcommunity private default\npass_persist .1.3.6.1.2.1.105.1.1.1.3 {} pass-persist --dir {}\n",
+            LABSIM,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let snmpd = std::process::Command::new("ip")
+        .args(["netns", "exec", &mgmt.ns, "snmpd", "-f", "-Lf"])
+        .arg(dir.join("snmpd-mgmt.log"))
+        .args(["-C", "-c"])
+        .arg(&conf)
+        .args(["-m", "", "udp:198.51.100.2:161"])
+        .env("MIBS", "")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut mgmt = mgmt;
+    mgmt.children.push(snmpd);
+    let toml = dir.join("lab.toml");
+    let t = std::fs::read_to_string(&toml).unwrap();
+    let host_line = t.lines().find(|l| l.trim_start().starts_with("host = \"127.0.0.1:")).unwrap().to_string();
+    std::fs::write(&toml, t.replace(&host_line, "host = \"198.51.100.2:161\"")).unwrap();
+    lab.wait_for(Duration::from_secs(10), "the management snmpd", || {
+        sh(&["snmpget", "-v2c", "-c", "private", "-t", "1", "-r", "0", "198.51.100.2", ".1.3.6.1.2.1.105.1.1.1.3.1.1"])
+            .status
+            .success()
+    });
+    lab.start_labd();
+
+    let allowed = Listener::in_netns(Some(&mgmt.ns), "198.51.100.50".parse().unwrap());
+    let denied = Listener::in_netns(Some(&mgmt.ns), "198.51.100.130".parse().unwrap());
+    let elsewhere = Listener::in_netns(Some(&other.ns), "203.0.113.2".parse().unwrap());
+    let host = Listener::new("198.51.100.1".parse().unwrap());
+
+    let a = claim_jailed(&lab, ALICE, "rockpro64");
+    let b = lab.as_user(BOB, &[json!({"fn": "claim", "class": "rockpro64", "power": true})]).remove(0);
+    let b = ok(&b).clone();
+    let bob_board = b["board"].as_str().unwrap().to_string();
+    assert_eq!(lab.switch_power(&bob_board), "on");
+    let port = board_port(&lab, &bob_board);
+    let login = Login::new(&dir, ALICE, &a["jail"], "egress");
+
+    // The attack itself: the switch does not answer a jail.
+    let oid = format!(".1.3.6.1.2.1.105.1.1.1.3.1.{port}");
+    let o = login.run(&format!("snmpset -v2c -c private -t 1 -r 1 198.51.100.2 {oid} i 2"));
+    assert!(!o.status.success(), "the jail reached the switch: {o:?}");
+    let o = login.run(&format!("snmpget -v2c -c private -t 1 -r 0 198.51.100.2 {oid}"));
+    assert!(!o.status.success(), "the jail reached the switch: {o:?}");
+    assert_eq!(lab.switch_power(&bob_board), "on", "bob's board is still on at the switch");
+    assert_eq!(lab.board(&bob_board)["power"], "on");
+
+    // Egress: only out of the NAT interface, never to a denied prefix or
+    // the host itself; what is allowed is masqueraded as the host.
+    let send = |addr: &str, port: u16| {
+        let _ = login.run(&format!(
+            "echo egress | socat -u - UDP4-SENDTO:{addr}:{port}; socat -u OPEN:/etc/hostname TCP4:{addr}:{port},connect-timeout=1"
+        ));
+    };
+    send("198.51.100.50", allowed.port);
+    send("198.51.100.130", denied.port);
+    send("203.0.113.2", elsewhere.port);
+    send("198.51.100.1", host.port);
+    std::thread::sleep(Duration::from_millis(500));
+    let ok_hits = allowed.hits();
+    assert!(
+        ok_hits.iter().any(|h| h.starts_with("tcp from 198.51.100.1:")),
+        "allowed egress, masqueraded: {ok_hits:?}"
+    );
+    assert!(denied.hits().is_empty(), "reached a deny_out prefix: {:?}", denied.hits());
+    assert!(elsewhere.hits().is_empty(), "left by another interface than the NAT one: {:?}", elsewhere.hits());
+    assert!(host.hits().is_empty(), "reached the host: {:?}", host.hits());
+
+    // The lab is whole: labd still powers the boards through the switch.
+    ok(&lab.as_user(BOB, &[json!({"fn": "power_off", "handle": b["handle"]})]).remove(0));
+    assert_eq!(lab.switch_power(&bob_board), "off");
+    for (u, c) in [(ALICE, &a), (BOB, &b)] {
+        ok(&lab.as_user(u, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
+    }
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 2);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+/// The macvlan uplink (a jail is a host on the parent's LAN; here the
+/// parent is a veth whose other end is a "LAN" namespace): its frames
+/// never pass the host's forward chain, so the parent's egress filter
+/// keeps the same rules. A jail reaches the LAN but not a `deny_out`
+/// prefix, not the other jail on the same parent, and nothing at all once
+/// it changes its IP or MAC address.
+#[test]
+fn a_macvlan_jail_is_held_to_the_same_egress_rules() {
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "198.18.77.0/24", board_net: "172.26.96.0/20", uid_base: 4_800_000 };
+    let lan =
+        Net::new("lan", "198.18.77.254/24", &["198.18.77.1/24", "198.18.77.50/24", "198.18.77.200/24"], "198.18.77.1");
+    let extra =
+        format!("uplink = \"macvlan\"\nmacvlan_parent = \"{}\"\ndeny_out = [\"198.18.77.128/25\"]", lan.host_if);
+    let mut lab = jail_lab(2, "rockpro64", &NET, &extra, "");
+    lab.start_labd();
+    let dir = lab.path().to_path_buf();
+    let allowed = Listener::in_netns(Some(&lan.ns), "198.18.77.50".parse().unwrap());
+    let denied = Listener::in_netns(Some(&lan.ns), "198.18.77.200".parse().unwrap());
+    let host = Listener::new("198.18.77.254".parse().unwrap());
+    let a = claim_jailed(&lab, ALICE, "rockpro64");
+    let b = claim_jailed(&lab, BOB, "rockpro64");
+    let mut login = Login::new(&dir, ALICE, &a["jail"], "mv-a");
+    login.via_netns = Some(lan.ns.clone());
+    assert_eq!(login.ok("id -u").trim(), "0", "the jail answers ssh from its LAN");
+    let send = |login: &Login, addr: &str, port: u16, bind: &str| {
+        let _ = login.run(&format!(
+            "echo mv | socat -u - UDP4-SENDTO:{addr}:{port}{bind}; socat -u OPEN:/etc/hostname TCP4:{addr}:{port},connect-timeout=1{bind}"
+        ));
+    };
+    send(&login, "198.18.77.50", allowed.port, "");
+    send(&login, "198.18.77.200", denied.port, "");
+    send(&login, "198.18.77.254", host.port, "");
+    std::thread::sleep(Duration::from_millis(500));
+    let jail_ip = a["jail"]["ip"].as_str().unwrap();
+    assert!(
+        allowed.hits().iter().any(|h| h.starts_with(&format!("tcp from {jail_ip}:"))),
+        "the LAN is reachable, from the jail's own address: {:?}",
+        allowed.hits()
+    );
+    assert!(denied.hits().is_empty(), "reached a deny_out prefix: {:?}", denied.hits());
+    assert!(host.hits().is_empty(), "reached the host: {:?}", host.hits());
+    // The other jail on the same parent is out of reach.
+    let other = b["jail"]["ip"].as_str().unwrap();
+    let o = login.run(&format!("ping -c 2 -W 1 {other}"));
+    assert!(!o.status.success(), "jail reached jail {other}: {o:?}");
+    // A spoofed source address, then a changed MAC address: nothing leaves.
+    let before = allowed.hits().len();
+    login.ok("ip addr add 198.18.77.99/24 dev uplink");
+    send(&login, "198.18.77.50", allowed.port, ",bind=198.18.77.99");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(allowed.hits().len(), before, "a spoofed source went out: {:?}", allowed.hits());
+    // (In the background: the filter drops this ssh session's replies too.)
+    login.ok(&"setsid nohup sh -c 'sleep 0.5; ip link set uplink address 0a:b1:ee:ee:ee:ee; \
+          for i in 1 2 3 4 5; do echo mv | socat -u - UDP4-SENDTO:198.18.77.50:PORT; sleep 0.2; done' \
+          >/dev/null 2>&1 </dev/null &"
+        .replace("PORT", &allowed.port.to_string()));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(allowed.hits().len(), before, "a changed MAC address went out: {:?}", allowed.hits());
+    for (u, c) in [(ALICE, &a), (BOB, &b)] {
+        ok(&lab.as_user(u, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
+    }
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 2);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}

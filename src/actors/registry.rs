@@ -105,6 +105,9 @@ pub struct Registry {
     front: Option<Rc<Front>>,
     /// Board name → jail index, from SQLite.
     jail_indexes: HashMap<String, u32>,
+    /// The jails' settings, with the switches' addresses added to the
+    /// destinations jails may never reach.
+    jail_settings: crate::jail::JailSettings,
     /// Board name → its link's identity as last recorded, from SQLite.
     link_ids: HashMap<String, crate::link::LinkId>,
     db: Db,
@@ -187,6 +190,7 @@ impl Registry {
                 e.claim = Some(c);
             }
         }
+        let jail_settings = jail_settings(&cfg);
         let jail_indexes = db.jail_indexes()?;
         let link_ids = db
             .link_ids()?
@@ -197,6 +201,7 @@ impl Registry {
         Ok(Registry {
             owed_off,
             front: None,
+            jail_settings,
             jail_indexes,
             link_ids,
             classes: cfg.classes(),
@@ -233,7 +238,7 @@ impl Registry {
         let console = e.console.clone();
         let jail_ctx = match (self.cfg.daemon.jail, self.jail_indexes.get(name)) {
             (JailMode::Linux, Some(&index)) => Some(Arc::new(JailCtx {
-                settings: self.cfg.jail.settings.clone(),
+                settings: self.jail_settings.clone(),
                 index,
                 keys_dir: self.cfg.jail.keys_dir.clone(),
                 keep_host_key: self.cfg.jail.keep_host_key,
@@ -1074,4 +1079,29 @@ fn build_delay() -> Duration {
         return Duration::from_millis(ms);
     }
     Duration::ZERO
+}
+
+/// The jails' settings from the configuration, with every switch's
+/// addresses added to `deny_out`: a jail never talks to a switch.
+fn jail_settings(cfg: &Config) -> crate::jail::JailSettings {
+    use std::net::ToSocketAddrs;
+    let mut s = cfg.jail.settings.clone();
+    if cfg.daemon.jail != JailMode::Linux {
+        return s;
+    }
+    for sw in cfg.switches.values() {
+        // The configuration always carries the port (HOST:PORT).
+        match sw.host.to_socket_addrs() {
+            Ok(addrs) => {
+                for a in addrs {
+                    let net = ipnet::IpNet::from(a.ip());
+                    if !s.deny_out.contains(&net) {
+                        s.deny_out.push(net);
+                    }
+                }
+            }
+            Err(e) => warn!(switch = %sw.name, "cannot resolve {} to keep jails away from it: {e}", sw.host),
+        }
+    }
+    s
 }

@@ -119,6 +119,9 @@ pub struct JailSettings {
     pub init_exe: PathBuf,
     /// Size in bytes of each claim's nfsroot file system (a sparse image).
     pub nfsroot_size: u64,
+    /// Where jails may never send to, besides the host, other jails and
+    /// boards: the operators' `deny_out` prefixes and the switches.
+    pub deny_out: Vec<ipnet::IpNet>,
 }
 
 /// Default `[jail] nfsroot_size`: 8 GiB (sparse: only what is written
@@ -137,6 +140,7 @@ impl Default for JailSettings {
             ssh_port: 22,
             init_exe: default_init_exe(),
             nfsroot_size: DEFAULT_NFSROOT_SIZE,
+            deny_out: Vec::new(),
         }
     }
 }

@@ -89,26 +89,59 @@ pub const ALIAS_PREFIX: &str = "boardlab-host-name=";
 /// it is added and removed atomically. Base chains of all tables see every
 /// packet and a drop in any is final, so each jail's table only needs to
 /// speak for its own uplink.
-pub fn host_ruleset(plan: &Plan, s: &JailSettings) -> String {
+///
+/// Egress is default-deny: what comes from the jail's uplink is forwarded
+/// only with the jail's own source address, only out of `nat_if` (none:
+/// nowhere), and never to the jail pool, the board networks or a
+/// `deny_out` prefix (the operators' management networks and every
+/// switch); IPv6 not at all. Replies to connections made *to* the jail
+/// (ssh from a user) pass. Input from the jail to the host itself is
+/// only ping of its gateway and replies.
+pub fn host_ruleset(plan: &Plan, s: &JailSettings, nat_if: Option<&str>) -> String {
     let t = &plan.nft_table;
     let up = &plan.uplink_host;
     let pool = s.pool;
     let boards = s.board_net;
-    let masq = match &s.nat_interface {
-        Some(i) => format!("ip saddr {} oifname \"{i}\" masquerade", plan.jail_ip),
-        None => format!("ip saddr {} ip daddr != {{ {pool}, {boards} }} masquerade", plan.jail_ip),
+    let v4: Vec<String> =
+        s.deny_out.iter().filter(|n| matches!(n, ipnet::IpNet::V4(_))).map(|n| n.to_string()).collect();
+    let v6: Vec<String> =
+        s.deny_out.iter().filter(|n| matches!(n, ipnet::IpNet::V6(_))).map(|n| n.to_string()).collect();
+    let mut from_jail = format!(
+        "\t\tip saddr != {jail} drop
+\t\tct state invalid drop
+\t\tct state established,related accept
+\t\tip daddr {{ {pool}, {boards} }} drop
+",
+        jail = plan.jail_ip
+    );
+    if !v4.is_empty() {
+        from_jail.push_str(&format!("\t\tip daddr {{ {} }} drop\n", v4.join(", ")));
+    }
+    if !v6.is_empty() {
+        from_jail.push_str(&format!("\t\tip6 daddr {{ {} }} drop\n", v6.join(", ")));
+    }
+    from_jail.push_str("\t\tmeta nfproto ipv6 drop\n\t\tfib daddr type local drop\n");
+    let masq = match nat_if {
+        Some(i) => {
+            from_jail.push_str(&format!("\t\toifname != \"{i}\" drop\n"));
+            format!("ip saddr {} oifname \"{i}\" masquerade", plan.jail_ip)
+        }
+        None => {
+            from_jail.push_str("\t\tdrop\n");
+            String::new()
+        }
     };
     format!(
         "table inet {t} {{
 \tchain forward {{
 \t\ttype filter hook forward priority filter; policy accept;
-\t\tiifname \"{up}\" ip saddr != {jail} drop
-\t\tiifname \"{up}\" ip daddr {pool} drop
-\t\tiifname \"{up}\" ip daddr {boards} drop
-\t\tiifname \"{up}\" meta nfproto ipv6 drop
+\t\tiifname \"{up}\" jump from_jail
 \t\toifname \"{up}\" ip saddr {pool} drop
 \t\toifname \"{up}\" ip saddr {boards} drop
+\t\toifname \"{up}\" meta nfproto ipv6 drop
 \t}}
+\tchain from_jail {{
+{from_jail}\t}}
 \tchain input {{
 \t\ttype filter hook input priority filter; policy accept;
 \t\tiifname \"{up}\" ct state established,related accept
@@ -121,9 +154,75 @@ pub fn host_ruleset(plan: &Plan, s: &JailSettings) -> String {
 \t}}
 }}
 ",
-        jail = plan.jail_ip,
         gw = plan.gateway,
     )
+}
+
+/// The shared host table that filters what macvlan jails send: a jail on
+/// a macvlan is a host on the parent's LAN, and its frames never pass the
+/// host's forward chain, so they are judged on the parent's egress hook.
+pub const MACVLAN_TABLE: &str = "boardlab_macvlan";
+
+/// The address of jail `index`'s macvlan: locally administered, unicast.
+pub fn macvlan_mac(index: u32) -> String {
+    let b = index.to_be_bytes();
+    format!("0a:b1:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}
+
+/// The host's own IPv4 addresses (all interfaces, loopback too).
+pub fn host_ipv4_addresses() -> Vec<String> {
+    let Ok(out) = run("ip", &["-j", "-4", "addr", "show"], None) else { return Vec::new() };
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    let mut addrs = Vec::new();
+    for l in v.as_array().into_iter().flatten() {
+        for a in l["addr_info"].as_array().into_iter().flatten() {
+            if let Some(ip) = a["local"].as_str() {
+                addrs.push(ip.to_string());
+            }
+        }
+    }
+    addrs
+}
+
+/// The macvlan jails' filter on `parent`'s egress, made if missing, its
+/// rules and denied destinations rewritten, and this jail's (address, IP)
+/// pair added. Default-deny: the host's own frames pass; from a jail only
+/// ARP and IPv4 with its own address pair leave, never to a board
+/// network, a `deny_out` prefix (the switches among them) or one of the
+/// host's own addresses; a jail that changes its address or its IP, or
+/// sends anything else, is dropped.
+pub fn macvlan_script(parent: &str, parent_mac: &str, plan: &Plan, s: &JailSettings, host_v4: &[String]) -> String {
+    let t = MACVLAN_TABLE;
+    let mut deny: Vec<String> = vec![s.board_net.to_string()];
+    deny.extend(s.deny_out.iter().filter(|n| matches!(n, ipnet::IpNet::V4(_))).map(|n| n.to_string()));
+    deny.extend(host_v4.iter().cloned());
+    format!(
+        "add table netdev {t}
+add set netdev {t} jails {{ type ether_addr . ipv4_addr; }}
+add set netdev {t} deny {{ type ipv4_addr; flags interval; auto-merge; }}
+add chain netdev {t} egress {{ type filter hook egress device \"{parent}\" priority filter; policy accept; }}
+flush chain netdev {t} egress
+flush set netdev {t} deny
+add rule netdev {t} egress ether saddr {parent_mac} accept
+add rule netdev {t} egress ether type arp arp saddr ether . arp saddr ip @jails accept
+add rule netdev {t} egress ether type != ip drop
+add rule netdev {t} egress ether saddr . ip saddr != @jails drop
+add rule netdev {t} egress ip daddr @deny drop
+add element netdev {t} deny {{ {deny} }}
+add element netdev {t} jails {{ {mac} . {ip} }}
+",
+        deny = deny.join(", "),
+        mac = macvlan_mac(plan.index),
+        ip = plan.jail_ip,
+    )
+}
+
+/// The interface of the host's default route, where jails are
+/// masqueraded when `nat_interface` is not set.
+pub fn default_route_interface() -> Option<String> {
+    let out = run("ip", &["-j", "route", "show", "default"], None).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v.as_array()?.iter().find_map(|r| r["dev"].as_str().map(str::to_string))
 }
 
 /// The jail's own nftables: the board network leaves through the uplink
@@ -238,14 +337,38 @@ pub fn setup(
         )?;
     } else {
         let super::Uplink::Macvlan { parent } = &s.uplink else { unreachable!("plan.routed is false") };
+        // `private`: macvlans of one parent never reach each other, not
+        // even through a switch that hairpins. The address is ours and is
+        // what the parent's egress filter lets out (see macvlan_script).
+        let mac = macvlan_mac(plan.index);
         ip_batch(
             None,
             &[
-                vec!["link", "add", "link", parent, "name", &plan.uplink_host, "type", "macvlan", "mode", "bridge"],
+                vec![
+                    "link",
+                    "add",
+                    "link",
+                    parent,
+                    "name",
+                    &plan.uplink_host,
+                    "address",
+                    &mac,
+                    "type",
+                    "macvlan",
+                    "mode",
+                    "private",
+                ],
                 vec!["link", "set", "dev", &plan.uplink_host, "netns", ns],
             ],
         )?;
         ip(&["-n", ns, "link", "set", "dev", &plan.uplink_host, "name", JAIL_UPLINK_IF])?;
+        let parent_mac = link::host_link(parent)
+            .map_err(|e| JailError::Link(e.to_string()))?
+            .ok_or_else(|| JailError::Link(format!("the macvlan parent {parent} is missing")))?
+            .mac;
+        let host_v4 = host_ipv4_addresses();
+        run("nft", &["-f", "-"], Some(&macvlan_script(parent, &parent_mac, plan, s, &host_v4)))?;
+        done.nft = true;
     }
     let gateway = plan.gateway.to_string();
     ip_batch(
@@ -270,7 +393,15 @@ pub fn setup(
             source,
         })?;
         // Replace any stale table of the same jail in the same transaction.
-        let text = format!("table inet {t}\ndelete table inet {t}\n{}", host_ruleset(plan, s), t = plan.nft_table);
+        let nat_if = s.nat_interface.clone().or_else(default_route_interface);
+        if nat_if.is_none() {
+            tracing::warn!(board = %plan.board, "no jail.nat_interface and no default route: the jail reaches nothing outside");
+        }
+        let text = format!(
+            "table inet {t}\ndelete table inet {t}\n{}",
+            host_ruleset(plan, s, nat_if.as_deref()),
+            t = plan.nft_table
+        );
         run("nft", &["-f", "-"], Some(&text))?;
         done.nft = true;
     }
@@ -384,9 +515,17 @@ pub fn teardown(plan: &Plan, done: &Done, errors: &mut Vec<String>) {
             errors.push(e.to_string());
         }
     }
-    if done.nft && nft_table_exists(&plan.nft_table) {
+    if done.nft && plan.routed && nft_table_exists(&plan.nft_table) {
         if let Err(e) = run("nft", &["delete", "table", "inet", &plan.nft_table], None) {
             errors.push(e.to_string());
+        }
+    }
+    if done.nft && !plan.routed {
+        // Only this jail's pair: the table serves every macvlan jail.
+        let pair = format!("{{ {} . {} }}", macvlan_mac(plan.index), plan.jail_ip);
+        let _ = run("nft", &["delete", "element", "netdev", MACVLAN_TABLE, "jails", &pair], None);
+        if link::set_is_empty("netdev", MACVLAN_TABLE, "jails") {
+            let _ = run("nft", &["delete", "table", "netdev", MACVLAN_TABLE], None);
         }
     }
     if done.netns && netns_exists(&plan.netns) {
@@ -409,19 +548,28 @@ mod tests {
     use crate::jail::plan::tests_support::spec;
 
     #[test]
-    fn host_rules_isolate_and_masquerade() {
+    fn host_rules_isolate_masquerade_and_deny_by_default() {
         let mut s = spec(3);
+        s.settings.deny_out = vec!["192.168.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()];
         let p = Plan::new(&s).unwrap();
-        let r = host_ruleset(&p, &s.settings);
+        let r = host_ruleset(&p, &s.settings, Some("eth0"));
         assert!(r.starts_with("table inet boardlab_j3 {"), "{r}");
-        assert!(r.contains("iifname \"blju3\" ip daddr 10.240.0.0/16 drop"), "{r}");
-        assert!(r.contains("iifname \"blju3\" ip daddr 172.30.0.0/16 drop"), "{r}");
-        assert!(r.contains("iifname \"blju3\" ip saddr != 10.240.0.14 drop"), "{r}");
-        assert!(r.contains("ip saddr 10.240.0.14 ip daddr != { 10.240.0.0/16, 172.30.0.0/16 } masquerade"), "{r}");
-        assert!(r.contains("iifname \"blju3\" ip daddr 10.240.0.13 icmp type echo-request accept"), "{r}");
-        s.settings.nat_interface = Some("eth0".into());
-        let r = host_ruleset(&p, &s.settings);
+        assert!(r.contains("iifname \"blju3\" jump from_jail"), "{r}");
+        assert!(r.contains("ip saddr != 10.240.0.14 drop"), "{r}");
+        assert!(r.contains("ip daddr { 10.240.0.0/16, 172.30.0.0/16 } drop"), "{r}");
+        assert!(r.contains("ip daddr { 192.168.0.0/16 } drop"), "{r}");
+        assert!(r.contains("ip6 daddr { fd00::/8 } drop"), "{r}");
+        assert!(r.contains("oifname != \"eth0\" drop"), "{r}");
         assert!(r.contains("ip saddr 10.240.0.14 oifname \"eth0\" masquerade"), "{r}");
+        assert!(r.contains("iifname \"blju3\" ip daddr 10.240.0.13 icmp type echo-request accept"), "{r}");
+        // Every drop of the jail's chain comes before anything is let out.
+        let chain = &r[r.find("chain from_jail").unwrap()..r.find("chain input").unwrap()];
+        assert!(chain.trim_end().trim_end_matches('}').trim_end().ends_with("oifname != \"eth0\" drop"), "{chain}");
+        // No NAT interface at all: nothing leaves.
+        let r = host_ruleset(&p, &s.settings, None);
+        let chain = &r[r.find("chain from_jail").unwrap()..r.find("chain input").unwrap()];
+        assert!(chain.contains("\t\tdrop\n"), "{chain}");
+        assert!(!r.contains("masquerade"), "{r}");
     }
 
     #[test]

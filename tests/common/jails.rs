@@ -56,6 +56,9 @@ pub struct Login {
     pub key: PathBuf,
     pub known_hosts: PathBuf,
     pub ip: String,
+    /// ssh from inside this network namespace (a macvlan jail is reached
+    /// from its LAN, not from the host).
+    pub via_netns: Option<String>,
 }
 
 impl Login {
@@ -64,11 +67,23 @@ impl Login {
     pub fn new(dir: &Path, user: &str, jail: &Value, tag: &str) -> Login {
         let known_hosts = dir.join(format!("known_hosts.{tag}"));
         std::fs::write(&known_hosts, format!("{}\n", jail["known_hosts"].as_str().expect("known_hosts"))).unwrap();
-        Login { key: key_of(dir, user), known_hosts, ip: jail["ip"].as_str().expect("jail ip").to_string() }
+        Login {
+            key: key_of(dir, user),
+            known_hosts,
+            ip: jail["ip"].as_str().expect("jail ip").to_string(),
+            via_netns: None,
+        }
     }
 
     pub fn command(&self, cmd: &str) -> Command {
-        let mut c = Command::new("ssh");
+        let mut c = match &self.via_netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "ssh"]);
+                c
+            }
+            None => Command::new("ssh"),
+        };
         c.args([
             "-T",
             "-o",
@@ -133,7 +148,7 @@ pub fn leftovers(dir: &Path, uid_base: u32, boards: u32) -> Vec<String> {
     let nft =
         String::from_utf8_lossy(&Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).to_string();
     for t in nft.lines() {
-        if t.contains("boardlab_j") {
+        if t.contains("boardlab_j") || t.contains("boardlab_macvlan") {
             left.push(format!("nft {t}"));
         }
     }
