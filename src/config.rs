@@ -91,6 +91,9 @@ struct RawJail {
     nfsroot_size: Option<Spanned<String>>,
     #[serde(default)]
     deny_out: Vec<Spanned<String>>,
+    pids_max: Option<Spanned<i64>>,
+    memory_max: Option<Spanned<String>>,
+    cpu_weight: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -763,6 +766,53 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
             ),
         }
     }
+    let dl = crate::jail::cgroup::Limits::default();
+    let pids_max = match &raw.pids_max {
+        None => dl.pids_max,
+        Some(v) => match u64::try_from(*v.get_ref()) {
+            Ok(n) if (16..=1 << 22).contains(&n) => n,
+            _ => {
+                ctx.err(&v.span(), format!("jail.pids_max ({}) must be between 16 and 4194304", v.get_ref()));
+                dl.pids_max
+            }
+        },
+    };
+    let memory_max = match &raw.memory_max {
+        None => dl.memory_max,
+        Some(v) => match parse_size(v.get_ref()) {
+            Some(n) if n >= MIN_MEMORY_MAX => n,
+            Some(_) => {
+                ctx.err(&v.span(), format!("jail.memory_max ({}) must be at least 64M", v.get_ref()));
+                dl.memory_max
+            }
+            None => {
+                ctx.err(
+                    &v.span(),
+                    format!(
+                        "jail.memory_max {:?} is not a size such as \"1G\" (a whole number with K, M, G or T)",
+                        v.get_ref()
+                    ),
+                );
+                dl.memory_max
+            }
+        },
+    };
+    let cpu_weight = match &raw.cpu_weight {
+        None => dl.cpu_weight,
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n) if (1..=10000).contains(&n) => n,
+            _ => {
+                ctx.err(
+                    &v.span(),
+                    format!(
+                        "jail.cpu_weight ({}) must be between 1 and 10000 (100: a normal process's share)",
+                        v.get_ref()
+                    ),
+                );
+                dl.cpu_weight
+            }
+        },
+    };
     JailConfig {
         settings: JailSettings {
             root_dir,
@@ -775,11 +825,16 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
             init_exe: d.init_exe,
             nfsroot_size,
             deny_out,
+            limits: crate::jail::cgroup::Limits { pids_max, memory_max, cpu_weight },
+            cgroups: d.cgroups,
         },
         keep_host_key: raw.keep_host_key.unwrap_or(false),
         keys_dir,
     }
 }
+
+/// Least `[jail] memory_max`: sshd, dnsmasq and ganesha must fit.
+const MIN_MEMORY_MAX: u64 = 64 << 20;
 
 /// Bounds of `[jail] nfsroot_size` (ext4 wants some room; 16T is ext4's
 /// limit with 4k blocks).

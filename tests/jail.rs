@@ -165,6 +165,8 @@ fn jail_end_to_end() {
         init_exe: LABJAIL.into(),
         nfsroot_size: jail::DEFAULT_NFSROOT_SIZE,
         deny_out: Vec::new(),
+        limits: jail::cgroup::Limits::default(),
+        cgroups: jail::cgroup::detect(),
     };
     let first_index = 10 + u32::from(r) * 2;
     let sock = base.join("jail1-socket");

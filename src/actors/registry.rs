@@ -1089,6 +1089,18 @@ fn jail_settings(cfg: &Config) -> crate::jail::JailSettings {
     if cfg.daemon.jail != JailMode::Linux {
         return s;
     }
+    s.cgroups = crate::jail::cgroup::detect();
+    match &s.cgroups {
+        crate::jail::cgroup::Hierarchy::None { why } => {
+            error!("jails run WITHOUT resource limits (processes, memory, CPU): {why}")
+        }
+        h => info!(
+            pids_max = s.limits.pids_max,
+            memory_max = s.limits.memory_max,
+            cpu_weight = s.limits.cpu_weight,
+            "jail limits through {h:?}"
+        ),
+    }
     for sw in cfg.switches.values() {
         // The configuration always carries the port (HOST:PORT).
         match sw.host.to_socket_addrs() {

@@ -86,14 +86,26 @@ impl Drop for Starter {
 impl Starter {
     /// Starts `labjail start` with a clean environment and only stdio open,
     /// sends the config and waits for `ready`. Returns (starter, pid, starttime).
-    pub fn spawn(exe: &Path, cfg: &InitConfig, log: &Path) -> Result<(Starter, i32, u64), JailError> {
+    pub fn spawn(
+        exe: &Path,
+        cfg: &InitConfig,
+        log: &Path,
+        cgroup: &[std::os::fd::OwnedFd],
+    ) -> Result<(Starter, i32, u64), JailError> {
         let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|source| JailError::Io {
             what: "opening init log",
             path: log.into(),
             source,
         })?;
         let log_start = logf.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut child = Command::new(exe)
+        let fds = super::cgroup::raw(cgroup);
+        let mut cmd = Command::new(exe);
+        // SAFETY: between fork and exec the closure only writes to
+        // descriptors the parent keeps open across the spawn.
+        unsafe {
+            cmd.pre_exec(move || super::cgroup::join_self(&fds));
+        }
+        let mut child = cmd
             .arg("start")
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

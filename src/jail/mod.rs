@@ -22,6 +22,7 @@
 //! Privileges: the jail's root is host uid `uid_base + index*65536`, with
 //! 65536 ids mapped; host root is not mapped, so it owns nothing of the host.
 
+pub mod cgroup;
 pub mod fs;
 pub mod init;
 pub mod net;
@@ -122,6 +123,10 @@ pub struct JailSettings {
     /// Where jails may never send to, besides the host, other jails and
     /// boards: the operators' `deny_out` prefixes and the switches.
     pub deny_out: Vec<ipnet::IpNet>,
+    /// Each jail's caps on processes, memory and CPU share.
+    pub limits: cgroup::Limits,
+    /// Where jail cgroups go on this host (found by labd at start).
+    pub cgroups: cgroup::Hierarchy,
 }
 
 /// Default `[jail] nfsroot_size`: 8 GiB (sparse: only what is written
@@ -141,6 +146,8 @@ impl Default for JailSettings {
             init_exe: default_init_exe(),
             nfsroot_size: DEFAULT_NFSROOT_SIZE,
             deny_out: Vec::new(),
+            limits: cgroup::Limits::default(),
+            cgroups: cgroup::Hierarchy::None { why: "not looked for".into() },
         }
     }
 }
@@ -209,6 +216,9 @@ pub struct Jail {
     /// by an older labd).
     #[serde(default)]
     pub link: Option<net::BoardLinkRecord>,
+    /// The jail's cgroup, when the host has controllers.
+    #[serde(default)]
+    pub cgroup: Option<cgroup::JailCgroup>,
 }
 
 /// Start time of a process, if it exists and is not a zombie.
@@ -262,9 +272,17 @@ impl Jail {
         // 3.
         let sshd_config = services::sshd_config(plan.jail_ip, spec.settings.ssh_port);
         let fresh = fs::prepare_data_dir(&plan, &spec.authorized_keys, &sshd_config)?;
-        let mut undo = Undo { plan: &plan, fresh, init: None, done: net::Done::default(), armed: true };
+        let mut undo = Undo { plan: &plan, fresh, init: None, cgroup: None, done: net::Done::default(), armed: true };
         let host_pub = services::install_host_key(&plan, spec.host_key.as_deref())?;
         nfs::mount_root(&plan, spec.settings.nfsroot_size)?;
+        // The cgroup before the first jail process: labjail joins it
+        // between fork and exec, and so does everything it starts.
+        let cg = cgroup::JailCgroup::create(&spec.settings.cgroups, &plan.board, &spec.settings.limits)?;
+        undo.cgroup = cg.clone();
+        let cg_fds = match &cg {
+            Some(c) => c.open_procs()?,
+            None => Vec::new(),
+        };
         if let Some(c) = &spec.console {
             std::os::unix::fs::chown(c, Some(plan.host_uid), Some(plan.host_uid)).map_err(|source| JailError::Io {
                 what: "handing the console to the jail",
@@ -285,7 +303,7 @@ impl Jail {
             services: services::services(&plan, spec.settings.ssh_port),
         };
         let (starter, pid, start) =
-            init::Starter::spawn(&spec.settings.init_exe, &cfg, &plan.data_dir.join("init.log"))?;
+            init::Starter::spawn(&spec.settings.init_exe, &cfg, &plan.data_dir.join("init.log"), &cg_fds)?;
         undo.init = Some((pid, start));
         // 5.
         if let Err(e) = net::setup(&plan, &spec.settings, pid, spec.link_id.as_ref(), &mut undo.done) {
@@ -294,7 +312,7 @@ impl Jail {
         }
         // 6. ganesha (host side, in the jail's network namespace) starts
         // while the init brings up sshd and dnsmasq: both waits overlap.
-        let nfs = match nfs::spawn(&plan) {
+        let nfs = match nfs::spawn(&plan, &cg_fds) {
             Ok(n) => n,
             Err(e) => {
                 starter.abort();
@@ -318,6 +336,7 @@ impl Jail {
             init_start: start,
             info: info.clone(),
             link: undo.done.link.clone(),
+            cgroup: cg,
         };
         Ok((jail, info))
     }
@@ -344,7 +363,8 @@ impl Jail {
     pub fn destroy(self, wipe: bool) -> Result<(), JailError> {
         let mut errors = Vec::new();
         let done = net::Done::all(self.link.clone());
-        teardown(&self.plan, Some((self.init_pid, self.init_start)), &done, wipe, &mut errors);
+        let cg = self.cgroup.as_ref();
+        teardown(&self.plan, Some((self.init_pid, self.init_start)), cg, &done, wipe, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -358,6 +378,7 @@ struct Undo<'a> {
     plan: &'a Plan,
     fresh: bool,
     init: Option<(i32, u64)>,
+    cgroup: Option<cgroup::JailCgroup>,
     done: net::Done,
     armed: bool,
 }
@@ -366,7 +387,7 @@ impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if self.armed {
             let mut errors = Vec::new();
-            teardown(self.plan, self.init, &self.done, self.fresh, &mut errors);
+            teardown(self.plan, self.init, self.cgroup.as_ref(), &self.done, self.fresh, &mut errors);
             for e in errors {
                 tracing::warn!(board = %self.plan.board, "undoing a failed jail: {e}");
             }
@@ -389,7 +410,14 @@ impl Drop for Undo<'_> {
 ///
 /// If the init would not die, the board link stays where it is: it never
 /// comes back to the host while anything of the jail might still run.
-fn teardown(plan: &Plan, init: Option<(i32, u64)>, done: &net::Done, wipe: bool, errors: &mut Vec<String>) {
+fn teardown(
+    plan: &Plan,
+    init: Option<(i32, u64)>,
+    cg: Option<&cgroup::JailCgroup>,
+    done: &net::Done,
+    wipe: bool,
+    errors: &mut Vec<String>,
+) {
     let mut stopped = true;
     if let Some((pid, start)) = init {
         if let Err(e) = stop_init(pid, start) {
@@ -401,6 +429,14 @@ fn teardown(plan: &Plan, init: Option<(i32, u64)>, done: &net::Done, wipe: bool,
         let left = nfs::stop(ino);
         if !left.is_empty() {
             errors.push(format!("processes {left:?} in {} do not die", plan.netns));
+            stopped = false;
+        }
+    }
+    // Whatever else of the jail's still runs is in its cgroup.
+    if let Some(cg) = cg {
+        let left = cg.remove();
+        if !left.is_empty() {
+            errors.extend(left);
             stopped = false;
         }
     }
@@ -481,7 +517,8 @@ pub fn sweep_leftovers(
     if net::netns_exists(&plan.netns) || net::link_exists(&plan.uplink_host) {
         let mut errors = Vec::new();
         let link = link_id.cloned().map(|id| net::BoardLinkRecord { id, jail_ifindex: None });
-        teardown(&plan, None, &net::Done::all(link), false, &mut errors);
+        let cg = cgroup::JailCgroup::of(&settings.cgroups, board);
+        teardown(&plan, None, cg.as_ref(), &net::Done::all(link), false, &mut errors);
         report.push(format!(
             "removed the leftovers of {}: {}",
             plan.netns,
@@ -506,7 +543,8 @@ pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
     let mut report = Vec::new();
     for j in known {
         let mut errors = Vec::new();
-        teardown(&j.plan, Some((j.init_pid, j.init_start)), &net::Done::all(j.link.clone()), false, &mut errors);
+        let done = net::Done::all(j.link.clone());
+        teardown(&j.plan, Some((j.init_pid, j.init_start)), j.cgroup.as_ref(), &done, false, &mut errors);
         report.push(format!(
             "jail {} ({}): {}",
             j.plan.board,

@@ -326,7 +326,7 @@ pub struct Starting {
 
 /// Starts ganesha in the jail's network namespace; [`Starting::ready`]
 /// waits for it to listen.
-pub fn spawn(plan: &Plan) -> Result<Starting, JailError> {
+pub fn spawn(plan: &Plan, cgroup: &[std::os::fd::OwnedFd]) -> Result<Starting, JailError> {
     let dir = ensure_state_dir(plan)?;
     let recovery = dir.join("recovery");
     std::fs::create_dir_all(&recovery).map_err(io("creating", &recovery))?;
@@ -358,10 +358,14 @@ pub fn spawn(plan: &Plan) -> Result<Starting, JailError> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: between fork and exec the closure only makes the setns and
-    // setsid system calls on an fd that stays open across the spawn.
+    let cg = super::cgroup::raw(cgroup);
+    // SAFETY: between fork and exec the closure only makes the write,
+    // setns and setsid system calls on fds that stay open across the
+    // spawn. ganesha runs for this jail alone: it joins the jail's
+    // cgroup, so its memory and threads count against the jail's caps.
     unsafe {
         cmd.pre_exec(move || {
+            super::cgroup::join_self(&cg)?;
             if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

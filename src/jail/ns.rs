@@ -26,6 +26,9 @@ pub const ORDER: &[(CloneFlags, &str)] = &[
     (CloneFlags::CLONE_NEWUTS, "uts"),
     (CloneFlags::CLONE_NEWIPC, "ipc"),
     (CloneFlags::CLONE_NEWPID, "pid"),
+    // labjail joined the jail's cgroup before it started: the jail sees
+    // that cgroup as its root and nothing of the host's tree.
+    (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
 ];
 
 /// The kernel calls namespace setup makes.
@@ -104,6 +107,7 @@ mod tests {
                 | CloneFlags::CLONE_NEWUTS
                 | CloneFlags::CLONE_NEWIPC
                 | CloneFlags::CLONE_NEWPID
+                | CloneFlags::CLONE_NEWCGROUP
         );
         assert!(!k.0[1].contains(CloneFlags::CLONE_NEWUSER));
     }

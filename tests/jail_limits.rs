@@ -1,0 +1,125 @@
+//! A jail's resource limits, tried the way a claimant who is root in their
+//! jail would: as many processes as it can make, more memory than it may
+//! have, more disk than its cap, and thousands of connections to labd.
+//! Each attack must fail inside the jail while the host, labd and the
+//! other claims carry on.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::jails::{jail_lab, leftovers, one_at_a_time, JailNet, Login};
+use common::*;
+use serde_json::{json, Value};
+
+fn claim_jailed(lab: &Lab, user: &str) -> Value {
+    let r = lab.as_user(user, &[json!({"fn": "claim", "class": "rockpro64"})]).remove(0);
+    ok(&r).clone()
+}
+
+/// The jail's cgroup directory in the v1 `controller` hierarchy, found
+/// through the jail's init (whose cgroup it is).
+fn cgroup_dir(login: &Login, controller: &str) -> Option<std::path::PathBuf> {
+    // Inside, the jail sees its own cgroup as "/": ask the host instead,
+    // by the init's host PID (PID 1 inside is the init).
+    let _ = login;
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mnt = text.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mut r = right.split_whitespace();
+        (r.next()? == "cgroup" && r.nth(1)?.split(',').any(|o| o == controller))
+            .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })?;
+    Some(mnt)
+}
+
+#[test]
+fn a_jail_cannot_take_the_hosts_processes_or_memory() {
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "10.194.0.0/24", board_net: "172.25.0.0/20", uid_base: 5_000_000 };
+    let mut lab = jail_lab(2, "rockpro64", &NET, "pids_max = 200\nmemory_max = \"256M\"\ncpu_weight = 50", "");
+    lab.start_labd();
+    let dir = lab.path().to_path_buf();
+    let a = claim_jailed(&lab, ALICE);
+    let login = Login::new(&dir, ALICE, &a["jail"], "lim");
+
+    // Every process of the jail is in its cgroup, with the caps written.
+    let board = a["board"].as_str().unwrap();
+    let pids_root = cgroup_dir(&login, "pids").expect("a v1 pids hierarchy on this machine");
+    let found: Vec<std::path::PathBuf> =
+        walk(&pids_root).into_iter().filter(|p| p.ends_with(format!("jail-{board}"))).collect();
+    assert_eq!(found.len(), 1, "one cgroup for the jail: {found:?}");
+    let cg = &found[0];
+    assert_eq!(std::fs::read_to_string(cg.join("pids.max")).unwrap().trim(), "200");
+    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+    assert!(procs.split_whitespace().count() >= 3, "the init, sshd, dnsmasq (and ganesha) are in it: {procs}");
+    let inside = login.ok("cat /proc/self/cgroup");
+    assert!(inside.lines().all(|l| l.ends_with(":/")), "the jail sees its cgroup as its root: {inside}");
+
+    // 5,000 processes: the jail gets what its cap allows, no more. (The
+    // bomb runs detached: once the jail is full, not even a shell of the
+    // test's own could start in it; the host counts.)
+    login.ok("setsid nohup sh -c 'for i in $(seq 5000); do sleep 120 & done' >/dev/null 2>&1 </dev/null &");
+    let t0 = Instant::now();
+    let current = || -> u32 { std::fs::read_to_string(cg.join("pids.current")).unwrap().trim().parse().unwrap() };
+    let refused = || -> u64 {
+        let t = std::fs::read_to_string(cg.join("pids.events")).unwrap();
+        t.split_whitespace().nth(1).unwrap_or("0").parse().unwrap()
+    };
+    lab.wait_for(Duration::from_secs(60), "the jail to hit its process cap", || refused() > 0);
+    let n = current();
+    assert!(n <= 200, "at most pids_max processes in the jail, saw {n}");
+    eprintln!("fork bomb: {n} processes, {} forks refused after {:?}", refused(), t0.elapsed());
+    // Meanwhile the lab works for everyone else.
+    let s = lab.req(json!({"fn": "status"}));
+    ok(&s);
+    let b = claim_jailed(&lab, BOB);
+    let bl = Login::new(&dir, BOB, &b["jail"], "lim-b");
+    assert_eq!(bl.ok("id -u").trim(), "0", "bob's jail works while alice's is full");
+    // The test ends its own bomb from the host (the jail has no room).
+    for pid in std::fs::read_to_string(cg.join("cgroup.procs")).unwrap().split_whitespace() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "sleep" || comm.trim() == "sh" {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    lab.wait_for(Duration::from_secs(10), "the jail's bomb to be gone", || current() < 20);
+
+    // 2 GiB of anonymous memory: the allocation dies, the jail stays.
+    let o = login.run("dd if=/dev/zero of=/dev/null bs=2G count=1");
+    assert!(!o.status.success(), "a 2 GiB buffer in a 256M jail: {o:?}");
+    let mem_root = cgroup_dir(&login, "memory").expect("a v1 memory hierarchy");
+    let mcg = walk(&mem_root).into_iter().find(|p| p.ends_with(format!("jail-{board}"))).expect("memory cgroup");
+    let max: u64 = std::fs::read_to_string(mcg.join("memory.max_usage_in_bytes")).unwrap().trim().parse().unwrap();
+    assert!(max <= 256 << 20, "the jail never used more than its cap: {max}");
+    assert_eq!(login.ok("echo still here").trim(), "still here");
+
+    for (u, c) in [(ALICE, &a), (BOB, &b)] {
+        ok(&lab.as_user(u, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
+    }
+    assert!(!cg.exists(), "the jail's cgroup goes with the jail");
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 2);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+/// Every directory under `root` (a cgroup tree), depth first.
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.filter_map(|e| e.ok()) {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(e.path());
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    let _ = Duration::ZERO;
+    out
+}
