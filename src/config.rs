@@ -89,6 +89,7 @@ struct RawJail {
     keys_dir: Option<Spanned<String>>,
     ssh_port: Option<Spanned<i64>>,
     nfsroot_size: Option<Spanned<String>>,
+    data_size: Option<Spanned<String>>,
     #[serde(default)]
     deny_out: Vec<Spanned<String>>,
     pids_max: Option<Spanned<i64>>,
@@ -732,26 +733,28 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
             }
         },
     };
-    let nfsroot_size = match &raw.nfsroot_size {
-        None => d.nfsroot_size,
+    let size = |ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>, key: &str, default: u64| match v {
+        None => default,
         Some(v) => match parse_size(v.get_ref()) {
-            Some(n) if (MIN_NFSROOT_SIZE..=MAX_NFSROOT_SIZE).contains(&n) => n,
+            Some(n) if (MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&n) => n,
             Some(_) => {
-                ctx.err(&v.span(), format!("jail.nfsroot_size ({}) must be between 64M and 16T", v.get_ref()));
-                d.nfsroot_size
+                ctx.err(&v.span(), format!("jail.{key} ({}) must be between 64M and 16T", v.get_ref()));
+                default
             }
             None => {
                 ctx.err(
                     &v.span(),
                     format!(
-                        "jail.nfsroot_size {:?} is not a size such as \"8G\" (a whole number with K, M, G or T)",
+                        "jail.{key} {:?} is not a size such as \"8G\" (a whole number with K, M, G or T)",
                         v.get_ref()
                     ),
                 );
-                d.nfsroot_size
+                default
             }
         },
     };
+    let nfsroot_size = size(ctx, &raw.nfsroot_size, "nfsroot_size", d.nfsroot_size);
+    let data_size = size(ctx, &raw.data_size, "data_size", d.data_size);
     let mut deny_out = Vec::new();
     for v in &raw.deny_out {
         match v.get_ref().parse::<ipnet::IpNet>() {
@@ -824,6 +827,7 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
             ssh_port,
             init_exe: d.init_exe,
             nfsroot_size,
+            data_size,
             deny_out,
             limits: crate::jail::cgroup::Limits { pids_max, memory_max, cpu_weight },
             cgroups: d.cgroups,
@@ -836,10 +840,10 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
 /// Least `[jail] memory_max`: sshd, dnsmasq and ganesha must fit.
 const MIN_MEMORY_MAX: u64 = 64 << 20;
 
-/// Bounds of `[jail] nfsroot_size` (ext4 wants some room; 16T is ext4's
-/// limit with 4k blocks).
-const MIN_NFSROOT_SIZE: u64 = 64 << 20;
-const MAX_NFSROOT_SIZE: u64 = 16 << 40;
+/// Bounds of `[jail] nfsroot_size` and `data_size` (ext4 wants some
+/// room; 16T is ext4's limit with 4k blocks).
+const MIN_IMAGE_SIZE: u64 = 64 << 20;
+const MAX_IMAGE_SIZE: u64 = 16 << 40;
 
 /// `"8G"`, `"512M"`: a whole number with a binary unit K, M, G or T
 /// (case-insensitive), or plain bytes.
@@ -1118,15 +1122,46 @@ power_on_claim = true
         assert_eq!(s.root_dir, PathBuf::from("/srv/jails"));
         assert_eq!(s.nat_interface.as_deref(), Some("wan0"));
         assert_eq!(s.nfsroot_size, 8 << 30);
-        let d = dir_with(&format!("{LAB}\n[jail]\nnfsroot_size = \"512M\"\n"), &[("a.toml", BOARD)]);
-        assert_eq!(Config::load(d.path()).unwrap().jail.settings.nfsroot_size, 512 << 20);
+        assert_eq!(s.data_size, 4 << 30);
+        assert_eq!(s.limits, crate::jail::cgroup::Limits::default());
+        assert!(s.deny_out.is_empty());
+        let d = dir_with(
+            &format!(
+                "{LAB}\n[jail]\nnfsroot_size = \"512M\"\ndata_size = \"1G\"\npids_max = 300\nmemory_max = \"2G\"\ncpu_weight = 20\ndeny_out = [\"192.168.0.0/16\", \"fd00::/8\"]\n"
+            ),
+            &[("a.toml", BOARD)],
+        );
+        let s = Config::load(d.path()).unwrap().jail.settings;
+        assert_eq!((s.nfsroot_size, s.data_size), (512 << 20, 1 << 30));
+        assert_eq!(s.limits, crate::jail::cgroup::Limits { pids_max: 300, memory_max: 2 << 30, cpu_weight: 20 });
+        assert_eq!(s.deny_out, vec!["192.168.0.0/16".parse().unwrap(), "fd00::/8".parse::<ipnet::IpNet>().unwrap()]);
     }
 
     #[test]
     fn jail_section_errors_name_the_line() {
         let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
         // "[jail]" is line 18 of LAB + jail, the first key line 19.
-        assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`".to_string()]);
+        assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`".to_string()]);
+        assert_eq!(
+            with("deny_out = [\"192.168.0.0/16\", \"10.0.0.1/8\", \"mgmt\"]"),
+            vec![
+                "lab.toml:19: jail.deny_out \"10.0.0.1/8\" has host bits set (did you mean \"10.0.0.0/8\"?)"
+                    .to_string(),
+                "lab.toml:19: jail.deny_out \"mgmt\" is not an IPv4 or IPv6 prefix such as \"192.168.0.0/16\""
+                    .to_string()
+            ]
+        );
+        assert_eq!(
+            with("pids_max = 5\nmemory_max = \"1M\"\ncpu_weight = 0\ndata_size = \"lots\""),
+            vec![
+                "lab.toml:22: jail.data_size \"lots\" is not a size such as \"8G\" (a whole number with K, M, G or T)"
+                    .to_string(),
+                "lab.toml:19: jail.pids_max (5) must be between 16 and 4194304".to_string(),
+                "lab.toml:20: jail.memory_max (1M) must be at least 64M".to_string(),
+                "lab.toml:21: jail.cpu_weight (0) must be between 1 and 10000 (100: a normal process's share)"
+                    .to_string(),
+            ]
+        );
         assert_eq!(
             with("pool = \"10.240.0.1/16\""),
             vec!["lab.toml:19: jail.pool: \"10.240.0.1/16\" has host bits set (did you mean \"10.240.0.0/16\"?)"

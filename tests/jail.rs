@@ -164,6 +164,7 @@ fn jail_end_to_end() {
         ssh_port: 22,
         init_exe: LABJAIL.into(),
         nfsroot_size: jail::DEFAULT_NFSROOT_SIZE,
+        data_size: jail::DEFAULT_DATA_SIZE,
         deny_out: Vec::new(),
         limits: jail::cgroup::Limits::default(),
         cgroups: jail::cgroup::detect(),
@@ -211,16 +212,20 @@ fn jail_end_to_end() {
     // Each claim's nfsroot is its own (loop-mounted ext4) file system, so
     // ganesha's handles resolve nowhere else.
     let nfs1 = plan1.data_dir.join("nfsroot");
-    let img1 = plan1.data_dir.join(".nfs/nfsroot.img");
+    let img1 = jail::disk::state_dir(&plan1.data_dir).join("nfsroot.img");
     let (fstype, source) = mount_of(&nfs1).expect("nfsroot of jail 1 is mounted");
     assert_eq!(fstype, "ext4");
     assert!(source.starts_with("/dev/loop"), "{source}");
     assert!(losetup_has(&img1), "a loop device for {}", img1.display());
     let (_, source2) = mount_of(&plan2.data_dir.join("nfsroot")).expect("nfsroot of jail 2 is mounted");
     assert_ne!(source, source2, "one file system per claim");
-    let mode = std::fs::metadata(plan1.data_dir.join(".nfs"))
+    let mode = std::fs::metadata(jail::disk::state_dir(&plan1.data_dir))
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
-    assert_eq!(mode.unwrap(), 0o700, "the image's directory is host root's alone");
+    assert_eq!(mode.unwrap(), 0o700, "the images' directory is host root's alone");
+    // Everything the jail writes is on a file system of its own too.
+    let (dfs, dsrc) = mount_of(&plan1.data_dir).expect("the claim's data file system is mounted");
+    assert_eq!(dfs, "ext4");
+    assert!(dsrc.starts_with("/dev/loop") && dsrc != source, "{dsrc}");
 
     // (1) The board boots from the jail: DHCP lease and TFTP from .1.
     let tftp = settings.root_dir.join(&b1.name).join("tftpboot/boot.scr");
@@ -427,7 +432,10 @@ fn jail_end_to_end() {
     assert_eq!(ganesha_of(&plan2.data_dir), Vec::<i32>::new());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(settings.root_dir.to_str().unwrap()), "{mounts}");
-    assert!(!losetup_has(&img1) && !losetup_has(&plan2.data_dir.join(".nfs/nfsroot.img")));
+    assert!(!losetup_has(&img1) && !losetup_has(&jail::disk::state_dir(&plan2.data_dir).join("nfsroot.img")));
+    for p in [&plan1, &plan2] {
+        assert!(!losetup_has(&jail::disk::state_dir(&p.data_dir).join("data.img")), "no data loop device left");
+    }
 }
 
 /// File system type and source of the mount on `dir` (host's view), from
@@ -453,7 +461,7 @@ fn losetup_has(img: &Path) -> bool {
 /// PIDs of ganesha.nfsd processes started for the jail with this data
 /// directory (their configuration is under it).
 fn ganesha_of(data_dir: &Path) -> Vec<i32> {
-    let needle = data_dir.join(".nfs").to_string_lossy().into_owned();
+    let needle = jail::disk::state_dir(data_dir).to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())

@@ -34,10 +34,16 @@ fn cgroup_dir(login: &Login, controller: &str) -> Option<std::path::PathBuf> {
 }
 
 #[test]
-fn a_jail_cannot_take_the_hosts_processes_or_memory() {
+fn a_jail_cannot_take_the_hosts_processes_memory_or_disk() {
     let _turn = one_at_a_time();
     const NET: JailNet = JailNet { pool: "10.194.0.0/24", board_net: "172.25.0.0/20", uid_base: 5_000_000 };
-    let mut lab = jail_lab(2, "rockpro64", &NET, "pids_max = 200\nmemory_max = \"256M\"\ncpu_weight = 50", "");
+    let mut lab = jail_lab(
+        2,
+        "rockpro64",
+        &NET,
+        "pids_max = 200\nmemory_max = \"256M\"\ncpu_weight = 50\ndata_size = \"64M\"",
+        "",
+    );
     lab.start_labd();
     let dir = lab.path().to_path_buf();
     let a = claim_jailed(&lab, ALICE);
@@ -97,6 +103,20 @@ fn a_jail_cannot_take_the_hosts_processes_or_memory() {
     assert!(max <= 256 << 20, "the jail never used more than its cap: {max}");
     assert_eq!(login.ok("echo still here").trim(), "still here");
 
+    // 200 MB into /tmp: the jail fills its own 64M file system, not the
+    // host's disk; the image on the host stays within its size.
+    let o = login.run("dd if=/dev/zero of=/tmp/fill bs=1M count=200");
+    assert!(!o.status.success(), "200 MB into a 64M jail: {o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No space left"), "{o:?}");
+    let img = dir.join(format!("jails/.state/{board}/data.img"));
+    let on_disk = std::fs::metadata(&img).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap();
+    assert!(on_disk <= 64 << 20, "the image takes at most its size on the host: {on_disk}");
+    // Also through every other writable directory: the same cap.
+    let o = login.run("dd if=/dev/zero of=/root/more bs=1M count=16");
+    assert!(!o.status.success(), "the cap covers /root too: {o:?}");
+    login.ok("rm -f /tmp/fill /root/more && echo written > /tmp/after && cat /tmp/after");
+    assert!(lab.board(board)["state"] == "claimed");
+
     for (u, c) in [(ALICE, &a), (BOB, &b)] {
         ok(&lab.as_user(u, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
     }
@@ -122,4 +142,32 @@ fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     let _ = Duration::ZERO;
     out
+}
+
+/// A claim directory an older labd left (plain directories on the host's
+/// disk, the nfsroot image in `.nfs`) moves into the claim's own file
+/// system when its jail is next built: nothing is lost in an upgrade.
+#[test]
+fn an_older_labds_claim_data_moves_into_its_own_file_system() {
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "10.194.1.0/24", board_net: "172.25.16.0/20", uid_base: 5_300_000 };
+    let mut lab = jail_lab(1, "rockpro64", &NET, "data_size = \"128M\"", "");
+    let dir = lab.path().to_path_buf();
+    let old = dir.join("jails/rockpro64-1");
+    std::fs::create_dir_all(old.join("home")).unwrap();
+    std::fs::write(old.join("home/migrated.txt"), "kept across the upgrade\n").unwrap();
+    std::fs::create_dir_all(old.join(".nfs")).unwrap();
+    lab.start_labd();
+    let a = claim_jailed(&lab, ALICE);
+    let login = Login::new(&dir, ALICE, &a["jail"], "mig");
+    assert_eq!(login.ok("cat /home/migrated.txt").trim(), "kept across the upgrade");
+    let df = login.ok("df -k /home | tail -1");
+    let size_k: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(size_k <= 128 * 1024, "the data now lives in its 128M file system: {df}");
+    assert!(!dir.join("jails/.state/rockpro64-1/old-data").exists());
+    ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": a["handle"]})]).remove(0));
+    assert!(!old.exists(), "release wipes the claim's directory");
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 1);
+    assert!(left.is_empty(), "left behind: {left:#?}");
 }

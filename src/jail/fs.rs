@@ -175,16 +175,77 @@ pub fn resolv_for(host: &str) -> String {
     out
 }
 
-/// Phase 1 (labd, host root): the per-claim data directory. Returns whether
-/// it was created now (so a failed create removes only what it made).
-pub fn prepare_data_dir(plan: &Plan, authorized_keys: &str, sshd_config: &str) -> Result<bool, JailError> {
+/// The image of the claim's writable directories (see [`super::disk`]).
+pub fn data_image(plan: &Plan) -> PathBuf {
+    super::disk::state_dir(&plan.data_dir).join("data.img")
+}
+
+/// Where labjail mounts the jail's root: `root_dir/.mnt/BOARD`.
+pub fn root_mount_point(data_dir: &Path) -> PathBuf {
+    let board = data_dir.file_name().unwrap_or_default();
+    data_dir.parent().unwrap_or(Path::new("/")).join(".mnt").join(board)
+}
+
+/// Unmounts the claim's data file system (after the nfsroot on it).
+pub fn unmount_data(plan: &Plan, errors: &mut Vec<String>) {
+    super::disk::unmount(&data_image(plan), &plan.data_dir, errors);
+}
+
+/// A claim directory of an older labd (plain directories on the host's
+/// disk, the nfsroot image in `.nfs`) moves into its images, so nothing a
+/// claimant had is lost in an upgrade.
+fn migrate_old_layout(plan: &Plan, size: u64) -> Result<(), JailError> {
+    let state = super::disk::state_dir(&plan.data_dir);
+    let old_img = plan.data_dir.join(".nfs/nfsroot.img");
+    if old_img.is_file() && !state.join("nfsroot.img").exists() {
+        fs::rename(&old_img, state.join("nfsroot.img")).map_err(io("moving", &old_img))?;
+    }
+    let occupied = fs::read_dir(&plan.data_dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if !occupied || data_image(plan).exists() || super::disk::is_mount_point(&plan.data_dir) {
+        return Ok(());
+    }
+    tracing::warn!(board = %plan.board, "moving the claim's data of an older labd into its own file system");
+    let old = state.join("old-data");
+    let _ = fs::remove_dir_all(&old);
+    fs::rename(&plan.data_dir, &old).map_err(io("moving", &plan.data_dir))?;
+    fs::create_dir(&plan.data_dir).map_err(io("creating", &plan.data_dir))?;
+    super::disk::mount(&data_image(plan), &plan.data_dir, size, 0)?;
+    let _ = fs::remove_dir_all(old.join(".nfs"));
+    let mut src = old.clone().into_os_string();
+    src.push("/.");
+    super::disk::run("cp", &["-a".as_ref(), src.as_os_str(), plan.data_dir.as_os_str()])?;
+    fs::remove_dir_all(&old).map_err(io("removing", &old))
+}
+
+/// Phase 1 (labd, host root): the claim's data file system, mounted on
+/// `root_dir/BOARD`, and in it the per-claim directories and files.
+/// Returns whether it was created now (so a failed create removes only
+/// what it made).
+pub fn prepare_data_dir(
+    plan: &Plan,
+    data_size: u64,
+    authorized_keys: &str,
+    sshd_config: &str,
+) -> Result<bool, JailError> {
     let uid = plan.host_uid;
     let root_dir = plan.data_dir.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(root_dir).map_err(io("creating", root_dir))?;
-    let fresh = fs::symlink_metadata(&plan.data_dir).is_err();
-    // The data dir itself belongs to host root: the jail only ever sees its
-    // subdirectories, and host users cannot list it.
-    ensure_dir(&plan.data_dir, 0o711, 0)?;
+    // root_dir may only be walked through (the jail's init walks it to
+    // its root's mount point); the claim's directory and the images'
+    // are host root's alone.
+    super::disk::ensure_private_dir(root_dir, 0o711)?;
+    let state = super::disk::state_dir(&plan.data_dir);
+    if let Some(top) = state.parent() {
+        super::disk::ensure_private_dir(top, 0o700)?;
+    }
+    super::disk::ensure_private_dir(&state, 0o700)?;
+    if plan.data_dir.exists() {
+        migrate_old_layout(plan, data_size)?;
+    }
+    let fresh = super::disk::mount(&data_image(plan), &plan.data_dir, data_size, 0)?;
+    // The file system's root belongs to host root, and nobody else may
+    // enter it: the jail only ever sees its subdirectories (bound by host
+    // root), and no host user reaches a jail's /tmp or /home through it.
+    ensure_dir(&plan.data_dir, 0o700, 0)?;
     for (name, _, mode) in DATA_DIRS {
         ensure_dir(&plan.data_dir.join(name), *mode, uid)?;
     }
@@ -195,8 +256,14 @@ pub fn prepare_data_dir(plan: &Plan, authorized_keys: &str, sshd_config: &str) -
     }
     ensure_dir(&plan.data_dir.join("etc"), 0o755, uid)?;
     ensure_dir(&plan.data_dir.join("etc/ssh"), 0o755, uid)?;
-    // The mount point of the jail's root (host-owned, empty on the host).
-    ensure_dir(&plan.data_dir.join(".root"), 0o755, 0)?;
+    // The mount point of the jail's root: empty on the host (the root is
+    // only ever mounted in labjail's private namespace), and outside the
+    // claim's own directory, which the jail's root may not walk through.
+    let mnt = root_mount_point(&plan.data_dir);
+    if let Some(top) = mnt.parent() {
+        super::disk::ensure_private_dir(top, 0o711)?;
+    }
+    ensure_dir(&mnt, 0o755, 0)?;
     // An empty directory for masks.
     ensure_dir(&plan.data_dir.join(".empty"), 0o555, 0)?;
 
@@ -283,7 +350,7 @@ pub enum RootStep {
 /// path is (so tests need no real file system).
 pub fn root_steps(cfg: &InitConfig, host: &dyn Fn(&Path) -> HostEntry) -> Vec<RootStep> {
     use RootStep::*;
-    let r = cfg.data_dir.join(".root");
+    let r = root_mount_point(&cfg.data_dir);
     let d = |s: &str| cfg.data_dir.join(s);
     let uid = cfg.host_uid;
     let mut v = vec![Tmpfs { dst: r.clone(), options: "mode=0755,size=1m".into() }];
@@ -419,7 +486,7 @@ pub fn build_root(cfg: &InitConfig) -> Result<PathBuf, JailError> {
             .map_err(mount_err("remounting read-only", &dst))?,
         }
     }
-    Ok(cfg.data_dir.join(".root"))
+    Ok(root_mount_point(&cfg.data_dir))
 }
 
 /// Phase 3 (the jail's init: PID 1 of its PID namespace, root of its user
@@ -495,7 +562,7 @@ mod tests {
             _ => HostEntry::Missing,
         };
         let s = root_steps(&cfg(), &host);
-        let r = Path::new("/srv/jails/b1/.root");
+        let r = Path::new("/srv/jails/.mnt/b1");
         assert_eq!(s[0], RootStep::Tmpfs { dst: r.into(), options: "mode=0755,size=1m".into() });
         assert!(s.contains(&RootStep::Symlink { target: "usr/bin".into(), dst: r.join("bin") }));
         assert!(s.contains(&RootStep::Bind { src: "/usr".into(), dst: r.join("usr"), ro: true, dev: false }));

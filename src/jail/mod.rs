@@ -23,6 +23,7 @@
 //! 65536 ids mapped; host root is not mapped, so it owns nothing of the host.
 
 pub mod cgroup;
+pub mod disk;
 pub mod fs;
 pub mod init;
 pub mod net;
@@ -120,6 +121,9 @@ pub struct JailSettings {
     pub init_exe: PathBuf,
     /// Size in bytes of each claim's nfsroot file system (a sparse image).
     pub nfsroot_size: u64,
+    /// Size in bytes of the file system of each claim's writable
+    /// directories (a sparse image).
+    pub data_size: u64,
     /// Where jails may never send to, besides the host, other jails and
     /// boards: the operators' `deny_out` prefixes and the switches.
     pub deny_out: Vec<ipnet::IpNet>,
@@ -133,6 +137,9 @@ pub struct JailSettings {
 /// takes space).
 pub const DEFAULT_NFSROOT_SIZE: u64 = 8 << 30;
 
+/// Default `[jail] data_size`: 4 GiB (sparse likewise).
+pub const DEFAULT_DATA_SIZE: u64 = 4 << 30;
+
 impl Default for JailSettings {
     fn default() -> Self {
         JailSettings {
@@ -145,6 +152,7 @@ impl Default for JailSettings {
             ssh_port: 22,
             init_exe: default_init_exe(),
             nfsroot_size: DEFAULT_NFSROOT_SIZE,
+            data_size: DEFAULT_DATA_SIZE,
             deny_out: Vec::new(),
             limits: cgroup::Limits::default(),
             cgroups: cgroup::Hierarchy::None { why: "not looked for".into() },
@@ -271,7 +279,7 @@ impl Jail {
         }
         // 3.
         let sshd_config = services::sshd_config(plan.jail_ip, spec.settings.ssh_port);
-        let fresh = fs::prepare_data_dir(&plan, &spec.authorized_keys, &sshd_config)?;
+        let fresh = fs::prepare_data_dir(&plan, spec.settings.data_size, &spec.authorized_keys, &sshd_config)?;
         let mut undo = Undo { plan: &plan, fresh, init: None, cgroup: None, done: net::Done::default(), armed: true };
         let host_pub = services::install_host_key(&plan, spec.host_key.as_deref())?;
         nfs::mount_root(&plan, spec.settings.nfsroot_size)?;
@@ -446,11 +454,15 @@ fn teardown(
     net::teardown(plan, done, errors);
     let before = errors.len();
     nfs::unmount_root(plan, errors);
-    // Never wipe through a file system that is still mounted.
+    fs::unmount_data(plan, errors);
+    // Never wipe through a file system that is still mounted. The images
+    // hold everything of the claim; the mount point is empty.
     if wipe && errors.len() == before {
-        if let Err(e) = std::fs::remove_dir_all(&plan.data_dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                errors.push(format!("removing {}: {e}", plan.data_dir.display()));
+        for dir in [&plan.data_dir, &disk::state_dir(&plan.data_dir)] {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    errors.push(format!("removing {}: {e}", dir.display()));
+                }
             }
         }
     }
@@ -524,9 +536,10 @@ pub fn sweep_leftovers(
             plan.netns,
             if errors.is_empty() { "ok".into() } else { errors.join("; ") }
         ));
-    } else if fs::inode(&nfs::image(&plan)).is_some() {
+    } else if fs::inode(&nfs::image(&plan)).is_some() || fs::inode(&fs::data_image(&plan)).is_some() {
         let mut errors = Vec::new();
         nfs::unmount_root(&plan, &mut errors);
+        fs::unmount_data(&plan, &mut errors);
         if !errors.is_empty() {
             report.push(format!("nfsroot of {}: {}", plan.board, errors.join("; ")));
         }

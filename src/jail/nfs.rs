@@ -37,10 +37,8 @@
 //! namespace once the init is gone) and the sweeps find it without a
 //! recorded PID.
 
-use std::ffi::OsStr;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,9 +59,9 @@ pub const PSEUDO: &str = "/nfsroot";
 /// How long ganesha may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Host-root-only directory of ganesha's files and the nfsroot image.
+/// Host-root-only directory of ganesha's files and the claim's images.
 pub fn state_dir(plan: &Plan) -> PathBuf {
-    plan.data_dir.join(".nfs")
+    super::disk::state_dir(&plan.data_dir)
 }
 
 /// The claim's nfsroot file system (an ext4 image, loop-mounted).
@@ -76,188 +74,32 @@ pub fn export_dir(plan: &Plan) -> PathBuf {
     plan.data_dir.join("nfsroot")
 }
 
-/// Creates `data_dir/.nfs` (host root, 0700) if needed.
+/// Creates `root_dir/.state/BOARD` (host root, 0700) if needed.
 fn ensure_state_dir(plan: &Plan) -> Result<PathBuf, JailError> {
     let dir = state_dir(plan);
-    // data_dir is host root's (0711); .nfs is ours alone.
-    match std::fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
-        Ok(_) => return Err(JailError::Unsafe { path: dir, why: "not a directory" }),
-        Err(_) => std::fs::create_dir(&dir).map_err(io("creating", &dir))?,
+    if let Some(top) = dir.parent() {
+        super::disk::ensure_private_dir(top, 0o700)?;
     }
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io("setting mode of", &dir))?;
+    super::disk::ensure_private_dir(&dir, 0o700)?;
     Ok(dir)
 }
 
-fn run(prog: &str, args: &[&OsStr]) -> Result<(), JailError> {
-    let command = || format!("{prog} {}", args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
-    let o = Command::new(prog)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| JailError::Command { command: command(), detail: e.to_string() })?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(JailError::Command {
-            command: command(),
-            detail: format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim()),
-        })
-    }
-}
-
-/// Whether `dir` is the root of a mount (its device differs from its parent's).
-fn is_mount_point(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(d), Some(Ok(p))) = (std::fs::symlink_metadata(dir), dir.parent().map(std::fs::symlink_metadata)) else {
-        return false;
-    };
-    d.is_dir() && !d.file_type().is_symlink() && d.dev() != p.dev()
-}
-
-/// Gives the claim's nfsroot its own file system: creates the sparse
-/// image of `size` bytes (ext4, root directory owned by the jail's root)
-/// unless it exists, checks an existing one (`e2fsck -p`), and
-/// loop-mounts it (nosuid, nodev) on `data_dir/nfsroot`. Host root, in
-/// the host's mount namespace, before the jail's init copies the mounts.
-/// A mount left on the directory (a crashed labd) is replaced.
+/// Gives the claim's nfsroot its own file system (see [`super::disk`]):
+/// `nfsroot_size`, its root directory owned by the jail's root, mounted on
+/// `data_dir/nfsroot` by host root before the jail's init copies the
+/// mounts, so the jail's bind of that path carries it.
 pub fn mount_root(plan: &Plan, size: u64) -> Result<(), JailError> {
     let t0 = Instant::now();
     ensure_state_dir(plan)?;
-    let dir = export_dir(plan);
-    // Leftovers first, so the new mount is not stacked on an old one.
-    let mut left = Vec::new();
-    unmount_root(plan, &mut left);
-    if !left.is_empty() {
-        return Err(JailError::Exists(left.join("; ")));
-    }
-    match std::fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
-        _ => return Err(JailError::Unsafe { path: dir, why: "the nfsroot mount point must be a plain directory" }),
-    }
-    let img = image(plan);
-    let fresh = match std::fs::symlink_metadata(&img) {
-        Ok(m) if m.is_file() => false,
-        Ok(_) => return Err(JailError::Unsafe { path: img, why: "the nfsroot image must be a plain file" }),
-        Err(_) => true,
-    };
-    if fresh {
-        // Made under a temporary name and renamed once mkfs succeeded, so a
-        // crash never leaves a half-made image under the real name.
-        let tmp = img.with_extension("img.new");
-        let _ = std::fs::remove_file(&tmp);
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(io("creating", &tmp))?;
-        f.set_len(size).map_err(io("sizing", &tmp))?;
-        drop(f);
-        let owner = format!("lazy_itable_init=1,lazy_journal_init=1,root_owner={0}:{0}", plan.host_uid);
-        let r = run(
-            "mkfs.ext4",
-            &[
-                "-q".as_ref(),
-                "-F".as_ref(),
-                "-m".as_ref(),
-                "0".as_ref(),
-                "-E".as_ref(),
-                owner.as_ref(),
-                tmp.as_os_str(),
-            ],
-        );
-        if let Err(e) = r {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, &img).map_err(io("renaming", &tmp))?;
-    } else {
-        // Only checks a file system that was not cleanly unmounted.
-        run("e2fsck", &["-p".as_ref(), img.as_os_str()])?;
-    }
-    run(
-        "mount",
-        &[
-            "-t".as_ref(),
-            "ext4".as_ref(),
-            "-o".as_ref(),
-            "loop,nosuid,nodev".as_ref(),
-            img.as_os_str(),
-            dir.as_os_str(),
-        ],
-    )?;
-    if fresh {
-        // mkfs's lost+found belongs to host root (unmapped in the jail);
-        // e2fsck makes it again if it ever needs one.
-        let _ = std::fs::remove_dir(dir.join("lost+found"));
-    }
+    let fresh = super::disk::mount(&image(plan), &export_dir(plan), size, plan.host_uid)?;
     tracing::info!(board = %plan.board, fresh, elapsed_ms = t0.elapsed().as_millis() as u64, "nfsroot mounted");
     Ok(())
 }
 
-/// Loop devices backed by `img`.
-fn loop_devices(img: &Path) -> Vec<String> {
-    Command::new("losetup")
-        .args(["-n", "-O", "NAME", "-j"])
-        .arg(img)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Unmounts the claim's nfsroot (every mount on it) and detaches the
-/// image's loop devices. Idempotent. The jail's init and ganesha must be
-/// gone (they hold the file system). Failures go to `errors`.
+/// Unmounts the claim's nfsroot and detaches its image's loop devices.
+/// Idempotent. The jail's init and ganesha must be gone.
 pub fn unmount_root(plan: &Plan, errors: &mut Vec<String>) {
-    use nix::mount::{umount2, MntFlags};
-    let dir = export_dir(plan);
-    let mut n = 0;
-    while is_mount_point(&dir) {
-        n += 1;
-        if n > 8 {
-            errors.push(format!("{} stays mounted", dir.display()));
-            return;
-        }
-        if let Err(e) = umount2(&dir, MntFlags::UMOUNT_NOFOLLOW) {
-            if e == nix::errno::Errno::EBUSY {
-                // Something on the host still uses it: detach it from the
-                // tree now; the loop device goes when the last user does.
-                tracing::warn!(board = %plan.board, "{} busy, detaching it lazily", dir.display());
-                if let Err(e) = umount2(&dir, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
-                    errors.push(format!("unmounting {}: {e}", dir.display()));
-                    return;
-                }
-            } else {
-                errors.push(format!("unmounting {}: {e}", dir.display()));
-                return;
-            }
-        }
-    }
-    let img = image(plan);
-    if !img.exists() {
-        return;
-    }
-    // mount -o loop sets autoclear: the device goes with the last unmount,
-    // asynchronously on recent kernels. Wait a little, then detach.
-    let t = Instant::now();
-    let mut devs = loop_devices(&img);
-    while !devs.is_empty() && t.elapsed() < Duration::from_millis(500) {
-        std::thread::sleep(Duration::from_millis(10));
-        devs = loop_devices(&img);
-    }
-    for d in devs {
-        if let Err(e) = run("losetup", &["-d".as_ref(), d.as_ref()]) {
-            errors.push(format!("detaching {d} ({}): {e}", img.display()));
-        }
-    }
+    super::disk::unmount(&image(plan), &export_dir(plan), errors);
 }
 
 /// ganesha.conf for a jail. `export` is the host path of the claim's
@@ -331,7 +173,7 @@ pub fn spawn(plan: &Plan, cgroup: &[std::os::fd::OwnedFd]) -> Result<Starting, J
     let recovery = dir.join("recovery");
     std::fs::create_dir_all(&recovery).map_err(io("creating", &recovery))?;
     let export = export_dir(plan);
-    if !is_mount_point(&export) {
+    if !super::disk::is_mount_point(&export) {
         return Err(JailError::Unsafe { path: export, why: "the export must be the claim's own mounted file system" });
     }
     let conf = dir.join("ganesha.conf");
