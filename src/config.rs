@@ -110,6 +110,9 @@ struct RawDaemon {
     #[serde(default)]
     trusted_gateways: Vec<Spanned<String>>,
     jail: Option<Spanned<String>>,
+    connections_per_user: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+    idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -243,7 +246,21 @@ pub struct Daemon {
     pub admins: HashSet<String>,
     pub trusted_gateways: HashSet<String>,
     pub jail: JailMode,
+    /// Connections one user (one uid on the main socket, one jail on its
+    /// socket) may hold at once; trusted gateways, which carry many
+    /// users, count only towards `max_connections`.
+    pub connections_per_user: usize,
+    /// Connections labd holds at once, all sockets together.
+    pub max_connections: usize,
+    /// A connection that sends no request for this long is closed (a
+    /// console session or a request being answered is never idle).
+    pub idle_timeout: Duration,
 }
+
+/// Defaults of the connection limits (see [`Daemon`]).
+pub const DEFAULT_CONNECTIONS_PER_USER: usize = 64;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Lease {
@@ -554,6 +571,20 @@ fn validate_lab(ctx: &mut Ctx<'_>, raw: RawLab) -> (Daemon, Lease, PowerPolicy, 
     };
     let admins = names(&d.admins, "admins", ctx);
     let trusted_gateways = names(&d.trusted_gateways, "trusted_gateways", ctx);
+    let count = |ctx: &mut Ctx<'_>, v: &Option<Spanned<i64>>, key: &str, default: usize, max: usize| match v {
+        None => default,
+        Some(n) => match usize::try_from(*n.get_ref()) {
+            Ok(x) if (1..=max).contains(&x) => x,
+            _ => {
+                ctx.err(&n.span(), format!("daemon.{key} ({}) must be between 1 and {max}", n.get_ref()));
+                default
+            }
+        },
+    };
+    let connections_per_user =
+        count(ctx, &d.connections_per_user, "connections_per_user", DEFAULT_CONNECTIONS_PER_USER, 1 << 20);
+    let max_connections = count(ctx, &d.max_connections, "max_connections", DEFAULT_MAX_CONNECTIONS, 1 << 20);
+    let idle_timeout = ctx.duration(&d.idle_timeout, "daemon.idle_timeout", DEFAULT_IDLE_TIMEOUT);
     let daemon = Daemon {
         socket,
         socket_mode,
@@ -563,6 +594,9 @@ fn validate_lab(ctx: &mut Ctx<'_>, raw: RawLab) -> (Daemon, Lease, PowerPolicy, 
         admins,
         trusted_gateways,
         jail,
+        connections_per_user,
+        max_connections,
+        idle_timeout,
     };
 
     let default = ctx.duration(&raw.lease.default, "lease.default", Duration::from_secs(4 * 3600));
@@ -1059,6 +1093,24 @@ power_on_claim = true
         assert_eq!(b.network, Some(Network::Vlan { vlan: 101, trunk: "eth1".into() }));
         assert_eq!(c.lease.max, Duration::from_secs(86400));
         assert!(c.daemon.admins.contains("alice"));
+        assert_eq!(c.daemon.connections_per_user, DEFAULT_CONNECTIONS_PER_USER);
+        assert_eq!(c.daemon.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(c.daemon.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn connection_limits() {
+        let lab = LAB.replacen(
+            "[daemon]\n",
+            "[daemon]\nconnections_per_user = 8\nmax_connections = 100\nidle_timeout = \"30s\"\n",
+            1,
+        );
+        let c = Config::load(dir_with(&lab, &[("a.toml", BOARD)]).path()).unwrap();
+        assert_eq!((c.daemon.connections_per_user, c.daemon.max_connections), (8, 100));
+        assert_eq!(c.daemon.idle_timeout, Duration::from_secs(30));
+        let lab = LAB.replacen("[daemon]\n", "[daemon]\nconnections_per_user = 0\n", 1);
+        let e = errs(&lab, &[("a.toml", BOARD)]);
+        assert_eq!(e, vec!["lab.toml:3: daemon.connections_per_user (0) must be between 1 and 1048576".to_string()]);
     }
 
     #[test]

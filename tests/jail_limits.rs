@@ -171,3 +171,112 @@ fn an_older_labds_claim_data_moves_into_its_own_file_system() {
     let left = leftovers(&dir, NET.uid_base, 1);
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
+
+/// Opens N connections to a Unix socket and holds them; prints how many
+/// labd kept open and how many it refused as busy.
+const FLOOD_PL: &str = r#"use IO::Socket::UNIX; use IO::Select;
+my ($path, $n, $hold) = @ARGV; my @s;
+for (1..$n) { my $c = IO::Socket::UNIX->new(Peer => $path, Type => SOCK_STREAM) or last; push @s, $c; }
+select(undef, undef, undef, 1.5);
+my ($open, $busy, $other, $why) = (0, 0, 0, "");
+for my $c (@s) {
+  my $sel = IO::Select->new($c);
+  if ($sel->can_read(0)) {
+    my $l = <$c>;
+    if (defined $l && $l =~ /"busy"/) { $busy++; $why = $l } elsif (defined $l) { $other++ } else { $busy++ }
+  } else { $open++ }
+}
+print "open $open busy $busy other $other $why"; STDOUT->flush; sleep $hold;
+"#;
+
+/// (kept open, refused, the refusal's reply line).
+fn flood_counts(out: &str) -> (u32, u32, Value) {
+    let w: Vec<&str> = out.splitn(7, ' ').collect();
+    (w[1].parse().unwrap(), w[3].parse().unwrap(), serde_json::from_str(w[6].trim()).unwrap_or(Value::Null))
+}
+
+/// 5,000 connections from one jail to its socket, and 5,000 from one
+/// user to the main socket: each gets its cap and a clear `busy` for the
+/// rest, while everyone else is served; idle connections are closed.
+#[test]
+fn a_connection_flood_takes_only_its_own_share_of_labd() {
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "10.194.2.0/24", board_net: "172.25.32.0/20", uid_base: 5_600_000 };
+    let mut lab = jail_lab(2, "rockpro64", &NET, "", "");
+    let dir = lab.path().to_path_buf();
+    let toml = dir.join("lab.toml");
+    let t = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, t.replacen("[daemon]\n", "[daemon]\nconnections_per_user = 32\nidle_timeout = \"3s\"\n", 1))
+        .unwrap();
+    lab.start_labd();
+    let labd_pid = lab.labd.as_ref().unwrap().id();
+    let a = claim_jailed(&lab, ALICE);
+    let login = Login::new(&dir, ALICE, &a["jail"], "flood");
+    login.ok(&format!("cat > /root/flood.pl <<'EOF'\n{FLOOD_PL}EOF\n"));
+
+    // From the jail: its cap, busy for the rest.
+    let mut jail_flood = login
+        .command("ulimit -n 12000; perl /root/flood.pl /run/boardlab/jail.sock 5000 8")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // From bob's uid on the main socket, at the same time.
+    std::fs::write(dir.join("flood.pl"), FLOOD_PL).unwrap();
+    let (uid, gid) = uid_of(BOB);
+    let mut bob_flood = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sh")
+            .args(["-c", "ulimit -n 12000; exec perl \"$0\" \"$1\" 5000 8"])
+            .arg(dir.join("flood.pl"))
+            .arg(lab.sock())
+            .uid(uid)
+            .gid(gid)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // While both floods hold their connections, others are served.
+    std::thread::sleep(Duration::from_secs(3));
+    let t0 = Instant::now();
+    ok(&lab.req(json!({"fn": "status"})));
+    let r = lab.as_user(ALICE, &[json!({"fn": "status"})]).remove(0);
+    ok(&r);
+    // (bob is the one flooding: his own cap refuses him, as it should.)
+    let b = claim_jailed(&lab, ALICE);
+    assert_eq!(Login::new(&dir, ALICE, &b["jail"], "flood-b").ok("id -u").trim(), "0");
+    eprintln!("served during the floods in {:?}", t0.elapsed());
+    let read_line = |c: &mut std::process::Child| {
+        use std::io::BufRead;
+        let mut l = String::new();
+        std::io::BufReader::new(c.stdout.take().unwrap()).read_line(&mut l).unwrap();
+        l
+    };
+    for (who, flood) in [("the jail", &mut jail_flood), ("bob", &mut bob_flood)] {
+        let (open, busy, why) = flood_counts(&read_line(flood));
+        assert!(open <= 32 && busy >= 4000, "{who}: {open} open, {busy} refused");
+        // A refused connection is told why.
+        assert_eq!(why["error"]["code"], "busy", "{who}: {why}");
+        assert!(why["error"]["message"].as_str().unwrap().contains("connections_per_user"), "{who}: {why}");
+    }
+    let _ = jail_flood.wait();
+    let _ = bob_flood.wait();
+    // Flood over: the jail's socket serves again; labd's descriptors are
+    // back to what they were.
+    let w: Value = serde_json::from_str(&login.ok("labcli --json whoami")).unwrap();
+    assert_eq!(w["user"], ALICE);
+    let fds = std::fs::read_dir(format!("/proc/{labd_pid}/fd")).unwrap().count();
+    assert!(fds < 200, "labd holds {fds} descriptors after the floods");
+    // Idle connections are closed with a reason.
+    let mut idle = Conn::open(&lab.sock());
+    let t0 = Instant::now();
+    let r = idle.read_reply().expect("a reason before the close");
+    assert_eq!(r["error"]["code"], "timeout", "{r}");
+    assert!(t0.elapsed() >= Duration::from_secs(2) && t0.elapsed() < Duration::from_secs(10));
+    assert!(idle.closed());
+    for (u, c) in [(ALICE, &a), (ALICE, &b)] {
+        ok(&lab.as_user(u, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
+    }
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 2);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}

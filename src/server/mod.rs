@@ -70,11 +70,80 @@ pub struct Front {
     pub cfg: Arc<Config>,
     /// uid → user name; NSS lookups can be slow, users rarely change.
     names: RefCell<HashMap<u32, String>>,
+    /// Open connections, so that no one peer can take every descriptor
+    /// labd has (all connection tasks run on one thread: a RefCell).
+    conns: RefCell<Conns>,
+}
+
+/// Who a connection counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ConnKey {
+    Uid(u32),
+    Jail(String),
+}
+
+#[derive(Default)]
+struct Conns {
+    total: usize,
+    by_key: HashMap<ConnKey, usize>,
+}
+
+/// A connection's place in the counts, given back when it closes.
+struct ConnSlot {
+    front: Rc<Front>,
+    key: Option<ConnKey>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut c = self.front.conns.borrow_mut();
+        c.total = c.total.saturating_sub(1);
+        if let Some(k) = &self.key {
+            if let Some(n) = c.by_key.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    c.by_key.remove(k);
+                }
+            }
+        }
+    }
 }
 
 impl Front {
     pub fn new(registry: Addr<Registry>, cfg: Arc<Config>) -> Rc<Self> {
-        Rc::new(Front { registry, cfg, names: RefCell::new(HashMap::new()) })
+        Rc::new(Front { registry, cfg, names: RefCell::new(HashMap::new()), conns: RefCell::default() })
+    }
+
+    /// Takes a connection's place, or says why there is none: labd's own
+    /// limit, or the peer's (`key`: None for root and trusted gateways,
+    /// which count only towards the total).
+    fn admit(self: &Rc<Self>, key: Option<ConnKey>) -> Result<ConnSlot, ApiError> {
+        let d = &self.cfg.daemon;
+        let mut c = self.conns.borrow_mut();
+        if c.total >= d.max_connections {
+            return Err(ApiError::new(
+                Code::Busy,
+                format!("labd holds {} connections, its limit (daemon.max_connections); try again shortly", c.total),
+            ));
+        }
+        if let Some(k) = &key {
+            let n = c.by_key.get(k).copied().unwrap_or(0);
+            if n >= d.connections_per_user {
+                let who = match k {
+                    ConnKey::Uid(_) => "you hold",
+                    ConnKey::Jail(_) => "this jail holds",
+                };
+                return Err(ApiError::new(
+                    Code::Busy,
+                    format!(
+                        "{who} {n} connections to labd, the limit (daemon.connections_per_user); close some and try again"
+                    ),
+                ));
+            }
+            *c.by_key.entry(k.clone()).or_default() += 1;
+        }
+        c.total += 1;
+        Ok(ConnSlot { front: self.clone(), key })
     }
 
     fn user_name(&self, uid: u32) -> String {
@@ -238,12 +307,40 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
         Peer::Host => front.user_name(uid),
         Peer::Jail { user, .. } => user.clone(),
     };
+    let key = match &kind {
+        Peer::Host if uid == 0 || front.cfg.daemon.trusted_gateways.contains(&peer) => None,
+        Peer::Host => Some(ConnKey::Uid(uid)),
+        Peer::Jail { handle, .. } => Some(ConnKey::Jail(handle.clone())),
+    };
     let (r, mut w) = stream.into_split();
+    let _slot = match front.admit(key) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut out = protocol::err_reply(&Value::Null, &e);
+            out.push('\n');
+            let _ = w.write_all(out.as_bytes()).await;
+            return Ok(());
+        }
+    };
+    let idle = front.cfg.daemon.idle_timeout;
     let mut reader = BufReader::with_capacity(16 * 1024, r);
     let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();
-        match read_line_limited(&mut reader, &mut buf, MAX_LINE).await? {
+        let line = match tokio::time::timeout(idle, read_line_limited(&mut reader, &mut buf, MAX_LINE)).await {
+            Ok(l) => l?,
+            Err(_) => {
+                let e = ApiError::new(
+                    Code::Timeout,
+                    format!("no request for {} (daemon.idle_timeout); closing", crate::util::format_duration(idle)),
+                );
+                let mut out = protocol::err_reply(&Value::Null, &e);
+                out.push('\n');
+                let _ = w.write_all(out.as_bytes()).await;
+                return Ok(());
+            }
+        };
+        match line {
             Line::Eof => return Ok(()),
             Line::TooLong => {
                 let e = ApiError::new(Code::BadRequest, format!("request line longer than {MAX_LINE} bytes; closing"));
