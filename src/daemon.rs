@@ -83,7 +83,22 @@ fn board_links(cfg: &Config) -> Vec<String> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     let t0 = Instant::now();
+    // Whatever starts labd (systemd sets UMask=0077, a shell may not),
+    // what it makes is its own unless it says otherwise.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     raise_nofile();
+    if let Err(e) =
+        std::fs::create_dir_all(&cfg.daemon.log_dir).and_then(|()| crate::db::private_dir(&cfg.daemon.log_dir))
+    {
+        warn!("securing the log directory {}: {e}", cfg.daemon.log_dir.display());
+    }
+    if cfg.daemon.jail == crate::config::JailMode::Linux {
+        // Jail data: walk-through only; each claim's directory is 0700.
+        let r = &cfg.jail.settings.root_dir;
+        if let Err(e) = crate::jail::disk::ensure_private_dir(r, 0o711) {
+            warn!("securing the jails' root_dir {}: {e}", r.display());
+        }
+    }
     let cfg = Arc::new(cfg);
     let db = Db::open(&cfg.daemon.state)?;
     let power = initial_power(&cfg).await;

@@ -18,6 +18,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::os::unix::fs::PermissionsExt;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::util::now_unix_ms;
@@ -98,6 +100,7 @@ impl Db {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
+            private_dir(parent).map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
         }
         let open_err = |source| DbError::Open { path: path.display().to_string(), source };
         let conn = Connection::open(path).map_err(open_err)?;
@@ -111,6 +114,17 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         migrate(&conn).map_err(open_err)?;
+        // Claims carry handles (bearer secrets): the files are root's alone,
+        // whoever made them and whatever umask labd runs with.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = std::path::PathBuf::from(p);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|source| DbError::CreateDir { path: p.display().to_string(), source })?;
+            }
+        }
         Ok(Db { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -372,6 +386,18 @@ impl Db {
 }
 
 /// Columns added after the first release, for databases made before them.
+/// Makes labd's own directory 0700, unless it is a shared one (world-
+/// writable and sticky, like /tmp), which is left as it is.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let m = std::fs::metadata(dir)?;
+    let mode = m.permissions().mode();
+    if mode & 0o1002 == 0o1002 {
+        tracing::warn!("{} is a shared directory; labd's files in it are still private", dir.display());
+        return Ok(());
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     for (table, column, decl) in
         [("boards", "jail_index", "INTEGER"), ("claims", "jail", "TEXT"), ("boards", "link_id", "TEXT")]

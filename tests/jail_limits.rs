@@ -280,3 +280,69 @@ fn a_connection_flood_takes_only_its_own_share_of_labd() {
     let left = leftovers(&dir, NET.uid_base, 2);
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
+
+/// labd's state is root's alone whatever starts it, here with umask 000:
+/// the state directory and database, the host keys, the console logs and
+/// the jails' data; no other local user reads a handle or enters a jail's
+/// directories.
+#[test]
+fn labds_state_is_private_whatever_starts_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "10.194.3.0/24", board_net: "172.25.48.0/20", uid_base: 5_900_000 };
+    let mut lab = jail_lab(1, "rockpro64", &NET, "", "");
+    let dir = lab.path().to_path_buf();
+    let toml = dir.join("lab.toml");
+    let t = std::fs::read_to_string(&toml).unwrap();
+    let state_line = t.lines().find(|l| l.starts_with("state")).unwrap().to_string();
+    let logs_line = t.lines().find(|l| l.starts_with("log_dir")).unwrap().to_string();
+    let t = t
+        .replace(&state_line, &format!("state = \"{}/private/state.db\"", dir.display()))
+        .replace(&logs_line, &format!("log_dir = \"{}/logs-private\"", dir.display()));
+    std::fs::write(&toml, t).unwrap();
+    // A world-readable directory, as an older labd (or an operator) left it.
+    std::fs::create_dir_all(dir.join("jails")).unwrap();
+    std::fs::set_permissions(dir.join("jails"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    lab.start_labd_with(&[], |c| {
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+    });
+    let a = claim_jailed(&lab, ALICE);
+    let board = a["board"].as_str().unwrap().to_string();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&dir.join("private")), 0o700, "the state directory");
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let p = dir.join("private").join(f);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
+    assert_eq!(mode(&dir.join("logs-private")), 0o700, "the log directory");
+    assert_eq!(mode(&dir.join("jails")), 0o711, "root_dir: walk-through only");
+    assert_eq!(mode(&dir.join(format!("jails/{board}"))), 0o700, "the claim's directory");
+    assert_eq!(mode(&dir.join(format!("jails/.state/{board}"))), 0o700, "the claim's images");
+    let keys = dir.join("jails/.claimkeys/.hostkeys");
+    assert_eq!(mode(&keys), 0o700, "the host keys' directory");
+    for e in std::fs::read_dir(&keys).unwrap().filter_map(|e| e.ok()) {
+        let m = mode(&e.path());
+        assert!(m & 0o077 == 0 || e.file_name().to_string_lossy().ends_with(".pub"), "{:?} is {m:o}", e.path());
+    }
+    // And bob, a local user, can read none of it.
+    let (uid, gid) = uid_of(BOB);
+    for p in [dir.join("private/state.db"), dir.join(format!("jails/{board}/tmp")), keys.clone()] {
+        let o = std::process::Command::new("ls").arg(&p).uid(uid).gid(gid).output().unwrap();
+        assert!(!o.status.success(), "bob can list {}", p.display());
+    }
+    let o = std::process::Command::new("cat").arg(dir.join("private/state.db")).uid(uid).gid(gid).output().unwrap();
+    assert!(!o.status.success(), "bob can read the state database");
+    // The main socket still serves every user.
+    ok(&lab.as_user(BOB, &[json!({"fn": "whoami"})]).remove(0));
+    ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": a["handle"]})]).remove(0));
+}

@@ -156,8 +156,10 @@ pub fn kept_host_key(root_dir: &Path, board: &str) -> Result<PathBuf, JailError>
     if !crate::util::valid_name(board) {
         return Err(JailError::Invalid { what: "board name", value: board.into() });
     }
+    // Host keys are host root's alone, whatever umask labd runs with.
+    super::disk::ensure_private_dir(root_dir, 0o711)?;
     let dir = root_dir.join(".hostkeys");
-    fs::create_dir_all(&dir).map_err(|source| JailError::Io { what: "creating", path: dir.clone(), source })?;
+    super::disk::ensure_private_dir(&dir, 0o700)?;
     let key = dir.join(board);
     if !key.exists() {
         let k = key.to_str().ok_or(JailError::Unsafe { path: key.clone(), why: "not UTF-8" })?;

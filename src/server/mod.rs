@@ -51,7 +51,13 @@ pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<UnixListener,
         std::fs::remove_file(path).map_err(|e| io_err("removing the stale socket", e))?;
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io_err("creating the socket directory for", e))?;
+        if !parent.exists() {
+            std::fs::create_dir_all(parent).map_err(|e| io_err("creating the socket directory for", e))?;
+            // Users must reach the socket (labd runs with umask 077); the
+            // socket's own mode and group say who may use it.
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io_err("setting the mode of the socket directory for", e))?;
+        }
     }
     let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| io_err("binding", e))?;
     std_listener.set_nonblocking(true).map_err(|e| io_err("configuring", e))?;

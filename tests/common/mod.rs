@@ -113,9 +113,17 @@ impl Lab {
 
     /// Starts labd with extra environment variables (fault injection).
     pub fn start_labd_env(&mut self, env: &[(&str, &str)]) {
+        self.start_labd_with(env, |_| {});
+    }
+
+    /// Starts labd with extra environment variables, after `f` had its
+    /// say on the command (a umask, say).
+    pub fn start_labd_with(&mut self, env: &[(&str, &str)], f: impl FnOnce(&mut Command)) {
         assert!(self.labd.is_none());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("labd.log")).unwrap();
-        let child = Command::new(LABD)
+        let mut cmd = Command::new(LABD);
+        f(&mut cmd);
+        let child = cmd
             .arg("--config")
             .arg(self.dir.path())
             .envs(env.iter().copied())
