@@ -87,10 +87,11 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     // what it makes is its own unless it says otherwise.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     raise_nofile();
-    if let Err(e) =
-        std::fs::create_dir_all(&cfg.daemon.log_dir).and_then(|()| crate::db::private_dir(&cfg.daemon.log_dir))
-    {
-        warn!("securing the log directory {}: {e}", cfg.daemon.log_dir.display());
+    let socket_dir = cfg.daemon.socket.parent().map(std::path::Path::to_path_buf);
+    let log_dir = &cfg.daemon.log_dir;
+    let walk = socket_dir.as_deref() == Some(log_dir.as_path());
+    if let Err(e) = std::fs::create_dir_all(log_dir).and_then(|()| crate::db::private_dir(log_dir, walk)) {
+        warn!("securing the log directory {}: {e}", log_dir.display());
     }
     if cfg.daemon.jail == crate::config::JailMode::Linux {
         // Jail data: walk-through only; each claim's directory is 0700.
@@ -101,6 +102,11 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     }
     let cfg = Arc::new(cfg);
     let db = Db::open(&cfg.daemon.state)?;
+    if let Some(dir) = cfg.daemon.state.parent() {
+        if let Err(e) = crate::db::private_dir(dir, socket_dir.as_deref() == Some(dir)) {
+            warn!("securing the state directory {}: {e}", dir.display());
+        }
+    }
     let power = initial_power(&cfg).await;
     // Unclaimed board links are dropped by the host from the start; each
     // board actor parks its link (down, IPv6 off) as it starts.

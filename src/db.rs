@@ -100,7 +100,6 @@ impl Db {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
-            private_dir(parent).map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
         }
         let open_err = |source| DbError::Open { path: path.display().to_string(), source };
         let conn = Connection::open(path).map_err(open_err)?;
@@ -386,16 +385,17 @@ impl Db {
 }
 
 /// Columns added after the first release, for databases made before them.
-/// Makes labd's own directory 0700, unless it is a shared one (world-
-/// writable and sticky, like /tmp), which is left as it is.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+/// Makes labd's own directory 0700 (`walk`: 0711, for a directory that
+/// also holds the socket users connect to), unless it is a shared one
+/// (world-writable and sticky, like /tmp), which is left as it is.
+pub fn private_dir(dir: &Path, walk: bool) -> std::io::Result<()> {
     let m = std::fs::metadata(dir)?;
     let mode = m.permissions().mode();
     if mode & 0o1002 == 0o1002 {
         tracing::warn!("{} is a shared directory; labd's files in it are still private", dir.display());
         return Ok(());
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(if walk { 0o711 } else { 0o700 }))
 }
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -259,7 +259,13 @@ fn jail_end_to_end() {
     let map = ssh1.ok("cat /proc/self/uid_map");
     assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", &plan1.host_uid.to_string(), "65536"], "{map}");
     assert_eq!(ssh1.ok("hostname"), b1.name);
-    ssh1.fails("touch /usr/x");
+    // /usr is the claim's own layer over a read-only view of the host's:
+    // writable in the jail, the host's untouched, the view immovable.
+    ssh1.ok("touch /usr/x && test -e /usr/x");
+    assert!(!Path::new("/usr/x").exists(), "the host's /usr is untouched");
+    ssh1.fails("touch /.boardlab/lower/usr/x");
+    ssh1.fails("mount -o remount,bind,rw /.boardlab/lower/usr");
+    ssh1.fails("umount /.boardlab/lower/usr");
     // /etc is the claim's own (writable) directory; the host's /etc is
     // visible only read-only behind it.
     ssh1.fails("touch /.host-etc/x");
@@ -267,8 +273,6 @@ fn jail_end_to_end() {
     ssh1.fails("mount -o remount,bind,rw /.host-etc");
     ssh1.ok("touch /etc/x");
     assert!(!Path::new("/etc/x").exists());
-    ssh1.fails("mount -o remount,rw /usr");
-    ssh1.fails("umount /usr");
     ssh1.ok("touch /root/x /tmp/x /var/x /tftpboot/x /nfsroot/x /etc/passwd");
     // The jail's /nfsroot is the file system ganesha exports.
     let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&nfs1).unwrap());

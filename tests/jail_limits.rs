@@ -346,3 +346,90 @@ fn labds_state_is_private_whatever_starts_it() {
     ok(&lab.as_user(BOB, &[json!({"fn": "whoami"})]).remove(0));
     ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": a["handle"]})]).remove(0));
 }
+
+/// A tiny package: /usr/bin/boardlab-hello and a conffile in
+/// /etc/default (a directory the host's /etc has).
+fn build_deb(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("pkg");
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc/default")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        "Package: boardlab-test-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: boardlab tests <root@localhost>\nDescription: a package installed in a jail by the tests\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("DEBIAN/conffiles"), "/etc/default/boardlab-hello\n").unwrap();
+    std::fs::write(root.join("usr/bin/boardlab-hello"), "#!/bin/sh\necho hello from a jail package\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("usr/bin/boardlab-hello"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(root.join("etc/default/boardlab-hello"), "GREETING=hello\n").unwrap();
+    let deb = dir.join("boardlab-test-hello.deb");
+    let o = std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "dpkg-deb: {}", String::from_utf8_lossy(&o.stderr));
+    deb
+}
+
+/// The claimant is root in the jail: accounts and packages work there, and
+/// change nothing of the host's.
+#[test]
+fn useradd_passwd_and_package_installs_work_in_a_jail_and_stay_there() {
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "10.194.4.0/24", board_net: "172.25.64.0/20", uid_base: 6_200_000 };
+    let mut lab = jail_lab(1, "rockpro64", &NET, "", "");
+    lab.start_labd();
+    let dir = lab.path().to_path_buf();
+    let a = claim_jailed(&lab, ALICE);
+    let login = Login::new(&dir, ALICE, &a["jail"], "pkg");
+    login.ok("useradd -m -s /bin/sh tester && id tester && test -d /home/tester");
+    login.ok("echo tester:Secret-123 | chpasswd && grep -q '^tester:\\$' /etc/shadow");
+    assert_eq!(login.ok("su tester -c 'id -un'").trim(), "tester");
+    login.ok("passwd -l tester && passwd -S tester | grep -q ' L '");
+    login.ok("usermod -aG users tester && groupadd lab && gpasswd -a tester lab");
+    // A package: its program in /usr/bin and its conffile in /etc/default.
+    let deb = std::fs::read(build_deb(&dir)).unwrap();
+    let mut c = login.command("cat > /tmp/hello.deb && dpkg -i /tmp/hello.deb && boardlab-hello && dpkg -s boardlab-test-hello && cat /etc/default/boardlab-hello");
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&deb).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "installing in the jail: {out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("hello from a jail package") && out.contains("Status: install ok installed"), "{out}");
+    assert!(out.contains("GREETING=hello"), "{out}");
+    // The jail's other packages are still known (the host's database,
+    // seen through the overlay), and its files are the jail's root's.
+    login.ok("dpkg -s openssh-server >/dev/null && test \"$(stat -c %u /usr/bin/boardlab-hello)\" = 0");
+    // Nothing of it reached the host.
+    assert!(!std::path::Path::new("/usr/bin/boardlab-hello").exists(), "the host's /usr is untouched");
+    assert!(!std::path::Path::new("/etc/default/boardlab-hello").exists(), "the host's /etc is untouched");
+    let o = std::process::Command::new("dpkg").args(["-s", "boardlab-test-hello"]).output().unwrap();
+    assert!(!o.status.success(), "the host's package database is untouched");
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(!passwd.contains("tester:"), "the host's accounts are untouched");
+    // Released, the next claim starts clean.
+    ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": a["handle"]})]).remove(0));
+    let b = claim_jailed(&lab, ALICE);
+    let login = Login::new(&dir, ALICE, &b["jail"], "pkg2");
+    login.ok(
+        "! id tester 2>/dev/null && ! test -e /usr/bin/boardlab-hello && ! dpkg -s boardlab-test-hello 2>/dev/null",
+    );
+    ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": b["handle"]})]).remove(0));
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 1);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}

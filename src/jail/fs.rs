@@ -54,8 +54,27 @@ pub const DATA_DIRS: &[(&str, &str, u32)] = &[
 /// host's *dentry*, and tools that replace /etc/shadow or /etc/passwd by
 /// rename (useradd, usermod) leave the bind on the old file, so the jail
 /// would suddenly see the host's copy.
-pub const ETC_OWN: &[&str] =
-    &["passwd", "group", "shadow", "gshadow", "hostname", "hosts", "resolv.conf", "ssh", "subuid", "subgid"];
+pub const ETC_OWN: &[&str] = &[
+    "passwd",
+    "group",
+    "shadow",
+    "gshadow",
+    "hostname",
+    "hosts",
+    "resolv.conf",
+    "ssh",
+    "subuid",
+    "subgid",
+    // The backups useradd, passwd and friends write next to them, and
+    // their lock: the jail's own, never the host's.
+    "passwd-",
+    "group-",
+    "shadow-",
+    "gshadow-",
+    "subuid-",
+    "subgid-",
+    ".pwd.lock",
+];
 
 /// Host /etc entries not linked into the jail's /etc, and masked by an
 /// empty directory under [`HOST_ETC`]: the lab's own configuration (switch
@@ -249,10 +268,25 @@ pub fn prepare_data_dir(
     for (name, _, mode) in DATA_DIRS {
         ensure_dir(&plan.data_dir.join(name), *mode, uid)?;
     }
-    for (sub, mode) in
-        [("var/log", 0o755), ("var/lib", 0o755), ("var/lib/misc", 0o755), ("var/tmp", 0o1777), ("local/bin", 0o755)]
-    {
+    for (sub, mode) in [
+        ("var/log", 0o755),
+        ("var/lib", 0o755),
+        ("var/lib/misc", 0o755),
+        ("var/lib/dpkg", 0o755),
+        ("var/cache", 0o755),
+        ("var/mail", 0o2775),
+        ("var/tmp", 0o1777),
+        ("local/bin", 0o755),
+    ] {
         ensure_dir(&plan.data_dir.join(sub), mode, uid)?;
+    }
+    // The upper layers of /usr and /var/lib/dpkg (see super::idmap).
+    ensure_dir(&plan.data_dir.join(".overlay"), 0o755, uid)?;
+    for (name, _, _) in super::idmap::OVERLAYS {
+        let d = plan.data_dir.join(".overlay").join(name);
+        ensure_dir(&d, 0o755, uid)?;
+        ensure_dir(&d.join("upper"), 0o755, uid)?;
+        ensure_dir(&d.join("work"), 0o755, uid)?;
     }
     ensure_dir(&plan.data_dir.join("etc"), 0o755, uid)?;
     ensure_dir(&plan.data_dir.join("etc/ssh"), 0o755, uid)?;
@@ -286,22 +320,12 @@ pub fn prepare_data_dir(
     safe_write(&etc, "hosts", hosts.as_bytes(), 0o644, uid)?;
     safe_write(&etc, "resolv.conf", resolv_for(&read("/etc/resolv.conf")).as_bytes(), 0o644, uid)?;
     safe_write(&etc, "ssh/sshd_config", sshd_config.as_bytes(), 0o644, uid)?;
-    // Everything else of /etc: symlinks into the read-only host /etc.
-    if let Ok(rd) = fs::read_dir("/etc") {
-        for e in rd.filter_map(|e| e.ok()) {
-            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
-            if ETC_OWN.contains(&name.as_str()) || ETC_MASKED.contains(&name.as_str()) {
-                continue;
-            }
-            let link = etc.join(&name);
-            if fs::symlink_metadata(&link).is_ok() {
-                continue; // the user's own version, or ours from last time
-            }
-            std::os::unix::fs::symlink(Path::new(HOST_ETC).join(&name), &link)
-                .map_err(io("creating symlink", &link))?;
-            std::os::unix::fs::lchown(&link, Some(uid), Some(uid)).map_err(io("changing owner of", &link))?;
-        }
-    }
+    // The lock file of passwd, shadow and group (useradd, passwd).
+    safe_write(&etc, ".pwd.lock", b"", 0o600, uid)?;
+    // Everything else of /etc: the host's, read-only, through symlinks
+    // into /.host-etc, in directories of the claim's own (so installing a
+    // package can add or replace a file in /etc/default, say).
+    etc_tree(Path::new("/etc"), &etc, Path::new(""), uid, 0)?;
     let root = plan.data_dir.join("root");
     safe_write(&root, ".ssh/authorized_keys", authorized_keys.as_bytes(), 0o600, uid)?;
     let ssh_dir = root.join(".ssh");
@@ -309,6 +333,47 @@ pub fn prepare_data_dir(
     // Mount point for labcli (a bind needs an existing file).
     safe_write(&plan.data_dir.join("local"), "bin/labcli", b"", 0o755, uid)?;
     Ok(fresh)
+}
+
+/// Mirrors the host directory `host/rel` into `jail/rel`: world-readable
+/// directories become directories of the jail's root (same mode), every
+/// other entry a symlink to its host copy under [`HOST_ETC`] (read-only
+/// there, and unreadable where the host file is not world-readable).
+/// What exists already (the user's own, or ours from before) is kept.
+fn etc_tree(host: &Path, jail: &Path, rel: &Path, uid: u32, depth: u32) -> Result<(), JailError> {
+    let Ok(rd) = fs::read_dir(host.join(rel)) else { return Ok(()) };
+    for e in rd.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        if depth == 0 {
+            let n = name.to_string_lossy();
+            if ETC_OWN.contains(&n.as_ref()) || ETC_MASKED.contains(&n.as_ref()) {
+                continue;
+            }
+        }
+        let r = rel.join(&name);
+        let dst = jail.join(&r);
+        let Ok(m) = fs::symlink_metadata(host.join(&r)) else { continue };
+        let open_dir = m.is_dir() && m.permissions().mode() & 0o005 == 0o005;
+        match fs::symlink_metadata(&dst) {
+            Ok(d) if d.is_dir() && open_dir && depth < 8 => {
+                etc_tree(host, jail, &r, uid, depth + 1)?;
+                continue;
+            }
+            Ok(_) => continue,
+            Err(_) => {}
+        }
+        if open_dir && depth < 8 {
+            fs::create_dir(&dst).map_err(io("creating directory", &dst))?;
+            std::os::unix::fs::lchown(&dst, Some(uid), Some(uid)).map_err(io("changing owner of", &dst))?;
+            fs::set_permissions(&dst, fs::Permissions::from_mode(m.permissions().mode() & 0o7777))
+                .map_err(io("setting mode of", &dst))?;
+            etc_tree(host, jail, &r, uid, depth + 1)?;
+        } else {
+            std::os::unix::fs::symlink(Path::new(HOST_ETC).join(&r), &dst).map_err(io("creating symlink", &dst))?;
+            std::os::unix::fs::lchown(&dst, Some(uid), Some(uid)).map_err(io("changing owner of", &dst))?;
+        }
+    }
+    Ok(())
 }
 
 /// One step of building the root, as data so it can be listed and tested.
@@ -384,6 +449,23 @@ pub fn root_steps(cfg: &InitConfig, host: &dyn Fn(&Path) -> HostEntry) -> Vec<Ro
         v.push(Bind { src: d(name), dst: r.join(rel), ro: false, dev: false });
     }
     v.push(Bind { src: cfg.labcli.clone(), dst: r.join("usr/local/bin/labcli"), ro: true, dev: false });
+    // The overlays of /usr and /var/lib/dpkg (super::idmap): mount points
+    // for the lower views (labjail's parent mounts them once the jail's
+    // user namespace exists) and the upper layers from the claim's data.
+    let lower = r.join(super::idmap::LOWER_DIR);
+    v.push(Dir { dst: r.join(".boardlab"), mode: 0o755 });
+    v.push(Dir { dst: lower.clone(), mode: 0o755 });
+    for (name, _, _) in super::idmap::OVERLAYS {
+        v.push(Dir { dst: lower.join(name), mode: 0o755 });
+    }
+    v.push(Dir { dst: r.join(super::idmap::UPPER_DIR), mode: 0o755 });
+    v.push(Bind { src: d(".overlay"), dst: r.join(super::idmap::UPPER_DIR), ro: false, dev: false });
+    // The claim's /usr/local and labcli once more, for the init to bind
+    // over the overlaid /usr (which hides the binds above).
+    v.push(Dir { dst: r.join(".boardlab/local"), mode: 0o755 });
+    v.push(Bind { src: d("local"), dst: r.join(".boardlab/local"), ro: false, dev: false });
+    v.push(File { dst: r.join(".boardlab/labcli") });
+    v.push(Bind { src: cfg.labcli.clone(), dst: r.join(".boardlab/labcli"), ro: true, dev: false });
     for dir in ["proc", "sys", "dev", "run"] {
         v.push(Dir { dst: r.join(dir), mode: 0o755 });
     }
@@ -498,6 +580,38 @@ pub fn enter_root(root: &Path) -> Result<(), JailError> {
     // mounts below it stay locked, and so do their read-only flags).
     mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(mount_err("binding the new root onto itself", root))?;
+    // Writable /usr and /var/lib/dpkg where the lower views were made,
+    // mounted as the jail's root (see super::idmap). Paths relative to
+    // the root keep host paths out of the option string.
+    nix::unistd::chdir(root).map_err(mount_err("changing directory to", root))?;
+    for (name, _, inside) in super::idmap::OVERLAYS {
+        let lower = Path::new(".").join(super::idmap::LOWER_DIR).join(name);
+        if !super::disk::is_mount_point(&lower) {
+            eprintln!("labjail: no view of the host's {inside} to lay /{inside} over; it stays read-only");
+            continue;
+        }
+        let target = Path::new(".").join(inside);
+        let opts = super::idmap::overlay_options(name);
+        if let Err(e) = mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(opts.as_str()),
+        ) {
+            eprintln!("labjail: /{inside} stays read-only: overlay: {e}");
+            continue;
+        }
+        if *name == "usr" {
+            // The claim's own /usr/local and labcli over the host's.
+            let bind = |src: &str, dst: &str, flags: MsFlags| {
+                mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | flags, None::<&str>)
+                    .map_err(mount_err("binding over the overlaid /usr", Path::new(dst)))
+            };
+            bind("./.boardlab/local", "./usr/local", MsFlags::MS_REC)?;
+            bind("./.boardlab/labcli", "./usr/local/bin/labcli", MsFlags::empty())?;
+        }
+    }
     let nsd = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     // /proc of the jail's PID namespace. Mounted before pivot_root: the
     // kernel only allows a new proc (and sysfs) where a fully visible one

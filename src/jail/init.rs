@@ -101,9 +101,16 @@ impl Starter {
         let fds = super::cgroup::raw(cgroup);
         let mut cmd = Command::new(exe);
         // SAFETY: between fork and exec the closure only writes to
-        // descriptors the parent keeps open across the spawn.
+        // descriptors the parent keeps open across the spawn, and sets
+        // the umask (both async-signal-safe).
         unsafe {
-            cmd.pre_exec(move || super::cgroup::join_self(&fds));
+            cmd.pre_exec(move || {
+                // labd's own umask (077) is not the jail's: its users and
+                // services expect the usual 022 (dnsmasq serves only
+                // world-readable files, say).
+                libc::umask(0o022);
+                super::cgroup::join_self(&fds)
+            });
         }
         let mut child = cmd
             .arg("start")
@@ -337,6 +344,21 @@ fn relay(cfg: &InitConfig, child: Pid, s: &mut UnixStream) -> Result<(), JailErr
     // 2. The id maps of C's new user namespace: only a process with
     //    CAP_SETUID in the parent namespace (us) may map 65536 ids.
     ns::write_id_maps(child, cfg.host_uid)?;
+    // The read-only, idmapped views of the host's /usr and /var/lib/dpkg
+    // under the new root (host root, in our private mount namespace),
+    // before C copies it. Without them the jail's /usr stays read-only.
+    match std::fs::File::open(format!("/proc/{child}/ns/user")) {
+        Ok(userns) => {
+            let root = fs::root_mount_point(&cfg.data_dir);
+            for (name, host, _) in super::idmap::OVERLAYS {
+                let dst = root.join(super::idmap::LOWER_DIR).join(name);
+                if let Err(e) = super::idmap::idmapped_ro_bind(Path::new(host), &dst, &userns) {
+                    eprintln!("labjail: no writable {host} in the jail: {e}");
+                }
+            }
+        }
+        Err(e) => eprintln!("labjail: no writable /usr in the jail: the jail's user namespace: {e}"),
+    }
     send(s, "mapped");
     // C reports the init's pid right after forking it, and the init (G)
     // reports its root; both write to this socket, so the two lines may

@@ -25,6 +25,7 @@
 pub mod cgroup;
 pub mod disk;
 pub mod fs;
+pub mod idmap;
 pub mod init;
 pub mod net;
 pub mod nfs;

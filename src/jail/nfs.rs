@@ -207,6 +207,8 @@ pub fn spawn(plan: &Plan, cgroup: &[std::os::fd::OwnedFd]) -> Result<Starting, J
     // cgroup, so its memory and threads count against the jail's caps.
     unsafe {
         cmd.pre_exec(move || {
+            // Files made over NFS get the modes the board asks for.
+            libc::umask(0o022);
             super::cgroup::join_self(&cg)?;
             if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
