@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::jails::{
-    board_link, host_link_json, ipv6_sysctl, jail_lab, leftovers, one_at_a_time, HostTarget, JailNet, Listener, Login,
+    assert_link_parked, board_link, host_link_json, jail_lab, leftovers, one_at_a_time, HostTarget, JailNet, Listener,
+    Login,
 };
 use common::*;
 use serde_json::{json, Value};
@@ -82,18 +83,6 @@ fn log_of(lab: &Lab, handle: &str) -> String {
     r["result"]["log"].as_str().unwrap_or("").to_string()
 }
 
-/// What a parked board link looks like on the host: there, down, and no
-/// IPv6 (so no link-local address and no router advertisement taken).
-#[track_caller]
-fn assert_parked(host_if: &str) {
-    let l = host_link_json(host_if);
-    assert!(!l.is_null(), "{host_if} is back on the host");
-    let flags: Vec<&str> = l["flags"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
-    assert!(!flags.contains(&"UP"), "{host_if} is down: {l}");
-    assert_eq!(ipv6_sysctl(host_if, "disable_ipv6"), "1", "{host_if} has IPv6 off");
-    assert_eq!(ipv6_sysctl(host_if, "accept_ra"), "0", "{host_if} takes no router advertisements");
-}
-
 /// The attack: inside the jail, root renames the real board link away,
 /// makes a veth named `board` (its peer with a route to a host address)
 /// and, ignoring SIGTERM, sends to the host through it while `reinit`
@@ -158,7 +147,7 @@ done
     });
     // Released, the link is parked on the host: down, no IPv6.
     ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": handle})]).remove(0));
-    assert_parked(&host_if);
+    assert_link_parked(&host_if);
     assert!(listener.hits().is_empty(), "the jail reached the host: {:?}", listener.hits());
     // And the board is claimable and works again.
     let again = lab.as_user(BOB, &[json!({"fn": "claim", "class": "rockpro64", "power": true})]);
@@ -283,7 +272,7 @@ fn unclaimed_and_released_board_links_reach_nothing_on_the_host() {
     ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
     for board in ["rockpro64-1", "rockpro64-2"] {
         let (host_if, ns) = board_link(&lab, board);
-        assert_parked(&host_if);
+        assert_link_parked(&host_if);
         let mac = host_link_json(&host_if)["address"].as_str().unwrap().to_string();
         let ll = link_local(&mac);
         let t = target.addr.to_string();
@@ -318,7 +307,7 @@ fn unclaimed_and_released_board_links_reach_nothing_on_the_host() {
         assert!(routes.trim().is_empty(), "{board}: the host took a route from the board's RA: {routes}");
         assert!(v4.hits().is_empty(), "{board}: the board reached the host over IPv4: {:?}", v4.hits());
         assert!(v6.hits().is_empty(), "{board}: the board reached the host over IPv6: {:?}", v6.hits());
-        assert_parked(&host_if);
+        assert_link_parked(&host_if);
     }
     // The lab is whole: both boards can be claimed and netboot.
     let a = lab.as_user(BOB, &[json!({"fn": "claim", "class": "rockpro64", "power": true})]).remove(0);

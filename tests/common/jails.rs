@@ -323,3 +323,15 @@ pub fn host_link_json(name: &str) -> Value {
 pub fn ipv6_sysctl(link: &str, key: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{link}/{key}")).unwrap_or_default().trim().to_string()
 }
+
+/// A board link parked on the host: there, down, IPv6 off, no router
+/// advertisements.
+#[track_caller]
+pub fn assert_link_parked(host_if: &str) {
+    let l = host_link_json(host_if);
+    assert!(!l.is_null(), "{host_if} is back on the host");
+    let flags: Vec<&str> = l["flags"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
+    assert!(!flags.contains(&"UP"), "{host_if} is down: {l}");
+    assert_eq!(ipv6_sysctl(host_if, "disable_ipv6"), "1", "{host_if} has IPv6 off");
+    assert_eq!(ipv6_sysctl(host_if, "accept_ra"), "0", "{host_if} takes no router advertisements");
+}
