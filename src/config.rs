@@ -95,6 +95,7 @@ struct RawJail {
     pids_max: Option<Spanned<i64>>,
     memory_max: Option<Spanned<String>>,
     cpu_weight: Option<Spanned<i64>>,
+    parallel_builds: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -338,10 +339,16 @@ pub struct Board {
     pub power_on_claim: bool,
 }
 
+/// Default `[jail] parallel_builds`.
+pub const DEFAULT_PARALLEL_BUILDS: usize = 4;
+
 /// `[jail]` of lab.toml, validated: the settings every jail is created
 /// with, and what labd itself needs to make one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JailConfig {
+    /// Jails built at once; more claims wait their turn, first come first
+    /// served.
+    pub parallel_builds: usize,
     /// Per-claim data dir, pools, uplink, uid base, ssh port.
     pub settings: JailSettings,
     /// Keep one ssh host key per board across claims (else a fresh key per claim).
@@ -850,7 +857,18 @@ fn validate_jail(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
             }
         },
     };
+    let parallel_builds = match &raw.parallel_builds {
+        None => DEFAULT_PARALLEL_BUILDS,
+        Some(v) => match usize::try_from(*v.get_ref()) {
+            Ok(n) if (1..=256).contains(&n) => n,
+            _ => {
+                ctx.err(&v.span(), format!("jail.parallel_builds ({}) must be between 1 and 256", v.get_ref()));
+                DEFAULT_PARALLEL_BUILDS
+            }
+        },
+    };
     JailConfig {
+        parallel_builds,
         settings: JailSettings {
             root_dir,
             pool,
@@ -1186,6 +1204,10 @@ power_on_claim = true
         let s = Config::load(d.path()).unwrap().jail.settings;
         assert_eq!((s.nfsroot_size, s.data_size), (512 << 20, 1 << 30));
         assert_eq!(s.limits, crate::jail::cgroup::Limits { pids_max: 300, memory_max: 2 << 30, cpu_weight: 20 });
+        let d = dir_with(&format!("{LAB}\n[jail]\nparallel_builds = 8\n"), &[("a.toml", BOARD)]);
+        assert_eq!(Config::load(d.path()).unwrap().jail.parallel_builds, 8);
+        let e = errs(&format!("{LAB}\n[jail]\nparallel_builds = 0\n"), &[("a.toml", BOARD)]);
+        assert_eq!(e, vec!["lab.toml:19: jail.parallel_builds (0) must be between 1 and 256".to_string()]);
         assert_eq!(s.deny_out, vec!["192.168.0.0/16".parse().unwrap(), "fd00::/8".parse::<ipnet::IpNet>().unwrap()]);
     }
 
@@ -1193,7 +1215,7 @@ power_on_claim = true
     fn jail_section_errors_name_the_line() {
         let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
         // "[jail]" is line 18 of LAB + jail, the first key line 19.
-        assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`".to_string()]);
+        assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`, `parallel_builds`".to_string()]);
         assert_eq!(
             with("deny_out = [\"192.168.0.0/16\", \"10.0.0.1/8\", \"mgmt\"]"),
             vec![

@@ -87,9 +87,16 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     // what it makes is its own unless it says otherwise.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     raise_nofile();
+    // labd's directories are root's alone, except where someone must walk
+    // through: to the socket (users), and to the jails' root_dir (each
+    // jail's init finds its root's mount point under it).
     let socket_dir = cfg.daemon.socket.parent().map(std::path::Path::to_path_buf);
+    let jails = (cfg.daemon.jail == crate::config::JailMode::Linux).then(|| cfg.jail.settings.root_dir.clone());
+    let walk_through = |dir: &std::path::Path| {
+        socket_dir.as_deref() == Some(dir) || jails.as_deref().is_some_and(|r| r.starts_with(dir))
+    };
     let log_dir = &cfg.daemon.log_dir;
-    let walk = socket_dir.as_deref() == Some(log_dir.as_path());
+    let walk = walk_through(log_dir);
     if let Err(e) = std::fs::create_dir_all(log_dir).and_then(|()| crate::db::private_dir(log_dir, walk)) {
         warn!("securing the log directory {}: {e}", log_dir.display());
     }
@@ -103,7 +110,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let cfg = Arc::new(cfg);
     let db = Db::open(&cfg.daemon.state)?;
     if let Some(dir) = cfg.daemon.state.parent() {
-        if let Err(e) = crate::db::private_dir(dir, socket_dir.as_deref() == Some(dir)) {
+        if let Err(e) = crate::db::private_dir(dir, walk_through(dir)) {
             warn!("securing the state directory {}: {e}", dir.display());
         }
     }

@@ -181,7 +181,14 @@ pub fn host_link(name: &str) -> Result<Option<LinkInfo>, LinkError> {
     if !Path::new("/sys/class/net").join(name).exists() {
         return Ok(None);
     }
-    Ok(list(None)?.into_iter().find(|l| l.name == name))
+    let out = match run("ip", &["-j", "-d", "link", "show", "dev", name], None) {
+        Ok(o) => o,
+        // Gone between the check and the question.
+        Err(_) if !Path::new("/sys/class/net").join(name).exists() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let links = parse_links(&out).map_err(|detail| LinkError::Parse { netns: "the host".into(), detail })?;
+    Ok(links.into_iter().find(|l| l.name == name))
 }
 
 fn sysctl(name: &str, key: &str, value: &str) -> Result<(), LinkError> {

@@ -108,6 +108,8 @@ pub struct Registry {
     /// The jails' settings, with the switches' addresses added to the
     /// destinations jails may never reach.
     jail_settings: crate::jail::JailSettings,
+    /// Jails built at once, shared by every board (`[jail] parallel_builds`).
+    jail_builds: Arc<tokio::sync::Semaphore>,
     /// Board name → its link's identity as last recorded, from SQLite.
     link_ids: HashMap<String, crate::link::LinkId>,
     db: Db,
@@ -201,6 +203,7 @@ impl Registry {
         Ok(Registry {
             owed_off,
             front: None,
+            jail_builds: Arc::new(tokio::sync::Semaphore::new(cfg.jail.parallel_builds)),
             jail_settings,
             jail_indexes,
             link_ids,
@@ -245,6 +248,7 @@ impl Registry {
                 labcli: labcli_path(),
                 socket_dir,
                 build_delay: build_delay(),
+                builds: self.jail_builds.clone(),
             })),
             _ => None,
         };

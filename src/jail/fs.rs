@@ -239,13 +239,14 @@ fn migrate_old_layout(plan: &Plan, size: u64) -> Result<(), JailError> {
 /// Phase 1 (labd, host root): the claim's data file system, mounted on
 /// `root_dir/BOARD`, and in it the per-claim directories and files.
 /// Returns whether it was created now (so a failed create removes only
-/// what it made).
+/// what it made), and whether its /etc was (so the init mirrors the
+/// host's into it without looking first).
 pub fn prepare_data_dir(
     plan: &Plan,
     data_size: u64,
     authorized_keys: &str,
     sshd_config: &str,
-) -> Result<bool, JailError> {
+) -> Result<(bool, bool), JailError> {
     let uid = plan.host_uid;
     let root_dir = plan.data_dir.parent().unwrap_or(Path::new("/"));
     // root_dir may only be walked through (the jail's init walks it to
@@ -260,7 +261,9 @@ pub fn prepare_data_dir(
     if plan.data_dir.exists() {
         migrate_old_layout(plan, data_size)?;
     }
+    let t0 = std::time::Instant::now();
     let fresh = super::disk::mount(&data_image(plan), &plan.data_dir, data_size, 0)?;
+    let t_mount = t0.elapsed();
     // The file system's root belongs to host root, and nobody else may
     // enter it: the jail only ever sees its subdirectories (bound by host
     // root), and no host user reaches a jail's /tmp or /home through it.
@@ -288,6 +291,7 @@ pub fn prepare_data_dir(
         ensure_dir(&d.join("upper"), 0o755, uid)?;
         ensure_dir(&d.join("work"), 0o755, uid)?;
     }
+    let etc_fresh = fs::symlink_metadata(plan.data_dir.join("etc")).is_err();
     ensure_dir(&plan.data_dir.join("etc"), 0o755, uid)?;
     ensure_dir(&plan.data_dir.join("etc/ssh"), 0o755, uid)?;
     // The mount point of the jail's root: empty on the host (the root is
@@ -322,25 +326,32 @@ pub fn prepare_data_dir(
     safe_write(&etc, "ssh/sshd_config", sshd_config.as_bytes(), 0o644, uid)?;
     // The lock file of passwd, shadow and group (useradd, passwd).
     safe_write(&etc, ".pwd.lock", b"", 0o600, uid)?;
-    // Everything else of /etc: the host's, read-only, through symlinks
-    // into /.host-etc, in directories of the claim's own (so installing a
-    // package can add or replace a file in /etc/default, say).
-    etc_tree(Path::new("/etc"), &etc, Path::new(""), uid, 0)?;
+    // Everything else of /etc is mirrored by the jail's init (see
+    // [`etc_tree`]), as the jail's root, while labd sets up the network.
+    tracing::debug!(board = %plan.board, fresh, mount_ms = t_mount.as_millis() as u64, "data file system ready");
     let root = plan.data_dir.join("root");
     safe_write(&root, ".ssh/authorized_keys", authorized_keys.as_bytes(), 0o600, uid)?;
     let ssh_dir = root.join(".ssh");
     fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).map_err(io("setting mode of", &ssh_dir))?;
     // Mount point for labcli (a bind needs an existing file).
     safe_write(&plan.data_dir.join("local"), "bin/labcli", b"", 0o755, uid)?;
-    Ok(fresh)
+    Ok((fresh, etc_fresh))
+}
+
+/// The jail's /etc beyond its own files: the host's, read-only, through
+/// symlinks into /.host-etc, in directories of the claim's own (so that
+/// installing a package can add or replace a file in /etc/default, say).
+/// Run by the jail's init, as the jail's root, inside the jail.
+pub fn mirror_host_etc(fresh: bool) -> Result<(), JailError> {
+    etc_tree(Path::new(HOST_ETC), Path::new("/etc"), Path::new(""), 0, fresh)
 }
 
 /// Mirrors the host directory `host/rel` into `jail/rel`: world-readable
-/// directories become directories of the jail's root (same mode), every
-/// other entry a symlink to its host copy under [`HOST_ETC`] (read-only
-/// there, and unreadable where the host file is not world-readable).
-/// What exists already (the user's own, or ours from before) is kept.
-fn etc_tree(host: &Path, jail: &Path, rel: &Path, uid: u32, depth: u32) -> Result<(), JailError> {
+/// directories become directories of their own (same mode), every other
+/// entry a symlink to its host copy under [`HOST_ETC`] (read-only there,
+/// and unreadable where the host file is not world-readable). What exists
+/// already (the user's own, or ours from before) is kept.
+fn etc_tree(host: &Path, jail: &Path, rel: &Path, depth: u32, fresh: bool) -> Result<(), JailError> {
     let Ok(rd) = fs::read_dir(host.join(rel)) else { return Ok(()) };
     for e in rd.filter_map(|e| e.ok()) {
         let name = e.file_name();
@@ -352,25 +363,30 @@ fn etc_tree(host: &Path, jail: &Path, rel: &Path, uid: u32, depth: u32) -> Resul
         }
         let r = rel.join(&name);
         let dst = jail.join(&r);
-        let Ok(m) = fs::symlink_metadata(host.join(&r)) else { continue };
-        let open_dir = m.is_dir() && m.permissions().mode() & 0o005 == 0o005;
-        match fs::symlink_metadata(&dst) {
-            Ok(d) if d.is_dir() && open_dir && depth < 8 => {
-                etc_tree(host, jail, &r, uid, depth + 1)?;
-                continue;
+        // The entry's type comes with the directory listing: only
+        // directories need a stat (for their mode).
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let mode = if is_dir { fs::symlink_metadata(host.join(&r)).map(|m| m.permissions().mode()).ok() } else { None };
+        let open_dir = mode.is_some_and(|m| m & 0o005 == 0o005) && depth < 8;
+        // On a fresh file system nothing exists yet; otherwise what is
+        // there (the user's own, or ours from before) stays.
+        if !fresh {
+            match fs::symlink_metadata(&dst) {
+                Ok(d) if d.is_dir() && open_dir => {
+                    etc_tree(host, jail, &r, depth + 1, fresh)?;
+                    continue;
+                }
+                Ok(_) => continue,
+                Err(_) => {}
             }
-            Ok(_) => continue,
-            Err(_) => {}
         }
-        if open_dir && depth < 8 {
+        if open_dir {
             fs::create_dir(&dst).map_err(io("creating directory", &dst))?;
-            std::os::unix::fs::lchown(&dst, Some(uid), Some(uid)).map_err(io("changing owner of", &dst))?;
-            fs::set_permissions(&dst, fs::Permissions::from_mode(m.permissions().mode() & 0o7777))
+            fs::set_permissions(&dst, fs::Permissions::from_mode(mode.unwrap_or(0o755) & 0o7777))
                 .map_err(io("setting mode of", &dst))?;
-            etc_tree(host, jail, &r, uid, depth + 1)?;
+            etc_tree(host, jail, &r, depth + 1, fresh)?;
         } else {
             std::os::unix::fs::symlink(Path::new(HOST_ETC).join(&r), &dst).map_err(io("creating symlink", &dst))?;
-            std::os::unix::fs::lchown(&dst, Some(uid), Some(uid)).map_err(io("changing owner of", &dst))?;
         }
     }
     Ok(())
@@ -663,6 +679,8 @@ mod tests {
             jail_ip: Ipv4Addr::new(10, 240, 0, 6),
             ssh_port: 22,
             services: vec![],
+            board_net: "172.30.1.0/24".parse().unwrap(),
+            etc_fresh: true,
         }
     }
 

@@ -52,6 +52,10 @@ pub struct InitConfig {
     pub jail_ip: Ipv4Addr,
     pub ssh_port: u16,
     pub services: Vec<Service>,
+    /// The board's network, forwarded and masqueraded out of the uplink.
+    pub board_net: super::plan::Ipv4Net,
+    /// The jail's /etc is new: mirror the host's without looking first.
+    pub etc_fresh: bool,
 }
 
 /// How long each phase may take before labd gives up.
@@ -446,6 +450,12 @@ fn init(cfg: &InitConfig, root: &Path, s: &mut UnixStream) -> i32 {
         return 1;
     }
     send(s, "fs-ok");
+    // labd sets up the network meanwhile: the init mirrors the host's
+    // /etc into the jail's, as the jail's root (its own files by birth).
+    if let Err(e) = fs::mirror_host_etc(cfg.etc_fresh) {
+        send(s, &format!("error {e}"));
+        return 1;
+    }
     // Signals the supervisor waits for; blocked before any child exists.
     let mut set = SigSet::empty();
     for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
@@ -460,6 +470,13 @@ fn init(cfg: &InitConfig, root: &Path, s: &mut UnixStream) -> i32 {
         }
         Err(_) => return 1,
     }
+    // The network is in place: the board's traffic is forwarded and
+    // masqueraded behind the jail's address (the jail's own namespace, so
+    // its init sets this up as its root).
+    if let Err(e) = forward_board(cfg) {
+        send(s, &format!("error {e}"));
+        return 1;
+    }
     let mut sup = Supervisor::new(cfg.services.clone());
     sup.start_all();
     match sup.wait_ready(Duration::from_secs(10)) {
@@ -471,6 +488,35 @@ fn init(cfg: &InitConfig, root: &Path, s: &mut UnixStream) -> i32 {
         }
     }
     sup.run(&set)
+}
+
+/// IPv4 forwarding on, and the board's network masqueraded out of the
+/// uplink (see [`super::net::jail_ruleset`]).
+fn forward_board(cfg: &InitConfig) -> Result<(), JailError> {
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| JailError::Io {
+        what: "enabling forwarding in the jail",
+        path: "/proc/sys/net/ipv4/ip_forward".into(),
+        source,
+    })?;
+    let mut child = Command::new("/usr/sbin/nft")
+        .args(["-f", "-"])
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| JailError::Io { what: "starting", path: "/usr/sbin/nft".into(), source })?;
+    if let Some(mut w) = child.stdin.take() {
+        let _ = w.write_all(super::net::jail_ruleset(&cfg.board_net).as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| JailError::Init(format!("nft in the jail: {e}")))?;
+    if !out.status.success() {
+        return Err(JailError::Command {
+            command: "nft -f - (in the jail)".into(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
 }
 
 struct Running {

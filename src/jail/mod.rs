@@ -280,7 +280,8 @@ impl Jail {
         }
         // 3.
         let sshd_config = services::sshd_config(plan.jail_ip, spec.settings.ssh_port);
-        let fresh = fs::prepare_data_dir(&plan, spec.settings.data_size, &spec.authorized_keys, &sshd_config)?;
+        let (fresh, etc_fresh) =
+            fs::prepare_data_dir(&plan, spec.settings.data_size, &spec.authorized_keys, &sshd_config)?;
         let mut undo = Undo { plan: &plan, fresh, init: None, cgroup: None, done: net::Done::default(), armed: true };
         let host_pub = services::install_host_key(&plan, spec.host_key.as_deref())?;
         nfs::mount_root(&plan, spec.settings.nfsroot_size)?;
@@ -310,9 +311,13 @@ impl Jail {
             jail_ip: plan.jail_ip,
             ssh_port: spec.settings.ssh_port,
             services: services::services(&plan, spec.settings.ssh_port),
+            board_net: plan.board_net,
+            etc_fresh,
         };
+        let t_data = t0.elapsed();
         let (starter, pid, start) =
             init::Starter::spawn(&spec.settings.init_exe, &cfg, &plan.data_dir.join("init.log"), &cg_fds)?;
+        let t_init = t0.elapsed();
         undo.init = Some((pid, start));
         // 5.
         if let Err(e) = net::setup(&plan, &spec.settings, pid, spec.link_id.as_ref(), &mut undo.done) {
@@ -321,6 +326,7 @@ impl Jail {
         }
         // 6. ganesha (host side, in the jail's network namespace) starts
         // while the init brings up sshd and dnsmasq: both waits overlap.
+        let t_net = t0.elapsed();
         let nfs = match nfs::spawn(&plan, &cg_fds) {
             Ok(n) => n,
             Err(e) => {
@@ -329,6 +335,7 @@ impl Jail {
             }
         };
         starter.go()?;
+        let t_services = t0.elapsed();
         nfs.ready(&plan)?;
         undo.armed = false;
         let info = JailInfo {
@@ -336,7 +343,18 @@ impl Jail {
             ssh: plan.ssh_command(spec.settings.ssh_port),
             known_hosts: format!("{} {host_pub}", plan.known_hosts_host(spec.settings.ssh_port)),
         };
-        tracing::info!(board = %plan.board, ip = %plan.jail_ip, pid, elapsed_ms = t0.elapsed().as_millis() as u64, "jail ready");
+        let ms = |d: Duration| d.as_millis() as u64;
+        tracing::info!(
+            board = %plan.board,
+            ip = %plan.jail_ip,
+            pid,
+            elapsed_ms = ms(t0.elapsed()),
+            data_ms = ms(t_data),
+            init_ms = ms(t_init),
+            net_ms = ms(t_net),
+            services_ms = ms(t_services),
+            "jail ready"
+        );
         let jail = Jail {
             handle: spec.handle.clone(),
             user: spec.user.clone(),

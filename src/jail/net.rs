@@ -220,9 +220,16 @@ add element netdev {t} jails {{ {mac} . {ip} }}
 /// The interface of the host's default route, where jails are
 /// masqueraded when `nat_interface` is not set.
 pub fn default_route_interface() -> Option<String> {
-    let out = run("ip", &["-j", "route", "show", "default"], None).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-    v.as_array()?.iter().find_map(|r| r["dev"].as_str().map(str::to_string))
+    default_route_in(&std::fs::read_to_string("/proc/net/route").ok()?)
+}
+
+/// The interface of the first IPv4 default route (destination and mask
+/// 0) in /proc/net/route's text.
+pub fn default_route_in(table: &str) -> Option<String> {
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_string())
+    })
 }
 
 /// The jail's own nftables: the board network leaves through the uplink
@@ -239,14 +246,6 @@ pub fn jail_ruleset(board_net: &Ipv4Net) -> String {
     )
 }
 
-/// Runs `args` inside the jail's network namespace (host root, so nothing
-/// of the jail's user namespace limits it).
-fn in_netns(plan: &Plan, args: &[&str], stdin: Option<&str>) -> Result<String, JailError> {
-    let mut a = vec!["netns", "exec", plan.netns.as_str()];
-    a.extend_from_slice(args);
-    run("ip", &a, stdin)
-}
-
 /// Names the init's network namespace, moves the board link in, creates
 /// the uplink, addresses, routes and both rulesets. Each step records
 /// itself in `done` so a failure can be undone by [`teardown`].
@@ -259,11 +258,14 @@ pub fn setup(
 ) -> Result<(), JailError> {
     let ns = plan.netns.as_str();
     let pid = init_pid.to_string();
+    let t0 = std::time::Instant::now();
+    let mut marks: Vec<(&str, u128)> = Vec::new();
     // 1. A name for the namespace: `ip -n` works from here on, and the
     //    namespace outlives nothing (the init holds it; the name is removed
     //    at teardown).
     ip(&["netns", "attach", ns, &pid])?;
     done.netns = true;
+    marks.push(("attach", t0.elapsed().as_micros()));
 
     // 2. The board link. A VLAN sub-interface is created first (real
     //    hosts); a dedicated interface (a NIC, labsim's veth end) must be
@@ -272,6 +274,7 @@ pub fn setup(
     //    recorded: teardown brings back that device, whatever its name.
     let host_if = plan.board_if_host.as_str();
     let vlan_id;
+    let moved_ifindex;
     let mut host: Vec<Vec<&str>> = Vec::new();
     if let Some((trunk, vlan)) = &plan.board_if_created {
         vlan_id = vlan.to_string();
@@ -280,6 +283,7 @@ pub fn setup(
         let made = link::host_link(host_if)
             .map_err(|e| JailError::Link(e.to_string()))?
             .ok_or_else(|| JailError::Link(format!("the VLAN link {host_if} vanished after it was made")))?;
+        moved_ifindex = made.ifindex;
         done.link = Some(BoardLinkRecord { id: LinkId::of(&made), jail_ifindex: None });
     } else {
         let found = link::host_link(host_if).map_err(|e| JailError::Link(e.to_string()))?.ok_or_else(|| {
@@ -289,15 +293,18 @@ pub fn setup(
             id.matches_on_host(&found)
                 .map_err(|why| JailError::Link(format!("the board's link {host_if} is not the recorded one: {why}")))?;
         }
+        moved_ifindex = found.ifindex;
         done.link =
             Some(BoardLinkRecord { id: expected.cloned().unwrap_or_else(|| LinkId::of(&found)), jail_ifindex: None });
     }
+    marks.push(("identify", t0.elapsed().as_micros()));
     host.push(vec!["link", "set", "dev", host_if, "down"]);
     host.push(vec!["link", "set", "dev", host_if, "netns", ns]);
     // Marked before the batch: teardown then also looks for what a
     // half-run batch may have done.
     done.board_moved = true;
     ip_batch(None, &host)?;
+    marks.push(("move", t0.elapsed().as_micros()));
     let alias = format!("{ALIAS_PREFIX}{host_if}");
     let board_cidr = format!("{}/24", plan.board_addr);
     ip_batch(
@@ -310,31 +317,31 @@ pub fn setup(
             vec!["link", "set", "dev", JAIL_BOARD_IF, "up"],
         ],
     )?;
-    let inside = link::list(Some(ns))
-        .map_err(|e| JailError::Link(e.to_string()))?
-        .into_iter()
-        .find(|l| l.name == JAIL_BOARD_IF)
-        .ok_or_else(|| JailError::Link(format!("the board's link {host_if} is not in the jail after the move")))?;
+    // A link keeps its index when it moves into a namespace where that
+    // index is free, and the jail's namespace holds only `lo` (1) yet.
     if let Some(rec) = done.link.as_mut() {
-        rec.jail_ifindex = Some(inside.ifindex);
+        rec.jail_ifindex = Some(moved_ifindex);
     }
 
+    marks.push(("board addr", t0.elapsed().as_micros()));
     // 3. The uplink.
     let jail_cidr = format!("{}/{}", plan.jail_ip, plan.uplink_prefix);
     let host_cidr = format!("{}/{}", plan.gateway, plan.uplink_prefix);
     done.uplink = true;
     if plan.routed {
-        ip(&["link", "add", &plan.uplink_host, "type", "veth", "peer", "name", JAIL_UPLINK_IF, "netns", ns])?;
-        // No IPv6 on the host's end: the jail has no IPv6 to route, and
-        // no link-local address of the host's to talk to.
-        link::ipv6_off(&plan.uplink_host).map_err(|e| JailError::Link(e.to_string()))?;
         ip_batch(
             None,
             &[
+                vec!["link", "add", &plan.uplink_host, "type", "veth", "peer", "name", JAIL_UPLINK_IF, "netns", ns],
+                // No link-local address on the host's end...
+                vec!["link", "set", "dev", &plan.uplink_host, "addrgenmode", "none"],
                 vec!["addr", "add", &host_cidr, "dev", &plan.uplink_host],
                 vec!["link", "set", "dev", &plan.uplink_host, "up"],
             ],
         )?;
+        // ...and no IPv6 at all: the jail has none to route (its input to
+        // the host is dropped anyway, see host_ruleset).
+        link::ipv6_off(&plan.uplink_host).map_err(|e| JailError::Link(e.to_string()))?;
     } else {
         let super::Uplink::Macvlan { parent } = &s.uplink else { unreachable!("plan.routed is false") };
         // `private`: macvlans of one parent never reach each other, not
@@ -370,6 +377,7 @@ pub fn setup(
         run("nft", &["-f", "-"], Some(&macvlan_script(parent, &parent_mac, plan, s, &host_v4)))?;
         done.nft = true;
     }
+    marks.push(("uplink", t0.elapsed().as_micros()));
     let gateway = plan.gateway.to_string();
     ip_batch(
         Some(ns),
@@ -380,9 +388,10 @@ pub fn setup(
         ],
     )?;
 
-    // 4. Inside: forward board traffic, masqueraded out of the uplink.
-    in_netns(plan, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], None)?;
-    in_netns(plan, &["nft", "-f", "-"], Some(&jail_ruleset(&plan.board_net)))?;
+    marks.push(("jail addr", t0.elapsed().as_micros()));
+    // 4. Inside, forwarding the board's traffic masqueraded out of the
+    //    uplink is the jail init's to set up (it is root of this network
+    //    namespace, and the rules are the jail's own): see init::go.
 
     // 5. Host side (routed only; a macvlan jail is a host on the parent's
     //    LAN and the LAN's router does the rest).
@@ -405,6 +414,8 @@ pub fn setup(
         run("nft", &["-f", "-"], Some(&text))?;
         done.nft = true;
     }
+    marks.push(("host nft", t0.elapsed().as_micros()));
+    tracing::debug!(board = %plan.board, "network set up: {marks:?} (us)");
     Ok(())
 }
 
@@ -570,6 +581,16 @@ mod tests {
         let chain = &r[r.find("chain from_jail").unwrap()..r.find("chain input").unwrap()];
         assert!(chain.contains("\t\tdrop\n"), "{chain}");
         assert!(!r.contains("masquerade"), "{r}");
+    }
+
+    #[test]
+    fn default_route_from_proc() {
+        let t = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+blju0\t0000F00A\t00000000\t0001\t0\t0\t0\tFCFFFFFF\t0\t0\t0
+eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+";
+        assert_eq!(default_route_in(t).as_deref(), Some("eth0"));
+        assert_eq!(default_route_in("Iface\tDestination\n"), None);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct JailCtx {
     /// Test-only (`fault-injection`): every build waits this long first,
     /// so tests can end a claim while its jail is being built.
     pub build_delay: Duration,
+    /// Shared by every board: jails built at once (`[jail]
+    /// parallel_builds`); the rest wait in turn (the semaphore is fair).
+    pub builds: Arc<tokio::sync::Semaphore>,
 }
 
 impl JailCtx {
@@ -218,7 +221,14 @@ impl BoardActor {
         let job = BuildJob { jc, cell, board: board.clone(), network, link_id, claim, console: console_path, db };
         let work = async move {
             let mut slot = job.cell.slot.clone().lock_owned().await;
-            tokio::task::spawn_blocking(move || build_blocking(job, &mut slot)).await
+            // The board's turn first, then the lab's: a board waiting for
+            // its own teardown holds no build slot.
+            let permit = job.jc.builds.clone().acquire_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                build_blocking(job, &mut slot)
+            })
+            .await
         };
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| {
             let res = res.unwrap_or_else(|e| Built::Failed(format!("the jail builder failed: {e}"), false, Ok(None)));

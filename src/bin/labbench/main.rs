@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod jails;
+
 fn exe_dir() -> PathBuf {
     std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."))
 }
@@ -619,26 +621,7 @@ fn pty_echo(n: usize) -> Result<Vec<Duration>, String> {
 /// labsim board link (`jail = "linux"`).
 fn jail_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     let sim = Sim::up(1, &["--no-console"])?;
-    let d = &sim.dir;
-    let toml = d.join("lab.toml");
-    let text =
-        std::fs::read_to_string(&toml).map_err(|e| e.to_string())?.replace("jail = \"none\"", "jail = \"linux\"");
-    let text = format!(
-        "{text}\n[jail]\nroot_dir = \"{0}/jails\"\npool = \"10.196.0.0/24\"\nboard_net = \"172.27.0.0/20\"\nuid_base = 600000\nkeys_dir = \"{0}/keys.d\"\n",
-        d.display()
-    );
-    std::fs::write(&toml, text).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(d.join("keys.d")).map_err(|e| e.to_string())?;
-    let key = d.join("key");
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !st.success() {
-        return Err("ssh-keygen failed".into());
-    }
-    std::fs::copy(d.join("key.pub"), d.join("keys.d/root.pub")).map_err(|e| e.to_string())?;
+    jails::jail_config(&sim, "10.196.0.0/24", "172.27.0.0/20", 600_000, "")?;
     let (_d, _) = Daemon::start(&sim)?;
     let mut c = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
     let n = if quick { 5 } else { 15 };
@@ -667,7 +650,9 @@ fn jail_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     rows.push(Row::time("jail: claim to jail ready (sshd answering)", claim, Some(150.0)));
     rows.push(Row::time("jail: reinit (tear down, build clean)", reinit, None));
     rows.push(Row::time("jail: release (tear down, wipe)", release, None));
-    Ok(())
+    drop(_d);
+    drop(sim);
+    jails::scale_bench(quick, rows)
 }
 
 /// What one load client saw: latencies and error codes.
