@@ -471,6 +471,15 @@ impl Registry {
                 Ok(r) => r,
                 Err(e) => Err(ApiError::new(Code::Internal, format!("board actor unavailable: {e}"))),
             };
+            #[cfg(feature = "fault-injection")]
+            let res = match res {
+                // The board did the work and its answer got lost (as when it
+                // restarts mid-claim).
+                Ok(_) if std::env::var_os("LABD_FAULT_LOSE_ATTACH_REPLY").is_some() => {
+                    Err(ApiError::new(Code::Internal, "board actor unavailable: the answer was lost (injected)"))
+                }
+                r => r,
+            };
             match res {
                 Ok(attached) => {
                     if let Some(e) = act.boards.get_mut(&name) {
@@ -517,8 +526,12 @@ impl Registry {
         if current {
             self.close_jail_socket(name);
         }
+        // Powered off whatever happened: the power-on may have reached the
+        // switch even when its answer did not reach us (the board actor
+        // restarted mid-claim, say). A port known to be off costs no SNMP;
+        // a silent switch makes the power-off owed until it answers.
         if let Some(addr) = self.board_addr(name, ctx) {
-            addr.do_send(Detach { handle: handle.to_string(), by: user.to_string(), power_off: false });
+            addr.do_send(Detach { handle: handle.to_string(), by: user.to_string(), power_off: true });
         }
     }
 

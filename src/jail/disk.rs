@@ -88,37 +88,8 @@ pub fn mount(img: &Path, dir: &Path, size: u64, root_owner: u32) -> Result<bool,
         Err(_) => true,
     };
     if fresh {
-        let tmp = img.with_extension("img.new");
-        let _ = std::fs::remove_file(&tmp);
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(io("creating", &tmp))?;
-        f.set_len(size).map_err(io("sizing", &tmp))?;
-        drop(f);
-        let owner = format!("lazy_itable_init=1,lazy_journal_init=1,root_owner={root_owner}:{root_owner}");
-        let r = run(
-            "mkfs.ext4",
-            &[
-                "-q".as_ref(),
-                "-F".as_ref(),
-                "-m".as_ref(),
-                "0".as_ref(),
-                "-E".as_ref(),
-                owner.as_ref(),
-                tmp.as_os_str(),
-            ],
-        );
-        if let Err(e) = r {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, img).map_err(io("renaming", &tmp))?;
-    } else {
-        // Only checks a file system that was not cleanly unmounted.
+        make(img, size, root_owner)?;
+    } else if !cleanly_unmounted(img) {
         run("e2fsck", &["-p".as_ref(), img.as_os_str()])?;
     }
     run(
@@ -138,6 +109,60 @@ pub fn mount(img: &Path, dir: &Path, size: u64, root_owner: u32) -> Result<bool,
         let _ = std::fs::remove_dir(dir.join("lost+found"));
     }
     Ok(fresh)
+}
+
+/// Makes the empty image `img` of `size` bytes, its root directory owned
+/// by `root_owner`, unless it exists: what a board prepares for its next
+/// claim once a claim's images are gone, off the claim's path.
+pub fn prepare(img: &Path, size: u64, root_owner: u32) -> Result<(), JailError> {
+    if std::fs::symlink_metadata(img).is_ok() {
+        return Ok(());
+    }
+    make(img, size, root_owner)
+}
+
+/// Whether an ext4 image's superblock says it was cleanly unmounted and
+/// needs neither a check nor a journal replay (what `e2fsck -p` would
+/// find before saying "clean").
+pub fn cleanly_unmounted(img: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(f) = std::fs::File::open(img) else { return false };
+    let mut sb = [0u8; 100];
+    if f.read_exact_at(&mut sb, 1024).is_err() {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([sb[o], sb[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    let magic = u16_at(56) == 0xEF53;
+    // s_state: VALID (1) set, ERROR (2) not; s_feature_incompat: no
+    // RECOVER (4, a journal to replay).
+    magic && u16_at(58) & 3 == 1 && u32_at(96) & 4 == 0
+}
+
+/// mkfs under a temporary name, renamed once it succeeded: a crash never
+/// leaves a half-made image under the real name.
+fn make(img: &Path, size: u64, root_owner: u32) -> Result<(), JailError> {
+    let tmp = img.with_extension("img.new");
+    let _ = std::fs::remove_file(&tmp);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(io("creating", &tmp))?;
+    f.set_len(size).map_err(io("sizing", &tmp))?;
+    drop(f);
+    let owner = format!("lazy_itable_init=1,lazy_journal_init=1,root_owner={root_owner}:{root_owner}");
+    let r = run(
+        "mkfs.ext4",
+        &["-q".as_ref(), "-F".as_ref(), "-m".as_ref(), "0".as_ref(), "-E".as_ref(), owner.as_ref(), tmp.as_os_str()],
+    );
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, img).map_err(io("renaming", &tmp))
 }
 
 /// Loop devices backed by `img`.
@@ -203,4 +228,33 @@ pub fn unmount(img: &Path, dir: &Path, errors: &mut Vec<String>) {
 pub fn state_dir(data_dir: &Path) -> PathBuf {
     let board = data_dir.file_name().unwrap_or_default();
     data_dir.parent().unwrap_or(Path::new("/")).join(".state").join(board)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clean_image_needs_no_check_and_a_used_one_does() {
+        use std::os::unix::fs::FileExt;
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("t.img");
+        // Not an image at all.
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        assert!(!cleanly_unmounted(&img));
+        std::fs::remove_file(&img).unwrap();
+        prepare(&img, 64 << 20, 0).expect("mkfs.ext4 (e2fsprogs, installed by make deps)");
+        assert!(cleanly_unmounted(&img), "a fresh image is clean");
+        // An error state, or a journal to replay (RECOVER): checked.
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&img).unwrap();
+        f.write_all_at(&[3, 0], 1024 + 58).unwrap();
+        assert!(!cleanly_unmounted(&img), "an image in error state is checked");
+        f.write_all_at(&[1, 0], 1024 + 58).unwrap();
+        assert!(cleanly_unmounted(&img));
+        let mut b = [0u8; 4];
+        f.read_exact_at(&mut b, 1024 + 96).unwrap();
+        let incompat = u32::from_le_bytes(b) | 4;
+        f.write_all_at(&incompat.to_le_bytes(), 1024 + 96).unwrap();
+        assert!(!cleanly_unmounted(&img), "an image with a journal to replay is checked");
+    }
 }

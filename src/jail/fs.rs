@@ -219,8 +219,11 @@ fn migrate_old_layout(plan: &Plan, size: u64) -> Result<(), JailError> {
     if old_img.is_file() && !state.join("nfsroot.img").exists() {
         fs::rename(&old_img, state.join("nfsroot.img")).map_err(io("moving", &old_img))?;
     }
+    // The new layout's mount point is empty while nothing is mounted on it
+    // (an image made ahead for the next claim is empty too): files there
+    // are an older labd's.
     let occupied = fs::read_dir(&plan.data_dir).map(|mut d| d.next().is_some()).unwrap_or(false);
-    if !occupied || data_image(plan).exists() || super::disk::is_mount_point(&plan.data_dir) {
+    if !occupied || super::disk::is_mount_point(&plan.data_dir) {
         return Ok(());
     }
     tracing::warn!(board = %plan.board, "moving the claim's data of an older labd into its own file system");

@@ -566,6 +566,23 @@ pub fn sweep_leftovers(
     Ok(report)
 }
 
+/// Makes the empty file systems a board's next claim will get (data and
+/// nfsroot images), unless they exist, so that building its jail does not
+/// wait for mkfs. Blocking; run while no jail of the board exists.
+pub fn prepare_images(board: &str, index: u32, link: &Network, settings: &JailSettings) -> Result<(), JailError> {
+    let plan = Plan::for_board(board, index, link, settings)?;
+    let state = disk::state_dir(&plan.data_dir);
+    if let Some(root) = state.parent().and_then(Path::parent) {
+        disk::ensure_private_dir(root, 0o711)?;
+    }
+    if let Some(top) = state.parent() {
+        disk::ensure_private_dir(top, 0o700)?;
+    }
+    disk::ensure_private_dir(&state, 0o700)?;
+    disk::prepare(&fs::data_image(&plan), settings.data_size, 0)?;
+    disk::prepare(&nfs::image(&plan), settings.nfsroot_size, plan.host_uid)
+}
+
 /// Removes leftovers after a crash: every jail in `known` (as
 /// [`Jail::destroy`] without wipe), and with `by_prefix` also anything
 /// carrying our names (netns `blj*`, links `blju*`/`bljm*`/`bljv*`, nft

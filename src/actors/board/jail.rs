@@ -298,6 +298,28 @@ impl BoardActor {
         }))
     }
 
+    /// In the background, in turn with the board's jail work: the empty
+    /// file systems of the board's next claim, so that its build need not
+    /// wait for mkfs (unless a jail holds the board meanwhile).
+    pub(super) fn prepare_next(&mut self, ctx: &mut Context<Self>) {
+        let (Some(jc), Some(network)) = (self.jail_ctx.clone(), self.cfg().network.clone()) else { return };
+        let (cell, board) = (self.jail_cell.clone(), self.name().to_string());
+        let fut = async move {
+            let slot = cell.slot.clone().lock_owned().await;
+            if slot.is_some() {
+                return;
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                if let Err(e) = crate::jail::prepare_images(&board, jc.index, &network, &jc.settings) {
+                    warn!(board = %board, "preparing the next claim's file systems: {e}");
+                }
+            })
+            .await;
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut));
+    }
+
     /// At start: adopt the claim's jail if it still runs (labd was killed),
     /// or build it again (labd was stopped, or the jail died); without a
     /// claim, check and park the board's link.
@@ -352,7 +374,11 @@ impl BoardActor {
                     Ok(done) => done.iter().for_each(|l| warn!(board = %board, "{l}")),
                     Err(e) => warn!(board = %board, "sweeping the board's jail leftovers: {e}"),
                 }
-                check_blocking(&network, link_id.as_ref())
+                let checked = check_blocking(&network, link_id.as_ref());
+                if let Err(e) = crate::jail::prepare_images(&board, jc.index, &network, &jc.settings) {
+                    warn!(board = %board, "preparing the next claim's file systems: {e}");
+                }
+                checked
             })
             .await
             .unwrap_or_else(|e| Err(format!("checking the board's link failed: {e}")))

@@ -286,7 +286,8 @@ impl Handler<Attach> for BoardActor {
 pub struct Detach {
     pub handle: String,
     pub by: String,
-    /// Power the board off (not when undoing a claim whose power-on failed).
+    /// Power the board off (`EnsureOff`: no SNMP when the port is known
+    /// to be off).
     pub power_off: bool,
 }
 
@@ -313,17 +314,20 @@ impl Handler<Detach> for BoardActor {
         let power_off = msg.power_off;
         let by = msg.by;
         let teardown = self.teardown_jail(&msg.handle, true);
-        Box::pin(teardown.then(move |_, act: &mut Self, _| -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
-            if !power_off {
-                return Box::pin(actix::fut::ready(Ok(act.power)));
-            }
-            Box::pin(act.switch_power(PowerAction::EnsureOff, by).map(|r, act: &mut Self, _| {
-                if r.is_err() && act.claim.is_none() {
-                    act.owe_off = true;
+        Box::pin(teardown.then(
+            move |_, act: &mut Self, ctx| -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
+                act.prepare_next(ctx);
+                if !power_off {
+                    return Box::pin(actix::fut::ready(Ok(act.power)));
                 }
-                r
-            }))
-        }))
+                Box::pin(act.switch_power(PowerAction::EnsureOff, by).map(|r, act: &mut Self, _| {
+                    if r.is_err() && act.claim.is_none() {
+                        act.owe_off = true;
+                    }
+                    r
+                }))
+            },
+        ))
     }
 }
 
