@@ -6,66 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use common::jails::{jail_lab, netns_list, JailNet, Login};
 use common::*;
 use serde_json::{json, Value};
-
-struct Login {
-    key: PathBuf,
-    known_hosts: PathBuf,
-    ip: String,
-}
-
-impl Login {
-    fn new(dir: &Path, key: &Path, jail: &Value, tag: &str) -> Login {
-        let known_hosts = dir.join(format!("known_hosts.{tag}"));
-        std::fs::write(&known_hosts, format!("{}\n", jail["known_hosts"].as_str().unwrap())).unwrap();
-        Login { key: key.to_path_buf(), known_hosts, ip: jail["ip"].as_str().unwrap().to_string() }
-    }
-
-    fn run(&self, cmd: &str) -> Output {
-        Command::new("ssh")
-            .args([
-                "-T",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .arg("-i")
-            .arg(&self.key)
-            .arg(format!("root@{}", self.ip))
-            .arg(cmd)
-            .output()
-            .unwrap()
-    }
-
-    #[track_caller]
-    fn ok(&self, cmd: &str) -> String {
-        let o = self.run(cmd);
-        assert!(
-            o.status.success(),
-            "{cmd:?} failed ({:?}): {}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).to_string()
-    }
-}
-
-fn netns_list() -> String {
-    String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).to_string()
-}
 
 fn log_of(lab: &Lab, handle: &str) -> String {
     let r = lab.req(json!({"fn": "console_log", "handle": handle}));
@@ -74,25 +21,9 @@ fn log_of(lab: &Lab, handle: &str) -> String {
 
 #[test]
 fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
-    let mut lab = Lab::create(2, "rockpro64", &[], |t| t);
+    const NET: JailNet = JailNet { pool: "10.197.0.0/24", board_net: "172.28.0.0/20", uid_base: 500_000 };
+    let mut lab = jail_lab(2, "rockpro64", &NET, "", "");
     let dir = lab.path().to_path_buf();
-    // Jails on, with addresses and ids of this test's own.
-    let lab_toml = dir.join("lab.toml");
-    let text = std::fs::read_to_string(&lab_toml).unwrap().replace("jail = \"none\"", "jail = \"linux\"");
-    let text = format!(
-        "{text}\n[jail]\nroot_dir = \"{d}/jails\"\npool = \"10.197.0.0/24\"\nboard_net = \"172.28.0.0/20\"\nuid_base = 500000\nkeys_dir = \"{d}/keys.d\"\n",
-        d = dir.display()
-    );
-    std::fs::write(&lab_toml, text).unwrap();
-    std::fs::create_dir_all(dir.join("keys.d")).unwrap();
-    let key = dir.join("alice_key");
-    assert!(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
-    std::fs::copy(dir.join("alice_key.pub"), dir.join(format!("keys.d/{ALICE}.pub"))).unwrap();
     lab.start_labd();
 
     // Claim with power: the reply carries the jail.
@@ -111,7 +42,7 @@ fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
     });
 
     // Log in, checking the host key from the claim reply.
-    let login = Login::new(&dir, &key, &jail, "1");
+    let login = Login::new(&dir, ALICE, &jail, "1");
     assert_eq!(login.ok("id -u").trim(), "0");
     let map = login.ok("cat /proc/self/uid_map");
     assert!(map.split_whitespace().collect::<Vec<_>>() == ["0", "500000", "65536"], "{map}");
@@ -140,7 +71,7 @@ fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
     assert_eq!(again["handle"], handle.as_str(), "the claim is kept");
     assert_ne!(again["jail"]["known_hosts"], jail["known_hosts"], "a fresh host key");
     assert_eq!(login.run("true").status.code(), Some(255), "the old host key no longer matches");
-    let login = Login::new(&dir, &key, &again["jail"], "2");
+    let login = Login::new(&dir, ALICE, &again["jail"], "2");
     login.ok("test ! -e /root/before-reinit && test ! -e /tftpboot/boot.scr");
 
     // kill -9 labd: the jail keeps running and is adopted.

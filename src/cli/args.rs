@@ -326,29 +326,6 @@ fn is_command_option(name: &str) -> bool {
     OPTIONS.iter().any(|o| o.name == name && !o.commands.is_empty())
 }
 
-/// The protocol name of a call's function.
-pub fn fn_name(call: &Call) -> &'static str {
-    match call {
-        Call::Classes { .. } => "classes",
-        Call::Status { .. } => "status",
-        Call::Claim { .. } => "claim",
-        Call::Renew { .. } => "renew",
-        Call::Reinit { .. } => "reinit",
-        Call::Release { .. } => "release",
-        Call::PowerOn { .. } => "power_on",
-        Call::PowerOff { .. } => "power_off",
-        Call::PowerCycle { .. } => "power_cycle",
-        Call::Console { .. } => "console",
-        Call::ConsoleLog { .. } => "console_log",
-        Call::Whoami => "whoami",
-        Call::Dump => "dump",
-        Call::Maintenance { .. } => "maintenance",
-        Call::ForceRelease { .. } => "force_release",
-        #[cfg(feature = "fault-injection")]
-        Call::DebugPanic { .. } => "debug_panic",
-    }
-}
-
 /// Builds the request line (without newline) for `call`.
 ///
 /// Keys come in a fixed, readable order: `id`, `fn`, the arguments, `as`.
@@ -357,7 +334,7 @@ pub fn fn_name(call: &Call) -> &'static str {
 pub fn request_line(id: u64, call: &Call, as_user: Option<&str>) -> String {
     let mut fields: Vec<(&str, Value)> = Vec::with_capacity(6);
     fields.push(("id", Value::from(id)));
-    fields.push(("fn", Value::from(fn_name(call))));
+    fields.push(("fn", Value::from(call.name())));
     let opt_str = |fields: &mut Vec<(&str, Value)>, k, v: &Option<String>| {
         if let Some(v) = v {
             fields.push((k, Value::from(v.as_str())));

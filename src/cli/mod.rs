@@ -240,7 +240,7 @@ fn single(socket: &Path, globals: &Globals, call: &Call) -> i32 {
         };
     }
     // A closed stdout is not worth a different status: the request was done.
-    let _ = if globals.json { out(&format!("{result}\n")) } else { out(&output::render(args::fn_name(call), result)) };
+    let _ = if globals.json { out(&format!("{result}\n")) } else { out(&output::render(call.name(), result)) };
     EXIT_OK
 }
 

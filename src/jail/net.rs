@@ -18,9 +18,7 @@
 //! built from validated identifiers; commands get explicit argument vectors
 //! and never pass through a shell.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,27 +26,13 @@ use super::plan::{Ipv4Net, Plan, JAIL_BOARD_IF, JAIL_UPLINK_IF};
 use super::{JailError, JailSettings};
 use crate::link::{self, LinkId};
 
-/// Runs a program with explicit arguments (and optional stdin).
+/// Runs a program with explicit arguments (and optional stdin); see
+/// [`link::run`].
 pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, JailError> {
-    let mut cmd = Command::new(program);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let cmdline = || format!("{program} {}", args.join(" "));
-    let mut child =
-        cmd.spawn().map_err(|e| JailError::Command { command: cmdline(), detail: format!("cannot start: {e}") })?;
-    if let (Some(text), Some(mut w)) = (stdin, child.stdin.take()) {
-        w.write_all(text.as_bytes())
-            .map_err(|e| JailError::Command { command: cmdline(), detail: format!("writing input: {e}") })?;
-    }
-    let out = child.wait_with_output().map_err(|e| JailError::Command { command: cmdline(), detail: e.to_string() })?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(JailError::Command {
-            command: cmdline(),
-            detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
-        })
-    }
+    link::run(program, args, stdin).map_err(|e| match e {
+        link::LinkError::Command { command, detail } => JailError::Command { command, detail },
+        other => JailError::Command { command: program.to_string(), detail: other.to_string() },
+    })
 }
 
 fn ip(args: &[&str]) -> Result<String, JailError> {
