@@ -160,15 +160,15 @@ pub fn config(data: &[u8]) {
             let mut names = std::collections::HashSet::new();
             let mut ports = std::collections::HashSet::new();
             for b in &cfg.boards {
-                assert!(boardlab::util::valid_name(&b.name), "board name {:?} accepted", b.name);
-                assert!(boardlab::util::valid_name(&b.class), "class {:?} accepted", b.class);
+                assert!(boardlab::ids::valid_name(&b.name), "board name {:?} accepted", b.name);
+                assert!(boardlab::ids::valid_name(&b.class), "class {:?} accepted", b.class);
                 assert!(cfg.switches.contains_key(&b.switch), "unknown switch {:?} accepted", b.switch);
                 assert!(b.port >= 1 && b.group >= 1);
                 assert!(names.insert(b.name.clone()), "board {:?} twice", b.name);
                 assert!(ports.insert((b.switch.clone(), b.group, b.port)), "port used twice");
             }
             for (n, s) in &cfg.switches {
-                assert!(boardlab::util::valid_name(n), "switch name {n:?} accepted");
+                assert!(boardlab::ids::valid_name(n), "switch name {n:?} accepted");
                 assert!(s.retries <= 10);
             }
         }

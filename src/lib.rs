@@ -5,11 +5,13 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod actors;
+pub mod addr;
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod db;
+pub mod ids;
 pub mod jail;
 pub mod link;
 pub mod power;

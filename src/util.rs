@@ -68,16 +68,6 @@ pub fn new_handle() -> std::io::Result<String> {
     Ok(s)
 }
 
-/// Whether `name` is safe to use as a board or class name: it ends up in
-/// paths, interface names and log lines, so only a small alphabet is allowed.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && !name.starts_with('.')
-        && !name.starts_with('-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,14 +96,5 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 35);
         assert!(a.starts_with("bl-"));
-    }
-
-    #[test]
-    fn names() {
-        assert!(valid_name("rockpro64-1"));
-        assert!(!valid_name("../etc"));
-        assert!(!valid_name("a b"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("-x"));
     }
 }

@@ -167,7 +167,6 @@ fn jail_end_to_end() {
         data_size: jail::DEFAULT_DATA_SIZE,
         deny_out: Vec::new(),
         limits: jail::cgroup::Limits::default(),
-        cgroups: jail::cgroup::detect(),
     };
     let first_index = 10 + u32::from(r) * 2;
     let sock = base.join("jail1-socket");
@@ -191,6 +190,7 @@ fn jail_end_to_end() {
             console: (i == 0).then(|| pty_slave.clone()),
             labcli: LABCLI.into(),
             link_id: None,
+            cgroups: jail::cgroup::detect(),
         }
     };
     let specs = [spec(0), spec(1)];

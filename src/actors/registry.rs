@@ -110,6 +110,8 @@ pub struct Registry {
     jail_settings: crate::jail::JailSettings,
     /// Jails built at once, shared by every board (`[jail] parallel_builds`).
     jail_builds: Arc<tokio::sync::Semaphore>,
+    /// Where jail cgroups go on this host (found at start).
+    jail_cgroups: crate::jail::cgroup::Hierarchy,
     /// Board name → its link's identity as last recorded, from SQLite.
     link_ids: HashMap<String, crate::link::LinkId>,
     db: Db,
@@ -204,6 +206,7 @@ impl Registry {
             owed_off,
             front: None,
             jail_builds: Arc::new(tokio::sync::Semaphore::new(cfg.jail.parallel_builds)),
+            jail_cgroups: jail_cgroups(&cfg),
             jail_settings,
             jail_indexes,
             link_ids,
@@ -249,6 +252,7 @@ impl Registry {
                 socket_dir,
                 build_delay: build_delay(),
                 builds: self.jail_builds.clone(),
+                cgroups: self.jail_cgroups.clone(),
             })),
             _ => None,
         };
@@ -1106,18 +1110,6 @@ fn jail_settings(cfg: &Config) -> crate::jail::JailSettings {
     if cfg.daemon.jail != JailMode::Linux {
         return s;
     }
-    s.cgroups = crate::jail::cgroup::detect();
-    match &s.cgroups {
-        crate::jail::cgroup::Hierarchy::None { why } => {
-            error!("jails run WITHOUT resource limits (processes, memory, CPU): {why}")
-        }
-        h => info!(
-            pids_max = s.limits.pids_max,
-            memory_max = s.limits.memory_max,
-            cpu_weight = s.limits.cpu_weight,
-            "jail limits through {h:?}"
-        ),
-    }
     for sw in cfg.switches.values() {
         // The configuration always carries the port (HOST:PORT).
         match sw.host.to_socket_addrs() {
@@ -1133,4 +1125,24 @@ fn jail_settings(cfg: &Config) -> crate::jail::JailSettings {
         }
     }
     s
+}
+
+/// The host's cgroup hierarchy for jails, said loudly when there is none.
+fn jail_cgroups(cfg: &Config) -> crate::jail::cgroup::Hierarchy {
+    use crate::jail::cgroup::{detect, Hierarchy};
+    if cfg.daemon.jail != JailMode::Linux {
+        return Hierarchy::None { why: "jails are off".into() };
+    }
+    let h = detect();
+    let l = cfg.jail.settings.limits;
+    match &h {
+        Hierarchy::None { why } => error!("jails run WITHOUT resource limits (processes, memory, CPU): {why}"),
+        h => info!(
+            pids_max = l.pids_max,
+            memory_max = l.memory_max,
+            cpu_weight = l.cpu_weight,
+            "jail limits through {h:?}"
+        ),
+    }
+    h
 }

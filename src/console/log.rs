@@ -23,19 +23,14 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use crate::ids::valid_handle;
+
 /// Most bytes [`read_log`](super::Console::read_log) returns: the end of the log.
 pub const READ_CAP: u64 = 1 << 20;
 
 /// Bytes queued for the log thread beyond which new output is not logged
 /// (the disk is stuck); the loss is written to the log once it catches up.
 pub const BACKLOG_MAX: u64 = 8 << 20;
-
-/// Whether `handle` may become part of a file name: 1 to 64 of `[A-Za-z0-9_-]`.
-pub fn valid_handle(handle: &str) -> bool {
-    !handle.is_empty()
-        && handle.len() <= 64
-        && handle.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
 
 fn invalid_handle(handle: &str) -> io::Error {
     io::Error::new(
@@ -377,21 +372,13 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    const H1: &str = "bl-00000000000000000000000000000001";
+    const A: &str = "bl-0000000000000000000000000000000a";
+    const B: &str = "bl-0000000000000000000000000000000b";
+    const C: &str = "bl-0000000000000000000000000000000c";
+
     fn files(dir: &Path, max: u64, keep: u32) -> LogFiles {
         LogFiles::new("b".into(), dir.join("b"), max, keep)
-    }
-
-    #[test]
-    fn handles() {
-        assert!(valid_handle("bl-0123456789abcdef0123456789abcdef"));
-        assert!(valid_handle("A_b-9"));
-        assert!(!valid_handle(""));
-        assert!(!valid_handle("../x"));
-        assert!(!valid_handle("a/b"));
-        assert!(!valid_handle("a.log"));
-        assert!(!valid_handle("a b"));
-        assert!(!valid_handle(&"x".repeat(65)));
-        assert!(valid_handle(&"x".repeat(64)));
     }
 
     #[test]
@@ -408,7 +395,7 @@ mod tests {
     fn rotation_keeps_n_files_of_at_most_max_bytes() {
         let t = tempfile::tempdir().unwrap();
         let mut f = files(t.path(), 100, 2);
-        f.set_claim(Some("h1".into()));
+        f.set_claim(Some(H1.into()));
         for i in 0..50 {
             f.write(format!("line {i:04}\n").as_bytes()); // 10 bytes a line
         }
@@ -416,21 +403,21 @@ mod tests {
         let mut names: Vec<String> =
             fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
-        assert_eq!(names, ["h1.log", "h1.log.1", "h1.log.2"]);
+        assert_eq!(names, [format!("{H1}.log"), format!("{H1}.log.1"), format!("{H1}.log.2")]);
         for n in &names {
             let md = fs::metadata(d.join(n)).unwrap();
             assert_eq!(md.len(), 100, "{n}");
             assert_eq!(md.permissions().mode() & 0o777, 0o600);
         }
-        assert_eq!(fs::read_to_string(d.join("h1.log.2")).unwrap().lines().next(), Some("line 0020"));
-        assert_eq!(f.read("h1", Some(3)).unwrap(), b"line 0047\nline 0048\nline 0049\n");
-        let all = f.read("h1", None).unwrap();
+        assert_eq!(fs::read_to_string(d.join(format!("{H1}.log.2"))).unwrap().lines().next(), Some("line 0020"));
+        assert_eq!(f.read(H1, Some(3)).unwrap(), b"line 0047\nline 0048\nline 0049\n");
+        let all = f.read(H1, None).unwrap();
         assert_eq!(all.len(), 300);
         assert!(all.starts_with(b"line 0020\n"));
         // A chunk larger than a file is split across rotations.
         f.write(&[b'x'; 250]);
-        assert_eq!(fs::metadata(d.join("h1.log")).unwrap().len(), 50);
-        assert_eq!(fs::read(d.join("h1.log.1")).unwrap(), [b'x'; 100]);
+        assert_eq!(fs::metadata(d.join(format!("{H1}.log"))).unwrap().len(), 50);
+        assert_eq!(fs::read(d.join(format!("{H1}.log.1"))).unwrap(), [b'x'; 100]);
     }
 
     #[test]
@@ -439,23 +426,23 @@ mod tests {
         let mut f = files(t.path(), 10, 0);
         f.write(b"unclaimed\n");
         assert!(!t.path().join("b").exists());
-        f.set_claim(Some("a".into()));
+        f.set_claim(Some(A.into()));
         f.write(b"0123456789abc");
-        assert_eq!(f.read("a", None).unwrap(), b"abc");
-        f.set_claim(Some("b".into()));
+        assert_eq!(f.read(A, None).unwrap(), b"abc");
+        f.set_claim(Some(B.into()));
         f.note("hello");
         f.write(b"x");
         f.note("bye");
-        assert!(f.read("b", None).unwrap().len() <= 10, "rotated");
-        f.set_claim(Some("c".into()));
+        assert!(f.read(B, None).unwrap().len() <= 10, "rotated");
+        f.set_claim(Some(C.into()));
         f.max_bytes = 0;
         f.write(b"partial");
         f.note("gap");
-        assert_eq!(f.read("c", None).unwrap(), b"partial\r\n[boardlab] gap\r\n");
-        f.remove("c");
-        assert!(f.read("c", None).is_err());
+        assert_eq!(f.read(C, None).unwrap(), b"partial\r\n[boardlab] gap\r\n");
+        f.remove(C);
+        assert!(f.read(C, None).is_err());
         f.write(b"again");
-        assert_eq!(f.read("c", None).unwrap(), b"again");
+        assert_eq!(f.read(C, None).unwrap(), b"again");
         assert_eq!(f.read("../etc", None).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         f.set_claim(Some("../x".into()));
         f.write(b"nowhere");

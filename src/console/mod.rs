@@ -35,8 +35,6 @@ use crate::config;
 use crate::util::{now_unix_ms, rfc3339_ms};
 use log::{LogCmd, LogSender};
 
-pub use log::valid_handle;
-
 /// Chunks the output channel holds for a reader that is behind. A chunk is
 /// one read of the device: at most [`READ_CHUNK`] bytes, usually far fewer
 /// (a pty hands out at most 4 KiB, a USB adapter 64 to 512 bytes). 4096

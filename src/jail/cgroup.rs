@@ -28,23 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::JailError;
 
-/// The caps of one jail (lab.toml `[jail]` `pids_max`, `memory_max`,
-/// `cpu_weight`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Processes and threads at once.
-    pub pids_max: u64,
-    /// Bytes of memory (page cache and tmpfs included), no swap beyond it.
-    pub memory_max: u64,
-    /// CPU share under contention, 1 to 10000; 100 is a normal process's.
-    pub cpu_weight: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { pids_max: 1024, memory_max: 1 << 30, cpu_weight: 100 }
-    }
-}
+pub use crate::config::jail::Limits;
 
 /// Where jail cgroups are made.
 #[derive(Debug, Clone, PartialEq, Eq)]

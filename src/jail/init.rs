@@ -53,7 +53,7 @@ pub struct InitConfig {
     pub ssh_port: u16,
     pub services: Vec<Service>,
     /// The board's network, forwarded and masqueraded out of the uplink.
-    pub board_net: super::plan::Ipv4Net,
+    pub board_net: crate::addr::Ipv4Net,
     /// The jail's /etc is new: mirror the host's without looking first.
     pub etc_fresh: bool,
 }

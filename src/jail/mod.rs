@@ -41,9 +41,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+pub use crate::addr::Ipv4Net;
 use crate::config::Network;
 use crate::link::LinkId;
-pub use plan::{Ipv4Net, Plan};
+pub use plan::Plan;
 
 /// Everything that can go wrong making or removing a jail. Variants name the
 /// operation and carry the path, interface or command, so the message says
@@ -89,86 +90,7 @@ pub enum JailError {
     Teardown(Vec<String>),
 }
 
-/// How the jail reaches the outside.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Uplink {
-    /// A veth pair to the host with a /30 from the pool; the host routes
-    /// and masquerades it.
-    Routed,
-    /// A macvlan on `parent`: the jail is a host on that LAN, with the
-    /// pool's `.2 + index` and the pool's `.1` as its router.
-    Macvlan { parent: String },
-}
-
-/// Lab-wide jail settings (lab.toml `[jail]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JailSettings {
-    /// Per-claim data lives in `root_dir/<board>/`.
-    pub root_dir: PathBuf,
-    /// Uplink addresses: a /30 per jail by index (routed), or the LAN
-    /// subnet jails take addresses from (macvlan).
-    pub pool: Ipv4Net,
-    /// Board links: a /24 per board by index; the jail is `.1`, DHCP hands
-    /// out `.100`-`.199`.
-    pub board_net: Ipv4Net,
-    /// Host interface to masquerade jail traffic out of; `None`: any
-    /// interface except towards other jails and boards.
-    pub nat_interface: Option<String>,
-    pub uplink: Uplink,
-    /// Host uid of jail 0's root; jail i's root is `uid_base + i*65536`.
-    pub uid_base: u32,
-    pub ssh_port: u16,
-    /// The `labjail` binary (the jail's init).
-    pub init_exe: PathBuf,
-    /// Size in bytes of each claim's nfsroot file system (a sparse image).
-    pub nfsroot_size: u64,
-    /// Size in bytes of the file system of each claim's writable
-    /// directories (a sparse image).
-    pub data_size: u64,
-    /// Where jails may never send to, besides the host, other jails and
-    /// boards: the operators' `deny_out` prefixes and the switches.
-    pub deny_out: Vec<ipnet::IpNet>,
-    /// Each jail's caps on processes, memory and CPU share.
-    pub limits: cgroup::Limits,
-    /// Where jail cgroups go on this host (found by labd at start).
-    pub cgroups: cgroup::Hierarchy,
-}
-
-/// Default `[jail] nfsroot_size`: 8 GiB (sparse: only what is written
-/// takes space).
-pub const DEFAULT_NFSROOT_SIZE: u64 = 8 << 30;
-
-/// Default `[jail] data_size`: 4 GiB (sparse likewise).
-pub const DEFAULT_DATA_SIZE: u64 = 4 << 30;
-
-impl Default for JailSettings {
-    fn default() -> Self {
-        JailSettings {
-            root_dir: PathBuf::from("/var/lib/boardlab/jails"),
-            pool: Ipv4Net::new(Ipv4Addr::new(10, 240, 0, 0), 16).unwrap_or_else(|| unreachable!()),
-            board_net: Ipv4Net::new(Ipv4Addr::new(172, 30, 0, 0), 16).unwrap_or_else(|| unreachable!()),
-            nat_interface: None,
-            uplink: Uplink::Routed,
-            uid_base: 1 << 30,
-            ssh_port: 22,
-            init_exe: default_init_exe(),
-            nfsroot_size: DEFAULT_NFSROOT_SIZE,
-            data_size: DEFAULT_DATA_SIZE,
-            deny_out: Vec::new(),
-            limits: cgroup::Limits::default(),
-            cgroups: cgroup::Hierarchy::None { why: "not looked for".into() },
-        }
-    }
-}
-
-/// `labjail` next to the running executable (labd and labjail are
-/// installed side by side).
-pub fn default_init_exe() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("labjail")))
-        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/labjail"))
-}
+pub use crate::config::jail::{JailSettings, Uplink, DEFAULT_DATA_SIZE, DEFAULT_NFSROOT_SIZE};
 
 /// What labd asks for when a board is claimed.
 #[derive(Debug, Clone)]
@@ -197,6 +119,8 @@ pub struct JailSpec {
     /// The board link's identity as recorded on the host (see
     /// [`crate::link`]); the link moved into the jail must be that device.
     pub link_id: Option<LinkId>,
+    /// Where jail cgroups go on this host (found by labd at start).
+    pub cgroups: cgroup::Hierarchy,
 }
 
 /// What the claimant is told.
@@ -287,7 +211,7 @@ impl Jail {
         nfs::mount_root(&plan, spec.settings.nfsroot_size)?;
         // The cgroup before the first jail process: labjail joins it
         // between fork and exec, and so does everything it starts.
-        let cg = cgroup::JailCgroup::create(&spec.settings.cgroups, &plan.board, &spec.settings.limits)?;
+        let cg = cgroup::JailCgroup::create(&spec.cgroups, &plan.board, &spec.settings.limits)?;
         undo.cgroup = cg.clone();
         let cg_fds = match &cg {
             Some(c) => c.open_procs()?,
@@ -517,7 +441,7 @@ fn stop_init(pid: i32, start: u64) -> Result<(), JailError> {
 /// lost (see [`sweep_leftovers`]).
 pub fn sweep_board(spec: &JailSpec) -> Result<Vec<String>, JailError> {
     Plan::new(spec)?;
-    sweep_leftovers(&spec.board, spec.index, &spec.link, &spec.settings, spec.link_id.as_ref())
+    sweep_leftovers(&spec.board, spec.index, &spec.link, &spec.settings, &spec.cgroups, spec.link_id.as_ref())
 }
 
 /// Removes what a jail of a board left behind when its state was lost (a
@@ -531,6 +455,7 @@ pub fn sweep_leftovers(
     index: u32,
     link: &Network,
     settings: &JailSettings,
+    cgroups: &cgroup::Hierarchy,
     link_id: Option<&LinkId>,
 ) -> Result<Vec<String>, JailError> {
     let plan = Plan::for_board(board, index, link, settings)?;
@@ -548,7 +473,7 @@ pub fn sweep_leftovers(
     if net::netns_exists(&plan.netns) || net::link_exists(&plan.uplink_host) {
         let mut errors = Vec::new();
         let link = link_id.cloned().map(|id| net::BoardLinkRecord { id, jail_ifindex: None });
-        let cg = cgroup::JailCgroup::of(&settings.cgroups, board);
+        let cg = cgroup::JailCgroup::of(cgroups, board);
         teardown(&plan, None, cg.as_ref(), &net::Done::all(link), false, &mut errors);
         report.push(format!(
             "removed the leftovers of {}: {}",
@@ -628,7 +553,7 @@ pub fn sweep(known: &[Jail], by_prefix: bool) -> Vec<String> {
                 let Some(pos) = line.find(&format!("alias {}", net::ALIAS_PREFIX)) else { continue };
                 let host = line[pos + 6 + net::ALIAS_PREFIX.len()..].split_whitespace().next().unwrap_or("");
                 let inside = line.split(": ").nth(1).and_then(|n| n.split('@').next()).unwrap_or("");
-                if crate::config::valid_ifname(host) && crate::config::valid_ifname(inside) {
+                if crate::ids::valid_ifname(host) && crate::ids::valid_ifname(inside) {
                     let me = std::process::id().to_string();
                     let r = net::run("ip", &["-n", ns, "link", "set", "dev", inside, "netns", &me, "name", host], None);
                     let parked = r.is_ok() && crate::link::check_and_park(host, None).is_ok();

@@ -22,8 +22,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{Ipv4Net, Plan, JAIL_BOARD_IF, JAIL_UPLINK_IF};
+use super::plan::{Plan, JAIL_BOARD_IF, JAIL_UPLINK_IF};
 use super::{JailError, JailSettings};
+use crate::addr::Ipv4Net;
 use crate::link::{self, LinkId};
 
 /// Runs a program with explicit arguments (and optional stdin); see

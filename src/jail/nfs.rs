@@ -47,8 +47,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::plan::{Ipv4Net, Plan};
+use super::plan::Plan;
 use super::JailError;
+use crate::addr::Ipv4Net;
 
 /// The server.
 pub const GANESHA: &str = "/usr/bin/ganesha.nfsd";

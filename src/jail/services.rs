@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{valid_user, Plan, JAIL_BOARD_IF};
+use super::plan::{Plan, JAIL_BOARD_IF};
 use super::{fs as jfs, net, JailError};
+use crate::ids::valid_user;
 
 /// One supervised service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +154,7 @@ pub fn install_host_key(plan: &Plan, keep: Option<&Path>) -> Result<String, Jail
 /// A kept host key for `board` (keep_host_key = true): `root_dir/.hostkeys/<board>`,
 /// generated on first use, readable by host root only.
 pub fn kept_host_key(root_dir: &Path, board: &str) -> Result<PathBuf, JailError> {
-    if !crate::util::valid_name(board) {
+    if !crate::ids::valid_name(board) {
         return Err(JailError::Invalid { what: "board name", value: board.into() });
     }
     // Host keys are host root's alone, whatever umask labd runs with.

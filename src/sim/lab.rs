@@ -13,7 +13,7 @@ use super::pass_persist::{self, PortTable};
 use super::ports::{PortStore, OFF, ON};
 use super::state::{BoardState, LabState};
 use super::{net, proc, snmpd, write_atomic, Result, SimError, GROUP};
-use crate::util::valid_name;
+use crate::ids::valid_name;
 
 /// Default board class when `--classes` is not given.
 pub const DEFAULT_CLASS: &str = "rockpro64";

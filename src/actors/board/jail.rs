@@ -47,6 +47,8 @@ pub struct JailCtx {
     /// Shared by every board: jails built at once (`[jail]
     /// parallel_builds`); the rest wait in turn (the semaphore is fair).
     pub builds: Arc<tokio::sync::Semaphore>,
+    /// Where jail cgroups go on this host.
+    pub cgroups: crate::jail::cgroup::Hierarchy,
 }
 
 impl JailCtx {
@@ -98,7 +100,7 @@ enum Built {
 
 /// Removes a claim's own host key (kept per claim for rebuilds).
 fn remove_claim_key(jc: &JailCtx, handle: &str) {
-    if crate::console::log::valid_handle(handle) {
+    if crate::ids::valid_handle(handle) {
         let dir = jc.claim_keys().join(".hostkeys");
         let _ = std::fs::remove_file(dir.join(handle));
         let _ = std::fs::remove_file(dir.join(format!("{handle}.pub")));
@@ -155,6 +157,7 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
             console,
             labcli: jc.labcli.clone(),
             link_id: link_id.clone(),
+            cgroups: jc.cgroups.clone(),
         })
     })();
     let spec = match spec {
@@ -370,7 +373,14 @@ impl BoardActor {
             let slot = cell.slot.clone().lock_owned().await;
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
-                match crate::jail::sweep_leftovers(&board, jc.index, &network, &jc.settings, link_id.as_ref()) {
+                match crate::jail::sweep_leftovers(
+                    &board,
+                    jc.index,
+                    &network,
+                    &jc.settings,
+                    &jc.cgroups,
+                    link_id.as_ref(),
+                ) {
                     Ok(done) => done.iter().for_each(|l| warn!(board = %board, "{l}")),
                     Err(e) => warn!(board = %board, "sweeping the board's jail leftovers: {e}"),
                 }

@@ -1,0 +1,300 @@
+//! Configuration: `DIR/lab.toml` and `DIR/boards.d/*.toml`.
+//!
+//! Loading is two steps, as in cloud-hypervisor: serde structs with explicit
+//! defaults (unknown keys are errors), then a `validate` pass that checks what
+//! serde cannot (names, ranges, references between files). Every problem is
+//! reported with its file and line, and all problems are collected, so that
+//! `labd check` tells an operator everything to fix in one run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::util::parse_duration;
+
+mod board;
+mod daemon;
+pub mod jail;
+mod policy;
+mod switch;
+#[cfg(test)]
+mod tests;
+
+pub use board::{Board, Console, ConsoleSource, Network};
+pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use jail::{JailConfig, JailSettings, Uplink};
+pub use policy::{ConsoleLogs, Lease, PowerPolicy};
+pub use switch::{SnmpVersion, Switch};
+
+/// One configuration problem, located in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, 0 when the problem concerns the file as a whole.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// All the problems found in a configuration directory.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------------------
+// Raw (serde) form. Spanned where validation needs to point at a line.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    #[serde(default)]
+    daemon: daemon::RawDaemon,
+    #[serde(default)]
+    lease: policy::RawLease,
+    #[serde(default)]
+    power: policy::RawPower,
+    #[serde(default)]
+    console: policy::RawConsoleLogs,
+    #[serde(default)]
+    switches: BTreeMap<String, Spanned<switch::RawSwitch>>,
+    #[serde(default)]
+    jail: jail::RawJail,
+}
+
+// ---------------------------------------------------------------------------
+// Validated form.
+// ---------------------------------------------------------------------------
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub daemon: Daemon,
+    pub lease: Lease,
+    pub power: PowerPolicy,
+    pub console: ConsoleLogs,
+    pub switches: BTreeMap<String, Switch>,
+    /// `[jail]`: used when `daemon.jail = "linux"`.
+    pub jail: JailConfig,
+    /// Boards in a stable order (by name).
+    pub boards: Vec<Board>,
+}
+
+/// Default location of the configuration.
+pub const DEFAULT_DIR: &str = "/etc/boardlab";
+
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a Path,
+    text: &'a str,
+    pub(super) errors: &'a mut Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, span: &std::ops::Range<usize>) -> usize {
+        if span.start == 0 && span.end == 0 {
+            return 0;
+        }
+        let start = span.start.min(self.text.len());
+        self.text[..start].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    pub(super) fn err(&mut self, span: &std::ops::Range<usize>, message: impl Into<String>) {
+        let line = self.line_of(span);
+        self.errors.push(ConfigError { file: self.file.to_path_buf(), line, message: message.into() });
+    }
+
+    pub(super) fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.err(&s.span(), format!("{key} must be longer than zero"));
+                    default
+                }
+                Err(e) => {
+                    self.err(&s.span(), format!("{key}: {e}"));
+                    default
+                }
+            },
+        }
+    }
+}
+
+fn parse_toml<T: for<'de> Deserialize<'de>>(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+    match toml::from_str::<T>(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1)
+                .unwrap_or(0);
+            errors.push(ConfigError { file: file.to_path_buf(), line, message: e.message().trim().to_string() });
+            None
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates `dir/lab.toml` and `dir/boards.d/*.toml`.
+    pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+        let lab_path = dir.join("lab.toml");
+        let lab_text = match std::fs::read_to_string(&lab_path) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    file: lab_path,
+                    line: 0,
+                    message: format!("cannot read: {e}"),
+                }]))
+            }
+        };
+        let mut errors = Vec::new();
+        let boards_dir = dir.join("boards.d");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&boards_dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().map(|x| x == "toml").unwrap_or(false))
+                .collect(),
+            Err(e) => {
+                errors.push(ConfigError {
+                    file: boards_dir.clone(),
+                    line: 0,
+                    message: format!("cannot read the boards directory: {e}"),
+                });
+                Vec::new()
+            }
+        };
+        files.sort();
+        let mut texts = Vec::with_capacity(files.len());
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(t) => texts.push((file, t)),
+                Err(e) => errors.push(ConfigError { file, line: 0, message: format!("cannot read: {e}") }),
+            }
+        }
+        Self::from_texts(dir, &lab_text, &texts, errors)
+    }
+
+    /// Validates a configuration given as texts: `lab.toml` and the board
+    /// files (path, text) in order. `errors` holds problems found while
+    /// reading, reported with the rest. Pure: used by `load` and the fuzzer.
+    pub fn from_texts(
+        dir: &Path,
+        lab_text: &str,
+        board_texts: &[(PathBuf, String)],
+        mut errors: Vec<ConfigError>,
+    ) -> Result<Config, ConfigErrors> {
+        let lab_path = dir.join("lab.toml");
+        let mut raw_lab: RawLab = parse_toml(&lab_path, lab_text, &mut errors).unwrap_or_default();
+        let mut ctx = Ctx { file: &lab_path, text: lab_text, errors: &mut errors };
+        let daemon = daemon::validate(&mut ctx, std::mem::take(&mut raw_lab.daemon));
+        let lease = policy::validate_lease(&mut ctx, &raw_lab.lease);
+        let power = policy::validate_power(&mut ctx, &raw_lab.power);
+        let console = policy::validate_console(&mut ctx, &raw_lab.console);
+        let switches = switch::validate(&mut ctx, std::mem::take(&mut raw_lab.switches));
+        let jail = jail::validate(&mut ctx, std::mem::take(&mut raw_lab.jail), dir);
+
+        let mut boards: Vec<Board> = Vec::new();
+        let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
+        let mut seen_ports: HashMap<(String, u32, u32), String> = HashMap::new();
+        let mut seen_ifaces: HashMap<String, String> = HashMap::new();
+        for (file, text) in board_texts {
+            let Some(raw) = parse_toml::<board::RawBoard>(file, text, &mut errors) else { continue };
+            let mut ctx = Ctx { file, text, errors: &mut errors };
+            let Some(board) = board::validate(&mut ctx, raw, &switches) else { continue };
+            if let Some(other) = seen_names.get(&board.name) {
+                let span = 0..0;
+                ctx.err(&span, format!("board name {:?} is already used by {}", board.name, other.display()));
+                continue;
+            }
+            let port_key = (board.switch.clone(), board.group, board.port);
+            if let Some(other) = seen_ports.get(&port_key) {
+                ctx.err(
+                    &(0..0),
+                    format!(
+                        "switch {:?} group {} port {} is already the power port of board {:?}",
+                        board.switch, board.group, board.port, other
+                    ),
+                );
+                continue;
+            }
+            if let Some(Network::Interface(i)) | Some(Network::Vlan { trunk: i, .. }) = &board.network {
+                let key = match &board.network {
+                    Some(Network::Vlan { vlan, trunk }) => format!("{trunk}.{vlan}"),
+                    _ => i.clone(),
+                };
+                if let Some(other) = seen_ifaces.get(&key) {
+                    ctx.err(&(0..0), format!("network link {key:?} is already used by board {other:?}"));
+                    continue;
+                }
+                seen_ifaces.insert(key, board.name.clone());
+            }
+            seen_ports.insert(port_key, board.name.clone());
+            seen_names.insert(board.name.clone(), file.clone());
+            boards.push(board);
+        }
+        if daemon.jail == JailMode::Linux {
+            jail::capacity(&jail, boards.len(), &lab_path, &mut errors);
+        }
+        if errors.is_empty() {
+            boards.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, console, switches, jail, boards })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Board names by class, sorted.
+    pub fn classes(&self) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for b in &self.boards {
+            m.entry(b.class.clone()).or_default().push(b.name.clone());
+        }
+        m
+    }
+}
+
+/// `"8G"`, `"512M"`: a whole number with a binary unit K, M, G or T
+/// (case-insensitive), or plain bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, shift) = match s.chars().last()?.to_ascii_uppercase() {
+        'K' => (&s[..s.len() - 1], 10),
+        'M' => (&s[..s.len() - 1], 20),
+        'G' => (&s[..s.len() - 1], 30),
+        'T' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}

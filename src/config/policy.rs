@@ -1,0 +1,104 @@
+//! `[lease]`, `[power]` and `[console]`: how long claims last, how power
+//! is switched, how console output is kept.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Ctx;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLease {
+    pub(super) default: Option<Spanned<String>>,
+    pub(super) max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPower {
+    pub(super) cycle_delay: Option<Spanned<String>>,
+    pub(super) retry_max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsoleLogs {
+    pub(super) log_max_bytes: Option<Spanned<i64>>,
+    pub(super) log_keep: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub default: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PowerPolicy {
+    /// Off time during a power cycle.
+    pub cycle_delay: Duration,
+    /// Ceiling of the back-off between probes of a switch that does not answer.
+    pub retry_max: Duration,
+}
+
+/// How console output is kept on disk.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsoleLogs {
+    /// Size at which a claim's console log is rotated.
+    pub log_max_bytes: u64,
+    /// Rotated files kept per claim besides the current one.
+    pub log_keep: u32,
+}
+
+/// Validates `[lease]`.
+pub(super) fn validate_lease(ctx: &mut Ctx<'_>, raw: &RawLease) -> Lease {
+    let default = ctx.duration(&raw.default, "lease.default", Duration::from_secs(4 * 3600));
+    let max = ctx.duration(&raw.max, "lease.max", Duration::from_secs(86400));
+    if default > max {
+        let span = raw.default.as_ref().map(|s| s.span()).unwrap_or(0..0);
+        ctx.err(
+            &span,
+            format!(
+                "lease.default ({}) is longer than lease.max ({})",
+                crate::util::format_duration(default),
+                crate::util::format_duration(max)
+            ),
+        );
+    }
+    Lease { default, max }
+}
+
+/// Validates `[power]`.
+pub(super) fn validate_power(ctx: &mut Ctx<'_>, raw: &RawPower) -> PowerPolicy {
+    PowerPolicy {
+        cycle_delay: ctx.duration(&raw.cycle_delay, "power.cycle_delay", Duration::from_secs(2)),
+        retry_max: ctx.duration(&raw.retry_max, "power.retry_max", Duration::from_secs(60)),
+    }
+}
+
+/// Validates `[console]`.
+pub(super) fn validate_console(ctx: &mut Ctx<'_>, raw: &RawConsoleLogs) -> ConsoleLogs {
+    let log_max_bytes = match &raw.log_max_bytes {
+        None => 4 << 20,
+        Some(v) => match u64::try_from(*v.get_ref()) {
+            Ok(n) if n >= 4096 => n,
+            _ => {
+                ctx.err(&v.span(), format!("console.log_max_bytes ({}) must be at least 4096", v.get_ref()));
+                4 << 20
+            }
+        },
+    };
+    let log_keep = match &raw.log_keep {
+        None => 2,
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n) if n <= 100 => n,
+            _ => {
+                ctx.err(&v.span(), format!("console.log_keep ({}) must be between 0 and 100", v.get_ref()));
+                2
+            }
+        },
+    };
+    ConsoleLogs { log_max_bytes, log_keep }
+}

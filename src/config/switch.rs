@@ -1,0 +1,86 @@
+//! `[switches.NAME]`: the PoE switches and how to reach them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Ctx;
+use crate::ids::valid_name;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSwitch {
+    pub(super) host: Spanned<String>,
+    #[serde(default = "default_community")]
+    pub(super) community: String,
+    #[serde(default = "default_version")]
+    pub(super) version: Spanned<String>,
+    pub(super) timeout: Option<Spanned<String>>,
+    #[serde(default = "default_retries")]
+    pub(super) retries: Spanned<u32>,
+}
+
+fn default_community() -> String {
+    "private".into()
+}
+fn default_version() -> Spanned<String> {
+    Spanned::new(0..0, "2c".into())
+}
+fn default_retries() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnmpVersion {
+    V1,
+    V2c,
+}
+
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub name: String,
+    pub host: String,
+    pub community: String,
+    pub version: SnmpVersion,
+    /// Time allowed for one request before it is retried.
+    pub timeout: Duration,
+    /// Extra attempts after the first one.
+    pub retries: u32,
+}
+
+/// Validates every `[switches.NAME]`.
+pub(super) fn validate(ctx: &mut Ctx<'_>, raw: BTreeMap<String, Spanned<RawSwitch>>) -> BTreeMap<String, Switch> {
+    let mut switches = BTreeMap::new();
+    for (name, sw) in raw {
+        let span = sw.span();
+        let sw = sw.into_inner();
+        if !valid_name(&name) {
+            ctx.err(&span, format!("switch name {name:?} may only use letters, digits, '-', '_' and '.'"));
+            continue;
+        }
+        let host = sw.host.get_ref().clone();
+        let host = if host.contains(':') && !host.ends_with(']') { host } else { format!("{host}:161") };
+        if host.rsplit_once(':').map(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()).unwrap_or(true) {
+            ctx.err(&sw.host.span(), format!("switches.{name}.host {:?} is not HOST or HOST:PORT", sw.host.get_ref()));
+        }
+        let version = match sw.version.get_ref().as_str() {
+            "1" => SnmpVersion::V1,
+            "2c" => SnmpVersion::V2c,
+            other => {
+                ctx.err(&sw.version.span(), format!("switches.{name}.version {other:?} is not \"1\" or \"2c\""));
+                SnmpVersion::V2c
+            }
+        };
+        let timeout = ctx.duration(&sw.timeout, &format!("switches.{name}.timeout"), Duration::from_secs(2));
+        if *sw.retries.get_ref() > 10 {
+            ctx.err(&sw.retries.span(), format!("switches.{name}.retries ({}) is more than 10", sw.retries.get_ref()));
+        }
+        switches.insert(
+            name.clone(),
+            Switch { name, host, community: sw.community, version, timeout, retries: *sw.retries.get_ref() },
+        );
+    }
+    switches
+}

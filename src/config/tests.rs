@@ -1,0 +1,255 @@
+//! Validation tests: a good configuration, then one field broken at a
+//! time, with the exact error.
+
+use super::*;
+use crate::config::jail::Limits;
+
+const LAB: &str = r#"
+[daemon]
+socket = "/run/boardlab/labd.sock"
+state = "/var/lib/boardlab/state.db"
+admins = ["alice"]
+jail = "none"
+
+[lease]
+default = "4h"
+max = "1d"
+
+[switches.poe1]
+host = "192.0.2.10:161"
+community = "private"
+timeout = "1s"
+retries = 1
+"#;
+
+const BOARD: &str = r#"name  = "rockpro64-1"
+class = "rockpro64"
+power   = { switch = "poe1", port = 5 }
+console = { match = { ID_SERIAL_SHORT = "A10K1234" }, baud = 1500000 }
+network = { vlan = 101, trunk = "eth1" }
+power_on_claim = true
+"#;
+
+fn dir_with(lab: &str, boards: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("lab.toml"), lab).unwrap();
+    std::fs::create_dir(d.path().join("boards.d")).unwrap();
+    for (n, t) in boards {
+        std::fs::write(d.path().join("boards.d").join(n), t).unwrap();
+    }
+    d
+}
+
+fn errs(lab: &str, boards: &[(&str, &str)]) -> Vec<String> {
+    let d = dir_with(lab, boards);
+    match Config::load(d.path()) {
+        Ok(_) => vec![],
+        Err(e) => {
+            e.0.iter()
+                .map(|e| format!("{}:{}: {}", e.file.file_name().unwrap().to_string_lossy(), e.line, e.message))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn good_config_loads() {
+    let d = dir_with(LAB, &[("a.toml", BOARD)]);
+    let c = Config::load(d.path()).unwrap();
+    assert_eq!(c.boards.len(), 1);
+    let b = &c.boards[0];
+    assert_eq!(b.port, 5);
+    assert_eq!(b.group, 1);
+    assert!(b.power_on_claim);
+    assert_eq!(b.network, Some(Network::Vlan { vlan: 101, trunk: "eth1".into() }));
+    assert_eq!(c.lease.max, Duration::from_secs(86400));
+    assert!(c.daemon.admins.contains("alice"));
+    assert_eq!(c.daemon.connections_per_user, DEFAULT_CONNECTIONS_PER_USER);
+    assert_eq!(c.daemon.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(c.daemon.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+}
+
+#[test]
+fn connection_limits() {
+    let lab = LAB.replacen(
+        "[daemon]\n",
+        "[daemon]\nconnections_per_user = 8\nmax_connections = 100\nidle_timeout = \"30s\"\n",
+        1,
+    );
+    let c = Config::load(dir_with(&lab, &[("a.toml", BOARD)]).path()).unwrap();
+    assert_eq!((c.daemon.connections_per_user, c.daemon.max_connections), (8, 100));
+    assert_eq!(c.daemon.idle_timeout, Duration::from_secs(30));
+    let lab = LAB.replacen("[daemon]\n", "[daemon]\nconnections_per_user = 0\n", 1);
+    let e = errs(&lab, &[("a.toml", BOARD)]);
+    assert_eq!(e, vec!["lab.toml:3: daemon.connections_per_user (0) must be between 1 and 1048576".to_string()]);
+}
+
+#[test]
+fn unknown_key_is_an_error_with_line() {
+    let bad = BOARD.replace("power_on_claim = true", "power_on_claim = true\ncolour = \"red\"");
+    let e = errs(LAB, &[("a.toml", &bad)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("a.toml:7: unknown field `colour`"), "{e:?}");
+}
+
+#[test]
+fn unknown_switch_names_the_line_and_known_switches() {
+    let bad = BOARD.replace("switch = \"poe1\"", "switch = \"poe9\"");
+    let e = errs(LAB, &[("a.toml", &bad)]);
+    assert_eq!(e, vec!["a.toml:3: power.switch \"poe9\" is not a switch in lab.toml (known: poe1)".to_string()]);
+}
+
+#[test]
+fn every_error_is_reported() {
+    let bad1 = BOARD.replace("port = 5", "port = 0");
+    let bad2 = BOARD.replace("rockpro64-1", "rock pro").replace("vlan = 101", "vlan = 5000");
+    let lab = LAB.replace("max = \"1d\"", "max = \"1h\"");
+    let e = errs(&lab, &[("a.toml", &bad1), ("b.toml", &bad2)]);
+    assert!(e.contains(&"lab.toml:9: lease.default (4h) is longer than lease.max (1h)".to_string()), "{e:?}");
+    assert!(e.contains(&"a.toml:3: power.port (0) must be a positive port number".to_string()), "{e:?}");
+    assert!(e.iter().any(|l| l.starts_with("b.toml:1: board name \"rock pro\"")), "{e:?}");
+    assert!(e.contains(&"b.toml:5: network.vlan (5000) must be between 1 and 4094".to_string()), "{e:?}");
+}
+
+#[test]
+fn duplicate_names_and_ports_are_refused() {
+    let other = BOARD.replace("vlan = 101", "vlan = 102");
+    let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("already used by"), "{e:?}");
+    let other = BOARD.replace("rockpro64-1", "rockpro64-2").replace("vlan = 101", "vlan = 102");
+    let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
+    assert_eq!(
+        e,
+        vec!["b.toml:0: switch \"poe1\" group 1 port 5 is already the power port of board \"rockpro64-1\"".to_string()]
+    );
+}
+
+#[test]
+fn jail_section_defaults_and_values() {
+    let d = dir_with(LAB, &[("a.toml", BOARD)]);
+    let c = Config::load(d.path()).unwrap();
+    assert_eq!(c.jail.settings.pool.to_string(), "10.240.0.0/16");
+    assert_eq!(c.jail.keys_dir, d.path().join("keys.d"));
+    assert_eq!(c.jail.settings.uplink, Uplink::Routed);
+    let lab = format!(
+        "{LAB}\n[jail]\nroot_dir = \"/srv/jails\"\npool = \"10.9.0.0/24\"\nuplink = \"macvlan\"\nmacvlan_parent = \"eth0\"\nuid_base = 500000\nkeep_host_key = true\nnat_interface = \"wan0\"\n"
+    );
+    let d = dir_with(&lab, &[("a.toml", BOARD)]);
+    let c = Config::load(d.path()).unwrap();
+    assert_eq!(c.jail.settings.uplink, Uplink::Macvlan { parent: "eth0".into() });
+    assert_eq!(c.jail.settings.uid_base, 500_000);
+    assert!(c.jail.keep_host_key);
+    let s = c.jail.settings.clone();
+    assert_eq!(s.root_dir, PathBuf::from("/srv/jails"));
+    assert_eq!(s.nat_interface.as_deref(), Some("wan0"));
+    assert_eq!(s.nfsroot_size, 8 << 30);
+    assert_eq!(s.data_size, 4 << 30);
+    assert_eq!(s.limits, Limits::default());
+    assert!(s.deny_out.is_empty());
+    let d = dir_with(
+        &format!(
+            "{LAB}\n[jail]\nnfsroot_size = \"512M\"\ndata_size = \"1G\"\npids_max = 300\nmemory_max = \"2G\"\ncpu_weight = 20\ndeny_out = [\"192.168.0.0/16\", \"fd00::/8\"]\n"
+        ),
+        &[("a.toml", BOARD)],
+    );
+    let s = Config::load(d.path()).unwrap().jail.settings;
+    assert_eq!((s.nfsroot_size, s.data_size), (512 << 20, 1 << 30));
+    assert_eq!(s.limits, Limits { pids_max: 300, memory_max: 2 << 30, cpu_weight: 20 });
+    let d = dir_with(&format!("{LAB}\n[jail]\nparallel_builds = 8\n"), &[("a.toml", BOARD)]);
+    assert_eq!(Config::load(d.path()).unwrap().jail.parallel_builds, 8);
+    let e = errs(&format!("{LAB}\n[jail]\nparallel_builds = 0\n"), &[("a.toml", BOARD)]);
+    assert_eq!(e, vec!["lab.toml:19: jail.parallel_builds (0) must be between 1 and 256".to_string()]);
+    assert_eq!(s.deny_out, vec!["192.168.0.0/16".parse().unwrap(), "fd00::/8".parse::<ipnet::IpNet>().unwrap()]);
+}
+
+#[test]
+fn jail_section_errors_name_the_line() {
+    let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
+    // "[jail]" is line 18 of LAB + jail, the first key line 19.
+    assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`, `parallel_builds`".to_string()]);
+    assert_eq!(
+        with("deny_out = [\"192.168.0.0/16\", \"10.0.0.1/8\", \"mgmt\"]"),
+        vec![
+            "lab.toml:19: jail.deny_out \"10.0.0.1/8\" has host bits set (did you mean \"10.0.0.0/8\"?)".to_string(),
+            "lab.toml:19: jail.deny_out \"mgmt\" is not an IPv4 or IPv6 prefix such as \"192.168.0.0/16\"".to_string()
+        ]
+    );
+    assert_eq!(
+        with("pids_max = 5\nmemory_max = \"1M\"\ncpu_weight = 0\ndata_size = \"lots\""),
+        vec![
+            "lab.toml:22: jail.data_size \"lots\" is not a size such as \"8G\" (a whole number with K, M, G or T)"
+                .to_string(),
+            "lab.toml:19: jail.pids_max (5) must be between 16 and 4194304".to_string(),
+            "lab.toml:20: jail.memory_max (1M) must be at least 64M".to_string(),
+            "lab.toml:21: jail.cpu_weight (0) must be between 1 and 10000 (100: a normal process's share)".to_string(),
+        ]
+    );
+    assert_eq!(
+        with("pool = \"10.240.0.1/16\""),
+        vec![
+            "lab.toml:19: jail.pool: \"10.240.0.1/16\" has host bits set (did you mean \"10.240.0.0/16\"?)".to_string()
+        ]
+    );
+    assert_eq!(
+        with("uplink = \"bridge\""),
+        vec!["lab.toml:19: jail.uplink \"bridge\" is not one of \"routed\", \"macvlan\"".to_string()]
+    );
+    assert_eq!(
+        with("uplink = \"macvlan\""),
+        vec!["lab.toml:19: jail.uplink = \"macvlan\" needs jail.macvlan_parent".to_string()]
+    );
+    assert_eq!(with("uid_base = 1000"), vec!["lab.toml:19: jail.uid_base (1000) must be between 65536 and 4294967295 (jail ids must not overlap the host's users)".to_string()]);
+    assert_eq!(
+        with("root_dir = \"jails\""),
+        vec!["lab.toml:19: jail.root_dir must be an absolute path, not \"jails\"".to_string()]
+    );
+    assert_eq!(
+        with("board_net = \"10.240.0.0/12\""),
+        vec!["lab.toml:19: jail.pool (10.240.0.0/16) overlaps jail.board_net (10.240.0.0/12)".to_string()]
+    );
+    assert_eq!(
+        with("nat_interface = \"eth0;x\""),
+        vec!["lab.toml:19: jail.nat_interface \"eth0;x\" is not an interface name".to_string()]
+    );
+    assert_eq!(
+        with("nfsroot_size = \"8 GB\""),
+        vec!["lab.toml:19: jail.nfsroot_size \"8 GB\" is not a size such as \"8G\" (a whole number with K, M, G or T)"
+            .to_string()]
+    );
+    assert_eq!(
+        with("nfsroot_size = \"1M\""),
+        vec!["lab.toml:19: jail.nfsroot_size (1M) must be between 64M and 16T".to_string()]
+    );
+    assert_eq!(with("nfsroot_size = 8"), vec!["lab.toml:19: invalid type: integer `8`, expected a string".to_string()]);
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("8G"), Some(8 << 30));
+    assert_eq!(parse_size("512m"), Some(512 << 20));
+    assert_eq!(parse_size("1T"), Some(1 << 40));
+    assert_eq!(parse_size("4096"), Some(4096));
+    for bad in ["", "G", "1.5G", "-1G", "8GB", "8 G", "99999999999T"] {
+        assert_eq!(parse_size(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn jail_capacity_is_checked_when_jails_are_on() {
+    let lab = LAB.replace("jail = \"none\"", "jail = \"linux\"") + "\n[jail]\npool = \"10.9.0.0/30\"\n";
+    let other =
+        BOARD.replace("rockpro64-1", "rockpro64-2").replace("vlan = 101", "vlan = 102").replace("port = 5", "port = 6");
+    let e = errs(&lab, &[("a.toml", BOARD), ("b.toml", &other)]);
+    assert_eq!(e, vec!["lab.toml:0: jail.pool (10.9.0.0/30) has room for 1 jails, not 2 boards".to_string()]);
+}
+
+#[test]
+fn bad_durations_and_syntax() {
+    let lab = LAB.replace("timeout = \"1s\"", "timeout = \"1 sec\"");
+    let e = errs(&lab, &[]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("lab.toml:15: switches.poe1.timeout:"), "{e:?}");
+    let e = errs("[daemon\n", &[]);
+    assert!(e[0].starts_with("lab.toml:1:"), "{e:?}");
+}
