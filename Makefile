@@ -42,8 +42,10 @@ TEST_USERS := bltest-alice bltest-bob bltest-gw
 
 all: build
 
+# labd, labcli and labjail (what a lab host installs), and labsim, the
+# simulated lab of the demo (a crate of its own in the workspace).
 build:
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --workspace --bins
 
 # Installs only what is missing, so that a rerun costs one dpkg-query.
 # Services are not started by the install: the tests and labsim start their
@@ -78,20 +80,19 @@ test-users:
 
 # Tests that need namespaces, root or a free port set themselves up.
 test: deps test-users
-	$(CARGO) test --features fault-injection
+	$(CARGO) build --workspace --bins --features fault-injection
+	$(CARGO) test --workspace --features fault-injection
 
 demo: deps build
 	scripts/demo.sh
 
-# The benchmark driver lands with its own issue; until then this says so and
-# fails rather than report figures it did not measure.
 # The benchmark suite: a release build with the test-only fault injection
 # (to time a panicked board actor's restart), then labbench's table. It
 # builds in its own target directory so that binaries with fault injection
 # never land in target/release, where deployments take them from.
 # `make bench BENCH_ARGS=--quick` for a shorter run.
 bench: deps
-	CARGO_TARGET_DIR=target/bench $(CARGO) build --release --features fault-injection --bins
+	CARGO_TARGET_DIR=target/bench $(CARGO) build --release --workspace --features fault-injection --bins
 	target/bench/release/labbench $(BENCH_ARGS)
 
 # cargo fuzz on every target for FUZZ_SECONDS each (stable toolchain with
@@ -102,8 +103,8 @@ fuzz:
 
 # Shell scripts: syntax always, shellcheck when it is installed.
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --features fault-injection -- -D warnings
 	bash -n scripts/demo.sh
 	bash -n scripts/fuzz.sh
 	bash -n .ci/run

@@ -1,7 +1,8 @@
 //! boardlab: a shared lab of embedded boards on one Linux host.
 //!
-//! `labd` (the daemon), `labcli` (the client) and `labsim` (a simulated lab)
-//! are thin binaries over this library.
+//! `labd` (the daemon), `labcli` (the client) and `labjail` (a jail's
+//! init) are thin binaries over this library; the simulated lab and the
+//! benchmarks are the `labsim` crate of the workspace.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod actors;
@@ -17,5 +18,4 @@ pub mod link;
 pub mod power;
 pub mod protocol;
 pub mod server;
-pub mod sim;
 pub mod util;

@@ -22,7 +22,16 @@ use boardlab::config::{Config, Network};
 use boardlab::jail::{self, Jail, JailSettings, JailSpec, Uplink};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-const LABSIM: &str = env!("CARGO_BIN_EXE_labsim");
+/// labsim, from the workspace's other crate, built next to labjail.
+fn labsim_exe() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_labjail")).with_file_name("labsim");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (make test, or cargo build --workspace)",
+        p.display()
+    );
+    p
+}
 const LABJAIL: &str = env!("CARGO_BIN_EXE_labjail");
 const LABCLI: &str = env!("CARGO_BIN_EXE_labcli");
 const ADMIN_ENABLE: &str = ".1.3.6.1.2.1.105.1.1.1.3.1";
@@ -61,7 +70,7 @@ impl Drop for World {
         let _ = run("ip", &["link", "del", &self.inet_host_if]);
         let _ = run("ip", &["netns", "del", &self.inet_ns]);
         let d = self.dir.path().join("lab");
-        let o = run(LABSIM, &["down", "--dir", d.to_str().unwrap()]);
+        let o = run(labsim_exe().to_str().unwrap(), &["down", "--dir", d.to_str().unwrap()]);
         if !o.status.success() {
             eprintln!("cleanup: labsim down: {}", text(&o));
         }
@@ -140,7 +149,7 @@ fn jail_end_to_end() {
         World { dir, jails: Vec::new(), inet_ns: format!("bltinet{r}"), inet_host_if: format!("bltinet{r}h") };
     let base = world.dir.path().to_path_buf();
     let labdir = base.join("lab");
-    let o = run(LABSIM, &["up", "--dir", labdir.to_str().unwrap(), "--boards", "2"]);
+    let o = run(labsim_exe().to_str().unwrap(), &["up", "--dir", labdir.to_str().unwrap(), "--boards", "2"]);
     assert!(o.status.success(), "labsim up: {}", text(&o));
     let cfg = Config::load(&labdir).expect("labsim's config loads");
     let snmp = cfg.switches.values().next().unwrap().host.clone();

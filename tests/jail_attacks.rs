@@ -456,7 +456,7 @@ fn a_jail_reaches_neither_the_switch_nor_the_hosts_other_networks() {
         &conf,
         format!(
             "rwcommunity private default\npass_persist .1.3.6.1.2.1.105.1.1.1.3 {} pass-persist --dir {}\n",
-            LABSIM,
+            labsim_exe().display(),
             dir.display()
         ),
     )

@@ -10,7 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const LABSIM: &str = env!("CARGO_BIN_EXE_labsim");
+/// labsim, from the workspace's other crate, built next to labjail.
+fn labsim_exe() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_labjail")).with_file_name("labsim");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (make test, or cargo build --workspace)",
+        p.display()
+    );
+    p
+}
 const ADMIN_ENABLE: &str = ".1.3.6.1.2.1.105.1.1.1.3.1";
 
 fn root() -> bool {
@@ -23,7 +32,7 @@ fn root() -> bool {
 }
 
 fn labsim(args: &[&str]) -> Output {
-    Command::new(LABSIM).args(args).output().expect("run labsim")
+    Command::new(labsim_exe()).args(args).output().expect("run labsim")
 }
 
 fn text(o: &Output) -> String {
@@ -267,9 +276,8 @@ fn board_gets_lease_and_boot_file_from_dnsmasq() {
     let tftp = tempfile::tempdir().expect("tempdir");
     let content: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
     std::fs::write(tftp.path().join("boot.scr"), &content).expect("boot.scr");
-    let mut h = boardlab::sim::sha256::Sha256::default();
-    h.update(&content);
-    let sha = h.hex();
+    use sha2::{Digest, Sha256};
+    let sha: String = Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
     let p = |name: &str| tftp.path().join(name).to_string_lossy().into_owned();
     let child = Command::new("dnsmasq")
         .args([

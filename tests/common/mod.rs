@@ -17,7 +17,17 @@ use serde_json::{json, Value};
 
 pub const LABD: &str = env!("CARGO_BIN_EXE_labd");
 pub const LABCLI: &str = env!("CARGO_BIN_EXE_labcli");
-pub const LABSIM: &str = env!("CARGO_BIN_EXE_labsim");
+/// labsim, from the workspace's other crate: built next to labd (`make
+/// test` builds every binary of the workspace first).
+pub fn labsim_exe() -> PathBuf {
+    let p = Path::new(LABD).with_file_name("labsim");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (make test, or cargo build --workspace)",
+        p.display()
+    );
+    p
+}
 
 /// Unprivileged accounts the tests act as (created by `make test-users`,
 /// or here if missing).
@@ -66,7 +76,7 @@ impl Lab {
         // labsim refuses a directory that already holds a lab; an empty
         // temp dir is fine.
         let lab = Lab { dir, labd: None };
-        let out = Command::new(LABSIM)
+        let out = Command::new(labsim_exe())
             .args(["up", "--dir"])
             .arg(lab.dir.path())
             .args(["--boards", &n.to_string(), "--classes", classes])
@@ -259,13 +269,13 @@ impl Lab {
 
     /// The port state as the switch itself reports it (`labsim power`).
     pub fn switch_power(&self, board: &str) -> String {
-        let out = Command::new(LABSIM).args(["power", "--dir"]).arg(self.path()).arg(board).output().unwrap();
+        let out = Command::new(labsim_exe()).args(["power", "--dir"]).arg(self.path()).arg(board).output().unwrap();
         assert!(out.status.success(), "labsim power failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     pub fn labsim(&self, args: &[&str]) -> Output {
-        Command::new(LABSIM).arg(args[0]).arg("--dir").arg(self.path()).args(&args[1..]).output().unwrap()
+        Command::new(labsim_exe()).arg(args[0]).arg("--dir").arg(self.path()).args(&args[1..]).output().unwrap()
     }
 
     /// The board's entry in `status`.
@@ -300,7 +310,7 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new(LABSIM).args(["down", "--dir"]).arg(self.dir.path()).output();
+        let _ = Command::new(labsim_exe()).args(["down", "--dir"]).arg(self.dir.path()).output();
     }
 }
 

@@ -1,10 +1,10 @@
-//! `labsim`: a simulated board lab on this machine (see `boardlab::sim`).
+//! `labsim`: a simulated board lab on this machine (see `labsim` (the library)).
 //! Argument parsing only; the work is in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use boardlab::sim::lab::{self, UpOptions, DEFAULT_CLASS};
+use labsim::lab::{self, UpOptions, DEFAULT_CLASS};
 
 const USAGE: &str = "usage:
   labsim up --dir DIR --boards N [--classes a,b] [--no-net] [--no-console]
@@ -148,7 +148,7 @@ fn main() -> ExitCode {
         Cmd::Switch(dir, false) => lab::switch_stop(&dir),
         Cmd::Plug(dir, board, plug_in) => lab::plug(&dir, &board, plug_in),
         Cmd::PassPersist(dir) => lab::pass_persist(&dir),
-        Cmd::Board(dir, name) => boardlab::sim::board::run(&dir, &name),
+        Cmd::Board(dir, name) => labsim::board::run(&dir, &name),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,7 +43,6 @@ pub mod pass_persist;
 pub mod ports;
 pub mod proc;
 pub mod pty;
-pub mod sha256;
 pub mod snmpd;
 pub mod state;
 pub mod tftp;

@@ -451,7 +451,7 @@ const FLOOD_RATE: u64 = 10_000_000;
 /// session must receive every byte, in order. Then the echo round trip of
 /// single keystrokes, beside the same round trip on a bare pty pair.
 fn console_bench(quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
-    use boardlab::sim::board::{flood_byte, FLOOD_BEGIN, FLOOD_END};
+    use labsim::board::{flood_byte, FLOOD_BEGIN, FLOOD_END};
     let sim = Sim::up(1, &["--no-net"])?;
     let (_d, _) = Daemon::start(&sim)?;
     let mut c = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;

@@ -13,7 +13,7 @@ use super::pass_persist::{self, PortTable};
 use super::ports::{PortStore, OFF, ON};
 use super::state::{BoardState, LabState};
 use super::{net, proc, snmpd, write_atomic, Result, SimError, GROUP};
-use crate::ids::valid_name;
+use boardlab::ids::valid_name;
 
 /// Default board class when `--classes` is not given.
 pub const DEFAULT_CLASS: &str = "rockpro64";
@@ -185,7 +185,7 @@ fn build(state: &mut LabState) -> Result<()> {
         wait_boards_ready(state)?;
     }
     write_labd_config(state)?;
-    crate::config::Config::load(&dir)
+    boardlab::config::Config::load(&dir)
         .map_err(|e| SimError::Refused(format!("generated labd configuration is invalid: {e}")))?;
     Ok(())
 }
@@ -490,7 +490,7 @@ mod tests {
             let state = sample_state(d.path(), net);
             std::fs::create_dir(d.path().join("boards.d")).unwrap();
             write_labd_config(&state).unwrap();
-            let c = crate::config::Config::load(d.path()).unwrap_or_else(|e| panic!("{e}"));
+            let c = boardlab::config::Config::load(d.path()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.boards.len(), 3);
             assert_eq!(c.daemon.socket_mode, 0o666);
             assert!(c.daemon.admins.is_empty());
@@ -500,10 +500,10 @@ mod tests {
             assert_eq!((b.port, b.group, b.class.as_str()), (2, 1, "pine64"));
             assert_eq!(
                 b.console.as_ref().unwrap().source,
-                crate::config::ConsoleSource::Path(d.path().join("tty/pine64-1"))
+                boardlab::config::ConsoleSource::Path(d.path().join("tty/pine64-1"))
             );
             if net {
-                assert_eq!(b.network, Some(crate::config::Network::Interface("blab12h2".into())));
+                assert_eq!(b.network, Some(boardlab::config::Network::Interface("blab12h2".into())));
             } else {
                 assert_eq!(b.network, None);
             }

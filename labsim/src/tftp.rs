@@ -5,7 +5,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::sha256::Sha256;
+use sha2::{Digest, Sha256};
+
+/// Lowercase hex of a digest.
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 const RRQ: u16 = 1;
 const DATA: u16 = 3;
@@ -69,7 +74,7 @@ pub fn fetch_at(dest: SocketAddrV4, file: &str, cancel: &AtomicBool) -> Result<F
     let mut peer: Option<SocketAddr> = None;
     let mut last: Vec<u8> = request;
     let mut expect: u16 = 1;
-    let mut hash = Sha256::default();
+    let mut hash = Sha256::new();
     let mut bytes: u64 = 0;
     let mut buf = [0u8; 4 + BLOCK + 64];
     let mut tries = 0;
@@ -124,7 +129,7 @@ pub fn fetch_at(dest: SocketAddrV4, file: &str, cancel: &AtomicBool) -> Result<F
                 sent_at = Instant::now();
                 tries = 0;
                 if data.len() < BLOCK {
-                    return Ok(Fetched { bytes, sha256: hash.hex() });
+                    return Ok(Fetched { bytes, sha256: hex(&hash.finalize()) });
                 }
                 expect = expect.checked_add(1).ok_or_else(|| fail("file larger than 32 MiB".into()))?;
             }
@@ -155,9 +160,9 @@ mod tests {
         let port = server.local_addr().unwrap().port();
         let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         let expect = {
-            let mut h = Sha256::default();
+            let mut h = Sha256::new();
             h.update(&data);
-            h.hex()
+            hex(&h.finalize())
         };
         let t = std::thread::spawn(move || {
             let mut buf = [0u8; 600];

@@ -141,7 +141,7 @@ mod tests {
         let (ns, host) = names("ab12", 99999);
         assert_eq!(ns, "blab12-99999");
         assert!(host.len() <= 15, "{host}");
-        assert!(crate::ids::valid_ifname(&host));
+        assert!(boardlab::ids::valid_ifname(&host));
     }
 
     #[test]
