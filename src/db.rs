@@ -34,9 +34,6 @@ pub struct Claim {
     pub claimed_at: i64,
     /// Unix milliseconds.
     pub expires_at: i64,
-    /// The claim's running jail (serde JSON of `jail::Jail`), for adoption
-    /// after a labd restart.
-    pub jail: Option<String>,
 }
 
 /// One line of the event log.
@@ -60,6 +57,8 @@ pub enum DbError {
     Sql(#[from] rusqlite::Error),
     #[error("board {0} is already claimed")]
     AlreadyClaimed(String),
+    #[error("the state database's writer thread is gone")]
+    Gone,
 }
 
 /// A shared handle to the state database.
@@ -83,6 +82,11 @@ CREATE TABLE IF NOT EXISTS claims (
     claimed_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     jail       TEXT
+);
+CREATE TABLE IF NOT EXISTS jails (
+    board  TEXT PRIMARY KEY,
+    handle TEXT NOT NULL,
+    record TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -148,7 +152,7 @@ impl Db {
         let names: std::collections::HashSet<&str> = boards.iter().map(|(n, _)| n.as_str()).collect();
         let mut orphans = Vec::new();
         {
-            let mut st = tx.prepare("SELECT handle, board, user, claimed_at, expires_at, jail FROM claims")?;
+            let mut st = tx.prepare("SELECT handle, board, user, claimed_at, expires_at FROM claims")?;
             let rows = st.query_map([], row_claim)?;
             for c in rows {
                 let c = c?;
@@ -228,25 +232,32 @@ impl Db {
         Ok(())
     }
 
-    /// Records (or clears) the running jail of a claim.
-    pub fn set_claim_jail(&self, handle: &str, jail: Option<&str>) -> Result<(), DbError> {
+    /// The running jail of a board's claim (serde JSON of `jail::Jail`)
+    /// and the claim's handle: what a board actor adopts at start. The
+    /// board actor is this table's only writer.
+    pub fn jail_of(&self, board: &str) -> Result<Option<(String, String)>, DbError> {
         let conn = self.lock();
-        conn.execute("UPDATE claims SET jail = ?2 WHERE handle = ?1", params![handle, jail])?;
+        let mut st = conn.prepare_cached("SELECT handle, record FROM jails WHERE board = ?1")?;
+        Ok(st.query_row(params![board], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+    }
+
+    /// Records (`Some`) or forgets (`None`) a board's running jail.
+    pub fn set_jail(&self, board: &str, jail: Option<(&str, &str)>) -> Result<(), DbError> {
+        let conn = self.lock();
+        match jail {
+            Some((handle, record)) => conn
+                .prepare_cached("INSERT OR REPLACE INTO jails(board, handle, record) VALUES (?1, ?2, ?3)")?
+                .execute(params![board, handle, record])?,
+            None => conn.prepare_cached("DELETE FROM jails WHERE board = ?1")?.execute(params![board])?,
+        };
         Ok(())
     }
 
     pub fn claims(&self) -> Result<Vec<Claim>, DbError> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT handle, board, user, claimed_at, expires_at, jail FROM claims")?;
+        let mut st = conn.prepare_cached("SELECT handle, board, user, claimed_at, expires_at FROM claims")?;
         let rows = st.query_map([], row_claim)?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn claim_of_board(&self, board: &str) -> Result<Option<Claim>, DbError> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare_cached("SELECT handle, board, user, claimed_at, expires_at, jail FROM claims WHERE board = ?1")?;
-        Ok(st.query_row(params![board], row_claim).optional()?)
     }
 
     pub fn maintenance(&self) -> Result<std::collections::HashSet<String>, DbError> {
@@ -263,9 +274,9 @@ impl Db {
         let tx = conn.transaction()?;
         let r = tx
             .prepare_cached(
-                "INSERT INTO claims(handle, board, user, claimed_at, expires_at, jail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO claims(handle, board, user, claimed_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )
-            .and_then(|mut st| st.execute(params![c.handle, c.board, c.user, c.claimed_at, c.expires_at, c.jail]));
+            .and_then(|mut st| st.execute(params![c.handle, c.board, c.user, c.claimed_at, c.expires_at]));
         match r {
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                 return Err(DbError::AlreadyClaimed(c.board.clone()))
@@ -385,6 +396,53 @@ impl Db {
 }
 
 /// Columns added after the first release, for databases made before them.
+/// A job for the writer thread.
+type Job = Box<dyn FnOnce(&Db) + Send>;
+
+/// The state database on a thread of its own: every statement runs there,
+/// in the order it was submitted, never on the actors' loop. Cheap to
+/// clone; the thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct DbWriter {
+    tx: std::sync::mpsc::Sender<Job>,
+}
+
+impl DbWriter {
+    /// Starts the thread that owns `db` from now on.
+    pub fn start(db: Db) -> Result<DbWriter, DbError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("labd-db".into())
+            .spawn(move || {
+                for job in rx {
+                    job(&db);
+                }
+            })
+            .map_err(|source| DbError::CreateDir { path: "(the state database's thread)".into(), source })?;
+        Ok(DbWriter { tx })
+    }
+
+    /// Runs `f` on the writer thread; the result comes back when it is done.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, DbError>> + Send + 'static {
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        let sent = self.tx.send(Box::new(move |db| {
+            let _ = otx.send(f(db));
+        }));
+        async move {
+            sent.map_err(|_| DbError::Gone)?;
+            orx.await.map_err(|_| DbError::Gone)
+        }
+    }
+
+    /// Runs `f` on the writer thread, in turn, without waiting for it.
+    pub fn fire(&self, f: impl FnOnce(&Db) + Send + 'static) {
+        let _ = self.tx.send(Box::new(f));
+    }
+}
+
 /// Makes labd's own directory 0700 (`walk`: 0711, for a directory that
 /// also holds the socket users connect to), unless it is a shared one
 /// (world-writable and sticky, like /tmp), which is left as it is.
@@ -408,18 +466,17 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS boards_jail_index ON boards(jail_index)")?;
+    // Jails were kept in the claims table by an older labd.
+    conn.execute_batch(
+        "INSERT OR IGNORE INTO jails(board, handle, record)
+             SELECT board, handle, jail FROM claims WHERE jail IS NOT NULL;
+         UPDATE claims SET jail = NULL WHERE jail IS NOT NULL;",
+    )?;
     Ok(())
 }
 
 fn row_claim(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claim> {
-    Ok(Claim {
-        handle: r.get(0)?,
-        board: r.get(1)?,
-        user: r.get(2)?,
-        claimed_at: r.get(3)?,
-        expires_at: r.get(4)?,
-        jail: r.get(5)?,
-    })
+    Ok(Claim { handle: r.get(0)?, board: r.get(1)?, user: r.get(2)?, claimed_at: r.get(3)?, expires_at: r.get(4)? })
 }
 
 fn insert_event(
@@ -440,7 +497,7 @@ mod tests {
     use super::*;
 
     fn claim(h: &str, b: &str, u: &str) -> Claim {
-        Claim { handle: h.into(), board: b.into(), user: u.into(), claimed_at: 1, expires_at: 2, jail: None }
+        Claim { handle: h.into(), board: b.into(), user: u.into(), claimed_at: 1, expires_at: 2 }
     }
 
     #[test]
@@ -505,8 +562,9 @@ mod tests {
         db.sync_boards(&b(&["a", "c", "d"])).unwrap();
         let m = db.jail_indexes().unwrap();
         assert_eq!((m["a"], m["c"], m["d"]), (0, 2, 1), "d takes b's freed index; others keep theirs");
-        db.insert_claim(&claim("h1", "a", "alice")).unwrap();
-        db.set_claim_jail("h1", Some("{}")).unwrap();
-        assert_eq!(db.claims().unwrap()[0].jail.as_deref(), Some("{}"));
+        db.set_jail("a", Some(("h1", "{}"))).unwrap();
+        assert_eq!(db.jail_of("a").unwrap(), Some(("h1".to_string(), "{}".to_string())));
+        db.set_jail("a", None).unwrap();
+        assert_eq!(db.jail_of("a").unwrap(), None);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod addr;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod console;

@@ -268,6 +268,7 @@ impl Registry {
             console,
             jail_ctx,
             link_id,
+            claim: e.claim.clone(),
         };
         let addr = Supervisor::start(move |_| BoardActor::new(parts));
         e.addr = Some(addr.clone());
@@ -442,7 +443,6 @@ impl Registry {
             user: user.to_string(),
             claimed_at: now,
             expires_at: now.saturating_add(lease_ms),
-            jail: None,
         };
         if let Err(e) = self.db.insert_claim(&claim) {
             return ready(Err(match e {

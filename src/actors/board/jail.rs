@@ -187,7 +187,7 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
     }
     match serde_json::to_string(&jail) {
         Ok(json) => {
-            if let Err(e) = db.set_claim_jail(&claim.handle, Some(&json)) {
+            if let Err(e) = db.set_jail(board, Some((&claim.handle, &json))) {
                 error!(board = %board, "cannot record the jail: {e}");
             }
         }
@@ -276,6 +276,7 @@ impl BoardActor {
         };
         let (board, handle) = (self.name().to_string(), handle.to_string());
         let (cell, network, link_id) = (self.jail_cell.clone(), self.cfg().network.clone(), self.link.id.clone());
+        let db = self.db.clone();
         let work = async move {
             let mut slot = cell.slot.clone().lock_owned().await;
             tokio::task::spawn_blocking(move || {
@@ -285,6 +286,9 @@ impl BoardActor {
                     if let Err(e) = j.destroy(wipe) {
                         error!(board = %board, "removing the jail: {e}");
                     }
+                }
+                if let Err(e) = db.set_jail(&board, None) {
+                    error!(board = %board, "cannot forget the jail record: {e}");
                 }
                 if wipe {
                     remove_claim_key(&jc, &handle);
@@ -342,7 +346,14 @@ impl BoardActor {
             }
             return;
         };
-        let stored: Option<Jail> = claim.jail.as_deref().and_then(|j| serde_json::from_str(j).ok());
+        let stored: Option<Jail> = match self.db.jail_of(self.name()) {
+            Ok(Some((_, record))) => serde_json::from_str(&record).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                error!(board = %self.name(), "cannot read the board's jail record: {e}");
+                None
+            }
+        };
         if let Some(state) = stored {
             if state.alive() && state.handle == claim.handle {
                 info!(board = %self.name(), "adopted the running jail of the claim");

@@ -102,11 +102,14 @@ pub struct BoardParts {
     pub jail_ctx: Option<Arc<JailCtx>>,
     /// The link's identity as last recorded on the host.
     pub link_id: Option<LinkId>,
+    /// The claim the board serves, as the registry's claim book holds it.
+    pub claim: Option<Claim>,
 }
 
 impl BoardActor {
     pub fn new(p: BoardParts) -> Self {
-        let BoardParts { cfg, switch, policy, db, registry, initial_power, owe_off, console, jail_ctx, link_id } = p;
+        let BoardParts { cfg, switch, policy, db, registry, initial_power, owe_off, console, jail_ctx, link_id, claim } =
+            p;
         let link = link::LinkState::new(cfg.network.clone(), link_id);
         BoardActor {
             cfg,
@@ -122,7 +125,7 @@ impl BoardActor {
             owe_off,
             generation: 0,
             initial_power,
-            claim: None,
+            claim,
             console,
             jail_ctx,
             jail_cell: Arc::default(),
@@ -184,11 +187,8 @@ impl Actor for BoardActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // First start or restart alike: the claim is whatever SQLite says.
-        match self.db.claim_of_board(&self.cfg.name) {
-            Ok(c) => self.claim = c,
-            Err(e) => error!(board = %self.name(), "cannot read the board's claim: {e}"),
-        }
+        // The claim is the registry's (given at the first start, kept by
+        // Attach and Detach across restarts).
         if let Some(c) = &self.console {
             c.set_claim(self.claim.as_ref().map(|c| c.handle.clone()));
         }
