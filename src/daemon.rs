@@ -10,8 +10,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::actors::registry::{GetDump, Registry, StopAll};
+use crate::claims::sqlite::SqliteLedger;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, DbWriter};
 use crate::power::walk_with_deadline;
 use crate::protocol::PowerState;
 use crate::server;
@@ -20,6 +21,8 @@ use crate::server;
 pub enum StartError {
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Registry(#[from] crate::actors::registry::RegistryError),
     #[error(transparent)]
     Bind(#[from] server::BindError),
     #[error("the registry actor died")]
@@ -126,11 +129,17 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             Err(e) => error!("cannot install the nft table for parked board links: {e}"),
         }
     }
-    let registry = Registry::new(cfg.clone(), db, power)?.start();
+    let writer = DbWriter::start(db.clone())?;
+    let ledger = Arc::new(SqliteLedger::new(writer.clone()));
+    let registry = Registry::new(cfg.clone(), db, writer, ledger, power).await?;
+    let snapshots = registry.snapshots();
+    let registry = registry.start();
     let listener = server::bind(&cfg.daemon.socket, cfg.daemon.socket_mode, cfg.daemon.socket_group.as_deref())?;
     server::announce(&cfg.daemon.socket);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let front = server::Front::new(registry.clone(), cfg.clone());
+    let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone());
+    let jail_sockets = (cfg.daemon.jail == crate::config::JailMode::Linux)
+        .then(|| tokio::task::spawn_local(server::jail_sockets::run(front.clone(), snapshots)));
     let serving = tokio::task::spawn_local(server::serve(listener, front, stop_rx));
     info!(boards = cfg.boards.len(), ms = t0.elapsed().as_millis() as u64, "labd ready");
 
@@ -152,13 +161,16 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             _ = term.recv() => { info!("SIGTERM: stopping; claims stay in the state database"); break; }
             _ = int.recv() => { info!("SIGINT: stopping; claims stay in the state database"); break; }
             _ = usr1.recv() => match registry.send(GetDump).await {
-                Ok(d) => info!(target: "labd::dump", "status dump: {d}"),
+                Ok(d) => info!(target: "labd::dump", "status dump: {}", serde_json::to_string(&d).unwrap_or_default()),
                 Err(e) => error!("status dump failed: {e}"),
             },
         }
     }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
+    if let Some(j) = jail_sockets {
+        j.abort();
+    }
     if !failed {
         // Jails are stopped (their data kept): nothing of them outlives
         // labd; the next start rebuilds the jails of live claims.

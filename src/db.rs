@@ -137,9 +137,9 @@ impl Db {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes the boards table match the configuration; returns the claims on
-    /// boards that are no longer configured, which are dropped (and logged).
-    pub fn sync_boards(&self, boards: &[(String, String)]) -> Result<Vec<Claim>, DbError> {
+    /// Makes the boards table match the configuration (claims on boards
+    /// no longer configured are the claim book's to drop).
+    pub fn sync_boards(&self, boards: &[(String, String)]) -> Result<(), DbError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         for (name, class) in boards {
@@ -150,21 +150,6 @@ impl Db {
             )?;
         }
         let names: std::collections::HashSet<&str> = boards.iter().map(|(n, _)| n.as_str()).collect();
-        let mut orphans = Vec::new();
-        {
-            let mut st = tx.prepare("SELECT handle, board, user, claimed_at, expires_at FROM claims")?;
-            let rows = st.query_map([], row_claim)?;
-            for c in rows {
-                let c = c?;
-                if !names.contains(c.board.as_str()) {
-                    orphans.push(c);
-                }
-            }
-        }
-        for c in &orphans {
-            tx.execute("DELETE FROM claims WHERE handle = ?1", params![c.handle])?;
-            insert_event(&tx, "claim_dropped", Some(&c.board), Some(&c.user), Some("board is no longer configured"))?;
-        }
         let mut st = tx.prepare("SELECT name FROM boards")?;
         let stale: Vec<String> = st
             .query_map([], |r| r.get::<_, String>(0))?
@@ -197,7 +182,7 @@ impl Db {
             used.insert(next);
         }
         tx.commit()?;
-        Ok(orphans)
+        Ok(())
     }
 
     /// Board name → jail index.
@@ -533,7 +518,7 @@ mod tests {
     }
 
     #[test]
-    fn claims_survive_reopen_and_orphans_are_dropped() {
+    fn claims_survive_reopen_and_removed_boards_leave_the_table() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("s.db");
         {
@@ -545,10 +530,12 @@ mod tests {
         }
         let db = Db::open(&p).unwrap();
         assert_eq!(db.claims().unwrap().len(), 2);
-        let orphans = db.sync_boards(&[("b1".into(), "c".into())]).unwrap();
-        assert_eq!(orphans, vec![claim("h2", "b2", "bob")]);
+        db.sync_boards(&[("b1".into(), "c".into())]).unwrap();
+        assert!(db.maintenance().unwrap().is_empty(), "b2 is gone from the boards table");
+        // The claim on b2 is the claim book's to drop (through the ledger).
+        assert_eq!(db.claims().unwrap().len(), 2);
+        assert!(db.delete_claim("h2", "claim_dropped", "bob", None).unwrap());
         assert_eq!(db.claims().unwrap(), vec![claim("h1", "b1", "alice")]);
-        assert!(db.maintenance().unwrap().is_empty());
     }
 
     #[test]

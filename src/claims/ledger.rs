@@ -34,6 +34,8 @@ pub enum Ending {
     ForceRelease,
     /// The claim was undone before its claimant heard of it.
     RolledBack,
+    /// Its board is no longer configured.
+    Dropped,
 }
 
 impl Ending {
@@ -43,6 +45,7 @@ impl Ending {
             Ending::Expire => "expire",
             Ending::ForceRelease => "force_release",
             Ending::RolledBack => "claim_rolled_back",
+            Ending::Dropped => "claim_dropped",
         }
     }
 }

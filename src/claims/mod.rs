@@ -419,8 +419,7 @@ impl ClaimBook {
         live: &dyn Fn(u64) -> bool,
     ) -> Vec<(Waiter, Claim)> {
         let mut out = Vec::new();
-        loop {
-            let Some(q) = self.waiters.get_mut(class) else { break };
+        while let Some(q) = self.waiters.get_mut(class) {
             while q.front().is_some_and(|w| !live(w.id)) {
                 q.pop_front();
             }

@@ -60,6 +60,16 @@ pub struct Daemon {
     pub idle_timeout: Duration,
 }
 
+impl Daemon {
+    /// The directory of a board's jail socket (`jail.sock`): next to the
+    /// main socket, under `jail-sockets/BOARD`. The jail binds this
+    /// directory, so a socket bound anew (labd restarted) appears in it.
+    pub fn jail_socket_dir(&self, board: &str) -> PathBuf {
+        let base = self.socket.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/run/boardlab"));
+        base.join("jail-sockets").join(board)
+    }
+}
+
 /// Defaults of the connection limits (see [`Daemon`]).
 pub const DEFAULT_CONNECTIONS_PER_USER: usize = 64;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config;
@@ -76,49 +75,7 @@ pub enum ConsoleError {
     Stopped { board: String },
 }
 
-/// The state of the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConsoleState {
-    /// Open and being read.
-    Attached,
-    /// Not present (unplugged, no match, console stopped); waiting for it.
-    Missing,
-    /// Present but unusable (open failed, ambiguous match); retried.
-    Error,
-}
-
-impl ConsoleState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsoleState::Attached => "attached",
-            ConsoleState::Missing => "missing",
-            ConsoleState::Error => "error",
-        }
-    }
-}
-
-/// For `status` and `dump`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ConsoleStatus {
-    pub state: ConsoleState,
-    /// The open device, symlinks resolved (`/dev/pts/3`, `/dev/ttyUSB0`).
-    pub device: Option<String>,
-    /// RFC 3339 time of the last state change.
-    pub since: String,
-    /// Why the console is missing or in error.
-    pub message: Option<String>,
-    /// Whether a client holds the writer slot.
-    pub writer: bool,
-    /// Attached sessions.
-    pub readers: usize,
-}
-
-impl ConsoleStatus {
-    pub fn state(&self) -> &'static str {
-        self.state.as_str()
-    }
-}
+pub use crate::protocol::{ConsoleState, ConsoleStatus};
 
 /// An item of the output channel: the stream offset of its first byte, so a
 /// reader that lagged knows exactly how many bytes it missed.
@@ -148,6 +105,8 @@ struct Shared {
     readers: AtomicUsize,
     write_tx: mpsc::Sender<Bytes>,
     log: LogSender,
+    /// The device's state, for those who show it (the board actor).
+    state_tx: watch::Sender<ConsoleState>,
 }
 
 /// Locks, ignoring poisoning: the data behind these locks stays consistent
@@ -190,6 +149,7 @@ impl Shared {
         s.state = state;
         s.device = device;
         s.message = message;
+        self.state_tx.send_if_modified(|old| std::mem::replace(old, state) != state);
         true
     }
 }
@@ -227,6 +187,7 @@ impl Console {
                 message: Some("looking for the device".into()),
             }),
             output: Mutex::new(OutputSide { tx: Some(out_tx), offset: 0 }),
+            state_tx: watch::channel(ConsoleState::Missing).0,
             writer_taken: AtomicBool::new(false),
             readers: AtomicUsize::new(0),
             write_tx,
@@ -253,6 +214,11 @@ impl Console {
             writer: sh.writer_taken.load(Ordering::SeqCst),
             readers: sh.readers.load(Ordering::SeqCst),
         }
+    }
+
+    /// The device's state, changes included.
+    pub fn watch_state(&self) -> watch::Receiver<ConsoleState> {
+        self.h.shared.state_tx.subscribe()
     }
 
     /// From now on, logs into `<log_dir>/<board>/<handle>.log` (None: output

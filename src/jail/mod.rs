@@ -33,7 +33,6 @@ pub mod ns;
 pub mod plan;
 pub mod services;
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -123,14 +122,19 @@ pub struct JailSpec {
     pub cgroups: cgroup::Hierarchy,
 }
 
-/// What the claimant is told.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JailInfo {
-    pub ip: Ipv4Addr,
-    /// Ready to run: `ssh root@10.240.0.6`.
-    pub ssh: String,
-    /// `10.240.0.6 ssh-ed25519 AAAA...`.
-    pub known_hosts: String,
+pub use crate::protocol::JailInfo;
+
+/// Makes the directory of a jail's socket, which the jail binds at
+/// /run/boardlab: DIR/jail-sockets (0700: no host user gets in) / BOARD
+/// (0711: the jail's root may reach the socket in it, which is 0666).
+pub fn socket_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    if let Some(top) = dir.parent() {
+        std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// A running jail: enough to find, check and remove every piece of it,

@@ -49,7 +49,7 @@ pub async fn session(
         "console": status.state(),
         "message": note,
     });
-    let mut out = protocol::ok_reply(&id, result);
+    let mut out = protocol::ok_reply(&id, &result);
     out.push('\n');
     w.write_all(out.as_bytes()).await?;
 

@@ -9,6 +9,7 @@
 //! [`console::session`]).
 
 mod console;
+pub mod jail_sockets;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::actors::registry::{Exec, Registry};
+use crate::actors::registry::{Exec, Registry, Snapshot};
 use crate::actors::Identity;
 use crate::config::Config;
 use crate::protocol::{self, ApiError, Call, Code, MAX_LINE};
@@ -74,6 +75,9 @@ pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<UnixListener,
 pub struct Front {
     pub registry: Addr<Registry>,
     pub cfg: Arc<Config>,
+    /// The lab as the registry last published it: `status` and `classes`
+    /// are answered from it without asking the registry.
+    snapshots: watch::Receiver<Arc<Snapshot>>,
     /// uid → user name; NSS lookups can be slow, users rarely change.
     names: RefCell<HashMap<u32, String>>,
     /// Open connections, so that no one peer can take every descriptor
@@ -116,8 +120,8 @@ impl Drop for ConnSlot {
 }
 
 impl Front {
-    pub fn new(registry: Addr<Registry>, cfg: Arc<Config>) -> Rc<Self> {
-        Rc::new(Front { registry, cfg, names: RefCell::new(HashMap::new()), conns: RefCell::default() })
+    pub fn new(registry: Addr<Registry>, cfg: Arc<Config>, snapshots: watch::Receiver<Arc<Snapshot>>) -> Rc<Self> {
+        Rc::new(Front { registry, cfg, snapshots, names: RefCell::new(HashMap::new()), conns: RefCell::default() })
     }
 
     /// Takes a connection's place, or says why there is none: labd's own
@@ -218,17 +222,8 @@ pub fn serve_jail(
     handle: String,
 ) -> Result<tokio::task::JoinHandle<()>, BindError> {
     let io_err = |what, source| BindError::Io { what, path: path.to_path_buf(), source };
-    // DIR/jail-sockets (0700: no host user gets in) / BOARD (0711: the
-    // jail, which binds this directory at /run/boardlab, may reach the
-    // socket in it) / jail.sock (0666).
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io_err("creating the jail socket directory for", e))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
-            .map_err(|e| io_err("setting the mode of the jail socket directory of", e))?;
-        if let Some(top) = dir.parent() {
-            std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| io_err("securing the jail sockets directory of", e))?;
-        }
+        crate::jail::socket_dir(dir).map_err(|e| io_err("preparing the jail socket directory for", e))?;
     }
     let _ = std::fs::remove_file(path);
     let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| io_err("binding", e))?;
@@ -373,16 +368,33 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
         };
         let mut out = match parsed {
             Err((id, e)) => protocol::err_reply(&id, &e),
-            Ok((req, who)) => {
-                if let Call::Console { handle, read_only } = req.call {
+            Ok((req, who)) => match req.call {
+                Call::Console { handle, read_only } => {
                     match console::open(&front.registry, who, handle, read_only).await {
                         Ok(grant) => return console::session(grant, req.id, reader, w).await,
                         Err(e) => protocol::err_reply(&req.id, &e),
                     }
-                } else {
-                    answer(&front, who, req.id, req.call).await
                 }
-            }
+                Call::Status { mine } => {
+                    // The big answer is written from the snapshot's own
+                    // text: no copy of it per request.
+                    let snap = front.snapshots.borrow().clone();
+                    let head = protocol::ok_reply_head(&req.id);
+                    w.write_all(head.as_bytes()).await?;
+                    if mine {
+                        w.write_all(snap.of_user(&who.user).as_bytes()).await?;
+                    } else {
+                        w.write_all(snap.all().as_bytes()).await?;
+                    }
+                    w.write_all(b"}\n").await?;
+                    continue;
+                }
+                Call::Classes { available } => {
+                    let classes = front.snapshots.borrow().classes(available);
+                    protocol::ok_reply(&req.id, &classes)
+                }
+                call => answer(&front, who, req.id, call).await,
+            },
         };
         out.push('\n');
         w.write_all(out.as_bytes()).await?;
@@ -395,7 +407,7 @@ async fn answer(front: &Front, who: Identity, id: Value, call: Call) -> String {
         Err(e) => Err(ApiError::new(Code::Internal, format!("registry unavailable: {e}"))),
     };
     match res {
-        Ok(v) => protocol::ok_reply(&id, v),
+        Ok(v) => protocol::ok_reply(&id, &v),
         Err(e) => protocol::err_reply(&id, &e),
     }
 }

@@ -19,10 +19,12 @@ use actix::prelude::*;
 use tracing::{error, info, warn};
 
 use super::link::check_blocking;
-use super::BoardActor;
+use super::{BoardActor, Duty};
+use crate::actors::registry::JailStatus;
+use crate::claims::Claim;
 use crate::config::Network;
 use crate::console::relay::Relay;
-use crate::db::{Claim, Db};
+use crate::db::Db;
 use crate::jail::services::{kept_host_key, read_authorized_keys};
 use crate::jail::{Jail, JailError, JailInfo, JailSettings, JailSpec};
 use crate::link::LinkId;
@@ -164,6 +166,10 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
         Ok(s) => s,
         Err(e) => return Built::Failed(e, false, check()),
     };
+    // The socket itself comes with the claim (the front end binds it).
+    if let Err(e) = crate::jail::socket_dir(&jc.socket_dir) {
+        return Built::Failed(format!("the jail socket's directory: {e}"), false, check());
+    }
     // A jail nobody knows of (its labd was killed mid-build, or its state
     // was lost) must not block the board forever.
     match crate::jail::sweep_board(&spec) {
@@ -198,6 +204,15 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
 }
 
 impl BoardActor {
+    /// Tells the registry the claim's jail is up (built or adopted).
+    fn jail_up(&self, handle: &str, info: JailInfo) {
+        self.registry.do_send(JailStatus {
+            board: self.name().to_string(),
+            handle: handle.to_string(),
+            info: Some(info),
+        });
+    }
+
     /// Builds the claim's jail (when jails are on), in turn with the
     /// board's other jail work.
     pub(super) fn build_jail(&mut self, claim: Claim) -> JailFut<Result<Option<JailInfo>, ApiError>> {
@@ -240,6 +255,7 @@ impl BoardActor {
                     act.event("jail_up", Some(&user), Some(&info.ip.to_string()));
                     info!(board = %board, ip = %info.ip, "jail ready");
                     act.relay = relay;
+                    act.jail_up(&handle, info.clone());
                     act.link_checked(None, ctx);
                     Ok(Some(info))
                 }
@@ -346,18 +362,16 @@ impl BoardActor {
             }
             return;
         };
-        let stored: Option<Jail> = match self.db.jail_of(self.name()) {
-            Ok(Some((_, record))) => serde_json::from_str(&record).ok(),
-            Ok(None) => None,
-            Err(e) => {
-                error!(board = %self.name(), "cannot read the board's jail record: {e}");
-                None
-            }
-        };
+        let stored: Option<Jail> = self
+            .jail_record
+            .take()
+            .filter(|(handle, _)| *handle == claim.handle)
+            .and_then(|(_, record)| serde_json::from_str(&record).ok());
         if let Some(state) = stored {
             if state.alive() && state.handle == claim.handle {
                 info!(board = %self.name(), "adopted the running jail of the claim");
                 self.event("jail_adopted", Some(&claim.user), None);
+                self.jail_up(&claim.handle, state.info.clone());
                 if let Ok(mut s) = self.jail_cell.slot.try_lock() {
                     *s = Some(state);
                 }
@@ -421,13 +435,20 @@ impl Handler<Reinit> for BoardActor {
     /// Tears the jail down (wiping its data) and builds a clean one; a
     /// failed rebuild is reported, and the claim stays.
     fn handle(&mut self, msg: Reinit, _ctx: &mut Context<Self>) -> Self::Result {
-        let Some(claim) = self.claim().cloned().filter(|c| c.handle == msg.handle) else {
-            return ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile")));
+        let claim = match self.duty.can_reinit(self.name(), &msg.handle) {
+            Ok(c) => c,
+            Err(e) => return ready(Err(e)),
         };
+        self.duty = Duty::Reinitializing(claim.clone());
         self.event("reinit", Some(&claim.user), None);
         let down = self.teardown_jail(&claim.handle, true);
-        let up = self.build_jail(claim);
-        Box::pin(down.then(move |_, _, _| up))
+        let up = self.build_jail(claim.clone());
+        Box::pin(down.then(move |_, _, _| up).map(move |r, act: &mut Self, _| {
+            if act.duty == Duty::Reinitializing(claim.clone()) {
+                act.duty = Duty::Serving(claim);
+            }
+            r
+        }))
     }
 }
 
@@ -443,6 +464,7 @@ impl Handler<Shutdown> for BoardActor {
     /// build starts after this.
     fn handle(&mut self, _msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
         let handle = self.claim().map(|c| c.handle.clone()).unwrap_or_default();
+        self.duty = Duty::Stopped;
         self.jail_cell.set_current(None);
         self.teardown_jail(&handle, false)
     }

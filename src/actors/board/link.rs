@@ -89,9 +89,12 @@ impl BoardActor {
                 if id.is_some() && id != self.link.id {
                     self.link.id = id;
                     if let Some(json) = self.link.id.as_ref().and_then(|i| serde_json::to_string(i).ok()) {
-                        if let Err(e) = self.db().set_link_id(self.name(), &json) {
-                            error!(board = %self.name(), "cannot record the link's identity: {e}");
-                        }
+                        let board = self.name().to_string();
+                        self.events.fire(move |db| {
+                            if let Err(e) = db.set_link_id(&board, &json) {
+                                error!(board = %board, "cannot record the link's identity: {e}");
+                            }
+                        });
                     }
                 }
             }

@@ -1,12 +1,15 @@
-//! The board actor: owns one board's devices, one file each: its PoE port
-//! ([`power`]), its network link ([`link`]) and the claim's jail
-//! ([`jail`]); its serial console's pump runs as a task of its own.
+//! The board actor: owns one board's four resources, one file each: its
+//! PoE port ([`power`]), its serial console ([`console`]: adapter, pump,
+//! log, sessions), its network link ([`link`]: the VLAN sub-interface or
+//! dedicated interface, parked while the board is free) and the claim's
+//! jail ([`jail`]). What it does for the lab is one [`Duty`]; claims come
+//! and go through [`claim`] (Attach, Detach).
 //!
 //! It is the only code that touches the board's switch port, so power
 //! requests for one board are serialised by the port mutex while other
 //! boards proceed in parallel; its jail work is ordered by its
-//! [`jail::JailCell`]. It reports every change of power or health to the
-//! registry, which keeps the view users see.
+//! [`jail::JailCell`]. It reports every change of power, health, console
+//! or jail to the registry, which keeps the view users see.
 //!
 //! Failure handling, in three layers:
 //! - a device error (switch silent, agent error) marks the board faulted,
@@ -18,6 +21,9 @@
 //! - should an actor die some other way, the registry notices the closed
 //!   mailbox and starts a fresh one (see `Registry::board_addr`).
 
+mod claim;
+mod console;
+mod duty;
 mod jail;
 mod link;
 mod power;
@@ -26,17 +32,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use tokio::sync::watch;
 use tracing::error;
 
 use super::registry::{BoardRestarted, BoardStatus, Registry};
+use crate::claims::Claim;
 use crate::config::{self, PowerPolicy};
 use crate::console::relay::Relay;
-use crate::console::Console;
+use crate::console::{Console, ConsoleSettings};
+use crate::db::{Db, DbWriter};
 use crate::link::LinkId;
-
-use crate::db::{Claim, Db};
 use crate::power::SwitchClient;
-use crate::protocol::{ApiError, PowerState};
+#[cfg(feature = "fault-injection")]
+use crate::protocol::ApiError;
+use crate::protocol::PowerState;
+pub use claim::{Attach, Attached, Detach};
+pub use console::{ConsoleDetail, GetConsole};
+pub use duty::Duty;
 pub use jail::{JailCtx, Reinit, Shutdown};
 pub use link::LinkPhase;
 pub use power::{Power, PowerAction};
@@ -47,7 +59,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 pub struct BoardActor {
     cfg: Arc<config::Board>,
     policy: PowerPolicy,
+    /// The state database, for the jail work (on blocking threads only).
     db: Db,
+    /// The state database's thread, for events.
+    events: DbWriter,
     registry: Addr<Registry>,
     /// The board's own SNMP session to its switch. A tokio mutex because it
     /// is held across awaits; it also queues power requests in order.
@@ -69,18 +84,24 @@ pub struct BoardActor {
     /// The port state read by the start-up walk, used by the first start
     /// only (a restart re-reads the port).
     initial_power: Option<PowerState>,
-    /// The claim this board serves, as stored in SQLite (the registry
-    /// decides claims; the board keeps the devices in step with them).
-    claim: Option<Claim>,
+    /// What the board is doing for the lab (the registry decides claims;
+    /// the board keeps its resources in step with them).
+    duty: Duty,
+    /// The current claim's handle, watched by console sessions so that a
+    /// claimant's session ends with the claim.
+    claim_tx: watch::Sender<Option<String>>,
     /// The serial console's pump. It runs as its own task and outlives a
-    /// restart of this actor, so no console byte is lost to a panic here.
+    /// restart of this actor, so no console byte is lost to a panic here;
+    /// it stops when the actor (and every session) is gone.
     console: Option<Console>,
     /// How to build this board's jails; None when `daemon.jail = "none"`.
     pub(super) jail_ctx: Option<Arc<JailCtx>>,
     /// The current claim's jail and the order of the board's jail work.
-    /// Kept across a supervised restart (the struct is reused); a jail is
-    /// adopted from SQLite after a labd restart.
+    /// Kept across a supervised restart (the struct is reused).
     jail_cell: Arc<jail::JailCell>,
+    /// The record of the claim's jail from the last labd, to adopt at the
+    /// first start (handle, JSON).
+    jail_record: Option<(String, String)>,
     /// The console device relayed into the jail.
     relay: Option<Relay>,
     /// The board's network link.
@@ -93,28 +114,52 @@ pub struct BoardParts {
     pub switch: Arc<config::Switch>,
     pub policy: PowerPolicy,
     pub db: Db,
+    pub events: DbWriter,
     pub registry: Addr<Registry>,
     /// The port state read by the start-up walk, if it was.
     pub initial_power: Option<PowerState>,
     /// The last claim's power-off never happened (see `Db::owed_power_offs`).
     pub owe_off: bool,
-    pub console: Option<Console>,
+    /// The board's serial console, if it has one.
+    pub console: Option<ConsoleSettings>,
     pub jail_ctx: Option<Arc<JailCtx>>,
     /// The link's identity as last recorded on the host.
     pub link_id: Option<LinkId>,
     /// The claim the board serves, as the registry's claim book holds it.
     pub claim: Option<Claim>,
+    /// The record of the claim's running jail, from the state database.
+    pub jail_record: Option<(String, String)>,
 }
 
 impl BoardActor {
+    /// Must be called on the actors' runtime (the console's pump starts).
     pub fn new(p: BoardParts) -> Self {
-        let BoardParts { cfg, switch, policy, db, registry, initial_power, owe_off, console, jail_ctx, link_id, claim } =
-            p;
+        let BoardParts {
+            cfg,
+            switch,
+            policy,
+            db,
+            events,
+            registry,
+            initial_power,
+            owe_off,
+            console,
+            jail_ctx,
+            link_id,
+            claim,
+            jail_record,
+        } = p;
         let link = link::LinkState::new(cfg.network.clone(), link_id);
+        let console = console.map(Console::start);
+        let handle = claim.as_ref().map(|c| c.handle.clone());
+        if let Some(c) = &console {
+            c.set_claim(handle.clone());
+        }
         BoardActor {
             cfg,
             policy,
             db,
+            events,
             registry,
             port: Arc::new(tokio::sync::Mutex::new(SwitchClient::new(switch))),
             power: PowerState::Unknown,
@@ -125,10 +170,12 @@ impl BoardActor {
             owe_off,
             generation: 0,
             initial_power,
-            claim,
+            duty: claim.map(Duty::Serving).unwrap_or(Duty::Free),
+            claim_tx: watch::channel(handle).0,
             console,
             jail_ctx,
             jail_cell: Arc::default(),
+            jail_record,
             relay: None,
             link,
         }
@@ -151,28 +198,33 @@ impl BoardActor {
     }
 
     pub(super) fn claim(&self) -> Option<&Claim> {
-        self.claim.as_ref()
+        self.duty.claim()
     }
 
-    /// Tells the registry the board's power and health: faulted by its
-    /// switch, or (with jails on) by its link.
+    /// Tells the registry the board's power and health (faulted by its
+    /// switch, or with jails on by its link) and its console's state.
     fn report(&self) {
         self.registry.do_send(BoardStatus {
             board: self.cfg.name.clone(),
             power: self.power,
             fault: self.fault.clone().or_else(|| self.link_fault()),
+            console: self.console.as_ref().map(|c| *c.watch_state().borrow()),
         });
     }
 
     /// Whether `handle` is the claim this board serves now.
     fn serves(&self, handle: &str) -> bool {
-        self.claim.as_ref().is_some_and(|c| c.handle == handle)
+        self.duty.serves(handle)
     }
 
-    pub(super) fn event(&self, kind: &str, user: Option<&str>, detail: Option<&str>) {
-        if let Err(e) = self.db.event(kind, Some(self.name()), user, detail) {
-            error!(board = %self.name(), "cannot log event {kind}: {e}");
-        }
+    /// Logs an event (on the database's thread).
+    pub(super) fn event(&self, kind: &'static str, user: Option<&str>, detail: Option<&str>) {
+        let (board, user, detail) = (self.name().to_string(), user.map(str::to_string), detail.map(str::to_string));
+        self.events.fire(move |db| {
+            if let Err(e) = db.event(kind, Some(&board), user.as_deref(), detail.as_deref()) {
+                error!(board = %board, "cannot log event {kind}: {e}");
+            }
+        });
     }
 
     /// A panic was caught: record it and stop, so the supervisor restarts us.
@@ -187,11 +239,7 @@ impl Actor for BoardActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // The claim is the registry's (given at the first start, kept by
-        // Attach and Detach across restarts).
-        if let Some(c) = &self.console {
-            c.set_claim(self.claim.as_ref().map(|c| c.handle.clone()));
-        }
+        self.watch_console(ctx);
         self.adopt_jail(ctx);
         match self.initial_power.take() {
             Some(state) => {
@@ -208,8 +256,8 @@ impl Actor for BoardActor {
 
 impl Supervised for BoardActor {
     /// Reset everything that belonged to the dead incarnation; `started`
-    /// then re-reads the port. Claims live in the registry and SQLite, so
-    /// nothing a user holds is touched.
+    /// then re-reads the port. Claims live in the registry and the ledger,
+    /// so nothing a user holds is touched.
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.generation += 1;
         self.power = PowerState::Unknown;
@@ -218,116 +266,9 @@ impl Supervised for BoardActor {
         self.probe_pending = None;
         self.power_inflight = 0;
         self.initial_power = None;
+        self.duty = std::mem::replace(&mut self.duty, Duty::Free).after_restart();
         self.event("restart", None, None);
         self.registry.do_send(BoardRestarted { board: self.cfg.name.clone() });
-    }
-}
-
-/// A claim was granted: bring the board's devices into its service.
-#[derive(Message)]
-#[rtype(result = "Result<Attached, ApiError>")]
-pub struct Attach {
-    pub claim: Claim,
-    /// Power the board on as part of the claim.
-    pub power: bool,
-}
-
-/// What a claim got from its board.
-#[derive(Debug, Clone)]
-pub struct Attached {
-    /// The power state reached, when the claim asked for power.
-    pub power: Option<PowerState>,
-    /// The jail built for the claim (`jail = "linux"`).
-    pub jail: Option<crate::jail::JailInfo>,
-}
-
-impl Handler<Attach> for BoardActor {
-    type Result = ResponseActFuture<Self, Result<Attached, ApiError>>;
-
-    /// Records the claim, builds its jail, and powers the board on if
-    /// asked, unless the claim ended meanwhile.
-    fn handle(&mut self, msg: Attach, _ctx: &mut Context<Self>) -> Self::Result {
-        let by = msg.claim.user.clone();
-        let handle = msg.claim.handle.clone();
-        if let Some(c) = &self.console {
-            c.set_claim(Some(handle.clone()));
-        }
-        self.claim = Some(msg.claim.clone());
-        self.jail_cell.set_current(Some(handle.clone()));
-        self.owe_off = false;
-        let power = msg.power;
-        // The jail first: the board netboots from it when powered.
-        let jail = self.build_jail(msg.claim);
-        Box::pin(jail.then(move |res, act: &mut Self, _ctx| -> ResponseActFuture<Self, Result<Attached, ApiError>> {
-            let jail = match res {
-                Ok(j) => j,
-                Err(e) => return Box::pin(actix::fut::ready(Err(e))),
-            };
-            if !act.serves(&handle) {
-                return Box::pin(actix::fut::ready(Err(ApiError::new(
-                    crate::protocol::Code::NotClaimed,
-                    "the claim ended (released or expired) while its board was being prepared",
-                ))));
-            }
-            if !power {
-                return Box::pin(actix::fut::ready(Ok(Attached { power: None, jail })));
-            }
-            Box::pin(
-                act.switch_power(PowerAction::On, by).map(move |r, _, _| r.map(|p| Attached { power: Some(p), jail })),
-            )
-        }))
-    }
-}
-
-/// A claim ended (release, expiry, force-release, or a claim undone):
-/// return the board to the lab.
-#[derive(Message)]
-#[rtype(result = "Result<PowerState, ApiError>")]
-pub struct Detach {
-    pub handle: String,
-    pub by: String,
-    /// Power the board off (`EnsureOff`: no SNMP when the port is known
-    /// to be off).
-    pub power_off: bool,
-}
-
-impl Handler<Detach> for BoardActor {
-    type Result = ResponseActFuture<Self, Result<PowerState, ApiError>>;
-
-    /// Forgets the claim, removes its jail, then powers the board off; the
-    /// answer is the power state reached (an error leaves the board
-    /// faulted, the claim gone). A Detach for a claim the board no longer
-    /// serves while it serves another (an undo that arrives late) leaves
-    /// the new claim's jail and power alone.
-    fn handle(&mut self, msg: Detach, _ctx: &mut Context<Self>) -> Self::Result {
-        if self.claim.is_some() && !self.serves(&msg.handle) {
-            return Box::pin(actix::fut::ready(Ok(self.power)));
-        }
-        self.claim = None;
-        self.jail_cell.set_current(None);
-        if let Some(c) = &self.console {
-            // The claim's console output goes with it: the next claimant
-            // starts with an empty log.
-            c.set_claim(None);
-            c.remove_logs(&msg.handle);
-        }
-        let power_off = msg.power_off;
-        let by = msg.by;
-        let teardown = self.teardown_jail(&msg.handle, true);
-        Box::pin(teardown.then(
-            move |_, act: &mut Self, ctx| -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
-                act.prepare_next(ctx);
-                if !power_off {
-                    return Box::pin(actix::fut::ready(Ok(act.power)));
-                }
-                Box::pin(act.switch_power(PowerAction::EnsureOff, by).map(|r, act: &mut Self, _| {
-                    if r.is_err() && act.claim.is_none() {
-                        act.owe_off = true;
-                    }
-                    r
-                }))
-            },
-        ))
     }
 }
 

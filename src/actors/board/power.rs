@@ -69,7 +69,7 @@ impl BoardActor {
     /// Finishes the power-off of a claim that ended while the switch was
     /// silent.
     pub(super) fn pay_owed_off(&mut self, ctx: &mut Context<Self>) {
-        if !self.owe_off || self.claim.is_some() || self.fault.is_some() {
+        if !self.owe_off || self.duty.claim().is_some() || self.fault.is_some() {
             return;
         }
         if self.power == PowerState::Off && self.power_inflight == 0 {
@@ -185,6 +185,8 @@ pub struct Power {
     pub action: PowerAction,
     /// Who asked (a user, or `labd` for expiry), for the event log.
     pub by: String,
+    /// The claim it is for (None: labd's own).
+    pub handle: Option<String>,
 }
 
 impl Handler<Power> for BoardActor {
@@ -192,6 +194,9 @@ impl Handler<Power> for BoardActor {
 
     /// Runs the SNMP work off the actor's loop.
     fn handle(&mut self, msg: Power, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.duty.can_power(self.name(), msg.handle.as_deref()) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
         self.switch_power(msg.action, msg.by)
     }
 }

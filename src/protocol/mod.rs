@@ -5,9 +5,13 @@
 //! known function (`unknown_function`), and its arguments must fit that
 //! function exactly, with no unknown keys (`bad_request`).
 
+mod reply;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
+
+pub use reply::*;
 
 /// Longest request line accepted, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -381,9 +385,25 @@ impl PowerState {
     }
 }
 
+/// A success reply line's fields, in the order they are written.
+#[derive(Serialize)]
+struct OkLine<'a, T: Serialize> {
+    id: &'a Value,
+    ok: bool,
+    result: &'a T,
+}
+
 /// Builds a success reply line (without newline).
-pub fn ok_reply(id: &Value, result: Value) -> String {
-    serde_json::json!({"id": id, "ok": true, "result": result}).to_string()
+pub fn ok_reply<T: Serialize>(id: &Value, result: &T) -> String {
+    serde_json::to_string(&OkLine { id, ok: true, result }).unwrap_or_else(|e| {
+        err_reply(id, &ApiError::new(Code::Internal, format!("the reply could not be encoded: {e}")))
+    })
+}
+
+/// A success reply line around a result that is JSON already: the text
+/// before it (the text after it is `}`).
+pub fn ok_reply_head(id: &Value) -> String {
+    format!(r#"{{"id":{id},"ok":true,"result":"#)
 }
 
 /// Builds an error reply line (without newline).
@@ -442,6 +462,16 @@ mod tests {
             assert_eq!(r.call.name(), v["fn"], "{line}");
             assert_eq!(r.call.allowed_in_jail(), allowed, "{line}");
         }
+    }
+
+    #[test]
+    fn reply_lines_agree() {
+        let id = serde_json::json!({"n": [1, "x"]});
+        let result = serde_json::json!([{"board": "b"}]);
+        let whole: Value = serde_json::from_str(&ok_reply(&id, &result)).unwrap();
+        let pieced: Value = serde_json::from_str(&format!("{}{result}}}", ok_reply_head(&id))).unwrap();
+        assert_eq!(whole, pieced);
+        assert_eq!(whole, serde_json::json!({"id": id, "ok": true, "result": result}));
     }
 
     #[test]

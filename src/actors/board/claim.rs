@@ -1,0 +1,143 @@
+//! Claims coming and going: Attach brings the board's resources into a
+//! claim's service (console log, jail, power), Detach returns them.
+
+use actix::prelude::*;
+
+use super::{BoardActor, Duty, PowerAction};
+use crate::claims::Claim;
+use crate::protocol::{ApiError, Code, JailInfo, PowerState};
+
+/// A claim was granted: bring the board's devices into its service.
+#[derive(Message)]
+#[rtype(result = "Result<Attached, ApiError>")]
+pub struct Attach {
+    pub claim: Claim,
+    /// Power the board on as part of the claim.
+    pub power: bool,
+}
+
+/// What a claim got from its board.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// The power state reached, when the claim asked for power.
+    pub power: Option<PowerState>,
+    /// The jail built for the claim (`jail = "linux"`).
+    pub jail: Option<JailInfo>,
+}
+
+type AttachFut = ResponseActFuture<BoardActor, Result<Attached, ApiError>>;
+
+impl BoardActor {
+    /// The claim `handle` is served from now on (console log, sessions,
+    /// jail work); None: no claim.
+    fn follow_claim(&mut self, handle: Option<String>) {
+        if let Some(c) = &self.console {
+            c.set_claim(handle.clone());
+        }
+        self.jail_cell.set_current(handle.clone());
+        self.claim_tx.send_replace(handle);
+    }
+}
+
+impl Handler<Attach> for BoardActor {
+    type Result = AttachFut;
+
+    /// Builds the claim's jail and powers the board on if asked, unless
+    /// the claim ended meanwhile.
+    fn handle(&mut self, msg: Attach, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.duty.can_attach(self.name()) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let by = msg.claim.user.clone();
+        let handle = msg.claim.handle.clone();
+        self.duty = Duty::Attaching(msg.claim.clone());
+        self.follow_claim(Some(handle.clone()));
+        self.owe_off = false;
+        let power = msg.power;
+        // The jail first: the board netboots from it when powered.
+        let jail = self.build_jail(msg.claim);
+        Box::pin(jail.then(move |res, act: &mut Self, _ctx| -> AttachFut {
+            let jail = match res {
+                Ok(j) => j,
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+            };
+            if !act.serves(&handle) {
+                return Box::pin(actix::fut::ready(Err(ApiError::new(
+                    Code::NotClaimed,
+                    "the claim ended (released or expired) while its board was being prepared",
+                ))));
+            }
+            let done = move |act: &mut Self, power| {
+                if let Duty::Attaching(c) = &act.duty {
+                    if c.handle == handle {
+                        act.duty = Duty::Serving(c.clone());
+                    }
+                }
+                Attached { power, jail }
+            };
+            if !power {
+                return Box::pin(actix::fut::ready(Ok(done(act, None))));
+            }
+            Box::pin(act.switch_power(PowerAction::On, by).map(move |r, act, _| r.map(|p| done(act, Some(p)))))
+        }))
+    }
+}
+
+/// A claim ended (release, expiry, force-release, or a claim undone):
+/// return the board to the lab.
+#[derive(Message)]
+#[rtype(result = "Result<PowerState, ApiError>")]
+pub struct Detach {
+    pub handle: String,
+    pub by: String,
+    /// Power the board off (`EnsureOff`: no SNMP when the port is known
+    /// to be off).
+    pub power_off: bool,
+}
+
+impl Handler<Detach> for BoardActor {
+    type Result = ResponseActFuture<Self, Result<PowerState, ApiError>>;
+
+    /// Forgets the claim, removes its jail, then powers the board off; the
+    /// answer is the power state reached (an error leaves the board
+    /// faulted, the claim gone). A Detach for a claim the board no longer
+    /// serves while it serves another (an undo that arrives late) leaves
+    /// the new claim's jail and power alone.
+    fn handle(&mut self, msg: Detach, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.duty.claim().is_some() && !self.serves(&msg.handle) {
+            return Box::pin(actix::fut::ready(Ok(self.power)));
+        }
+        if self.duty != Duty::Stopped {
+            self.duty = Duty::Detaching(msg.handle.clone());
+        }
+        self.follow_claim(None);
+        if let Some(c) = &self.console {
+            // The claim's console output goes with it: the next claimant
+            // starts with an empty log.
+            c.remove_logs(&msg.handle);
+        }
+        let (power_off, by, handle) = (msg.power_off, msg.by, msg.handle);
+        let teardown = self.teardown_jail(&handle, true);
+        Box::pin(teardown.then(
+            move |_, act: &mut Self, ctx| -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
+                act.prepare_next(ctx);
+                let finish = move |act: &mut Self| {
+                    if act.duty == Duty::Detaching(handle) {
+                        act.duty = Duty::Free;
+                    }
+                };
+                if !power_off {
+                    finish(act);
+                    return Box::pin(actix::fut::ready(Ok(act.power)));
+                }
+                Box::pin(act.switch_power(PowerAction::EnsureOff, by).map(move |r, act: &mut Self, _| {
+                    if r.is_err() && act.duty.claim().is_none() {
+                        act.owe_off = true;
+                    }
+                    finish(act);
+                    r
+                }))
+            },
+        ))
+    }
+}

@@ -1,0 +1,251 @@
+//! What the lab looks like: the published [`Snapshot`] that `status`,
+//! `classes` and the jail sockets are served from, and the operators'
+//! dump.
+//!
+//! Each board's line of `status` is serialized when the board changes, not
+//! when someone asks; a snapshot is the list of those lines, so answering
+//! `status` costs a copy of text made once, however many ask.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+use tracing::error;
+
+use super::Registry;
+use crate::protocol::{BoardView, ClaimView, ClassView, DaemonView, Dump, DumpBoard, EventView};
+use crate::util::rfc3339_ms;
+
+/// One board's line of `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRow {
+    pub board: String,
+    pub class: String,
+    /// The claimant, if claimed.
+    pub user: Option<String>,
+    /// The claim's handle: never shown to anyone; the front end serves the
+    /// claim's jail socket by it.
+    pub handle: Option<String>,
+    /// Whether a claim could get this board now.
+    pub claimable: bool,
+    /// The board's [`BoardView`] as JSON.
+    pub json: Box<str>,
+}
+
+impl StatusRow {
+    /// The row of a board nothing is known of yet.
+    pub(super) fn placeholder(board: &str, class: &str) -> StatusRow {
+        StatusRow {
+            board: board.into(),
+            class: class.into(),
+            user: None,
+            handle: None,
+            claimable: false,
+            json: "{}".into(),
+        }
+    }
+}
+
+/// The lab as of its last change.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    rows: Vec<Arc<StatusRow>>,
+    /// `status` of every board: made by the first who asks.
+    all: OnceLock<Arc<str>>,
+}
+
+impl Snapshot {
+    pub fn rows(&self) -> &[Arc<StatusRow>] {
+        &self.rows
+    }
+
+    /// The JSON array of every board's view.
+    pub fn all(&self) -> Arc<str> {
+        self.all.get_or_init(|| join(self.rows.iter())).clone()
+    }
+
+    /// The JSON array of the views of `user`'s boards.
+    pub fn of_user(&self, user: &str) -> String {
+        join(self.rows.iter().filter(|r| r.user.as_deref() == Some(user))).to_string()
+    }
+
+    /// Every class with its counts (`available_only`: those with a free
+    /// board).
+    pub fn classes(&self, available_only: bool) -> Vec<ClassView> {
+        let mut by: BTreeMap<&str, ClassView> = BTreeMap::new();
+        for r in &self.rows {
+            let v = by.entry(&r.class).or_insert_with(|| ClassView { class: r.class.clone(), total: 0, available: 0 });
+            v.total += 1;
+            v.available += usize::from(r.claimable);
+        }
+        by.into_values().filter(|c| !available_only || c.available > 0).collect()
+    }
+}
+
+fn join<'a>(rows: impl Iterator<Item = &'a Arc<StatusRow>>) -> Arc<str> {
+    let mut s = String::from("[");
+    for (i, r) in rows.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&r.json);
+    }
+    s.push(']');
+    s.into()
+}
+
+impl Registry {
+    /// A board as users see it.
+    pub(super) fn view(&self, name: &str) -> Option<BoardView> {
+        let e = self.boards.get(name)?;
+        let c = self.book.claim_of(name);
+        Some(BoardView {
+            board: e.cfg.name.clone(),
+            class: e.cfg.class.clone(),
+            state: self.book.state(name),
+            user: c.map(|c| c.user.clone()),
+            power: e.power,
+            claimed_at: c.map(|c| rfc3339_ms(c.claimed_at)),
+            expires_at: c.map(|c| rfc3339_ms(c.expires_at)),
+            fault: self.book.fault(name).map(str::to_string),
+            console: e.console.map(|s| s.as_str().to_string()),
+        })
+    }
+
+    /// A claim as its claimant sees it.
+    pub(super) fn claim_view(&self, handle: &str) -> Option<ClaimView> {
+        let board = self.book.board_of_handle(handle)?;
+        let view = self.view(board)?;
+        let jail = self.boards.get(board).and_then(|e| e.jail.clone());
+        Some(ClaimView { board: view, handle: handle.to_string(), jail })
+    }
+
+    /// Re-serializes `name`'s line of `status` (without publishing it).
+    pub(super) fn refresh_row(&mut self, name: &str) {
+        let Some(view) = self.view(name) else { return };
+        let json = match serde_json::to_string(&view) {
+            Ok(j) => j.into_boxed_str(),
+            Err(e) => {
+                error!(board = %name, "cannot encode the board's status: {e}");
+                return;
+            }
+        };
+        let c = self.book.claim_of(name);
+        let row = StatusRow {
+            board: view.board,
+            class: view.class,
+            user: c.map(|c| c.user.clone()),
+            handle: c.map(|c| c.handle.clone()),
+            claimable: self.book.claimable(name),
+            json,
+        };
+        if let Some(e) = self.boards.get_mut(name) {
+            if *e.row != row {
+                e.row = Arc::new(row);
+            }
+        }
+    }
+
+    /// Publishes the rows as they are now.
+    pub(super) fn publish(&mut self) {
+        let rows: Vec<Arc<StatusRow>> = self.boards.values().map(|e| e.row.clone()).collect();
+        let same = {
+            let old = self.snapshot.borrow();
+            old.rows.len() == rows.len() && old.rows.iter().zip(&rows).all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        if !same {
+            self.snapshot.send_replace(Arc::new(Snapshot { rows, all: OnceLock::new() }));
+        }
+    }
+
+    /// `name` changed: its row again, published. Every change of a board's
+    /// claim, power, health or console goes through here.
+    pub(super) fn changed(&mut self, name: &str) {
+        self.refresh_row(name);
+        self.publish();
+    }
+
+    /// The operators' dump (the events come from the database's thread).
+    pub(super) fn dump(&self) -> ResponseActFuture<Self, Dump> {
+        let boards: Vec<DumpBoard> = self
+            .boards
+            .iter()
+            .filter_map(|(name, e)| {
+                Some(DumpBoard {
+                    view: self.view(name)?,
+                    switch: e.cfg.switch.clone(),
+                    group: e.cfg.group,
+                    port: e.cfg.port,
+                    maintenance: self.book.maintenance(name),
+                    restarts: e.restarts,
+                    console_detail: None,
+                })
+            })
+            .collect();
+        let daemon = DaemonView {
+            config: self.cfg.dir.display().to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            boards: self.boards.len(),
+            claims: self.book.claims().count(),
+            restarts: self.restarts_total,
+        };
+        let waiters = self.book.waiting();
+        let events = self.db.run(|db| db.recent_events(50));
+        let consoles: Vec<(usize, Addr<super::BoardActor>)> = self
+            .boards
+            .values()
+            .enumerate()
+            .filter(|(_, e)| e.cfg.console.is_some())
+            .filter_map(|(i, e)| e.addr.clone().map(|a| (i, a)))
+            .collect();
+        let work = async move {
+            let events = match events.await {
+                Ok(Ok(ev)) => ev,
+                Ok(Err(e)) | Err(e) => {
+                    error!("reading the event log for the dump: {e}");
+                    Vec::new()
+                }
+            };
+            let details = futures::future::join_all(
+                consoles
+                    .into_iter()
+                    .map(|(i, a)| async move { (i, a.send(crate::actors::board::ConsoleDetail).await) }),
+            )
+            .await;
+            (events, details)
+        };
+        Box::pin(actix::fut::wrap_future::<_, Self>(work).map(move |(events, details), _, _| {
+            let mut boards = boards;
+            for (i, d) in details {
+                if let (Some(b), Ok(d)) = (boards.get_mut(i), d) {
+                    b.console_detail = d;
+                }
+            }
+            let events = events
+                .into_iter()
+                .map(|e| EventView {
+                    at: rfc3339_ms(e.at),
+                    kind: e.kind,
+                    board: e.board,
+                    user: e.user,
+                    detail: e.detail,
+                })
+                .collect();
+            Dump { daemon, boards, waiters, events }
+        }))
+    }
+}
+
+/// The dump, for SIGUSR1.
+#[derive(Message)]
+#[rtype(result = "Dump")]
+pub struct GetDump;
+
+impl Handler<GetDump> for Registry {
+    type Result = ResponseActFuture<Self, Dump>;
+
+    /// The same dump operators get over the socket.
+    fn handle(&mut self, _msg: GetDump, _ctx: &mut Context<Self>) -> Self::Result {
+        self.dump()
+    }
+}
