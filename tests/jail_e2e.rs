@@ -82,6 +82,21 @@ fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
     lab.wait_for(Duration::from_secs(10), "the claim to be back", || lab.board(&board)["user"] == ALICE);
     let w: Value = serde_json::from_str(&login.ok("labcli --json whoami")).unwrap();
     assert_eq!(w["user"], ALICE, "the new labd serves the adopted jail's socket");
+    // The adopted claim is whole: its jail (renew from inside answers it),
+    // its lease, and its console (the relay into the jail and labcli
+    // console inside both reach the board, which echoes).
+    let before: Value =
+        ok(&lab.as_user(ALICE, &[json!({"fn": "renew", "handle": handle, "lease": 60})]).remove(0)).clone();
+    let renewed: Value = serde_json::from_str(&login.ok("labcli --json renew")).unwrap();
+    assert_eq!(renewed["jail"], again["jail"], "renew in the adopted jail carries its jail: {renewed}");
+    assert_eq!(renewed["handle"], handle.as_str());
+    assert!(renewed["expires_at"].as_str() > before["expires_at"].as_str(), "the default lease replaced the short one");
+    login.ok("printf 'relay-after-restart\\r' > /dev/console-board");
+    lab.wait_for(Duration::from_secs(10), "the adopted jail's console to reach the board", || {
+        log_of(&lab, &handle).contains("relay-after-restart")
+    });
+    let out = login.ok("(printf 'inside-console-7\\r'; sleep 2) | timeout 10 labcli console");
+    assert!(out.contains("inside-console-7"), "labcli console in the adopted jail: {out:?}");
 
     // SIGTERM: the jail stops with labd (nothing left running) and comes
     // back, data and host key kept, when labd starts again.
@@ -91,6 +106,8 @@ fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
     lab.wait_for(Duration::from_secs(20), "the jail to be rebuilt", || {
         login.run("test -e /root/marker").status.success()
     });
+    let r = lab.as_user(ALICE, &[json!({"fn": "renew", "handle": handle})]).remove(0);
+    assert_eq!(ok(&r)["jail"], again["jail"], "the rebuilt jail is the claim's, host key kept");
 
     // Release: nothing is left behind.
     let r = lab.as_user(ALICE, &[json!({"fn": "release", "handle": handle})]).remove(0);

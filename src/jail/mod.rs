@@ -23,6 +23,7 @@
 //! 65536 ids mapped; host root is not mapped, so it owns nothing of the host.
 
 pub mod cgroup;
+pub mod console;
 pub mod disk;
 pub mod fs;
 pub mod idmap;

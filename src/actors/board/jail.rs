@@ -372,6 +372,7 @@ impl BoardActor {
                 info!(board = %self.name(), "adopted the running jail of the claim");
                 self.event("jail_adopted", Some(&claim.user), None);
                 self.jail_up(&claim.handle, state.info.clone());
+                self.replug_console(&state, ctx);
                 if let Ok(mut s) = self.jail_cell.slot.try_lock() {
                     *s = Some(state);
                 }
@@ -386,6 +387,32 @@ impl BoardActor {
         info!(board = %self.name(), "rebuilding the jail of the claim");
         let f = self.build_jail(claim);
         ctx.spawn(f.map(|_, _, _| ()));
+    }
+
+    /// An adopted jail's console: its relay died with the last labd, so a
+    /// new one is made and its pty mounted in the jail.
+    fn replug_console(&mut self, jail: &Jail, ctx: &mut Context<Self>) {
+        let (Some(jc), Some(console)) = (self.jail_ctx.clone(), self.console()) else { return };
+        let relay = match Relay::start(console) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(board = %self.name(), "no console device for the adopted jail: {e}");
+                return;
+            }
+        };
+        let (jail, pty, board) = (jail.clone(), relay.slave.clone(), self.name().to_string());
+        let exe = jc.settings.init_exe.clone();
+        let work =
+            tokio::task::spawn_blocking(move || crate::jail::console::replug(&exe, &jail, &pty).map(|()| jail.handle));
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |r, act: &mut Self, _| match r {
+            Ok(Ok(handle)) if act.serves(&handle) => {
+                info!(board = %board, "the adopted jail's console is plugged in again");
+                act.relay = Some(relay);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(board = %board, "{e}"),
+            Err(e) => warn!(board = %board, "plugging the console into the adopted jail failed: {e}"),
+        }));
     }
 
     /// An unclaimed board at start: whatever a jail of it left behind (a
