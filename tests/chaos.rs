@@ -1,6 +1,9 @@
-//! Chaos: clients claim, power, renew, reinit and release in a loop while
-//! labd is killed with SIGKILL and restarted, the switch's snmpd goes
-//! silent, serial adapters are unplugged and board actors panic. Clients
+//! Chaos: clients claim (some waiting in the queue), power, renew, reinit
+//! and release in a loop, and an operator force-releases their boards and
+//! puts free ones into maintenance, while labd is killed with SIGKILL and
+//! restarted, the switch's snmpd goes silent, serial adapters are
+//! unplugged and board actors panic. No board in maintenance is granted,
+//! no held board goes into maintenance. Clients
 //! keep a ledger of what they believe they hold; during the run and after
 //! it (faults cleared) the ledger, `status`, the switch, the event log and
 //! the SQLite claims table must all agree.
@@ -140,6 +143,8 @@ struct Ledger {
     known: HashSet<(String, String)>,
     /// Claims whose answer was lost: (user, sent ms, lost ms).
     uncertain: Vec<(String, i64, i64)>,
+    /// Boards the operator has in maintenance, since (ms) labd said so.
+    maintenance: HashMap<String, i64>,
     violations: Vec<String>,
     stats: Stats,
 }
@@ -151,6 +156,13 @@ struct Stats {
     errors: BTreeMap<String, u64>,
     claims: u64,
     releases: u64,
+    /// Claims granted after waiting in the queue, and waits that timed out.
+    waited: u64,
+    wait_timeouts: u64,
+    force_releases: u64,
+    maintenance_windows: u64,
+    /// Maintenance refused because a client held the board.
+    maintenance_refused: u64,
     expired_seen: u64,
     /// A few messages of the `internal` errors, for the report.
     internal: Vec<String>,
@@ -186,6 +198,13 @@ impl Ledger {
             self.violations.push(format!("claim reply for {user} looks wrong: {r}"));
         }
         let now = now_ms();
+        let at = parse_ms(&r["claimed_at"]).unwrap_or(0);
+        if let Some(since) = self.maintenance.get(&board) {
+            // claimed_at is on the wire in whole seconds.
+            if at > since + 1000 {
+                self.violations.push(format!("{board} granted to {user} at {claimed_at}, while in maintenance: {r}"));
+            }
+        }
         for (h, other) in &self.held {
             if other.board == board && *h != handle && !other.releasing && other.expires_min > now + SLACK_MS {
                 self.violations.push(format!(
@@ -255,15 +274,25 @@ fn raw_worker(sock: PathBuf, seed: u64, ledger: Arc<Mutex<Ledger>>, stop: Arc<At
             // must survive every fault.
             let lease = if rng.chance(85) { rng.range(2, 5) } else { rng.range(20, 45) };
             let sent = now_ms();
-            let o = c.call(json!({"fn": "claim", "class": class, "power": rng.chance(50), "lease": lease}));
+            let mut req = json!({"fn": "claim", "class": class, "power": rng.chance(50), "lease": lease});
+            // Some wait in the class's queue for a board to come back.
+            let wait = rng.chance(25);
+            if wait {
+                req["wait"] = json!(rng.range(1, 4));
+            }
+            let o = c.call(req);
             let mut l = ledger.lock().unwrap();
             l.count(&o);
             match &o {
+                Outcome::Reply(v) if v["error"]["code"] == json!("timeout") => l.stats.wait_timeouts += 1,
                 Outcome::Reply(v) if v["error"]["code"] == json!("no_device_available") => {
                     drop(l);
                     std::thread::sleep(Duration::from_millis(rng.range(20, 100)));
                 }
                 Outcome::Reply(v) if v["ok"] == json!(true) => {
+                    if wait && now_ms() - sent > 100 {
+                        l.stats.waited += 1;
+                    }
                     if let Some(h) = l.granted(user, &v["result"]) {
                         handles.push(h);
                     } else {
@@ -373,6 +402,107 @@ fn raw_worker(sock: PathBuf, seed: u64, ledger: Arc<Mutex<Ledger>>, stop: Arc<At
         // the four clients interleave.
         let pause = if c.conn.is_none() { 50 } else { rng.range(0, 20) };
         std::thread::sleep(Duration::from_millis(pause));
+    }
+}
+
+/// The operator (root): force-releases boards the clients hold, puts free
+/// boards into maintenance for a while (and checks that a held one cannot
+/// go), until `stop`; then takes every board it put in maintenance out.
+fn operator_worker(sock: PathBuf, seed: u64, boards: Vec<String>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+    let mut rng = Rng(seed);
+    let mut c = Client::new(&sock);
+    let mut mine: Vec<String> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(rng.range(300, 1200)));
+        match rng.below(3) {
+            0 => {
+                // Force-release a board some client holds: the claim is
+                // the client's no more from the moment it is sent.
+                let victim = {
+                    let mut l = ledger.lock().unwrap();
+                    let hs: Vec<String> = l.held.iter().filter(|(_, c)| !c.releasing).map(|(h, _)| h.clone()).collect();
+                    if hs.is_empty() {
+                        continue;
+                    }
+                    let h = hs[rng.below(hs.len() as u64) as usize].clone();
+                    l.held.remove(&h)
+                };
+                let Some(v) = victim else { continue };
+                let o = c.call(json!({"fn": "force_release", "board": v.board}));
+                let mut l = ledger.lock().unwrap();
+                l.count(&o);
+                if let Outcome::Reply(r) = &o {
+                    if r["ok"] == json!(true) {
+                        l.stats.force_releases += 1;
+                    } else if r["error"]["code"] != json!("not_claimed") && r["error"]["code"] != json!("internal") {
+                        l.violations.push(format!("force_release of {}: {r}", v.board));
+                    }
+                }
+            }
+            1 if mine.len() < 2 => {
+                // Mostly a board no client holds; now and then a held one,
+                // which must be refused.
+                let free: Vec<&String> = {
+                    let l = ledger.lock().unwrap();
+                    boards.iter().filter(|b| !l.held.values().any(|c| c.board == **b)).collect()
+                };
+                let b = match free.is_empty() || rng.chance(20) {
+                    true => boards[rng.below(boards.len() as u64) as usize].clone(),
+                    false => free[rng.below(free.len() as u64) as usize].clone(),
+                };
+                if mine.contains(&b) {
+                    continue;
+                }
+                let held_long = {
+                    let l = ledger.lock().unwrap();
+                    l.held.values().any(|c| c.board == b && !c.releasing && c.expires_min > now_ms() + SLACK_MS)
+                };
+                let o = c.call(json!({"fn": "maintenance", "board": b, "on": true}));
+                let mut l = ledger.lock().unwrap();
+                l.count(&o);
+                let Outcome::Reply(r) = &o else { continue };
+                if r["ok"] == json!(true) {
+                    if held_long {
+                        l.violations.push(format!("{b} went into maintenance while a client held it: {r}"));
+                    }
+                    l.maintenance.insert(b.clone(), now_ms());
+                    l.stats.maintenance_windows += 1;
+                    mine.push(b);
+                } else if r["error"]["code"] == json!("busy") {
+                    l.stats.maintenance_refused += 1;
+                } else if r["error"]["code"] != json!("internal") {
+                    l.violations.push(format!("maintenance on {b}: {r}"));
+                }
+            }
+            _ if !mine.is_empty() => {
+                let b = mine.remove(rng.below(mine.len() as u64) as usize);
+                ledger.lock().unwrap().maintenance.remove(&b);
+                take_out_of_maintenance(&mut c, &b, &ledger);
+            }
+            _ => {}
+        }
+    }
+    for b in mine {
+        ledger.lock().unwrap().maintenance.remove(&b);
+        take_out_of_maintenance(&mut c, &b, &ledger);
+    }
+}
+
+/// `maintenance off`, retried while labd is away (a lab left in
+/// maintenance would not recover).
+fn take_out_of_maintenance(c: &mut Client, board: &str, ledger: &Mutex<Ledger>) {
+    let t0 = Instant::now();
+    loop {
+        let o = c.call(json!({"fn": "maintenance", "board": board, "on": false}));
+        ledger.lock().unwrap().count(&o);
+        match o {
+            Outcome::Reply(r) if r["ok"] == json!(true) => return,
+            _ if t0.elapsed() > Duration::from_secs(60) => {
+                ledger.lock().unwrap().violations.push(format!("{board} could not be taken out of maintenance"));
+                return;
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
 }
 
@@ -628,6 +758,10 @@ fn chaos_run(lab: &mut Lab, nboards: usize, secs: u64, seed: u64) {
         let (sock, l, s, seed) = (lab.sock(), ledger.clone(), stop.clone(), rng.next());
         workers.push(std::thread::spawn(move || cli_worker(sock, seed, l, s)));
     }
+    {
+        let (sock, l, s, seed, b) = (lab.sock(), ledger.clone(), stop.clone(), rng.next(), boards.clone());
+        workers.push(std::thread::spawn(move || operator_worker(sock, seed, b, l, s)));
+    }
 
     // The chaos loop, on this thread (it owns labd).
     let mut faults = Faults::default();
@@ -814,6 +948,10 @@ fn chaos_run(lab: &mut Lab, nboards: usize, secs: u64, seed: u64) {
         s.expired_seen,
         l.uncertain.len()
     );
+    println!(
+        "chaos: claims granted after a wait {}, waits timed out {}, force-releases {}, maintenance windows {} (refused on held boards {})",
+        s.waited, s.wait_timeouts, s.force_releases, s.maintenance_windows, s.maintenance_refused
+    );
     println!("chaos: errors by code {:?}", s.errors);
     for m in &s.internal {
         println!("chaos: internal: {m}");
@@ -827,6 +965,15 @@ fn chaos_run(lab: &mut Lab, nboards: usize, secs: u64, seed: u64) {
     for v in &violations {
         println!("  VIOLATION {v}");
     }
+    assert!(
+        s.force_releases > 0 && s.maintenance_windows + s.maintenance_refused > 0 && s.waited + s.wait_timeouts > 0,
+        "the run did not exercise force-release ({}), maintenance ({} + {}) and waits ({} + {})",
+        s.force_releases,
+        s.maintenance_windows,
+        s.maintenance_refused,
+        s.waited,
+        s.wait_timeouts
+    );
     assert!(
         s.claims > 10 && s.ok > 100,
         "the clients hardly got anything done: {} claims, {} successes",
