@@ -1,11 +1,13 @@
 //! End-to-end test of the per-claim Linux jail against the real things: a
 //! labsim lab (board processes doing real DHCP/TFTP on veth links), user,
 //! mount, PID, net, UTS and IPC namespaces, dnsmasq, OpenSSH server and
-//! client, nftables. Needs root; skipped otherwise.
+//! client, nftables. Needs root, and fails saying so otherwise.
 //!
 //! One test function runs the scenario in order (the steps depend on each
 //! other) and a guard removes everything on the way out, also on failure.
 
+#[path = "common/need_root.rs"]
+mod need_root;
 #[path = "common/serial.rs"]
 mod serial;
 use serial::Serial;
@@ -139,10 +141,7 @@ impl Ssh {
 
 #[test]
 fn jail_end_to_end() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: jail end-to-end tests need root");
-        return;
-    }
+    need_root::require_root();
     let r = random_u8() % 100;
     let dir = tempfile::Builder::new().prefix("bljail-").tempdir().unwrap();
     let mut world =

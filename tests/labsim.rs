@@ -1,7 +1,9 @@
 //! End-to-end tests of `labsim` against the real things: net-snmp's snmpd
 //! and CLI tools, ptys, network namespaces and dnsmasq. They need root; run
-//! as another user they are skipped with a message.
+//! as another user they fail saying so.
 
+#[path = "common/need_root.rs"]
+mod need_root;
 #[path = "common/serial.rs"]
 mod serial;
 use serial::Serial;
@@ -22,14 +24,6 @@ fn labsim_exe() -> std::path::PathBuf {
 }
 const ADMIN_ENABLE: &str = ".1.3.6.1.2.1.105.1.1.1.3.1";
 
-fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipped: labsim end-to-end tests need root");
-        false
-    }
-}
 
 fn labsim(args: &[&str]) -> Output {
     Command::new(labsim_exe()).args(args).output().expect("run labsim")
@@ -140,9 +134,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn lab_power_serial_switch_outage_and_down() {
-    if !root() {
-        return;
-    }
+    need_root::require_root();
     let lab = Lab::up(&["--boards", "2", "--classes", "rockpro64,pine64"]);
     let dir = lab.dir.clone();
     let cfg = boardlab::config::Config::load(&dir).unwrap_or_else(|e| panic!("{e}"));
@@ -261,9 +253,7 @@ impl Drop for Dnsmasq {
 
 #[test]
 fn board_gets_lease_and_boot_file_from_dnsmasq() {
-    if !root() {
-        return;
-    }
+    need_root::require_root();
     let lab = Lab::up(&["--boards", "1"]);
     let host_if = lab.board(0)["host_if"].as_str().expect("host_if").to_string();
     let netns = lab.board(0)["netns"].as_str().expect("netns").to_string();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod jails;
+pub mod need_root;
 pub mod ssh;
 
 use std::io::{BufRead, BufReader, Write};
@@ -71,6 +72,7 @@ impl Lab {
 
     /// `labsim up` with extra flags (e.g. `--no-net`), without starting labd.
     pub fn create(n: usize, classes: &str, flags: &[&str], edit: impl FnOnce(String) -> String) -> Lab {
+        need_root::require_root();
         ensure_users();
         let dir = tempfile::Builder::new().prefix("bltest-").tempdir().unwrap();
         // labsim refuses a directory that already holds a lab; an empty
