@@ -431,3 +431,27 @@ fn start_reads_every_port_from_the_switch() {
     assert_eq!(on, vec!["rockpro64-1", "rockpro64-41", "rockpro64-42", "rockpro64-90"]);
     assert!(boards.iter().all(|b| b["power"] == "on" || b["power"] == "off"), "every port was read");
 }
+
+/// With jails off each board's link still has its owner, the board's
+/// actor: parked (down, IPv6 off, no router advertisements taken) from
+/// labd's start, through a claim (nothing is served on it without a
+/// jail) and after the release.
+#[test]
+fn board_links_are_parked_with_jails_off() {
+    use common::jails::{assert_link_parked, board_link};
+    let lab = Lab::up(2, "rockpro64", |t| t);
+    let links: Vec<String> = ["rockpro64-1", "rockpro64-2"].iter().map(|b| board_link(&lab, b).0).collect();
+    lab.wait_for(Duration::from_secs(10), "the links to be parked", || {
+        links.iter().all(|l| std::panic::catch_unwind(|| assert_link_parked(l)).is_ok())
+    });
+    let r = claim(&lab, ALICE, "rockpro64", json!({"power": true}));
+    let handle = ok(&r)["handle"].clone();
+    assert_eq!(ok(&r)["jail"], Value::Null, "no jail with jails off");
+    for l in &links {
+        assert_link_parked(l);
+    }
+    ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": handle})]).remove(0));
+    for l in &links {
+        assert_link_parked(l);
+    }
+}
