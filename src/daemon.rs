@@ -67,7 +67,7 @@ async fn initial_power(cfg: &Config) -> HashMap<String, PowerState> {
     }
     cfg.boards
         .iter()
-        .filter_map(|b| by_port.get(&(b.switch.clone(), b.group, b.port)).map(|s| (b.name.clone(), *s)))
+        .filter_map(|b| by_port.get(&(b.switch.clone(), b.group, b.port)).map(|s| (b.name.clone(), (*s).into())))
         .collect()
 }
 

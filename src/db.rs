@@ -334,31 +334,6 @@ impl Db {
         insert_event(&conn, kind, board, user, detail)?;
         Ok(())
     }
-
-    /// Boards whose last claim ended without a recorded power change after
-    /// it: labd stopped (or the switch was silent) between the end of the
-    /// claim and its power-off. Such a board still owes that power-off.
-    /// One pass over the log, at start.
-    pub fn owed_power_offs(&self) -> Result<std::collections::HashSet<String>, DbError> {
-        let conn = self.lock();
-        let mut st = conn.prepare(
-            "SELECT board, kind FROM events WHERE id IN (
-                 SELECT max(id) FROM events
-                 WHERE board IS NOT NULL
-                   AND kind IN ('claim', 'release', 'expire', 'force_release', 'power_on', 'power_off', 'power_cycle')
-                 GROUP BY board)",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut owed = std::collections::HashSet::new();
-        for row in rows {
-            let (board, kind) = row?;
-            if matches!(kind.as_str(), "release" | "expire" | "force_release") {
-                owed.insert(board);
-            }
-        }
-        Ok(owed)
-    }
-
     /// The last `n` events, oldest first.
     pub fn recent_events(&self, n: u32) -> Result<Vec<Event>, DbError> {
         let conn = self.lock();
@@ -499,22 +474,6 @@ mod tests {
         assert!(!db.delete_claim("h1", "release", "alice", None).unwrap());
         let kinds: Vec<String> = db.recent_events(10).unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec!["claim", "renew", "release"]);
-    }
-
-    #[test]
-    fn a_claim_end_without_a_power_change_after_it_owes_a_power_off() {
-        let d = tempfile::tempdir().unwrap();
-        let db = Db::open(&d.path().join("s.db")).unwrap();
-        db.sync_boards(&[("b1".into(), "c".into()), ("b2".into(), "c".into()), ("b3".into(), "c".into())]).unwrap();
-        for b in ["b1", "b2", "b3"] {
-            db.insert_claim(&claim(&format!("h-{b}"), b, "alice")).unwrap();
-        }
-        db.delete_claim("h-b1", "release", "alice", None).unwrap();
-        db.event("power_off", Some("b1"), Some("alice"), Some("off")).unwrap();
-        db.delete_claim("h-b2", "expire", "labd", None).unwrap();
-        db.event("fault", Some("b2"), None, Some("switch silent")).unwrap();
-        let owed: Vec<String> = db.owed_power_offs().unwrap().into_iter().collect();
-        assert_eq!(owed, vec!["b2"], "b1 was powered off, b3 is still claimed");
     }
 
     #[test]

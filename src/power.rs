@@ -16,13 +16,28 @@ use std::time::Duration;
 use snmp2::{AsyncSession, Oid, Value};
 
 use crate::config::{SnmpVersion, Switch};
-use crate::protocol::PowerState;
 
 /// `pethPsePortAdminEnable` column.
 pub const ADMIN_ENABLE: [u64; 11] = [1, 3, 6, 1, 2, 1, 105, 1, 1, 1, 3];
 
 const ON: i64 = 1;
 const OFF: i64 = 2;
+
+/// A port's power as the switch reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    On,
+    Off,
+}
+
+impl PortState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortState::On => "on",
+            PortState::Off => "off",
+        }
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PowerError {
@@ -271,10 +286,10 @@ impl SwitchClient {
         v
     }
 
-    fn decode(&self, oid: &[u64], v: Option<i64>) -> Result<PowerState, PowerError> {
+    fn decode(&self, oid: &[u64], v: Option<i64>) -> Result<PortState, PowerError> {
         match v {
-            Some(ON) => Ok(PowerState::On),
-            Some(OFF) => Ok(PowerState::Off),
+            Some(ON) => Ok(PortState::On),
+            Some(OFF) => Ok(PortState::Off),
             other => Err(PowerError::BadValue {
                 switch: self.sw.name.clone(),
                 oid: oid_string(oid),
@@ -284,13 +299,13 @@ impl SwitchClient {
     }
 
     /// Reads a port's admin state.
-    pub async fn get(&mut self, group: u32, port: u32) -> Result<PowerState, PowerError> {
+    pub async fn get(&mut self, group: u32, port: u32) -> Result<PortState, PowerError> {
         let r = self.read(group, port).await;
         self.session = None;
         r
     }
 
-    async fn read(&mut self, group: u32, port: u32) -> Result<PowerState, PowerError> {
+    async fn read(&mut self, group: u32, port: u32) -> Result<PortState, PowerError> {
         let oid = Self::port_oid(group, port);
         let v = self.request(Op::Get, &oid).await?.remove(0).1;
         self.decode(&oid, v)
@@ -315,7 +330,7 @@ impl SwitchClient {
             });
         }
         let state = self.read(group, port).await?;
-        let expect = if on { PowerState::On } else { PowerState::Off };
+        let expect = if on { PortState::On } else { PortState::Off };
         if state != expect {
             self.session = None;
             return Err(PowerError::NotApplied {
@@ -331,13 +346,13 @@ impl SwitchClient {
     /// Walks the whole admin-enable column: every (group, port) the switch
     /// knows with its state. Used once at start so that labd reads every
     /// port's real state without one request per board.
-    pub async fn walk(&mut self) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
+    pub async fn walk(&mut self) -> Result<HashMap<(u32, u32), PortState>, PowerError> {
         let r = self.walk_column().await;
         self.session = None;
         r
     }
 
-    async fn walk_column(&mut self) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
+    async fn walk_column(&mut self) -> Result<HashMap<(u32, u32), PortState>, PowerError> {
         let mut out = HashMap::new();
         let mut cur = ADMIN_ENABLE.to_vec();
         // A switch has at most a few thousand ports; the bound stops a
@@ -374,7 +389,7 @@ impl SwitchClient {
 pub async fn walk_with_deadline(
     sw: Arc<Switch>,
     deadline: Duration,
-) -> Result<HashMap<(u32, u32), PowerState>, PowerError> {
+) -> Result<HashMap<(u32, u32), PortState>, PowerError> {
     let mut c = SwitchClient::new(sw.clone());
     match tokio::time::timeout(deadline, c.walk()).await {
         Ok(r) => r,

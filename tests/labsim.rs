@@ -24,7 +24,6 @@ fn labsim_exe() -> std::path::PathBuf {
 }
 const ADMIN_ENABLE: &str = ".1.3.6.1.2.1.105.1.1.1.3.1";
 
-
 fn labsim(args: &[&str]) -> Output {
     Command::new(labsim_exe()).args(args).output().expect("run labsim")
 }

@@ -51,6 +51,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // One malloc arena for every thread: labd's threads (the actors' loop,
+    // the database's, blocking jail work) allocate little, and an arena
+    // each would keep memory for nothing.
+    // SAFETY: mallopt only sets an allocator parameter; it is called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LABD_LOG")

@@ -74,7 +74,7 @@ fn plug(args: &[String]) -> Result<(), String> {
     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("entering the jail: {e}"))?;
     let target = Path::new("/dev").join(CONSOLE_NAME);
     // The dead pty's bind goes; the new one takes its place.
-    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW);
     let target = CString::new(target.as_os_str().as_bytes()).map_err(|_| "bad target".to_string())?;
     let empty = CString::default();
     // SAFETY: move_mount takes the detached tree's descriptor, an empty

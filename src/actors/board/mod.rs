@@ -118,7 +118,8 @@ pub struct BoardParts {
     pub registry: Addr<Registry>,
     /// The port state read by the start-up walk, if it was.
     pub initial_power: Option<PowerState>,
-    /// The last claim's power-off never happened (see `Db::owed_power_offs`).
+    /// The board must be switched off once its port answers (it is
+    /// unclaimed at start: nothing may have left it on).
     pub owe_off: bool,
     /// The board's serial console, if it has one.
     pub console: Option<ConsoleSettings>,

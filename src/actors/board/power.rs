@@ -7,8 +7,18 @@ use tracing::{info, warn};
 
 use super::{BoardActor, FIRST_BACKOFF};
 use crate::actors::catch;
-use crate::power::PowerError;
+use crate::power::{PortState, PowerError};
 use crate::protocol::{ApiError, Code, PowerState};
+
+/// What the switch says, as users see it.
+impl From<PortState> for PowerState {
+    fn from(p: PortState) -> PowerState {
+        match p {
+            PortState::On => PowerState::On,
+            PortState::Off => PowerState::Off,
+        }
+    }
+}
 
 impl BoardActor {
     pub(super) fn healthy(&mut self, power: PowerState) {
@@ -57,7 +67,7 @@ impl BoardActor {
             }
             match res {
                 Ok(Ok(state)) => {
-                    act.healthy(state);
+                    act.healthy(state.into());
                     act.pay_owed_off(ctx);
                 }
                 Ok(Err(e)) => act.faulted(ctx, &e),
@@ -66,8 +76,8 @@ impl BoardActor {
         }));
     }
 
-    /// Finishes the power-off of a claim that ended while the switch was
-    /// silent.
+    /// Switches off an unclaimed board found on at start (or whose
+    /// release's power-off the switch did not take), once the port answers.
     pub(super) fn pay_owed_off(&mut self, ctx: &mut Context<Self>) {
         if !self.owe_off || self.duty.claim().is_some() || self.fault.is_some() {
             return;
@@ -76,7 +86,7 @@ impl BoardActor {
             self.owe_off = false;
             return;
         }
-        info!(board = %self.name(), "switch answers again: powering off the board its last release could not");
+        info!(board = %self.name(), "unclaimed board is on: powering it off");
         let f = self.switch_power(PowerAction::Off, "labd".into());
         ctx.spawn(f.map(|r, act, _| {
             if r.is_ok() {

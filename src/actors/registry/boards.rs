@@ -57,7 +57,11 @@ impl Registry {
         let claim = self.book.claim_of(name).cloned();
         let jail_record = self.boot.jails.remove(name);
         let initial_power = self.boot.initial_power.remove(name);
-        let owe_off = self.boot.owed_off.remove(name);
+        // An unclaimed board is off: whatever a labd killed mid-way left
+        // on (a release whose power-off never happened, a claim undone
+        // after its power-on) is switched off once the port is read. A
+        // board in maintenance is left as it is: an operator may be at it.
+        let owe_off = claim.is_none() && !self.book.maintenance(name);
         let jail_ctx = match (self.cfg.daemon.jail, self.jails.indexes.get(name)) {
             (JailMode::Linux, Some(&index)) => Some(Arc::new(JailCtx {
                 settings: self.jails.settings.clone(),
@@ -143,7 +147,7 @@ impl Handler<BoardStatus> for Registry {
         e.power = msg.power;
         e.console = msg.console;
         let became = self.book.health(&msg.board, true, msg.fault);
-        self.changed(&msg.board);
+        self.reported(&msg.board, ctx);
         if let Some(class) = became {
             self.serve(&class, ctx);
         }

@@ -64,8 +64,6 @@ struct Waiting {
 #[derive(Default)]
 struct Boot {
     initial_power: HashMap<String, PowerState>,
-    /// Boards whose last release's power-off never happened.
-    owed_off: HashSet<String>,
     /// Board name → the record of its claim's running jail (handle, JSON).
     jails: HashMap<String, (String, String)>,
 }
@@ -82,6 +80,10 @@ pub struct Registry {
     boards: BTreeMap<String, Entry>,
     waiters: HashMap<u64, Waiting>,
     snapshot: watch::Sender<Arc<Snapshot>>,
+    /// A publication of the snapshot is scheduled (see `reported`).
+    publish_pending: bool,
+    /// Boards whose actor has not reported yet since labd started.
+    unreported: HashSet<String>,
     jails: boards::JailShared,
     boot: Boot,
     started: Instant,
@@ -126,7 +128,7 @@ impl Registry {
                 jail_records.insert(b.name.clone(), r);
             }
         }
-        let boot = Boot { initial_power, owed_off: db.owed_power_offs()?, jails: jail_records };
+        let boot = Boot { initial_power, jails: jail_records };
         let mut boards = BTreeMap::new();
         for b in &cfg.boards {
             // Config::load guarantees the switch exists.
@@ -148,6 +150,7 @@ impl Registry {
             );
         }
         let (snapshot, _) = watch::channel(Arc::new(Snapshot::default()));
+        let unreported = names_of(&cfg);
         let mut r = Registry {
             cfg,
             book,
@@ -157,6 +160,8 @@ impl Registry {
             boards,
             waiters: HashMap::new(),
             snapshot,
+            publish_pending: false,
+            unreported,
             jails,
             boot,
             started: Instant::now(),
@@ -203,6 +208,10 @@ impl Actor for Registry {
         }
         info!(boards = names.len(), claims = claims.len(), "registry started");
     }
+}
+
+fn names_of(cfg: &Config) -> HashSet<String> {
+    cfg.boards.iter().map(|b| b.name.clone()).collect()
 }
 
 /// The protocol error for a ledger write that failed.

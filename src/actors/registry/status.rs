@@ -158,11 +158,38 @@ impl Registry {
         }
     }
 
-    /// `name` changed: its row again, published. Every change of a board's
-    /// claim, power, health or console goes through here.
+    /// `name` changed: its row again, published. Every change of a claim
+    /// goes through here, so that whoever is answered next sees it.
     pub(super) fn changed(&mut self, name: &str) {
         self.refresh_row(name);
         self.publish();
+    }
+
+    /// `name` changed by a board's report (power, health, console). Once
+    /// every board has reported, at once like any change: a request's
+    /// answer may depend on it (a power request that faulted the board,
+    /// whose report the board sends before it answers). Until then (the
+    /// burst of first reports at start, which no request waits for) the
+    /// publication waits for the end of the loop's turn, so that 1,000
+    /// boards starting are a few publications, not 1,000.
+    pub(super) fn reported(&mut self, name: &str, ctx: &mut Context<Self>) {
+        if self.unreported.remove(name) || !self.unreported.is_empty() {
+            self.refresh_row(name);
+        } else {
+            self.changed(name);
+            return;
+        }
+        if self.unreported.is_empty() {
+            self.publish();
+            return;
+        }
+        if !self.publish_pending {
+            self.publish_pending = true;
+            ctx.run_later(std::time::Duration::ZERO, |act, _| {
+                act.publish_pending = false;
+                act.publish();
+            });
+        }
     }
 
     /// The operators' dump (the events come from the database's thread).

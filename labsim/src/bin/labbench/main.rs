@@ -283,7 +283,7 @@ fn main() {
     println!("machine: {}", machine());
     println!();
     let mut rows = Vec::new();
-    // `--load`: only the many-clients section.
+    // `--load`, `--console`, `--jail`, `--socket`: only that section.
     let only = |flag: &str| std::env::args().any(|a| a == flag);
     let result = if only("--load") {
         load_bench(quick, &mut rows)
@@ -291,6 +291,8 @@ fn main() {
         console_bench(quick, &mut rows)
     } else if only("--jail") {
         jail_bench(quick, &mut rows)
+    } else if only("--socket") {
+        socket_bench(n, &mut rows)
     } else {
         run(n, quick, &mut rows)
     };
@@ -304,8 +306,12 @@ fn main() {
 
 fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     console_bench(quick, rows)?;
+    socket_bench(n, rows)?;
+    rest(n, quick, rows)
+}
 
-    // --- A lab of 10 boards: the socket, labcli, SNMP, panics. -----------
+/// A lab of 10 boards over the socket: status, claim + release.
+fn socket_bench(n: usize, rows: &mut Vec<Row>) -> Result<(), String> {
     let sim = Sim::up(10, &["--no-net", "--no-console"])?;
     let (_d, _) = Daemon::start(&sim)?;
     let mut c = Conn::open(&sim.sock()).map_err(|e| e.to_string())?;
@@ -335,7 +341,15 @@ fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
         }
     }
     rows.push(Row::time("socket round trip: claim + release (jail none)", s, Some(0.2)));
+    Ok(())
+}
 
+/// A lab of 10 boards: labcli processes, SNMP through labd, a panicked
+/// board actor, start-up and memory by lab size.
+fn rest(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
+    let sim = Sim::up(10, &["--no-net", "--no-console"])?;
+    let (_d, _) = Daemon::start(&sim)?;
+    let mut c = Conn::open(&sim.sock()).map_err(|e| format!("connecting: {e}"))?;
     let procs = if quick { 30 } else { 200 };
     let mut s = Vec::new();
     for _ in 0..procs {
