@@ -30,9 +30,12 @@ CARGO ?= cargo
 #   socat                 raw socket and pty plumbing in tests and the demo
 #   iputils-ping          ping inside jails (isolation checks in tests/jail.rs)
 #   e2fsprogs mount       mkfs.ext4/e2fsck, mount/losetup: each claim's nfsroot image
+#   etcd-server etcd-client  the shared claims of a lab of several hosts: the
+#                         tests start their own three-member clusters on loopback
+#   protobuf-compiler     protoc, which the etcd-client crate's build runs
 DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
 	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils socat iputils-ping \
-	e2fsprogs mount
+	e2fsprogs mount etcd-server etcd-client protobuf-compiler
 
 # Unprivileged local accounts the tests connect as (SO_PEERCRED identities):
 # two users and the trusted ssh gateway account.

@@ -10,6 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::actors::registry::{GetDump, Registry, StopAll};
+use crate::claims::etcd::EtcdLedger;
 use crate::claims::sqlite::SqliteLedger;
 use crate::config::Config;
 use crate::db::{Db, DbWriter};
@@ -29,6 +30,8 @@ pub enum StartError {
     RegistryDied,
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("joining the lab: {0}")]
+    Join(#[from] crate::cluster::JoinError),
 }
 
 /// Raises the open-file limit to its hard maximum: a large lab holds a
@@ -130,14 +133,37 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         }
     }
     let writer = DbWriter::start(db.clone())?;
-    let ledger = Arc::new(SqliteLedger::new(writer.clone()));
-    let registry = Registry::new(cfg.clone(), db, writer, ledger, power).await?;
+    // Claims are kept in the host's own database, or in the lab's etcd.
+    let member = match &cfg.cluster {
+        None => None,
+        Some(cl) => {
+            let boards: Vec<(String, String)> = cfg.boards.iter().map(|b| (b.name.clone(), b.class.clone())).collect();
+            Some(crate::cluster::Member::join(cl, &boards).await?)
+        }
+    };
+    let ledger: Arc<dyn crate::claims::Ledger> = match (&cfg.cluster, &member) {
+        (Some(cl), Some(m)) => Arc::new(EtcdLedger::new(m.client(), &cl.prefix, &cl.host, cl.timeout, writer.clone())),
+        _ => Arc::new(SqliteLedger::new(writer.clone())),
+    };
+    let registry = match Registry::new(cfg.clone(), db, writer, ledger, power).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(m) = &member {
+                m.leave().await;
+            }
+            return Err(e.into());
+        }
+    };
     let snapshots = registry.snapshots();
     let registry = registry.start();
     let listener = server::bind(&cfg.daemon.socket, cfg.daemon.socket_mode, cfg.daemon.socket_group.as_deref())?;
     server::announce(&cfg.daemon.socket);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone());
+    let lab = match (&member, &cfg.cluster) {
+        (Some(m), Some(cl)) => Some(m.start_view(&cl.prefix, snapshots.clone())),
+        _ => None,
+    };
+    let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone(), lab);
     let jail_sockets = (cfg.daemon.jail == crate::config::JailMode::Linux)
         .then(|| tokio::task::spawn_local(server::jail_sockets::run(front.clone(), snapshots)));
     let serving = tokio::task::spawn_local(server::serve(listener, front, stop_rx));
@@ -183,6 +209,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         if let Err(e) = crate::link::remove_from_table(&links) {
             warn!("removing the board links from the nft table {}: {e}", crate::link::TABLE);
         }
+    }
+    if let Some(m) = &member {
+        m.leave().await;
     }
     if let Err(e) = std::fs::remove_file(&cfg.daemon.socket) {
         warn!("removing {}: {e}", cfg.daemon.socket.display());

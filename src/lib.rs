@@ -9,6 +9,7 @@ pub mod actors;
 pub mod addr;
 pub mod claims;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod daemon;

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 
 use super::pass_persist::{self, PortTable};
 use super::ports::{PortStore, OFF, ON};
-use super::state::{BoardState, LabState};
+use super::state::{BoardState, LabState, SimCluster};
 use super::{net, proc, snmpd, write_atomic, Result, SimError, GROUP};
 use boardlab::ids::valid_name;
 
@@ -31,17 +31,22 @@ pub struct UpOptions {
     pub net: bool,
     /// Create a pty per board.
     pub console: bool,
+    /// One host of a lab on etcd: boards named `HOST-CLASS-K`, and
+    /// labd's `[cluster]` table.
+    pub cluster: Option<SimCluster>,
 }
 
-/// Board names and classes: classes round-robin, counted per class from 1.
-pub fn board_names(n: u32, classes: &[String]) -> Vec<(String, String)> {
+/// Board names and classes: classes round-robin, counted per class from
+/// 1, after `host-` when the lab is one host of several.
+pub fn board_names(n: u32, classes: &[String], host: Option<&str>) -> Vec<(String, String)> {
+    let first = host.map(|h| format!("{h}-")).unwrap_or_default();
     let mut counts = vec![0u32; classes.len()];
     (0..n)
         .filter_map(|i| {
             let c = usize::try_from(i).ok()? % classes.len().max(1);
             let class = classes.get(c)?;
             counts[c] += 1;
-            Some((format!("{class}-{}", counts[c]), class.clone()))
+            Some((format!("{first}{class}-{}", counts[c]), class.clone()))
         })
         .collect()
 }
@@ -92,6 +97,17 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
             )));
         }
     }
+    if let Some(c) = &opts.cluster {
+        if !valid_name(&c.host) || c.host.len() > 12 {
+            return Err(SimError::Refused(format!(
+                "--host {:?} may only use letters, digits, '-', '_' and '.' (at most 12)",
+                c.host
+            )));
+        }
+        if c.etcd.is_empty() {
+            return Err(SimError::Refused("--host needs --etcd URL[,URL...]".into()));
+        }
+    }
     let dir = if opts.dir.is_absolute() {
         opts.dir.clone()
     } else {
@@ -111,7 +127,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
     std::fs::create_dir_all(&dir).map_err(SimError::io("creating", &dir))?;
     let dir = dir.canonicalize().map_err(SimError::io("resolving", &dir))?;
     let lab_id = random_lab_id()?;
-    let boards = board_names(opts.boards, &opts.classes)
+    let boards = board_names(opts.boards, &opts.classes, opts.cluster.as_ref().map(|c| c.host.as_str()))
         .into_iter()
         .zip(1u32..)
         .map(|((name, class), port)| {
@@ -137,6 +153,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
         net: opts.net,
         console: opts.console,
         boards,
+        cluster: opts.cluster.clone(),
     };
     // Recorded before anything else is made, so `down` can undo a partial up.
     state.save()?;
@@ -224,7 +241,15 @@ fn q(s: &str) -> String {
 /// `DIR/lab.toml` for labd.
 pub fn lab_toml(state: &LabState) -> String {
     let d = |p: &str| q(&state.dir.join(p).to_string_lossy());
-    format!(
+    let cluster = match &state.cluster {
+        None => String::new(),
+        Some(c) => format!(
+            "\n[cluster]\nhost = {}\netcd = [{}]\n",
+            q(&c.host),
+            c.etcd.iter().map(|u| q(u)).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let text = format!(
         "# Written by labsim for a simulated lab; removed by `labsim down`.\n\
          [daemon]\n\
          socket = {sock}\n\
@@ -253,7 +278,8 @@ pub fn lab_toml(state: &LabState) -> String {
         logs = d("logs"),
         port = state.snmp_port,
         community = q(snmpd::RW_COMMUNITY),
-    )
+    );
+    text + &cluster
 }
 
 /// `DIR/boards.d/<name>.toml` for labd.
@@ -450,10 +476,12 @@ mod tests {
     #[test]
     fn names_round_robin_per_class() {
         let classes = vec!["rockpro64".to_string(), "pine64".to_string()];
-        let names: Vec<String> = board_names(4, &classes).into_iter().map(|(n, _)| n).collect();
+        let names: Vec<String> = board_names(4, &classes, None).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["rockpro64-1", "pine64-1", "rockpro64-2", "pine64-2"]);
-        let one = board_names(2, &[DEFAULT_CLASS.to_string()]);
+        let one = board_names(2, &[DEFAULT_CLASS.to_string()], None);
         assert_eq!(one[1], ("rockpro64-2".to_string(), "rockpro64".to_string()));
+        let hosted = board_names(2, &classes, Some("lab2"));
+        assert_eq!(hosted[1], ("lab2-pine64-1".to_string(), "pine64".to_string()));
     }
 
     fn sample_state(dir: &Path, net: bool) -> LabState {
@@ -466,7 +494,8 @@ mod tests {
             snmpd_pid: None,
             net,
             console: true,
-            boards: board_names(3, &["rockpro64".into(), "pine64".into()])
+            cluster: None,
+            boards: board_names(3, &["rockpro64".into(), "pine64".into()], None)
                 .into_iter()
                 .zip(1u32..)
                 .map(|((name, class), port)| BoardState {

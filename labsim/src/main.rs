@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use labsim::lab::{self, UpOptions, DEFAULT_CLASS};
+use labsim::state::SimCluster;
 
 const USAGE: &str = "usage:
   labsim up --dir DIR --boards N [--classes a,b] [--no-net] [--no-console]
+            [--host NAME --etcd URL[,URL...]]   (one host of a lab on etcd)
   labsim down --dir DIR
   labsim power --dir DIR BOARD
   labsim switch --dir DIR stop|start
@@ -33,6 +35,8 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
     let mut dir: Option<PathBuf> = None;
     let mut boards: Option<u32> = None;
     let mut classes: Option<Vec<String>> = None;
+    let mut host: Option<String> = None;
+    let mut etcd: Vec<String> = Vec::new();
     let mut name: Option<String> = None;
     let mut net = true;
     let mut console = true;
@@ -51,6 +55,10 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
                 classes = Some(v.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect());
             }
             "--no-net" if sub == "up" => net = false,
+            "--host" if sub == "up" => host = Some(value("--host")?),
+            "--etcd" if sub == "up" => {
+                etcd = value("--etcd")?.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
+            }
             "--no-console" if sub == "up" => console = false,
             "--name" if sub == "board" => name = Some(value("--name")?),
             "-h" | "--help" => return Err(String::new()),
@@ -81,6 +89,11 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
                 classes: classes.unwrap_or_else(|| vec![DEFAULT_CLASS.to_string()]),
                 net,
                 console,
+                cluster: match host {
+                    Some(host) => Some(SimCluster { host, etcd }),
+                    None if !etcd.is_empty() => return Err("--etcd needs --host NAME".into()),
+                    None => None,
+                },
             })
         }
         "down" => {

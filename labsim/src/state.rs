@@ -33,6 +33,18 @@ pub struct LabState {
     pub console: bool,
     /// One entry per board, in port order.
     pub boards: Vec<BoardState>,
+    /// `--host` and `--etcd`: this lab is one host of a lab on etcd.
+    #[serde(default)]
+    pub cluster: Option<SimCluster>,
+}
+
+/// One host of a lab whose claims are kept in etcd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimCluster {
+    /// labd's `cluster.host`, and the first part of every board's name.
+    pub host: String,
+    /// etcd's client URLs.
+    pub etcd: Vec<String>,
 }
 
 /// One simulated board.

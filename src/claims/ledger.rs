@@ -21,6 +21,10 @@ pub enum LedgerError {
     Taken(String),
     #[error("the claims ledger: {0}")]
     Storage(String),
+    /// The ledger cannot be reached (a lab's etcd without quorum, or this
+    /// host cut off from it): nothing was written.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A write's outcome, when it is done.
@@ -55,7 +59,10 @@ pub trait Ledger: Send + Sync + 'static {
     fn load(&self) -> LedgerFuture<(Vec<Claim>, HashSet<String>)>;
     /// A new claim, with its event.
     fn claim(&self, c: &Claim) -> LedgerFuture<()>;
-    /// A claim ended, with its event (`by`: who ended it).
+    /// A claim ended, with its event (`by`: who ended it). A release
+    /// (asked for) the ledger cannot keep fails and changes nothing; any
+    /// other end (the registry ended it regardless) is kept as soon as
+    /// the ledger can, before anything else about its board.
     fn end(&self, c: &Claim, how: Ending, by: &str, detail: Option<String>) -> LedgerFuture<()>;
     /// A claim's new lease end, with its event.
     fn renew(&self, c: &Claim, by: &str) -> LedgerFuture<()>;

@@ -9,6 +9,7 @@
 //! does what the answer says (persist through a [`Ledger`], attach or
 //! detach the board, reply).
 
+pub mod etcd;
 pub mod ledger;
 pub mod sqlite;
 #[cfg(test)]

@@ -94,7 +94,11 @@ fn render_status(result: &Value) -> Option<String> {
     }
     let with_note = list.iter().any(|b| !matches!(b.get("fault"), None | Some(Value::Null)));
     let with_console = list.iter().any(|b| !matches!(b.get("console"), None | Some(Value::Null)));
+    let with_host = list.iter().any(|b| b.get("host").is_some_and(Value::is_string));
     let mut header = vec!["BOARD", "CLASS", "STATE", "USER", "POWER", "EXPIRES"];
+    if with_host {
+        header.insert(1, "HOST");
+    }
     if with_console {
         header.push("CONSOLE");
     }
@@ -104,14 +108,23 @@ fn render_status(result: &Value) -> Option<String> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|b| {
+            // A row another host published, as last seen without etcd.
+            let state = if b.get("stale") == Some(&Value::Bool(true)) {
+                format!("{}?", field(b, "state"))
+            } else {
+                field(b, "state")
+            };
             let mut row = vec![
                 field(b, "board"),
                 field(b, "class"),
-                field(b, "state"),
+                state,
                 field(b, "user"),
                 field(b, "power"),
                 field(b, "expires_at"),
             ];
+            if with_host {
+                row.insert(1, field(b, "host"));
+            }
             if with_console {
                 row.push(field(b, "console"));
             }
@@ -274,6 +287,19 @@ mod tests {
         assert_eq!(lines[2], "rockpro64-2  rockpro64  claimed    alice  on     2024-05-01T12:00:00Z");
         assert_eq!(lines[3], "odd          -          -          -      -      -");
         assert_eq!(render("status", &json!([])), "no boards\n");
+    }
+
+    #[test]
+    fn status_shows_hosts_and_stale_rows() {
+        let mut a = board("lab1-b1", "available", Value::Null);
+        a["host"] = json!("lab1");
+        let mut b = board("lab2-b1", "claimed", json!("bob"));
+        b["host"] = json!("lab2");
+        b["stale"] = json!(true);
+        let out = render("status", &json!([a, b]));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "BOARD    HOST  CLASS      STATE      USER  POWER  EXPIRES");
+        assert_eq!(lines[2], "lab2-b1  lab2  rockpro64  claimed?   bob   off    -");
     }
 
     #[test]

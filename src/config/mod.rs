@@ -17,6 +17,7 @@ use toml::Spanned;
 use crate::util::parse_duration;
 
 mod board;
+mod cluster;
 mod daemon;
 pub mod jail;
 mod policy;
@@ -25,6 +26,7 @@ mod switch;
 mod tests;
 
 pub use board::{Board, Console, ConsoleSource, Network};
+pub use cluster::Cluster;
 pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use jail::{JailConfig, JailSettings, Uplink};
 pub use policy::{ConsoleLogs, Lease, PowerPolicy};
@@ -86,6 +88,7 @@ struct RawLab {
     switches: BTreeMap<String, Spanned<switch::RawSwitch>>,
     #[serde(default)]
     jail: jail::RawJail,
+    cluster: Option<Spanned<cluster::RawCluster>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -105,6 +108,8 @@ pub struct Config {
     pub jail: JailConfig,
     /// Boards in a stable order (by name).
     pub boards: Vec<Board>,
+    /// `[cluster]`: claims kept in etcd, shared with other hosts.
+    pub cluster: Option<Cluster>,
 }
 
 /// Default location of the configuration.
@@ -221,6 +226,7 @@ impl Config {
         let console = policy::validate_console(&mut ctx, &raw_lab.console);
         let switches = switch::validate(&mut ctx, std::mem::take(&mut raw_lab.switches));
         let jail = jail::validate(&mut ctx, std::mem::take(&mut raw_lab.jail), dir);
+        let cluster = cluster::validate(&mut ctx, raw_lab.cluster.take());
 
         let mut boards: Vec<Board> = Vec::new();
         let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
@@ -266,7 +272,7 @@ impl Config {
         }
         if errors.is_empty() {
             boards.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, console, switches, jail, boards })
+            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, console, switches, jail, boards, cluster })
         } else {
             Err(ConfigErrors(errors))
         }

@@ -253,3 +253,40 @@ fn bad_durations_and_syntax() {
     let e = errs("[daemon\n", &[]);
     assert!(e[0].starts_with("lab.toml:1:"), "{e:?}");
 }
+
+#[test]
+fn cluster_table_is_optional_and_checked() {
+    let d = dir_with(LAB, &[("a.toml", BOARD)]);
+    assert_eq!(Config::load(d.path()).unwrap().cluster, None, "without [cluster] labd is alone");
+    let good = "[cluster]\nhost = \"lab2\"\netcd = [\"http://10.0.0.1:2379\", \"http://[fd00::1]:2379\", \"http://etcd3.lab:2379\"]\n";
+    let d = dir_with(&format!("{LAB}\n{good}"), &[("a.toml", BOARD)]);
+    let c = Config::load(d.path()).unwrap().cluster.unwrap();
+    assert_eq!(c.host, "lab2");
+    assert_eq!(c.prefix, "/boardlab");
+    assert_eq!((c.host_ttl, c.timeout), (Duration::from_secs(5), Duration::from_secs(3)));
+    assert_eq!(c.etcd_hostports().collect::<Vec<_>>(), vec!["10.0.0.1:2379", "[fd00::1]:2379", "etcd3.lab:2379"]);
+    let with = |extra: &str| errs(&format!("{LAB}\n[cluster]\n{extra}\n"), &[]);
+    // "[cluster]" is line 18, the first key line 19.
+    assert_eq!(
+        with("etcd = [\"http://10.0.0.1:2379\"]"),
+        vec!["lab.toml:18: cluster.host is required: this labd's name in the lab, e.g. host = \"lab2\"".to_string()]
+    );
+    assert_eq!(
+        with("host = \"a b\"\netcd = [\"https://x:1\", \"http://x\", \"http://x:0\", \"10.0.0.1:2379\"]\nprefix = \"boardlab/\"\nhost_ttl = \"1s\"\ntimeout = \"1m\""),
+        vec![
+            "lab.toml:19: cluster.host \"a b\" is not a name (letters, digits, '-', '_', '.'; at most 64)".to_string(),
+            "lab.toml:20: cluster.etcd \"https://x:1\" is not an etcd client URL such as \"http://10.0.0.1:2379\"".to_string(),
+            "lab.toml:20: cluster.etcd \"http://x\" is not an etcd client URL such as \"http://10.0.0.1:2379\"".to_string(),
+            "lab.toml:20: cluster.etcd \"http://x:0\" is not an etcd client URL such as \"http://10.0.0.1:2379\"".to_string(),
+            "lab.toml:20: cluster.etcd \"10.0.0.1:2379\" is not an etcd client URL such as \"http://10.0.0.1:2379\"".to_string(),
+            "lab.toml:21: cluster.prefix \"boardlab/\" must be a key path such as \"/boardlab\" (names after '/', no trailing '/')".to_string(),
+            "lab.toml:22: cluster.host_ttl must be between 2s and 60s".to_string(),
+            "lab.toml:23: cluster.timeout must be at most 30s".to_string(),
+        ]
+    );
+    assert_eq!(
+        with("host = \"h\"\netcd = []"),
+        vec!["lab.toml:18: cluster.etcd is required: etcd's client URLs, e.g. etcd = [\"http://10.0.0.1:2379\"]"
+            .to_string()]
+    );
+}

@@ -31,6 +31,8 @@ pub enum Code {
     DeviceFault,
     Busy,
     Timeout,
+    /// The lab's shared state (etcd) cannot be reached: try again later.
+    Unavailable,
     Internal,
 }
 
@@ -48,6 +50,7 @@ impl Code {
             Code::DeviceFault => "device_fault",
             Code::Busy => "busy",
             Code::Timeout => "timeout",
+            Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
     }
@@ -343,6 +346,9 @@ pub struct BoardView {
     /// for a board without a console.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<String>,
+    /// The host the board is on, in a lab of several hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::actors::registry::{Exec, Registry, Snapshot};
 use crate::actors::Identity;
+use crate::cluster::view::LabView;
 use crate::config::Config;
 use crate::protocol::{self, ApiError, Call, Code, MAX_LINE};
 
@@ -78,6 +79,8 @@ pub struct Front {
     /// The lab as the registry last published it: `status` and `classes`
     /// are answered from it without asking the registry.
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The other hosts' boards, in a lab of several hosts.
+    lab: Option<watch::Receiver<Arc<LabView>>>,
     /// uid → user name; NSS lookups can be slow, users rarely change.
     names: RefCell<HashMap<u32, String>>,
     /// Open connections, so that no one peer can take every descriptor
@@ -120,8 +123,13 @@ impl Drop for ConnSlot {
 }
 
 impl Front {
-    pub fn new(registry: Addr<Registry>, cfg: Arc<Config>, snapshots: watch::Receiver<Arc<Snapshot>>) -> Rc<Self> {
-        Rc::new(Front { registry, cfg, snapshots, names: RefCell::new(HashMap::new()), conns: RefCell::default() })
+    pub fn new(
+        registry: Addr<Registry>,
+        cfg: Arc<Config>,
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+        lab: Option<watch::Receiver<Arc<LabView>>>,
+    ) -> Rc<Self> {
+        Rc::new(Front { registry, cfg, snapshots, lab, names: RefCell::new(HashMap::new()), conns: RefCell::default() })
     }
 
     /// Takes a connection's place, or says why there is none: labd's own
@@ -381,16 +389,22 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
                     let snap = front.snapshots.borrow().clone();
                     let head = protocol::ok_reply_head(&req.id);
                     w.write_all(head.as_bytes()).await?;
-                    if mine {
-                        w.write_all(snap.of_user(&who.user).as_bytes()).await?;
-                    } else {
-                        w.write_all(snap.all().as_bytes()).await?;
+                    let local = if mine { snap.of_user(&who.user).into() } else { snap.all() };
+                    match front.lab.as_ref().map(|l| l.borrow().clone()) {
+                        None => w.write_all(local.as_bytes()).await?,
+                        Some(lab) => {
+                            let mine = mine.then_some(who.user.as_str());
+                            w.write_all(with_other_hosts(&local, &lab, mine).as_bytes()).await?
+                        }
                     }
                     w.write_all(b"}\n").await?;
                     continue;
                 }
                 Call::Classes { available } => {
-                    let classes = front.snapshots.borrow().classes(available);
+                    let classes = match front.lab.as_ref().map(|l| l.borrow().clone()) {
+                        None => front.snapshots.borrow().classes(available),
+                        Some(lab) => lab.add_classes(front.snapshots.borrow().classes(false), available),
+                    };
                     protocol::ok_reply(&req.id, &classes)
                 }
                 call => answer(&front, who, req.id, call).await,
@@ -399,6 +413,23 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
         out.push('\n');
         w.write_all(out.as_bytes()).await?;
     }
+}
+
+/// `local` (this host's boards, a JSON array) followed by the other
+/// hosts' boards (`mine`: only those of that user).
+fn with_other_hosts(local: &str, lab: &LabView, mine: Option<&str>) -> String {
+    let mut out = String::with_capacity(local.len() + lab.rows.len() * 200);
+    out.push_str(local.strip_suffix(']').unwrap_or("["));
+    let mut first = out.len() == 1;
+    for r in lab.rows.iter().filter(|r| mine.is_none_or(|u| r.user.as_deref() == Some(u))) {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&lab.row_json(r));
+    }
+    out.push(']');
+    out
 }
 
 async fn answer(front: &Front, who: Identity, id: Value, call: Call) -> String {

@@ -3,6 +3,7 @@
 //! speak to labd as real Unix users.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod jails;
 pub mod need_root;
 pub mod ssh;

@@ -234,17 +234,20 @@ fn build_delay() -> Duration {
     Duration::ZERO
 }
 
-/// The jails' settings from the configuration, with every switch's
-/// addresses added to `deny_out`: a jail never talks to a switch.
+/// The jails' settings from the configuration, with the addresses of
+/// every switch and of the lab's etcd members added to `deny_out`: a jail
+/// never talks to a switch or to the lab's shared state.
 fn jail_settings(cfg: &Config) -> JailSettings {
     use std::net::ToSocketAddrs;
     let mut s = cfg.jail.settings.clone();
     if cfg.daemon.jail != JailMode::Linux {
         return s;
     }
-    for sw in cfg.switches.values() {
-        // The configuration always carries the port (HOST:PORT).
-        match sw.host.to_socket_addrs() {
+    let switches = cfg.switches.values().map(|sw| (format!("switch {}", sw.name), sw.host.as_str()));
+    let etcd = cfg.cluster.iter().flat_map(|c| c.etcd_hostports()).map(|hp| ("etcd".to_string(), hp));
+    for (what, hostport) in switches.chain(etcd) {
+        // Both always carry the port (HOST:PORT).
+        match hostport.to_socket_addrs() {
             Ok(addrs) => {
                 for a in addrs {
                     let net = ipnet::IpNet::from(a.ip());
@@ -253,7 +256,7 @@ fn jail_settings(cfg: &Config) -> JailSettings {
                     }
                 }
             }
-            Err(e) => warn!(switch = %sw.name, "cannot resolve {} to keep jails away from it: {e}", sw.host),
+            Err(e) => warn!("cannot resolve {what} at {hostport} to keep jails away from it: {e}"),
         }
     }
     s
@@ -276,4 +279,35 @@ fn jail_cgroups(cfg: &Config) -> Hierarchy {
         ),
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jails are kept away from every switch and every etcd member,
+    /// besides the operators' own prefixes.
+    #[test]
+    fn jails_are_denied_the_switches_and_etcd() {
+        let lab = r#"
+[daemon]
+jail = "linux"
+[jail]
+deny_out = ["192.168.0.0/16"]
+[switches.poe1]
+host = "192.0.2.10:161"
+community = "private"
+[cluster]
+host = "lab1"
+etcd = ["http://198.51.100.1:2379", "http://198.51.100.2:2379", "http://[2001:db8::3]:2379"]
+"#;
+        let board = "name = \"b1\"\nclass = \"c\"\npower = { switch = \"poe1\", port = 1 }\n".to_string();
+        let cfg = Config::from_texts(std::path::Path::new("/x"), lab, &[("/x/boards.d/b1.toml".into(), board)], vec![])
+            .unwrap();
+        let denied: Vec<String> = jail_settings(&cfg).deny_out.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            denied,
+            ["192.168.0.0/16", "192.0.2.10/32", "198.51.100.1/32", "198.51.100.2/32", "2001:db8::3/128"]
+        );
+    }
 }

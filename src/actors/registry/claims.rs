@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 use super::{ledger_err, Registry, Waiting};
 use crate::actors::board::{Attach, Detach, Power, PowerAction, Reinit};
 use crate::actors::Identity;
-use crate::claims::ledger::Ending;
+use crate::claims::ledger::{Ending, LedgerFuture};
 use crate::claims::{Asker, BookError, Claim, Outcome};
 use crate::protocol::{ApiError, Call, Code, PowerState, Released, Reply, WhoamiView};
 use crate::util::{format_duration, new_handle, now_unix_ms};
@@ -273,19 +273,45 @@ impl Registry {
         }));
     }
 
-    /// Ends `handle`'s claim (release, expiry, force-release): the book
-    /// first, then the ledger and the board (jail removed, power off); the
-    /// board is claimable again once it is back.
+    /// Ends `handle`'s claim (release, expiry, force-release); the board
+    /// is claimable again once it is back.
+    ///
+    /// A release someone asked for is kept by the ledger first: when the
+    /// ledger cannot keep it (a lab's etcd without quorum), it fails and
+    /// nothing changed. An expiry happens whatever: the book first, the
+    /// board detached, and the ledger keeps it when it can.
     fn end_claim(&mut self, handle: &str, how: Ending, by: &str, ctx: &mut Context<Self>) -> Fut {
+        if matches!(how, Ending::Release | Ending::ForceRelease) {
+            let Some(c) = self.book.board_of_handle(handle).and_then(|b| self.book.claim_of(b)).cloned() else {
+                return ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile")));
+            };
+            let kept = self.ledger.end(&c, how, by, None);
+            let by = by.to_string();
+            return Box::pin(actix::fut::wrap_future::<_, Self>(kept).then(move |kept, act, ctx| -> Fut {
+                if let Err(e) = kept {
+                    return ready(Err(ledger_err(e)));
+                }
+                match act.book.end(&c.handle, true) {
+                    Some(c) => act.detach(c, how, &by, Box::pin(async { Ok(()) }), ctx),
+                    None => ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile"))),
+                }
+            }));
+        }
         let Some(c) = self.book.end(handle, true) else {
             return ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile")));
         };
+        let kept = self.ledger.end(&c, how, by, None);
+        self.detach(c, how, by, kept, ctx)
+    }
+
+    /// `c` ended in the book: its board is detached (jail removed, power
+    /// off) while `kept` finishes.
+    fn detach(&mut self, c: Claim, how: Ending, by: &str, kept: LedgerFuture<()>, ctx: &mut Context<Self>) -> Fut {
         let board = c.board.clone();
         self.cancel_lease(&board, ctx);
         self.forget_jail(&board);
         self.changed(&board);
         info!(board = %board, user = %c.user, by = %by, "{}", how.as_str());
-        let kept = self.ledger.end(&c, how, by, None);
         let detach = self
             .board_addr(&board, ctx)
             .map(|a| a.send(Detach { handle: c.handle.clone(), by: by.to_string(), power_off: true }));

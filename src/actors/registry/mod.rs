@@ -217,5 +217,15 @@ fn names_of(cfg: &Config) -> HashSet<String> {
 /// The protocol error for a ledger write that failed.
 fn ledger_err(e: LedgerError) -> ApiError {
     error!("claims ledger: {e}");
-    ApiError::new(Code::Internal, format!("state database error: {e}"))
+    match e {
+        LedgerError::Unavailable(why) => ApiError::new(
+            Code::Unavailable,
+            format!("the lab's shared state cannot be reached, nothing changed: {why}"),
+        ),
+        LedgerError::Taken(board) => ApiError::new(
+            Code::NoDeviceAvailable,
+            format!("board {board} is held by another claim in the lab's records; nothing changed, try again"),
+        ),
+        e => ApiError::new(Code::Internal, format!("state database error: {e}")),
+    }
 }

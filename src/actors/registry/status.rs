@@ -109,6 +109,7 @@ impl Registry {
             expires_at: c.map(|c| rfc3339_ms(c.expires_at)),
             fault: self.book.fault(name).map(str::to_string),
             console: e.console.map(|s| s.as_str().to_string()),
+            host: self.cfg.cluster.as_ref().map(|c| c.host.clone()),
         })
     }
 
