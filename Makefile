@@ -33,15 +33,16 @@ CARGO ?= cargo
 #   etcd-server etcd-client  the shared claims of a lab of several hosts: the
 #                         tests start their own three-member clusters on loopback
 #   protobuf-compiler     protoc, which the etcd-client crate's build runs
+#   openssl               s_client: strangers knocking on the peer channel (tests/cluster.rs)
 DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
 	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils socat iputils-ping \
-	e2fsprogs mount etcd-server etcd-client protobuf-compiler
+	e2fsprogs mount etcd-server etcd-client protobuf-compiler openssl
 
 # Unprivileged local accounts the tests connect as (SO_PEERCRED identities):
 # two users and the trusted ssh gateway account.
 TEST_USERS := bltest-alice bltest-bob bltest-gw
 
-.PHONY: all build deps test-users test demo bench lint fuzz clean
+.PHONY: all build deps test-users test demo demo-cluster bench lint fuzz clean
 
 all: build
 
@@ -89,6 +90,10 @@ test: deps test-users
 demo: deps build
 	scripts/demo.sh
 
+# One lab of three simulated hosts on a local three-member etcd.
+demo-cluster: deps build
+	scripts/demo-cluster.sh
+
 # The benchmark suite: a release build with the test-only fault injection
 # (to time a panicked board actor's restart), then labbench's table. It
 # builds in its own target directory so that binaries with fault injection
@@ -109,11 +114,12 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --features fault-injection -- -D warnings
 	bash -n scripts/demo.sh
+	bash -n scripts/demo-cluster.sh
 	bash -n scripts/fuzz.sh
 	bash -n .ci/run
 	sh -n supervisors/labd.rc
 	@if command -v shellcheck >/dev/null; then \
-		shellcheck scripts/demo.sh scripts/fuzz.sh .ci/run && shellcheck -s sh supervisors/labd.rc; \
+		shellcheck scripts/demo.sh scripts/demo-cluster.sh scripts/fuzz.sh .ci/run && shellcheck -s sh supervisors/labd.rc; \
 	else echo "lint: shellcheck not installed, syntax checked only"; fi
 
 clean:

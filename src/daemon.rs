@@ -32,6 +32,8 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("joining the lab: {0}")]
     Join(#[from] crate::cluster::JoinError),
+    #[error("the peer channel: {0}")]
+    Peer(String),
 }
 
 /// Raises the open-file limit to its hard maximum: a large lab holds a
@@ -133,6 +135,18 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         }
     }
     let writer = DbWriter::start(db.clone())?;
+    // The peer channel's credentials are checked before joining the lab.
+    let peer_tls = match &cfg.cluster {
+        None => None,
+        Some(cl) => {
+            let server = crate::cluster::tls::server(&cl.peer).map_err(StartError::Peer)?;
+            let client = crate::cluster::tls::client(&cl.peer).map_err(StartError::Peer)?;
+            let listener = tokio::net::TcpListener::bind(cl.peer.listen)
+                .await
+                .map_err(|e| StartError::Peer(format!("listening on {}: {e}", cl.peer.listen)))?;
+            Some((server::peer::Peers::new(server, client), listener))
+        }
+    };
     // Claims are kept in the host's own database, or in the lab's etcd.
     let member = match &cfg.cluster {
         None => None,
@@ -163,7 +177,17 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         (Some(m), Some(cl)) => Some(m.start_view(&cl.prefix, snapshots.clone())),
         _ => None,
     };
-    let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone(), lab);
+    let (peers, peer_listener) = match peer_tls {
+        Some((p, l)) => (Some(p), Some(l)),
+        None => (None, None),
+    };
+    let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone(), lab, peers);
+    let peering = peer_listener.map(|l| {
+        if let Some(cl) = &cfg.cluster {
+            server::peer::announce(&cl.peer.listen);
+        }
+        tokio::task::spawn_local(server::peer::serve(l, front.clone(), stop_rx.clone()))
+    });
     let jail_sockets = (cfg.daemon.jail == crate::config::JailMode::Linux)
         .then(|| tokio::task::spawn_local(server::jail_sockets::run(front.clone(), snapshots)));
     let serving = tokio::task::spawn_local(server::serve(listener, front, stop_rx));
@@ -196,6 +220,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     if let Some(j) = jail_sockets {
         j.abort();
+    }
+    if let Some(p) = peering {
+        p.abort();
     }
     if !failed {
         // Jails are stopped (their data kept): nothing of them outlives

@@ -63,6 +63,12 @@ fn check_path_text(what: &str, p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A loopback TCP port free at the moment of asking.
+fn free_tcp_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(SimError::sys("binding a TCP port on 127.0.0.1"))?;
+    Ok(l.local_addr().map_err(SimError::sys("reading a bound TCP port"))?.port())
+}
+
 fn random_lab_id() -> Result<String> {
     for _ in 0..64 {
         let mut b = [0u8; 2];
@@ -153,7 +159,10 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
         net: opts.net,
         console: opts.console,
         boards,
-        cluster: opts.cluster.clone(),
+        cluster: match &opts.cluster {
+            None => None,
+            Some(c) => Some(SimCluster { peer_port: free_tcp_port()?, ..c.clone() }),
+        },
     };
     // Recorded before anything else is made, so `down` can undo a partial up.
     state.save()?;
@@ -201,6 +210,10 @@ fn build(state: &mut LabState) -> Result<()> {
         state.save()?;
         wait_boards_ready(state)?;
     }
+    if let Some(c) = &state.cluster {
+        let ca_dir = c.ca_dir.clone().unwrap_or_else(|| dir.join("peer-ca"));
+        crate::peer_certs::make(&ca_dir, &dir.join("peer"), &c.host)?;
+    }
     write_labd_config(state)?;
     boardlab::config::Config::load(&dir)
         .map_err(|e| SimError::Refused(format!("generated labd configuration is invalid: {e}")))?;
@@ -243,11 +256,19 @@ pub fn lab_toml(state: &LabState) -> String {
     let d = |p: &str| q(&state.dir.join(p).to_string_lossy());
     let cluster = match &state.cluster {
         None => String::new(),
-        Some(c) => format!(
-            "\n[cluster]\nhost = {}\netcd = [{}]\n",
-            q(&c.host),
-            c.etcd.iter().map(|u| q(u)).collect::<Vec<_>>().join(", ")
-        ),
+        Some(c) => {
+            let ca_dir = c.ca_dir.clone().unwrap_or_else(|| state.dir.join("peer-ca"));
+            let peer = state.dir.join("peer");
+            format!(
+                "\n[cluster]\nhost = {}\netcd = [{}]\npeer_listen = \"127.0.0.1:{}\"\npeer_ca = {}\npeer_cert = {}\npeer_key = {}\n",
+                q(&c.host),
+                c.etcd.iter().map(|u| q(u)).collect::<Vec<_>>().join(", "),
+                c.peer_port,
+                q(&ca_dir.join("ca.pem").to_string_lossy()),
+                q(&peer.join(format!("{}.pem", c.host)).to_string_lossy()),
+                q(&peer.join(format!("{}.key", c.host)).to_string_lossy()),
+            )
+        }
     };
     let text = format!(
         "# Written by labsim for a simulated lab; removed by `labsim down`.\n\

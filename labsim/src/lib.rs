@@ -40,6 +40,7 @@ pub mod dhcp;
 pub mod lab;
 pub mod net;
 pub mod pass_persist;
+pub mod peer_certs;
 pub mod ports;
 pub mod proc;
 pub mod pty;

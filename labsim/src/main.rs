@@ -9,7 +9,8 @@ use labsim::state::SimCluster;
 
 const USAGE: &str = "usage:
   labsim up --dir DIR --boards N [--classes a,b] [--no-net] [--no-console]
-            [--host NAME --etcd URL[,URL...]]   (one host of a lab on etcd)
+            [--host NAME --etcd URL[,URL...] [--ca DIR]]   (one host of a lab on etcd;
+            DIR keeps the lab's CA, shared by its hosts)
   labsim down --dir DIR
   labsim power --dir DIR BOARD
   labsim switch --dir DIR stop|start
@@ -37,6 +38,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
     let mut classes: Option<Vec<String>> = None;
     let mut host: Option<String> = None;
     let mut etcd: Vec<String> = Vec::new();
+    let mut ca_dir: Option<PathBuf> = None;
     let mut name: Option<String> = None;
     let mut net = true;
     let mut console = true;
@@ -56,6 +58,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
             "--no-net" if sub == "up" => net = false,
             "--host" if sub == "up" => host = Some(value("--host")?),
+            "--ca" if sub == "up" => ca_dir = Some(PathBuf::from(value("--ca")?)),
             "--etcd" if sub == "up" => {
                 etcd = value("--etcd")?.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
             }
@@ -90,7 +93,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
                 net,
                 console,
                 cluster: match host {
-                    Some(host) => Some(SimCluster { host, etcd }),
+                    Some(host) => Some(SimCluster { host, etcd, ca_dir, peer_port: 0 }),
                     None if !etcd.is_empty() => return Err("--etcd needs --host NAME".into()),
                     None => None,
                 },

@@ -45,6 +45,13 @@ pub struct SimCluster {
     pub host: String,
     /// etcd's client URLs.
     pub etcd: Vec<String>,
+    /// Where the lab's CA is kept (made when missing): the same for every
+    /// host of one lab. Default: the lab directory's `peer-ca`.
+    #[serde(default)]
+    pub ca_dir: Option<PathBuf>,
+    /// The TCP port of labd's peer channel on 127.0.0.1 (chosen by `up`).
+    #[serde(default)]
+    pub peer_port: u16,
 }
 
 /// One simulated board.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 pub mod publish;
+pub mod tls;
 pub mod view;
 
 use crate::claims::etcd::{get, retrying, txn, Keys};
@@ -48,6 +49,8 @@ struct BoardRecord {
 struct HostRecord {
     started_ms: i64,
     boards: usize,
+    /// Where its peer channel listens.
+    peer: String,
 }
 
 /// This labd in the lab: its etcd client and its host lease.
@@ -77,7 +80,11 @@ impl Member {
             .await
             .map_err(|e| etcd_failure(cfg, e))?;
         let keys = Keys::new(&cfg.prefix);
-        let me = HostRecord { started_ms: crate::util::now_unix_ms(), boards: boards.len() };
+        let me = HostRecord {
+            started_ms: crate::util::now_unix_ms(),
+            boards: boards.len(),
+            peer: cfg.peer.listen.to_string(),
+        };
         let value = serde_json::to_string(&me).unwrap_or_default();
         let host_key = keys.host(&cfg.host);
         let deadline = tokio::time::Instant::now() + cfg.host_ttl * 2 + Duration::from_secs(1);

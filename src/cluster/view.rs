@@ -4,7 +4,7 @@
 //! `offline`, with its claim (kept in etcd) if it has one. While etcd
 //! does not answer this host, what it last saw is shown marked `stale`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub struct LabView {
     pub rows: Vec<RemoteRow>,
     /// Handle → (board, host) of the claims on other hosts' boards.
     pub handles: HashMap<String, (String, String)>,
+    /// Host → its peer channel's address, for the hosts in the lab now.
+    pub peers: HashMap<String, String>,
     /// etcd does not answer this host: the rows are what it saw last.
     pub stale: bool,
 }
@@ -81,6 +83,11 @@ struct BoardRecord {
 }
 
 #[derive(Deserialize)]
+struct HostRecord {
+    peer: String,
+}
+
+#[derive(Deserialize)]
 struct ClaimRecord {
     handle: String,
     user: String,
@@ -92,7 +99,8 @@ struct ClaimRecord {
 #[derive(Default)]
 struct Known {
     boards: BTreeMap<String, BoardRecord>,
-    hosts: HashSet<String>,
+    /// Host → its peer address (empty when unreadable).
+    hosts: HashMap<String, String>,
     status: HashMap<String, String>,
     claims: HashMap<String, ClaimRecord>,
 }
@@ -112,8 +120,9 @@ impl Known {
             ("boards", None) => {
                 self.boards.remove(&name);
             }
-            ("hosts", Some(_)) => {
-                self.hosts.insert(name);
+            ("hosts", Some(v)) => {
+                let peer = serde_json::from_slice::<HostRecord>(v).map(|h| h.peer).unwrap_or_default();
+                self.hosts.insert(name, peer);
             }
             ("hosts", None) => {
                 self.hosts.remove(&name);
@@ -149,7 +158,7 @@ impl Known {
             if let Some(c) = claim {
                 handles.insert(c.handle.clone(), (name.clone(), b.host.clone()));
             }
-            let live = self.hosts.contains(&b.host).then(|| self.status.get(name)).flatten();
+            let live = self.hosts.contains_key(&b.host).then(|| self.status.get(name)).flatten();
             let row = match live.and_then(|j| serde_json::from_str::<Seen>(j).ok().map(|s| (j, s))) {
                 Some((json, seen)) => RemoteRow {
                     board: name.clone(),
@@ -184,7 +193,9 @@ impl Known {
             };
             rows.push(row);
         }
-        LabView { rows, handles, stale }
+        let peers =
+            self.hosts.iter().filter(|(h, p)| *h != me && !p.is_empty()).map(|(h, p)| (h.clone(), p.clone())).collect();
+        LabView { rows, handles, peers, stale }
     }
 }
 

@@ -2,6 +2,7 @@
 //! are kept in etcd. Without the table labd keeps its claims in its own
 //! SQLite database, alone.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,6 +19,26 @@ pub(super) struct RawCluster {
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) host_ttl: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
+    pub(super) peer_listen: Option<Spanned<String>>,
+    pub(super) peer_ca: Option<Spanned<String>>,
+    pub(super) peer_cert: Option<Spanned<String>>,
+    pub(super) peer_key: Option<Spanned<String>>,
+}
+
+/// The labd-to-labd channel: TLS with a certificate on both sides, each
+/// signed by the lab's own CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    /// Where this labd takes other hosts' requests; other hosts are told
+    /// this address (so not 0.0.0.0).
+    pub listen: std::net::SocketAddr,
+    /// The lab's CA certificate (PEM): a peer's certificate must be signed
+    /// by it.
+    pub ca: PathBuf,
+    /// This host's certificate (PEM), for the name `host`.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
 }
 
 /// The validated `[cluster]` table.
@@ -35,6 +56,8 @@ pub struct Cluster {
     /// How long a claim, release or renew waits for etcd before it fails
     /// with `unavailable`.
     pub timeout: Duration,
+    /// The channel other hosts' front doors forward requests through.
+    pub peer: PeerTls,
 }
 
 impl Cluster {
@@ -140,5 +163,45 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: Option<Spanned<RawCluster>>) -> O
         ctx.err(&span, "cluster.timeout must be at most 30s");
         ok = false;
     }
-    ok.then_some(Cluster { host, etcd, prefix, host_ttl, timeout })
+    let listen = match &raw.peer_listen {
+        None => {
+            ctx.err(
+                &whole,
+                "cluster.peer_listen is required: where other hosts reach this one, e.g. \"10.0.0.2:7420\"",
+            );
+            None
+        }
+        Some(v) => match v.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(a) if !a.ip().is_unspecified() && a.port() != 0 => Some(a),
+            _ => {
+                ctx.err(
+                    &v.span(),
+                    format!(
+                        "cluster.peer_listen {:?} must be an address and port other hosts reach, such as \"10.0.0.2:7420\"",
+                        short(v.get_ref(), 60)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let mut path = |v: &Option<Spanned<String>>, key: &str, what: &str| match v {
+        None => {
+            ctx.err(&whole, format!("cluster.{key} is required: {what}"));
+            None
+        }
+        Some(p) if !p.get_ref().starts_with('/') => {
+            ctx.err(&p.span(), format!("cluster.{key} {:?} must be an absolute path", short(p.get_ref(), 60)));
+            None
+        }
+        Some(p) => Some(PathBuf::from(p.get_ref())),
+    };
+    let ca = path(&raw.peer_ca, "peer_ca", "the lab's CA certificate (PEM) that signs every host's");
+    let cert = path(&raw.peer_cert, "peer_cert", "this host's certificate (PEM), for its cluster.host name");
+    let key = path(&raw.peer_key, "peer_key", "this host's private key (PEM)");
+    let peer = match (listen, ca, cert, key) {
+        (Some(listen), Some(ca), Some(cert), Some(key)) => PeerTls { listen, ca, cert, key },
+        _ => return None,
+    };
+    ok.then_some(Cluster { host, etcd, prefix, host_ttl, timeout, peer })
 }

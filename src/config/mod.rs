@@ -26,7 +26,7 @@ mod switch;
 mod tests;
 
 pub use board::{Board, Console, ConsoleSource, Network};
-pub use cluster::Cluster;
+pub use cluster::{Cluster, PeerTls};
 pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use jail::{JailConfig, JailSettings, Uplink};
 pub use policy::{ConsoleLogs, Lease, PowerPolicy};

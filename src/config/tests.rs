@@ -258,14 +258,16 @@ fn bad_durations_and_syntax() {
 fn cluster_table_is_optional_and_checked() {
     let d = dir_with(LAB, &[("a.toml", BOARD)]);
     assert_eq!(Config::load(d.path()).unwrap().cluster, None, "without [cluster] labd is alone");
-    let good = "[cluster]\nhost = \"lab2\"\netcd = [\"http://10.0.0.1:2379\", \"http://[fd00::1]:2379\", \"http://etcd3.lab:2379\"]\n";
+    let good = format!("[cluster]\nhost = \"lab2\"\netcd = [\"http://10.0.0.1:2379\", \"http://[fd00::1]:2379\", \"http://etcd3.lab:2379\"]\n{PEER}");
     let d = dir_with(&format!("{LAB}\n{good}"), &[("a.toml", BOARD)]);
     let c = Config::load(d.path()).unwrap().cluster.unwrap();
     assert_eq!(c.host, "lab2");
     assert_eq!(c.prefix, "/boardlab");
     assert_eq!((c.host_ttl, c.timeout), (Duration::from_secs(5), Duration::from_secs(3)));
     assert_eq!(c.etcd_hostports().collect::<Vec<_>>(), vec!["10.0.0.1:2379", "[fd00::1]:2379", "etcd3.lab:2379"]);
-    let with = |extra: &str| errs(&format!("{LAB}\n[cluster]\n{extra}\n"), &[]);
+    assert_eq!(c.peer.listen, "10.0.0.2:7420".parse().unwrap());
+    assert_eq!(c.peer.cert, PathBuf::from("/etc/boardlab/peer/lab2.pem"));
+    let with = |extra: &str| errs(&format!("{LAB}\n[cluster]\n{extra}\n{PEER}"), &[]);
     // "[cluster]" is line 18, the first key line 19.
     assert_eq!(
         with("etcd = [\"http://10.0.0.1:2379\"]"),
@@ -289,4 +291,16 @@ fn cluster_table_is_optional_and_checked() {
         vec!["lab.toml:18: cluster.etcd is required: etcd's client URLs, e.g. etcd = [\"http://10.0.0.1:2379\"]"
             .to_string()]
     );
+    let e = errs(&format!("{LAB}\n[cluster]\nhost = \"h\"\netcd = [\"http://e:1\"]\npeer_listen = \"0.0.0.0:7420\"\npeer_ca = \"ca.pem\"\n"), &[]);
+    assert_eq!(
+        e,
+        vec![
+            "lab.toml:21: cluster.peer_listen \"0.0.0.0:7420\" must be an address and port other hosts reach, such as \"10.0.0.2:7420\"".to_string(),
+            "lab.toml:22: cluster.peer_ca \"ca.pem\" must be an absolute path".to_string(),
+            "lab.toml:18: cluster.peer_cert is required: this host's certificate (PEM), for its cluster.host name".to_string(),
+            "lab.toml:18: cluster.peer_key is required: this host's private key (PEM)".to_string(),
+        ]
+    );
 }
+
+const PEER: &str = "peer_listen = \"10.0.0.2:7420\"\npeer_ca = \"/etc/boardlab/peer/ca.pem\"\npeer_cert = \"/etc/boardlab/peer/lab2.pem\"\npeer_key = \"/etc/boardlab/peer/lab2.key\"\n";

@@ -5,8 +5,7 @@ use std::io;
 
 use actix::Addr;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tracing::debug;
 
 use crate::actors::registry::{ConsoleGrant, OpenConsole, Registry};
@@ -29,11 +28,11 @@ pub async fn open(
 
 /// Runs one granted session to its end: the connection carries the
 /// console's bytes both ways until either side closes.
-pub async fn session(
+pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     grant: ConsoleGrant,
     id: Value,
-    mut reader: BufReader<OwnedReadHalf>,
-    mut w: OwnedWriteHalf,
+    mut reader: BufReader<R>,
+    mut w: W,
 ) -> io::Result<()> {
     let mut sess = grant.console.attach(grant.may_write);
     let writer = sess.writer.take();
@@ -104,7 +103,7 @@ trait ConsumeAll {
     fn consume_all(&mut self);
 }
 
-impl ConsumeAll for BufReader<OwnedReadHalf> {
+impl<R: AsyncRead + Unpin> ConsumeAll for BufReader<R> {
     fn consume_all(&mut self) {
         use tokio::io::AsyncBufRead;
         let n = self.buffer().len();

@@ -10,6 +10,7 @@
 
 mod console;
 pub mod jail_sockets;
+pub mod peer;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -81,6 +82,8 @@ pub struct Front {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     /// The other hosts' boards, in a lab of several hosts.
     lab: Option<watch::Receiver<Arc<LabView>>>,
+    /// The channel to and from the other hosts.
+    peers: Option<peer::Peers>,
     /// uid → user name; NSS lookups can be slow, users rarely change.
     names: RefCell<HashMap<u32, String>>,
     /// Open connections, so that no one peer can take every descriptor
@@ -128,8 +131,17 @@ impl Front {
         cfg: Arc<Config>,
         snapshots: watch::Receiver<Arc<Snapshot>>,
         lab: Option<watch::Receiver<Arc<LabView>>>,
+        peers: Option<peer::Peers>,
     ) -> Rc<Self> {
-        Rc::new(Front { registry, cfg, snapshots, lab, names: RefCell::new(HashMap::new()), conns: RefCell::default() })
+        Rc::new(Front {
+            registry,
+            cfg,
+            snapshots,
+            lab,
+            peers,
+            names: RefCell::new(HashMap::new()),
+            conns: RefCell::default(),
+        })
     }
 
     /// Takes a connection's place, or says why there is none: labd's own
@@ -299,6 +311,9 @@ enum Peer {
     /// A jail's socket: whoever connects is the board's claimant, acting
     /// on the board's own claim only.
     Jail { user: String, handle: String },
+    /// Another host of the lab (TLS, its certificate checked): acts as
+    /// the user it names, and is never forwarded further.
+    Remote,
 }
 
 async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Result<()> {
@@ -307,13 +322,29 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
     let peer = match &kind {
         Peer::Host => front.user_name(uid),
         Peer::Jail { user, .. } => user.clone(),
+        Peer::Remote => String::new(),
     };
     let key = match &kind {
         Peer::Host if uid == 0 || front.cfg.daemon.trusted_gateways.contains(&peer) => None,
         Peer::Host => Some(ConnKey::Uid(uid)),
         Peer::Jail { handle, .. } => Some(ConnKey::Jail(handle.clone())),
+        Peer::Remote => None,
     };
-    let (r, mut w) = stream.into_split();
+    let (r, w) = stream.into_split();
+    serve_lines(BufReader::with_capacity(16 * 1024, r), w, front, kind, uid, peer, key).await
+}
+
+/// The requests of one connection, a line each, until it closes or idles
+/// out (or becomes a console session).
+async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut reader: BufReader<R>,
+    mut w: W,
+    front: Rc<Front>,
+    kind: Peer,
+    uid: u32,
+    peer: String,
+    key: Option<ConnKey>,
+) -> io::Result<()> {
     let _slot = match front.admit(key) {
         Ok(s) => s,
         Err(e) => {
@@ -324,7 +355,6 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
         }
     };
     let idle = front.cfg.daemon.idle_timeout;
-    let mut reader = BufReader::with_capacity(16 * 1024, r);
     let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();
@@ -364,6 +394,7 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
                 let id = req.id.clone();
                 match &kind {
                     Peer::Host => front.identity(uid, &peer, req.on_behalf_of.clone()),
+                    Peer::Remote => peer::identity(&front, req.on_behalf_of.clone()),
                     // `as` means nothing inside a jail, and a jail is never
                     // an operator, whoever its claimant is.
                     Peer::Jail { user, handle } => {
@@ -378,6 +409,25 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
             Err((id, e)) => protocol::err_reply(&id, &e),
             Ok((req, who)) => match req.call {
                 Call::Console { handle, read_only } => {
+                    let remote = match (&kind, handle.as_deref()) {
+                        (Peer::Host, Some(h)) => peer::remote_handle(&front, h),
+                        _ => None,
+                    };
+                    if let Some(target) = remote {
+                        let mut out = match target {
+                            Err(e) => protocol::err_reply(&req.id, &e),
+                            Ok((host, addr)) => {
+                                let raw = serde_json::from_slice::<Value>(&buf).unwrap_or(Value::Null);
+                                match peer::console(&front, &host, &addr, &raw, &who.user, &mut reader, &mut w).await? {
+                                    None => return Ok(()),
+                                    Some(refused) => refused,
+                                }
+                            }
+                        };
+                        out.push('\n');
+                        w.write_all(out.as_bytes()).await?;
+                        continue;
+                    }
                     match console::open(&front.registry, who, handle, read_only).await {
                         Ok(grant) => return console::session(grant, req.id, reader, w).await,
                         Err(e) => protocol::err_reply(&req.id, &e),
@@ -407,11 +457,50 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
                     };
                     protocol::ok_reply(&req.id, &classes)
                 }
+                call if matches!(kind, Peer::Host) && front.lab.is_some() => {
+                    let raw = serde_json::from_slice::<Value>(&buf).unwrap_or(Value::Null);
+                    routed(&front, who, req.id, call, raw).await
+                }
                 call => answer(&front, who, req.id, call).await,
             },
         };
         out.push('\n');
         w.write_all(out.as_bytes()).await?;
+    }
+}
+
+/// A request on the main socket of a host in a lab of several: answered
+/// here, or by the host whose board it is about.
+async fn routed(front: &Front, who: Identity, id: Value, call: Call, raw: Value) -> String {
+    if let Some(h) = peer::handle_of(&call) {
+        return match peer::remote_handle(front, h) {
+            None => answer(front, who, id, call).await,
+            Some(Err(e)) => protocol::err_reply(&id, &e),
+            Some(Ok((host, addr))) => match peer::call(front, &host, &addr, &raw, &who.user).await {
+                Ok(line) => line,
+                Err(e) => protocol::err_reply(&id, &e),
+            },
+        };
+    }
+    let Call::Claim { class, .. } = &call else { return answer(front, who, id, call).await };
+    let hosts = peer::claim_hosts(front, class);
+    let mut last = None;
+    for (host, addr) in &hosts {
+        match peer::call(front, host, addr, &raw, &who.user).await {
+            Ok(line) => {
+                let v = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
+                if v["ok"] == true || v["error"]["code"] != "no_device_available" {
+                    return line;
+                }
+                last = Some(line);
+            }
+            Err(e) => last = Some(protocol::err_reply(&id, &e)),
+        }
+    }
+    let local_has_class = front.snapshots.borrow().rows().iter().any(|r| &r.class == class);
+    match last {
+        Some(line) if !local_has_class => line,
+        _ => answer(front, who, id, call).await,
     }
 }
 

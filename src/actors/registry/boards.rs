@@ -300,6 +300,10 @@ community = "private"
 [cluster]
 host = "lab1"
 etcd = ["http://198.51.100.1:2379", "http://198.51.100.2:2379", "http://[2001:db8::3]:2379"]
+peer_listen = "10.0.0.2:7420"
+peer_ca = "/p/ca.pem"
+peer_cert = "/p/lab1.pem"
+peer_key = "/p/lab1.key"
 "#;
         let board = "name = \"b1\"\nclass = \"c\"\npower = { switch = \"poe1\", port = 1 }\n".to_string();
         let cfg = Config::from_texts(std::path::Path::new("/x"), lab, &[("/x/boards.d/b1.toml".into(), board)], vec![])
