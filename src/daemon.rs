@@ -144,7 +144,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             let listener = tokio::net::TcpListener::bind(cl.peer.listen)
                 .await
                 .map_err(|e| StartError::Peer(format!("listening on {}: {e}", cl.peer.listen)))?;
-            Some((server::peer::Peers::new(server, client), listener))
+            Some((server::peer::Peers::new(server, client, &cl.host), listener))
         }
     };
     // Claims are kept in the host's own database, or in the lab's etcd.
@@ -178,7 +178,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         _ => None,
     };
     let (peers, peer_listener) = match peer_tls {
-        Some((p, l)) => (Some(p), Some(l)),
+        Some((mut p, l)) => {
+            p.lookup = member.as_ref().map(|m| m.lookup());
+            (Some(p), Some(l))
+        }
         None => (None, None),
     };
     let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone(), lab, peers);

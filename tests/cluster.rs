@@ -355,6 +355,21 @@ fn a_claim_through_any_front_door_lands_on_any_host() {
     });
     assert!(etcd.keys("/boardlab/claims/").is_empty());
     assert_eq!(lab2.switch_power("lab2-pine64-1"), "off");
+
+    // Operators act on any host's board through any front door.
+    let c = ok(&lab2.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64"})]).remove(0)).clone();
+    let r = lab1.as_user(BOB, &[json!({"fn": "force_release", "board": "lab2-pine64-1"})]).remove(0);
+    assert_eq!(code(&r), "permission_denied", "bob is no operator on lab2 either: {r}");
+    ok(&lab1.req(json!({"fn": "force_release", "board": "lab2-pine64-1"})));
+    assert_eq!(row(&status_rows(&lab2), "lab2-pine64-1")["state"], "available");
+    let r = lab2.as_user(ALICE, &[json!({"fn": "renew", "handle": c["handle"]})]).remove(0);
+    assert_eq!(code(&r), "not_claimed", "{r}");
+    ok(&lab1.req(json!({"fn": "maintenance", "board": "lab2-pine64-1", "on": true})));
+    assert_eq!(row(&status_rows(&lab2), "lab2-pine64-1")["state"], "maintenance");
+    let r = lab1.req(json!({"fn": "claim", "class": "pine64"}));
+    assert_eq!(code(&r), "no_device_available", "{r}");
+    ok(&lab1.req(json!({"fn": "maintenance", "board": "lab2-pine64-1", "on": false})));
+    assert_eq!(etcd.keys("/boardlab/maintenance/"), Vec::<String>::new());
 }
 
 /// A console session through a front door that does not own the board:

@@ -124,6 +124,11 @@ impl Member {
         self.client.clone()
     }
 
+    /// A way to find claims in etcd by handle.
+    pub fn lookup(&self) -> view::Lookup {
+        view::Lookup { client: self.client.clone(), keys: self.keys.clone(), timeout: self.timeout }
+    }
+
     /// Starts following the lab (the other hosts' boards) and publishing
     /// this host's boards: the view, for the front end.
     pub fn start_view(

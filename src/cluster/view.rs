@@ -93,6 +93,29 @@ struct ClaimRecord {
     user: String,
     claimed_at: i64,
     expires_at: i64,
+    host: String,
+}
+
+/// Finds a claim by its handle in etcd itself: for a handle the view
+/// has not seen yet (a claim made a moment ago through another host).
+#[derive(Clone)]
+pub struct Lookup {
+    pub(crate) client: Client,
+    pub(crate) keys: Keys,
+    pub(crate) timeout: Duration,
+}
+
+impl Lookup {
+    /// The board and host of `handle`'s claim, if etcd holds one.
+    pub async fn find(&self, handle: &str) -> Result<Option<(String, String)>, crate::claims::LedgerError> {
+        let prefix = self.keys.claims();
+        let r = get(&self.client, self.timeout, &prefix, Some(GetOptions::new().with_prefix())).await?;
+        Ok(r.kvs().iter().find_map(|kv| {
+            let rec = serde_json::from_slice::<ClaimRecord>(kv.value()).ok()?;
+            let board = kv.key_str().ok()?.strip_prefix(&prefix)?;
+            (rec.handle == handle).then(|| (board.to_string(), rec.host))
+        }))
+    }
 }
 
 /// What etcd holds about the lab, as last read.

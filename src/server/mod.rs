@@ -410,7 +410,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             Ok((req, who)) => match req.call {
                 Call::Console { handle, read_only } => {
                     let remote = match (&kind, handle.as_deref()) {
-                        (Peer::Host, Some(h)) => peer::remote_handle(&front, h),
+                        (Peer::Host, Some(h)) => peer::remote_handle(&front, h).await,
                         _ => None,
                     };
                     if let Some(target) = remote {
@@ -472,11 +472,17 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 /// A request on the main socket of a host in a lab of several: answered
 /// here, or by the host whose board it is about.
 async fn routed(front: &Front, who: Identity, id: Value, call: Call, raw: Value) -> String {
-    if let Some(h) = peer::handle_of(&call) {
-        return match peer::remote_handle(front, h) {
-            None => answer(front, who, id, call).await,
-            Some(Err(e)) => protocol::err_reply(&id, &e),
-            Some(Ok((host, addr))) => match peer::call(front, &host, &addr, &raw, &who.user).await {
+    let remote = match (peer::handle_of(&call), peer::board_of(&call)) {
+        (Some(h), _) => peer::remote_handle(front, h).await,
+        (None, Some(b)) => peer::remote_board(front, b),
+        (None, None) => None,
+    };
+    // A call about another host's claim or board goes there; one about
+    // this host's (or no known one) is answered here.
+    if let Some(remote) = remote {
+        return match remote {
+            Err(e) => protocol::err_reply(&id, &e),
+            Ok((host, addr)) => match peer::call(front, &host, &addr, &raw, &who.user).await {
                 Ok(line) => line,
                 Err(e) => protocol::err_reply(&id, &e),
             },

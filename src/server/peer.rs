@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::{read_line_limited, serve_lines, Front, Line, Peer};
 use crate::actors::Identity;
+use crate::cluster::view::Lookup;
 use crate::protocol::{self, ApiError, Call, Code, MAX_LINE};
 
 /// How long a peer may take to connect and shake hands.
@@ -29,11 +30,20 @@ const HANDSHAKE: Duration = Duration::from_secs(5);
 pub struct Peers {
     pub acceptor: TlsAcceptor,
     pub connector: TlsConnector,
+    /// Claims by handle, straight from etcd.
+    pub lookup: Option<Lookup>,
+    /// This host's name in the lab.
+    pub me: String,
 }
 
 impl Peers {
-    pub fn new(server: Arc<rustls::ServerConfig>, client: Arc<rustls::ClientConfig>) -> Peers {
-        Peers { acceptor: TlsAcceptor::from(server), connector: TlsConnector::from(client) }
+    pub fn new(server: Arc<rustls::ServerConfig>, client: Arc<rustls::ClientConfig>, me: &str) -> Peers {
+        Peers {
+            acceptor: TlsAcceptor::from(server),
+            connector: TlsConnector::from(client),
+            lookup: None,
+            me: me.into(),
+        }
     }
 }
 
@@ -209,18 +219,59 @@ pub fn handle_of(call: &Call) -> Option<&str> {
 }
 
 /// Where a handle's claim lives, when it is another host's: `Err` when
-/// that host is not in the lab now.
-pub fn remote_handle(front: &Front, handle: &str) -> Option<Result<(String, String), ApiError>> {
+/// that host is not in the lab now, or etcd cannot say. A handle neither
+/// this host nor the view knows is looked up in etcd (the view may lag a
+/// claim made a moment ago through another host).
+pub async fn remote_handle(front: &Front, handle: &str) -> Option<Result<(String, String), ApiError>> {
     let lab = front.lab.as_ref()?.borrow().clone();
     if front.snapshots.borrow().rows().iter().any(|r| r.handle.as_deref() == Some(handle)) {
         return None;
     }
-    let (board, host) = lab.handles.get(handle)?;
+    let (board, host) = match lab.handles.get(handle) {
+        Some(found) => found.clone(),
+        None => {
+            let peers = front.peers.as_ref()?;
+            let lookup = peers.lookup.as_ref().filter(|_| crate::ids::valid_handle(handle))?;
+            match lookup.find(handle).await {
+                Ok(Some((board, host))) if host != peers.me => (board, host),
+                Ok(_) => return None,
+                Err(e) => {
+                    return Some(Err(ApiError::new(
+                        Code::Unavailable,
+                        format!("the lab's shared state cannot be reached to find this claim: {e}"),
+                    )))
+                }
+            }
+        }
+    };
+    let host = &host;
     Some(match lab.peers.get(host) {
         Some(addr) => Ok((host.clone(), addr.clone())),
         None => Err(ApiError::new(
             Code::Unavailable,
             format!("board {board} is on host {host}, which is not in the lab now; its claim is kept"),
+        )),
+    })
+}
+
+/// The board an operator's call names (`maintenance`, `force-release`).
+pub fn board_of(call: &Call) -> Option<&str> {
+    match call {
+        Call::Maintenance { board, .. } | Call::ForceRelease { board } => Some(board),
+        _ => None,
+    }
+}
+
+/// Where a board lives, when it is another host's: `Err` when that host
+/// is not in the lab now.
+pub fn remote_board(front: &Front, board: &str) -> Option<Result<(String, String), ApiError>> {
+    let lab = front.lab.as_ref()?.borrow().clone();
+    let row = lab.rows.iter().find(|r| r.board == board)?;
+    Some(match lab.peers.get(&row.host) {
+        Some(addr) => Ok((row.host.clone(), addr.clone())),
+        None => Err(ApiError::new(
+            Code::Unavailable,
+            format!("board {board} is on host {}, which is not in the lab now", row.host),
         )),
     })
 }

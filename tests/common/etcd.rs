@@ -12,6 +12,7 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     token: String,
     members: Vec<Member>,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 struct Member {
@@ -26,16 +27,23 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Held by each test that runs an etcd cluster and labds: two cores
+/// cannot run several such labs at once without etcd missing its own
+/// deadlines.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Etcd {
     /// Starts `n` members as one new cluster and waits for it to answer.
+    /// Holds the lock below until dropped.
     pub fn start(n: usize) -> Etcd {
         super::need_root::require_root();
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::Builder::new().prefix("bltest-etcd-").tempdir().unwrap();
         let token = format!("bltest-{}", std::process::id());
         let members = (0..n)
             .map(|i| Member { name: format!("m{i}"), client_port: free_port(), peer_port: free_port(), child: None })
             .collect();
-        let mut e = Etcd { dir, token, members };
+        let mut e = Etcd { dir, token, members, _turn: turn };
         for i in 0..n {
             e.start_member(i);
         }
@@ -79,7 +87,6 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.initial_cluster()])
             .args(["--initial-cluster-token", &self.token, "--initial-cluster-state", "new"])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod cluster;
 mod jails;
 
 fn exe_dir() -> PathBuf {
@@ -31,7 +32,12 @@ struct Sim {
 
 impl Sim {
     fn up(n: usize, flags: &[&str]) -> Result<Sim, String> {
-        let dir = std::env::temp_dir().join(format!("labbench-{}-{n}", std::process::id()));
+        Sim::up_named(&n.to_string(), n, flags)
+    }
+
+    /// A lab whose directory is told apart by `tag`.
+    fn up_named(tag: &str, n: usize, flags: &[&str]) -> Result<Sim, String> {
+        let dir = std::env::temp_dir().join(format!("labbench-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = Command::new(bin("labsim"))
             .args(["up", "--dir"])
@@ -95,6 +101,12 @@ impl Daemon {
 
     fn rss_kib(&self) -> u64 {
         rss_of(self.child.id())
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -283,7 +295,7 @@ fn main() {
     println!("machine: {}", machine());
     println!();
     let mut rows = Vec::new();
-    // `--load`, `--console`, `--jail`, `--socket`: only that section.
+    // `--load`, `--console`, `--jail`, `--socket`, `--cluster`: only that section.
     let only = |flag: &str| std::env::args().any(|a| a == flag);
     let result = if only("--load") {
         load_bench(quick, &mut rows)
@@ -293,6 +305,8 @@ fn main() {
         jail_bench(quick, &mut rows)
     } else if only("--socket") {
         socket_bench(n, &mut rows)
+    } else if only("--cluster") {
+        cluster::cluster_bench(quick, &mut rows)
     } else {
         run(n, quick, &mut rows)
     };
@@ -307,6 +321,7 @@ fn main() {
 fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     console_bench(quick, rows)?;
     socket_bench(n, rows)?;
+    cluster::cluster_bench(quick, rows)?;
     rest(n, quick, rows)
 }
 
