@@ -115,6 +115,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --features fault-injection -- -D warnings
 	bash -n scripts/demo.sh
 	bash -n scripts/demo-cluster.sh
+	bash -n scripts/demo-common.sh
 	bash -n scripts/fuzz.sh
 	bash -n .ci/run
 	sh -n supervisors/labd.rc

@@ -12,23 +12,13 @@
 #   DEMO_KEEP=1  scripts/demo-cluster.sh   keep the directory (logs)
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
-LABSIM="$BIN/labsim"
-LABD="$BIN/labd"
-LABCLI="$BIN/labcli"
+# shellcheck source=scripts/demo-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/demo-common.sh"
 
 DIR=""
 ETCD_PIDS=()
 LABD_PIDS=(0 0 0 0)
 SIMS=()
-
-say() { printf '\n\033[1m== %s\033[0m\n' "$1"; shift; local line; for line in "$@"; do printf '   %s\n' "$line"; done; }
-note() { printf '   (%s)\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
-pause() { if [ -n "${DEMO_PAUSE:-}" ] && [ -t 0 ]; then read -r -p '   [Enter] ' _; fi; }
-die() { printf 'demo-cluster: %s\n' "$*" >&2; exit 1; }
-json_str() { sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\\([^\"]*\\)\".*/\\1/p" | head -n 1; }
 
 stop_pid() {
     local pid=$1
@@ -162,6 +152,7 @@ launch 3
 for _ in $(seq 1 100); do "$LABCLI" status | grep "$BOARD" | grep -q claimed && break; sleep 0.2; done
 show "$LABCLI" status
 show "$LABCLI" release "$HANDLE"
+for _ in $(seq 1 50); do "$LABCLI" status | grep "$BOARD" | grep -q 'available  -     off' && break; sleep 0.1; done
 show "$LABCLI" status
 
 say "Done" "labds and etcd are stopped, the simulated hosts removed."

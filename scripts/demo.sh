@@ -10,23 +10,14 @@
 #   DEMO_KEEP=1  scripts/demo.sh    keep the demo directory (logs) afterwards
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
-LABSIM="$BIN/labsim"
-LABD="$BIN/labd"
-LABCLI="$BIN/labcli"
+# shellcheck source=scripts/demo-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/demo-common.sh"
 BOARDS=3
 CLASSES=rockpro64,pine64
 
 DIR=""
 LABD_PID=""
 SIM_UP=0
-
-say() { printf '\n\033[1m== %s\033[0m\n' "$1"; shift; local line; for line in "$@"; do printf '   %s\n' "$line"; done; }
-note() { printf '   (%s)\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
-pause() { if [ -n "${DEMO_PAUSE:-}" ] && [ -t 0 ]; then read -r -p '   [Enter] ' _; fi; }
-die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 # Runs a step that may not exist in this build yet (console, log): its
 # failure is reported and the tour goes on.
@@ -37,11 +28,6 @@ optional() {
     if [ "$rc" -ne 0 ]; then
         note "not available in this build yet (exit $rc): skipping this step"
     fi
-}
-
-# First "key": "string" value of a JSON object, without needing python or jq.
-json_str() {
-    sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\\([^\"]*\\)\".*/\\1/p" | head -n 1
 }
 
 cleanup() {

@@ -481,3 +481,35 @@ fn s_client(port: u16, ca: &std::path::Path, extra: &[String], input: &[u8]) -> 
     let _ = child.kill();
     child.wait_with_output().unwrap().stdout
 }
+
+/// A lease that runs out while its host is away ends the claim: the
+/// board stays offline (never offered) until its host is back, which
+/// powers it off and frees it, in etcd too.
+#[test]
+fn a_lease_that_ends_while_its_host_is_away_ends_when_it_returns() {
+    let etcd = Etcd::start(3);
+    let ca = tempfile::tempdir().unwrap();
+    let (lab1, mut lab2) = two_hosts(&etcd, ca.path(), false);
+    let c = ok(&lab1.req(json!({"fn": "claim", "class": "pine64", "power": true, "lease": 2}))).clone();
+    assert_eq!(c["host"], "lab2");
+    assert_eq!(lab2.switch_power("lab2-pine64-1"), "on");
+    lab2.kill9_labd();
+    std::thread::sleep(Duration::from_secs(3));
+    lab1.wait_for(Duration::from_secs(10), "lab2's boards to show offline", || {
+        row(&status_rows(&lab1), "lab2-pine64-1")["state"] == "offline"
+    });
+    // Offline boards are never offered, whatever their lease.
+    let r = lab1.req(json!({"fn": "claim", "class": "pine64"}));
+    assert_eq!(code(&r), "no_device_available", "{r}");
+    assert_eq!(r["error"]["message"], "no pine64 board is available (1 offline)");
+    assert!(etcd_claim(&etcd, "lab2-pine64-1").is_some(), "the claim waits for its host");
+    assert_eq!(lab2.switch_power("lab2-pine64-1"), "on", "nobody else touches lab2's switch");
+    lab2.start_labd();
+    lab1.wait_for(Duration::from_secs(10), "the expired claim to be ended by lab2", || {
+        row(&status_rows(&lab1), "lab2-pine64-1")["state"] == "available"
+    });
+    assert_eq!(lab2.switch_power("lab2-pine64-1"), "off", "powered off before it is offered again");
+    assert_eq!(etcd_claim(&etcd, "lab2-pine64-1"), None);
+    let r = lab1.req(json!({"fn": "claim", "class": "pine64"}));
+    assert_eq!(ok(&r)["board"], "lab2-pine64-1");
+}

@@ -1,6 +1,7 @@
 //! This host's boards as the other hosts see them: every `status` line
 //! that changed, put under `P/status/BOARD` with this host's lease (so
-//! they go when the host does), a few at a time, at most every 50 ms.
+//! they go when the host does), as soon as they change, at most every
+//! 20 ms.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -66,11 +67,12 @@ pub async fn publish(
                 }
             }
         }
+        // At most every 20 ms: a burst of changes is one publication.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         // A change, or a second (to retry, or to notice a new lease).
         tokio::select! {
             r = snapshots.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -51,6 +51,7 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let mut out = protocol::ok_reply(&id, &result);
     out.push('\n');
     w.write_all(out.as_bytes()).await?;
+    w.flush().await?;
 
     // Bytes the client sent right after its request line are console input.
     let early = reader.buffer().to_vec();
@@ -66,7 +67,10 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             chunk = sess.output.recv() => match chunk {
-                Some(b) => w.write_all(&b).await?,
+                Some(b) => {
+                    w.write_all(&b).await?;
+                    w.flush().await?;
+                }
                 None => return Ok(()),
             },
             n = reader.read(&mut buf) => {
@@ -78,6 +82,7 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     if let Err(e) = wr.write(&buf[..n]).await {
                         debug!("console input dropped: {e}");
                         w.write_all(format!("\r\n[boardlab: {e}]\r\n").as_bytes()).await?;
+                        w.flush().await?;
                     }
                 }
             },
@@ -92,6 +97,7 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     // The claim ended: what the board says next belongs to
                     // the next claimant.
                     w.write_all(b"\r\n[boardlab: the claim ended; console closed]\r\n").await?;
+                    w.flush().await?;
                     return Ok(());
                 }
             },

@@ -351,6 +351,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             let mut out = protocol::err_reply(&Value::Null, &e);
             out.push('\n');
             let _ = w.write_all(out.as_bytes()).await;
+            let _ = w.flush().await;
             return Ok(());
         }
     };
@@ -368,6 +369,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 let mut out = protocol::err_reply(&Value::Null, &e);
                 out.push('\n');
                 let _ = w.write_all(out.as_bytes()).await;
+                let _ = w.flush().await;
                 return Ok(());
             }
         };
@@ -378,6 +380,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 let mut out = protocol::err_reply(&Value::Null, &e);
                 out.push('\n');
                 w.write_all(out.as_bytes()).await?;
+                let _ = w.flush().await;
                 return Ok(());
             }
             Line::Complete => {}
@@ -426,6 +429,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                         };
                         out.push('\n');
                         w.write_all(out.as_bytes()).await?;
+                        w.flush().await?;
                         continue;
                     }
                     match console::open(&front.registry, who, handle, read_only).await {
@@ -448,6 +452,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                         }
                     }
                     w.write_all(b"}\n").await?;
+                    w.flush().await?;
                     continue;
                 }
                 Call::Classes { available } => {
@@ -466,6 +471,8 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         };
         out.push('\n');
         w.write_all(out.as_bytes()).await?;
+        // A no-op on a Unix socket; a TLS stream sends its record now.
+        w.flush().await?;
     }
 }
 
@@ -504,9 +511,19 @@ async fn routed(front: &Front, who: Identity, id: Value, call: Call, raw: Value)
         }
     }
     let local_has_class = front.snapshots.borrow().rows().iter().any(|r| &r.class == class);
-    match last {
-        Some(line) if !local_has_class => line,
-        _ => answer(front, who, id, call).await,
+    if local_has_class {
+        return answer(front, who, id, call).await;
+    }
+    if let Some(line) = last {
+        return line;
+    }
+    // Not here, and no other host could be asked: say so for the lab.
+    match peer::lab_class_summary(front, class) {
+        Some(summary) => protocol::err_reply(
+            &id,
+            &ApiError::new(Code::NoDeviceAvailable, format!("no {class} board is available ({summary})")),
+        ),
+        None => answer(front, who, id, call).await,
     }
 }
 

@@ -55,6 +55,7 @@ pub async fn serve(listener: TcpListener, front: Rc<Front>, mut shutdown: watch:
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
                     let (f, acceptor) = (front.clone(), acceptor.clone());
                     tokio::task::spawn_local(async move {
                         let tls = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
@@ -121,6 +122,7 @@ async fn open(front: &Front, host: &str, addr: &str, req: &Value, user: &str) ->
     let mut line = req.to_string();
     line.push('\n');
     tls.write_all(line.as_bytes()).await.map_err(|e| unreachable(e.to_string()))?;
+    tls.flush().await.map_err(|e| unreachable(e.to_string()))?;
     Ok(tls)
 }
 
@@ -169,6 +171,7 @@ pub async fn console<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
     w.write_all(first.as_bytes()).await?;
     w.write_all(b"\n").await?;
+    w.flush().await?;
     // What the host sent after its reply, and what the user typed after
     // the request, go on first.
     let early_down = remote.buffer().to_vec();
@@ -191,6 +194,7 @@ pub async fn console<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     return Ok(None);
                 }
                 rw.write_all(&up[..n]).await?;
+                rw.flush().await?;
             }
             n = rr.read(&mut down) => {
                 let n = n?;
@@ -198,6 +202,7 @@ pub async fn console<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     return Ok(None);
                 }
                 w.write_all(&down[..n]).await?;
+                w.flush().await?;
             }
         }
     }
@@ -302,6 +307,21 @@ pub fn claim_hosts(front: &Front, class: &str) -> Vec<(String, String)> {
         .filter(|(_, (free, _))| *free > 0 || !local_has_class)
         .filter_map(|(h, _)| lab.peers.get(h).map(|a| (h.to_string(), a.clone())))
         .collect()
+}
+
+/// How the other hosts' boards of `class` are (`1 offline, 2 claimed`),
+/// if the lab has any.
+pub fn lab_class_summary(front: &Front, class: &str) -> Option<String> {
+    let lab = front.lab.as_ref()?.borrow().clone();
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for r in lab.rows.iter().filter(|r| r.class == class) {
+        let state = serde_json::from_str::<Value>(&r.json)
+            .ok()
+            .and_then(|v| v["state"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into());
+        *counts.entry(state).or_default() += 1;
+    }
+    (!counts.is_empty()).then(|| counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", "))
 }
 
 /// Logs where the peer channel listens.
