@@ -513,3 +513,50 @@ fn a_lease_that_ends_while_its_host_is_away_ends_when_it_returns() {
     let r = lab1.req(json!({"fn": "claim", "class": "pine64"}));
     assert_eq!(ok(&r)["board"], "lab2-pine64-1");
 }
+
+/// A jailed claim on another host, through a front door that has no such
+/// board: the reply carries that host's jail, which the claimant logs
+/// into; reinit and release through the same door rebuild and remove it.
+#[test]
+fn a_jail_on_another_host_through_any_front_door() {
+    use common::jails::{jail_lab_with, leftovers, one_at_a_time, JailNet, Login};
+    use common::ALICE;
+    const NET: JailNet = JailNet { pool: "10.197.40.0/24", board_net: "172.28.64.0/20", uid_base: 540_000 };
+    let _turn = one_at_a_time();
+    let etcd = Etcd::start(3);
+    let ca = tempfile::tempdir().unwrap();
+    let urls = etcd.urls();
+    let ca_dir = ca.path().to_str().unwrap();
+    let mut lab1 = Lab::create(
+        1,
+        "pine64",
+        &["--no-net", "--no-console", "--host", "lab1", "--etcd", &urls, "--ca", ca_dir],
+        |t| t,
+    );
+    let mut lab2 = jail_lab_with(1, "rockpro64", &["--host", "lab2", "--etcd", &urls, "--ca", ca_dir], &NET, "", "");
+    lab1.start_labd();
+    lab2.start_labd();
+    lab1.wait_for(Duration::from_secs(10), "lab1 to see lab2's board", || status_rows(&lab1).len() == 2);
+
+    let r = lab1.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64", "power": true})]).remove(0);
+    let c = ok(&r).clone();
+    assert_eq!(c["host"], "lab2");
+    let jail = c["jail"].clone();
+    assert!(jail["ssh"].as_str().is_some_and(|s| s.starts_with("ssh root@")), "{c}");
+    let login = Login::new(lab2.path(), ALICE, &jail, "1");
+    assert_eq!(login.ok("id -u").trim(), "0");
+    login.ok("touch /root/before-reinit");
+
+    let r = lab1.as_user(ALICE, &[json!({"fn": "reinit", "handle": c["handle"]})]).remove(0);
+    let again = ok(&r).clone();
+    assert_eq!(again["handle"], c["handle"], "the claim is kept");
+    assert_ne!(again["jail"]["known_hosts"], jail["known_hosts"], "a fresh host key");
+    let login = Login::new(lab2.path(), ALICE, &again["jail"], "2");
+    login.ok("test ! -e /root/before-reinit");
+
+    ok(&lab1.as_user(ALICE, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
+    assert_eq!(lab2.switch_power("lab2-rockpro64-1"), "off");
+    assert!(lab2.stop_labd().success());
+    let left = leftovers(lab2.path(), NET.uid_base, 1);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -22,7 +22,12 @@ pub struct JailNet {
 /// ssh keys for alice and bob in `keys.d`. `extra` is appended to the
 /// `[jail]` table (further `[jail]` keys), `after` to lab.toml.
 pub fn jail_lab(n: usize, classes: &str, net: &JailNet, extra: &str, after: &str) -> Lab {
-    let lab = Lab::create(n, classes, &[], |t| t);
+    jail_lab_with(n, classes, &[], net, extra, after)
+}
+
+/// `jail_lab` with further `labsim up` flags (a host of a lab on etcd).
+pub fn jail_lab_with(n: usize, classes: &str, flags: &[&str], net: &JailNet, extra: &str, after: &str) -> Lab {
+    let lab = Lab::create(n, classes, flags, |t| t);
     let dir = lab.path().to_path_buf();
     let lab_toml = dir.join("lab.toml");
     let text = std::fs::read_to_string(&lab_toml).unwrap().replace("jail = \"none\"", "jail = \"linux\"");
