@@ -180,6 +180,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let (peers, peer_listener) = match peer_tls {
         Some((mut p, l)) => {
             p.lookup = member.as_ref().map(|m| m.lookup());
+            p.queue = member.as_ref().map(|m| m.queue());
             (Some(p), Some(l))
         }
         None => (None, None),

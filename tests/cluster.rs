@@ -560,3 +560,63 @@ fn a_jail_on_another_host_through_any_front_door() {
     let left = leftovers(lab2.path(), NET.uid_base, 1);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `claim --wait` queues in one FIFO per class for the whole lab: waiters
+/// at different front doors are served in the order they came, a claim
+/// that does not wait does not jump the queue, and a waiter that times
+/// out leaves it.
+#[test]
+fn one_queue_per_class_for_the_whole_lab() {
+    use common::{ALICE, BOB};
+    let etcd = Etcd::start(3);
+    let ca = tempfile::tempdir().unwrap();
+    let (lab1, lab2) = two_hosts(&etcd, ca.path(), false);
+    let lab1 = std::sync::Arc::new(lab1);
+    let lab2 = std::sync::Arc::new(lab2);
+    // The lab's one pine64 (on lab2), held by alice.
+    let a = ok(&lab2.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64"})]).remove(0)).clone();
+    // bob waits at lab1, then root at lab2.
+    let bob = {
+        let l = lab1.clone();
+        std::thread::spawn(move || l.as_user(BOB, &[json!({"fn": "claim", "class": "pine64", "wait": 60})]).remove(0))
+    };
+    lab1.wait_for(Duration::from_secs(5), "bob's ticket", || etcd.keys("/boardlab/queue/pine64/").len() == 1);
+    let root = {
+        let l = lab2.clone();
+        std::thread::spawn(move || l.req(json!({"fn": "claim", "class": "pine64", "wait": 60})))
+    };
+    lab1.wait_for(Duration::from_secs(5), "root's ticket", || etcd.keys("/boardlab/queue/pine64/").len() == 2);
+    // No jumping the queue.
+    let r = lab1.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64"})]).remove(0);
+    assert_eq!(code(&r), "no_device_available", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("2 claims wait"), "{r}");
+    // A waiter that gives up leaves the queue.
+    let r = lab2.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64", "wait": 1})]).remove(0);
+    assert_eq!(code(&r), "timeout", "{r}");
+    lab1.wait_for(Duration::from_secs(5), "the timed-out ticket to go", || {
+        etcd.keys("/boardlab/queue/pine64/").len() == 2
+    });
+
+    // alice releases: bob (first, at the other door) gets it; root waits on.
+    ok(&lab2.as_user(ALICE, &[json!({"fn": "release", "handle": a["handle"]})]).remove(0));
+    let b = bob.join().unwrap();
+    let b = ok(&b).clone();
+    assert_eq!((b["board"].as_str(), b["user"].as_str()), (Some("lab2-pine64-1"), Some(BOB)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!root.is_finished(), "root came second and still waits");
+    lab1.wait_for(Duration::from_secs(5), "bob's ticket to go", || etcd.keys("/boardlab/queue/pine64/").len() == 1);
+    // bob releases through lab1: root gets it.
+    ok(&lab1.as_user(BOB, &[json!({"fn": "release", "handle": b["handle"]})]).remove(0));
+    let r = root.join().unwrap();
+    assert_eq!(ok(&r)["board"], "lab2-pine64-1");
+    assert_eq!(ok(&r)["user"], "root");
+    lab1.wait_for(Duration::from_secs(5), "the queue to empty", || etcd.keys("/boardlab/queue/").is_empty());
+    ok(&lab2.req(json!({"fn": "release", "handle": r["result"]["handle"]})));
+
+    // A ticket left behind (its door could not remove it) blocks nobody
+    // past its waiter's deadline.
+    let stale = format!(r#"{{"door":"lab9","deadline_ms":{}}}"#, 1_000);
+    etcd.put("/boardlab/queue/pine64/lab9-1", &stale);
+    let r = lab1.req(json!({"fn": "claim", "class": "pine64"}));
+    assert_eq!(ok(&r)["board"], "lab2-pine64-1", "{r}");
+}

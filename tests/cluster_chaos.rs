@@ -1,7 +1,8 @@
 //! Chaos over a lab of three hosts on a real etcd: 100 clients claim,
 //! power and release through the three front doors at random while one
 //! labd is killed and restarted and one etcd member is stopped and
-//! started. Then: no board was held by two clients at once, every claim
+//! started; a quarter of them wait in the lab's queue. Then: no board
+//! was held by two clients at once, every claim
 //! a client was told of was there until it released it, the three front
 //! doors agree, etcd agrees, and each switch agrees with its host.
 //! `CLUSTER_CHAOS_SECONDS` (default 30) sets the length.
@@ -117,9 +118,12 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                     tally.ops.fetch_add(1, Ordering::Relaxed);
                     let power = next(2) == 0;
                     let sent = now_ms();
-                    let Some(r) =
-                        call(door, &json!({"fn": "claim", "class": "rockpro64", "power": power, "lease": 120}))
-                    else {
+                    // A quarter of the clients wait in the lab's queue.
+                    let mut req = json!({"fn": "claim", "class": "rockpro64", "power": power, "lease": 120});
+                    if client % 4 == 0 {
+                        req["wait"] = json!(5);
+                    }
+                    let Some(r) = call(door, &req) else {
                         tally.unreachable.fetch_add(1, Ordering::Relaxed);
                         uncertain.lock().unwrap().push((sent, now_ms()));
                         std::thread::sleep(Duration::from_millis(200));
@@ -133,6 +137,7 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                         continue;
                     }
                     let board = r["result"]["board"].as_str().unwrap().to_string();
+                    let granted_at = now_ms();
                     let handle = r["result"]["handle"].clone();
                     tally.grants.fetch_add(1, Ordering::Relaxed);
                     {
@@ -170,7 +175,8 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                                 // answer was lost did release it.
                                 if !lost_before {
                                     violations.lock().unwrap().push(format!(
-                                        "client {client}'s live claim on {board} was not found by a front door: {r}"
+                                        "client {client}'s live claim on {board} (granted {granted_at}) was not found by a front door at {}: {r}",
+                                        now_ms()
                                     ));
                                 }
                                 true
@@ -238,6 +244,23 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
         t.unreachable.load(Ordering::Relaxed)
     );
     let mut violations = violations.lock().unwrap().clone();
+    // What the hosts said about the boards of the violations so far.
+    for v in violations.iter_mut() {
+        let Some(board) = ["lab1", "lab2", "lab3"]
+            .iter()
+            .flat_map(|h| (1..=2).map(move |k| format!("{h}-rockpro64-{k}")))
+            .find(|b| v.contains(b.as_str()))
+        else {
+            continue;
+        };
+        let log: Vec<String> = labs
+            .iter()
+            .flat_map(|l| l.log().lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|l| l.contains(&board) && !l.contains("DEBUG") && !l.contains("TRACE"))
+            .collect();
+        v.push('\n');
+        v.push_str(&log[log.len().saturating_sub(40)..].join("\n"));
+    }
 
     // Claims nobody was told of: explained only by a lost reply, then
     // ended by an operator.
@@ -283,6 +306,9 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+    if !etcd.keys("/boardlab/queue/").is_empty() {
+        violations.push(format!("tickets left in the lab's queue: {:?}", etcd.keys("/boardlab/queue/")));
     }
     if !etcd.keys("/boardlab/claims/").is_empty() {
         violations.push(format!("etcd still holds claims: {:?}", etcd.keys("/boardlab/claims/")));

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 pub mod publish;
+pub mod queue;
 pub mod tls;
 pub mod view;
 
@@ -127,6 +128,17 @@ impl Member {
     /// A way to find claims in etcd by handle.
     pub fn lookup(&self) -> view::Lookup {
         view::Lookup { client: self.client.clone(), keys: self.keys.clone(), timeout: self.timeout }
+    }
+
+    /// The lab's queues, for this front door's waiters.
+    pub fn queue(&self) -> queue::Queue {
+        queue::Queue {
+            client: self.client.clone(),
+            keys: self.keys.clone(),
+            timeout: self.timeout,
+            lease: self.lease.clone(),
+            me: self.host.clone(),
+        }
     }
 
     /// Starts following the lab (the other hosts' boards) and publishing

@@ -10,6 +10,7 @@
 
 mod console;
 pub mod jail_sockets;
+mod lab_wait;
 pub mod peer;
 
 use std::cell::RefCell;
@@ -495,6 +496,59 @@ async fn routed(front: &Front, who: Identity, id: Value, call: Call, raw: Value)
             },
         };
     }
+    if peer::handle_of(&call).is_some() {
+        return unknown_handle(front, who, id, call, raw).await;
+    }
+    let Call::Claim { class, wait, .. } = &call else { return answer(front, who, id, call).await };
+    // One queue per class for the whole lab: a claim that waits takes a
+    // ticket; one that does not is refused while anyone waits.
+    if let Some(queue) = front.peers.as_ref().and_then(|p| p.queue.clone()) {
+        if wait.is_some() {
+            return lab_wait::wait(front, &queue, who, id, call, raw).await;
+        }
+        match queue.waiting(class).await {
+            Ok(0) => {}
+            Ok(n) => {
+                let e = ApiError::new(
+                    Code::NoDeviceAvailable,
+                    format!("{n} claims wait for a {class} board in the lab; `claim --wait` joins the queue"),
+                );
+                return protocol::err_reply(&id, &e);
+            }
+            Err(e) => {
+                let e = ApiError::new(
+                    Code::Unavailable,
+                    format!("the lab's queue cannot be reached, nothing changed: {e}"),
+                );
+                return protocol::err_reply(&id, &e);
+            }
+        }
+    }
+    claim_now(front, who, id, call, raw).await
+}
+
+/// A handle neither this host, its view nor etcd knows: answered here,
+/// unless another host where the user holds a board knows it (a claim
+/// whose record etcd lost for a moment: a failed release applied late,
+/// until its host puts the record back).
+async fn unknown_handle(front: &Front, who: Identity, id: Value, call: Call, raw: Value) -> String {
+    let line = answer(front, who.clone(), id, call).await;
+    let not_claimed = |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["error"]["code"] == "not_claimed");
+    if !not_claimed(&line) {
+        return line;
+    }
+    for (host, addr) in peer::hosts_holding(front, &who.user) {
+        if let Ok(other) = peer::call(front, &host, &addr, &raw, &who.user).await {
+            if !not_claimed(&other) {
+                return other;
+            }
+        }
+    }
+    line
+}
+
+/// A claim that does not wait, on this host or another.
+async fn claim_now(front: &Front, who: Identity, id: Value, call: Call, raw: Value) -> String {
     let Call::Claim { class, .. } = &call else { return answer(front, who, id, call).await };
     let hosts = peer::claim_hosts(front, class);
     let mut last = None;

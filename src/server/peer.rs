@@ -32,6 +32,8 @@ pub struct Peers {
     pub connector: TlsConnector,
     /// Claims by handle, straight from etcd.
     pub lookup: Option<Lookup>,
+    /// The lab's queues of waiting claims.
+    pub queue: Option<crate::cluster::queue::Queue>,
     /// This host's name in the lab.
     pub me: String,
 }
@@ -42,6 +44,7 @@ impl Peers {
             acceptor: TlsAcceptor::from(server),
             connector: TlsConnector::from(client),
             lookup: None,
+            queue: None,
             me: me.into(),
         }
     }
@@ -257,6 +260,16 @@ pub async fn remote_handle(front: &Front, handle: &str) -> Option<Result<(String
             format!("board {board} is on host {host}, which is not in the lab now; its claim is kept"),
         )),
     })
+}
+
+/// The other hosts in the lab where `user` holds a board.
+pub fn hosts_holding(front: &Front, user: &str) -> Vec<(String, String)> {
+    let Some(lab) = front.lab.as_ref().map(|l| l.borrow().clone()) else { return Vec::new() };
+    let mut hosts: Vec<String> =
+        lab.rows.iter().filter(|r| r.user.as_deref() == Some(user)).map(|r| r.host.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts.into_iter().filter_map(|h| lab.peers.get(&h).map(|a| (h.clone(), a.clone()))).collect()
 }
 
 /// The board an operator's call names (`maintenance`, `force-release`).

@@ -1,0 +1,88 @@
+//! One queue per class for the whole lab (`claim --wait` on any host).
+//! A waiter holds a ticket, `P/queue/CLASS/HOST-ID`, under its front
+//! door's lease (a door that is gone takes its tickets with it); tickets
+//! are served in the order etcd created them. Only the waiter at the head
+//! of its class's queue tries to claim, and a claim that does not wait is
+//! refused while anyone waits for the class. A ticket carries its
+//! waiter's deadline: one left behind (its removal failed while etcd did
+//! not answer) is passed over once the deadline is gone, so it never
+//! blocks the queue for longer than its wait.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp};
+
+use crate::claims::etcd::{get, txn, Keys};
+use crate::claims::LedgerError;
+
+/// How long after its waiter's deadline a ticket still counts (clocks of
+/// the lab's hosts differ a little).
+const STALE_AFTER_MS: i64 = 2000;
+
+/// The lab's queues, as one front door uses them.
+#[derive(Clone)]
+pub struct Queue {
+    pub(crate) client: Client,
+    pub(crate) keys: Keys,
+    pub(crate) timeout: Duration,
+    pub(crate) lease: Arc<AtomicI64>,
+    pub(crate) me: String,
+}
+
+impl Queue {
+    fn prefix(&self, class: &str) -> String {
+        format!("{}queue/{class}/", self.keys.root())
+    }
+
+    /// Takes a ticket for `class` until `deadline_ms` (Unix ms): its key.
+    pub async fn join(&self, class: &str, id: u64, deadline_ms: i64) -> Result<String, LedgerError> {
+        let key = format!("{}{}-{id}", self.prefix(class), self.me);
+        let lease = self.lease.load(Ordering::Relaxed);
+        let value = serde_json::json!({ "door": self.me, "deadline_ms": deadline_ms }).to_string();
+        let put = TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease)));
+        txn(&self.client, self.timeout, Txn::new().and_then([put])).await?;
+        Ok(key)
+    }
+
+    /// The live tickets for `class`, oldest first.
+    async fn live(&self, class: &str) -> Result<Vec<String>, LedgerError> {
+        let opts = GetOptions::new().with_prefix().with_sort(SortTarget::Create, SortOrder::Ascend);
+        let r = get(&self.client, self.timeout, &self.prefix(class), Some(opts)).await?;
+        let now = crate::util::now_unix_ms();
+        Ok(r.kvs()
+            .iter()
+            .filter(|kv| {
+                let deadline = serde_json::from_slice::<serde_json::Value>(kv.value())
+                    .ok()
+                    .and_then(|v| v["deadline_ms"].as_i64())
+                    .unwrap_or(0);
+                deadline + STALE_AFTER_MS > now
+            })
+            .filter_map(|kv| kv.key_str().ok().map(str::to_string))
+            .collect())
+    }
+
+    /// The oldest live ticket for `class`, if any.
+    pub async fn head(&self, class: &str) -> Result<Option<String>, LedgerError> {
+        Ok(self.live(class).await?.into_iter().next())
+    }
+
+    /// How many wait for `class`.
+    pub async fn waiting(&self, class: &str) -> Result<usize, LedgerError> {
+        Ok(self.live(class).await?.len())
+    }
+
+    /// Gives a ticket back (served, timed out, or its client left); while
+    /// etcd does not answer, tried again every second for a minute.
+    pub async fn leave(&self, key: &str) {
+        for _ in 0..60 {
+            let del = Txn::new().and_then([TxnOp::delete(key, None)]);
+            if txn(&self.client, self.timeout, del).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
