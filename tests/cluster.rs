@@ -395,6 +395,30 @@ fn a_console_through_another_front_door() {
     s.send_raw(&all);
     let got = s.read_until(Duration::from_secs(10), |g| common::subsequence(g, &all));
     assert!(common::subsequence(&got, &all), "saw {} bytes, not all 256 in order", got.len());
+    drop(s);
+
+    // labcli through lab1: typing reaches lab2's board, `~.` detaches, and
+    // what follows it is never sent.
+    let mut cli = lab1.spawn_cli_as("root", &["console", c["handle"].as_str().unwrap()]);
+    {
+        use std::io::Write;
+        let stdin = cli.stdin.as_mut().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // A fresh line first: the 256 bytes above left one unfinished.
+        stdin.write_all(b"\rversion\r").unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        stdin.write_all(b"~.secret-after-detach\r").unwrap();
+    }
+    let t0 = Instant::now();
+    let out = cli.wait_with_output().unwrap();
+    // The session stays open until the client leaves: only `~.` ends it.
+    assert!(t0.elapsed() < Duration::from_secs(5), "labcli detached at once");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("boardlab-sim U-Boot"), "the board's answer came back through lab1: {seen}");
+    std::thread::sleep(Duration::from_millis(500));
+    let log = ok(&lab2.req(json!({"fn": "console_log", "handle": c["handle"]})))["log"].as_str().unwrap().to_string();
+    assert!(log.contains("version") && !log.contains("secret-after-detach"), "{log}");
 }
 
 /// The peer channel takes lab hosts only: no TLS, TLS without a
