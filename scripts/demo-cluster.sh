@@ -120,12 +120,7 @@ show "$LABCLI" classes
 pause
 
 say "4. A claim through lab1 lands on lab3" "Only lab3 has a pine64: lab1 forwards the claim over the peer channel (TLS, both sides certified)."
-printf '$ %s\n' "$LABCLI --json claim pine64 --power"
-CLAIM="$("$LABCLI" --json claim pine64 --power)"
-printf '%s\n' "$CLAIM"
-HANDLE="$(printf '%s\n' "$CLAIM" | json_str handle)"
-BOARD="$(printf '%s\n' "$CLAIM" | json_str board)"
-[ -n "$HANDLE" ] || die "no handle in the claim reply"
+claim_shown pine64
 show "$LABSIM" power --dir "$DIR/lab3" "$BOARD"
 pause
 

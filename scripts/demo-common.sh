@@ -19,3 +19,15 @@ die() { printf '%s: %s\n' "$(basename "$0" .sh)" "$*" >&2; exit 1; }
 json_str() {
     sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\\([^\"]*\\)\".*/\\1/p" | head -n 1
 }
+
+# Claims a board of class $1 with power through labcli, showing the reply;
+# sets CLAIM, HANDLE and BOARD.
+claim_shown() {
+    printf '$ %s\n' "$LABCLI --json claim $1 --power"
+    CLAIM="$("$LABCLI" --json claim "$1" --power)"
+    printf '%s\n' "$CLAIM"
+    HANDLE="$(printf '%s\n' "$CLAIM" | json_str handle)"
+    BOARD="$(printf '%s\n' "$CLAIM" | json_str board)"
+    [ -n "$HANDLE" ] || die "no handle in the claim reply"
+    [ -n "$BOARD" ] || die "no board in the claim reply"
+}

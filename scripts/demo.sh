@@ -110,13 +110,7 @@ say "4. Claim a board" \
     "Claim any rockpro64 and power it on at once. --json gives the reply as one" \
     "JSON object: it carries the board's name and the handle, the secret that" \
     "every later request about this claim needs."
-printf '$ %s\n' "$LABCLI --json claim rockpro64 --power"
-CLAIM="$("$LABCLI" --json claim rockpro64 --power)"
-printf '%s\n' "$CLAIM"
-HANDLE="$(printf '%s\n' "$CLAIM" | json_str handle)"
-BOARD="$(printf '%s\n' "$CLAIM" | json_str board)"
-[ -n "$HANDLE" ] || die "no handle in the claim reply"
-[ -n "$BOARD" ] || die "no board in the claim reply"
+claim_shown rockpro64
 note "claimed $BOARD, handle $HANDLE"
 pause
 
