@@ -38,7 +38,9 @@ impl Etcd {
     pub fn start(n: usize) -> Etcd {
         super::need_root::require_root();
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        super::sweep::stale_fixtures();
         let dir = tempfile::Builder::new().prefix("bltest-etcd-").tempdir().unwrap();
+        super::sweep::own(dir.path());
         let token = format!("bltest-{}", std::process::id());
         let members = (0..n)
             .map(|i| Member { name: format!("m{i}"), client_port: free_port(), peer_port: free_port(), child: None })
@@ -92,6 +94,7 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .expect("etcd (Debian's etcd-server; `make deps` installs it)");
+        super::sweep::started(self.dir.path(), child.id());
         self.members[i].child = Some(child);
     }
 

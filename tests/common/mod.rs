@@ -7,6 +7,7 @@ pub mod etcd;
 pub mod jails;
 pub mod need_root;
 pub mod ssh;
+pub mod sweep;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -74,8 +75,10 @@ impl Lab {
     /// `labsim up` with extra flags (e.g. `--no-net`), without starting labd.
     pub fn create(n: usize, classes: &str, flags: &[&str], edit: impl FnOnce(String) -> String) -> Lab {
         need_root::require_root();
+        sweep::stale_fixtures();
         ensure_users();
         let dir = tempfile::Builder::new().prefix("bltest-").tempdir().unwrap();
+        sweep::own(dir.path());
         // labsim refuses a directory that already holds a lab; an empty
         // temp dir is fine.
         let lab = Lab { dir, labd: None };
@@ -145,6 +148,7 @@ impl Lab {
             .stderr(log)
             .spawn()
             .unwrap();
+        sweep::started(self.dir.path(), child.id());
         self.labd = Some(child);
         let t0 = Instant::now();
         while UnixStream::connect(self.sock()).is_err() {
