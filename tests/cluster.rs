@@ -610,8 +610,12 @@ fn one_queue_per_class_for_the_whole_lab() {
         std::thread::spawn(move || l.req(json!({"fn": "claim", "class": "pine64", "wait": 60})))
     };
     lab1.wait_for(Duration::from_secs(5), "root's ticket", || etcd.keys("/boardlab/queue/pine64/").len() == 2);
-    // No jumping the queue.
-    let r = lab1.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64"})]).remove(0);
+    // No jumping the queue (once lab1's view has both tickets).
+    let mut r = Value::Null;
+    lab1.wait_for(Duration::from_secs(5), "lab1's view to count both waiters", || {
+        r = lab1.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64"})]).remove(0);
+        r["error"]["message"].as_str().is_some_and(|m| m.contains("2 claims wait"))
+    });
     assert_eq!(code(&r), "no_device_available", "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("2 claims wait"), "{r}");
     // A waiter that gives up leaves the queue.
@@ -641,6 +645,10 @@ fn one_queue_per_class_for_the_whole_lab() {
     // past its waiter's deadline.
     let stale = format!(r#"{{"door":"lab9","deadline_ms":{}}}"#, 1_000);
     etcd.put("/boardlab/queue/pine64/lab9-1", &stale);
-    let r = lab1.req(json!({"fn": "claim", "class": "pine64"}));
+    let mut r = Value::Null;
+    lab1.wait_for(Duration::from_secs(5), "lab1's view to have the queue as etcd has it", || {
+        r = lab1.req(json!({"fn": "claim", "class": "pine64"}));
+        r["ok"] == true
+    });
     assert_eq!(ok(&r)["board"], "lab2-pine64-1", "{r}");
 }

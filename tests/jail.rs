@@ -6,6 +6,8 @@
 //! One test function runs the scenario in order (the steps depend on each
 //! other) and a guard removes everything on the way out, also on failure.
 
+#[path = "common/bins.rs"]
+mod bins;
 #[path = "common/need_root.rs"]
 mod need_root;
 #[path = "common/serial.rs"]
@@ -24,16 +26,7 @@ use boardlab::config::{Config, Network};
 use boardlab::jail::{self, Jail, JailSettings, JailSpec, Uplink};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-/// labsim, from the workspace's other crate, built next to labjail.
-fn labsim_exe() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_BIN_EXE_labjail")).with_file_name("labsim");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (make test, or cargo build --workspace)",
-        p.display()
-    );
-    p
-}
+use bins::labsim_exe;
 const LABJAIL: &str = env!("CARGO_BIN_EXE_labjail");
 const LABCLI: &str = env!("CARGO_BIN_EXE_labcli");
 const ADMIN_ENABLE: &str = ".1.3.6.1.2.1.105.1.1.1.3.1";

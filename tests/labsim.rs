@@ -2,6 +2,8 @@
 //! and CLI tools, ptys, network namespaces and dnsmasq. They need root; run
 //! as another user they fail saying so.
 
+#[path = "common/bins.rs"]
+mod bins;
 #[path = "common/need_root.rs"]
 mod need_root;
 #[path = "common/serial.rs"]
@@ -12,16 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// labsim, from the workspace's other crate, built next to labjail.
-fn labsim_exe() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_BIN_EXE_labjail")).with_file_name("labsim");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (make test, or cargo build --workspace)",
-        p.display()
-    );
-    p
-}
+use bins::labsim_exe;
 const ADMIN_ENABLE: &str = ".1.3.6.1.2.1.105.1.1.1.3.1";
 
 fn labsim(args: &[&str]) -> Output {

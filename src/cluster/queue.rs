@@ -19,7 +19,12 @@ use crate::claims::LedgerError;
 
 /// How long after its waiter's deadline a ticket still counts (clocks of
 /// the lab's hosts differ a little).
-const STALE_AFTER_MS: i64 = 2000;
+pub const STALE_AFTER_MS: i64 = 2000;
+
+/// A ticket's waiter's deadline (Unix ms), from its value.
+pub fn deadline_of(value: &[u8]) -> i64 {
+    serde_json::from_slice::<serde_json::Value>(value).ok().and_then(|v| v["deadline_ms"].as_i64()).unwrap_or(0)
+}
 
 /// The lab's queues, as one front door uses them.
 #[derive(Clone)]
@@ -53,13 +58,7 @@ impl Queue {
         let now = crate::util::now_unix_ms();
         Ok(r.kvs()
             .iter()
-            .filter(|kv| {
-                let deadline = serde_json::from_slice::<serde_json::Value>(kv.value())
-                    .ok()
-                    .and_then(|v| v["deadline_ms"].as_i64())
-                    .unwrap_or(0);
-                deadline + STALE_AFTER_MS > now
-            })
+            .filter(|kv| deadline_of(kv.value()) + STALE_AFTER_MS > now)
             .filter_map(|kv| kv.key_str().ok().map(str::to_string))
             .collect())
     }
@@ -67,11 +66,6 @@ impl Queue {
     /// The oldest live ticket for `class`, if any.
     pub async fn head(&self, class: &str) -> Result<Option<String>, LedgerError> {
         Ok(self.live(class).await?.into_iter().next())
-    }
-
-    /// How many wait for `class`.
-    pub async fn waiting(&self, class: &str) -> Result<usize, LedgerError> {
-        Ok(self.live(class).await?.len())
     }
 
     /// Gives a ticket back (served, timed out, or its client left); while

@@ -41,6 +41,8 @@ pub struct LabView {
     pub peers: HashMap<String, String>,
     /// etcd does not answer this host: the rows are what it saw last.
     pub stale: bool,
+    /// Class → the deadlines (Unix ms) of the lab's waiters for it.
+    pub tickets: HashMap<String, Vec<i64>>,
 }
 
 impl LabView {
@@ -51,6 +53,13 @@ impl LabView {
         } else {
             r.json.clone()
         }
+    }
+
+    /// How many wait for `class` in the lab's queue now (tickets past
+    /// their waiter's deadline do not count).
+    pub fn waiting(&self, class: &str, now_ms: i64) -> usize {
+        let live = |d: &&i64| **d + crate::cluster::queue::STALE_AFTER_MS > now_ms;
+        self.tickets.get(class).map_or(0, |t| t.iter().filter(live).count())
     }
 
     /// Adds the other hosts' classes to `local`'s counts.
@@ -126,6 +135,8 @@ struct Known {
     hosts: HashMap<String, String>,
     status: HashMap<String, String>,
     claims: HashMap<String, ClaimRecord>,
+    /// Ticket key (below `queue/`) → waiter's deadline.
+    queue: HashMap<String, i64>,
 }
 
 impl Known {
@@ -164,6 +175,12 @@ impl Known {
             },
             ("claims", None) => {
                 self.claims.remove(&name);
+            }
+            ("queue", Some(v)) => {
+                self.queue.insert(name, crate::cluster::queue::deadline_of(v));
+            }
+            ("queue", None) => {
+                self.queue.remove(&name);
             }
             _ => {}
         }
@@ -218,7 +235,13 @@ impl Known {
         }
         let peers =
             self.hosts.iter().filter(|(h, p)| *h != me && !p.is_empty()).map(|(h, p)| (h.clone(), p.clone())).collect();
-        LabView { rows, handles, peers, stale }
+        let mut tickets: HashMap<String, Vec<i64>> = HashMap::new();
+        for (key, deadline) in &self.queue {
+            if let Some((class, _)) = key.split_once('/') {
+                tickets.entry(class.to_string()).or_default().push(*deadline);
+            }
+        }
+        LabView { rows, handles, peers, stale, tickets }
     }
 }
 

@@ -4,9 +4,6 @@
 //! pty there, inside the jail's mount namespace (which only a
 //! single-threaded process may enter: hence a process of its own).
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -48,50 +45,18 @@ fn plug(args: &[String]) -> Result<(), String> {
     let [pid, start, pty] = args else { return Err("usage: labjail console PID START PTY".into()) };
     let pid: i32 = pid.parse().map_err(|_| format!("bad PID {pid:?}"))?;
     let start: u64 = start.parse().map_err(|_| format!("bad start time {start:?}"))?;
-    let pty = CString::new(pty.as_bytes()).map_err(|_| "bad PTY path".to_string())?;
     // The namespace first (the descriptor holds it), then the check that
     // it is still the jail's.
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| format!("the jail's namespace: {e}"))?;
     if proc_start_time(pid) != Some(start) {
         return Err(format!("process {pid} is not the jail's init any more"));
     }
-    // SAFETY: open_tree takes a NUL-terminated path that outlives the
-    // call and returns a new descriptor (or -1), which is owned from here.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            pty.as_ptr(),
-            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC as libc::c_uint) as libc::c_uint,
-        )
-    };
-    if tree < 0 {
-        return Err(format!("cloning the pty's mount: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `tree` is a descriptor open_tree just returned, owned by
-    // nothing else.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    let tree =
+        super::mount_api::clone_tree(Path::new(pty), false).map_err(|e| format!("cloning the pty's mount: {e}"))?;
     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("entering the jail: {e}"))?;
     let target = Path::new("/dev").join(CONSOLE_NAME);
     // The dead pty's bind goes; the new one takes its place.
     let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW);
-    let target = CString::new(target.as_os_str().as_bytes()).map_err(|_| "bad target".to_string())?;
-    let empty = CString::default();
-    // SAFETY: move_mount takes the detached tree's descriptor, an empty
-    // NUL-terminated path (MOVE_MOUNT_F_EMPTY_PATH) and the target's
-    // NUL-terminated path; all outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(format!("mounting the pty in the jail: {}", std::io::Error::last_os_error()));
-    }
+    super::mount_api::attach(&tree, &target).map_err(|e| format!("mounting the pty in the jail: {e}"))?;
     Ok(())
 }

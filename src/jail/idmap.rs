@@ -17,10 +17,8 @@
 //! these directories that are not world-readable (polkit's rules) and the
 //! host's package database. Never `/etc`, whose secrets stay unreadable.
 
-use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::JailError;
@@ -33,11 +31,6 @@ pub const OVERLAYS: &[(&str, &str, &str)] = &[("usr", "/usr", "usr"), ("dpkg", "
 pub const LOWER_DIR: &str = ".boardlab/lower";
 pub const UPPER_DIR: &str = ".boardlab/overlay";
 
-fn cstr(p: &Path) -> Result<CString, JailError> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| JailError::Invalid { what: "path with a NUL byte", value: p.display().to_string() })
-}
-
 fn sys(what: &'static str) -> impl FnOnce(std::io::Error) -> JailError {
     move |source| JailError::Sys { what, source }
 }
@@ -46,24 +39,8 @@ fn sys(what: &'static str) -> impl FnOnce(std::io::Error) -> JailError {
 /// are shifted through the user namespace `userns` (host root, in a mount
 /// namespace of its own).
 pub fn idmapped_ro_bind(src: &Path, dst: &Path, userns: &File) -> Result<(), JailError> {
-    let (csrc, cdst) = (cstr(src)?, cstr(dst)?);
     let empty = c"";
-    // SAFETY: open_tree with a valid NUL-terminated path; the result is a
-    // new descriptor we own (checked before use).
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            csrc.as_ptr(),
-            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(sys("open_tree")(std::io::Error::last_os_error()));
-    }
-    let fd = i32::try_from(fd).map_err(|_| JailError::Init("open_tree returned a bad descriptor".into()))?;
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tree = super::mount_api::clone_tree(src, true).map_err(sys("open_tree"))?;
     let attr = libc::mount_attr {
         attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
         attr_clr: 0,
@@ -85,21 +62,7 @@ pub fn idmapped_ro_bind(src: &Path, dst: &Path, userns: &File) -> Result<(), Jai
     if r < 0 {
         return Err(sys("mount_setattr (idmapped view)")(std::io::Error::last_os_error()));
     }
-    // SAFETY: moves the detached tree onto an existing directory; both
-    // paths are valid NUL-terminated strings.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            cdst.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(sys("move_mount")(std::io::Error::last_os_error()));
-    }
+    super::mount_api::attach(&tree, dst).map_err(sys("move_mount"))?;
     Ok(())
 }
 

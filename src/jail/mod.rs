@@ -28,6 +28,7 @@ pub mod disk;
 pub mod fs;
 pub mod idmap;
 pub mod init;
+mod mount_api;
 pub mod net;
 pub mod nfs;
 pub mod ns;

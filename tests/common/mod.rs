@@ -3,6 +3,7 @@
 //! speak to labd as real Unix users.
 #![allow(dead_code)]
 
+pub mod bins;
 pub mod etcd;
 pub mod jails;
 pub mod need_root;
@@ -20,17 +21,7 @@ use serde_json::{json, Value};
 
 pub const LABD: &str = env!("CARGO_BIN_EXE_labd");
 pub const LABCLI: &str = env!("CARGO_BIN_EXE_labcli");
-/// labsim, from the workspace's other crate: built next to labd (`make
-/// test` builds every binary of the workspace first).
-pub fn labsim_exe() -> PathBuf {
-    let p = Path::new(LABD).with_file_name("labsim");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (make test, or cargo build --workspace)",
-        p.display()
-    );
-    p
-}
+pub use bins::labsim_exe;
 
 /// Unprivileged accounts the tests act as (created by `make test-users`,
 /// or here if missing).
