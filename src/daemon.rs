@@ -181,6 +181,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         Some((mut p, l)) => {
             p.lookup = member.as_ref().map(|m| m.lookup());
             p.queue = member.as_ref().map(|m| m.queue());
+            if let Some(q) = &p.queue {
+                tokio::task::spawn_local(q.clone().sweep_own(std::time::Duration::from_secs(5)));
+            }
             (Some(p), Some(l))
         }
         None => (None, None),

@@ -117,7 +117,10 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                     tally.ops.fetch_add(1, Ordering::Relaxed);
                     let power = next(2) == 0;
                     let sent = now_ms();
-                    let req = json!({"fn": "claim", "class": "rockpro64", "power": power, "lease": 120});
+                    let mut req = json!({"fn": "claim", "class": "rockpro64", "power": power, "lease": 120});
+                    if client % 4 == 0 {
+                        req["wait"] = json!(5);
+                    }
                     let Some(r) = call(door, &req) else {
                         tally.unreachable.fetch_add(1, Ordering::Relaxed);
                         uncertain.lock().unwrap().push((sent, now_ms()));

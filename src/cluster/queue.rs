@@ -41,14 +41,20 @@ impl Queue {
         format!("{}queue/{class}/", self.keys.root())
     }
 
-    /// Takes a ticket for `class` until `deadline_ms` (Unix ms): its key.
-    pub async fn join(&self, class: &str, id: u64, deadline_ms: i64) -> Result<String, LedgerError> {
-        let key = format!("{}{}-{id}", self.prefix(class), self.me);
+    /// The key of this door's ticket number `id` for `class`.
+    pub fn ticket(&self, class: &str, id: u64) -> String {
+        format!("{}{}-{id}", self.prefix(class), self.me)
+    }
+
+    /// Takes the ticket `key` (see [`Queue::ticket`]) until `deadline_ms`
+    /// (Unix ms). On an error the ticket may still be made later (a
+    /// write etcd applies after its answer was lost): give it back.
+    pub async fn join(&self, key: &str, deadline_ms: i64) -> Result<(), LedgerError> {
+        let key = key.to_string();
         let lease = self.lease.load(Ordering::Relaxed);
         let value = serde_json::json!({ "door": self.me, "deadline_ms": deadline_ms }).to_string();
         let put = TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease)));
-        txn(&self.client, self.timeout, Txn::new().and_then([put])).await?;
-        Ok(key)
+        txn(&self.client, self.timeout, Txn::new().and_then([put])).await.map(|_| ())
     }
 
     /// The live tickets for `class`, oldest first.
@@ -66,6 +72,34 @@ impl Queue {
     /// The oldest live ticket for `class`, if any.
     pub async fn head(&self, class: &str) -> Result<Option<String>, LedgerError> {
         Ok(self.live(class).await?.into_iter().next())
+    }
+
+    /// Removes this door's tickets whose waiter's deadline is long gone:
+    /// a ticket whose write etcd applied after its answer was lost, or
+    /// whose removal etcd never took. Every `every`, while the task lives.
+    pub async fn sweep_own(self, every: Duration) {
+        let mine = format!("{}queue/", self.keys.root());
+        loop {
+            tokio::time::sleep(every).await;
+            let Ok(r) = get(&self.client, self.timeout, &mine, Some(GetOptions::new().with_prefix())).await else {
+                continue;
+            };
+            let now = crate::util::now_unix_ms();
+            for kv in r.kvs() {
+                let Ok(key) = kv.key_str() else { continue };
+                let door = key.rsplit('/').next().and_then(|t| t.rsplit_once('-')).map(|(d, _)| d);
+                if door == Some(self.me.as_str()) && deadline_of(kv.value()) + STALE_AFTER_MS <= now {
+                    let del = Txn::new()
+                        .when([etcd_client::Compare::mod_revision(
+                            key,
+                            etcd_client::CompareOp::Equal,
+                            kv.mod_revision(),
+                        )])
+                        .and_then([TxnOp::delete(key, None)]);
+                    let _ = txn(&self.client, self.timeout, del).await;
+                }
+            }
+        }
     }
 
     /// Gives a ticket back (served, timed out, or its client left); while

@@ -25,14 +25,17 @@ pub async fn wait(front: &Front, queue: &Queue, who: Identity, id: Value, call: 
     };
     let limit = Duration::from_secs(secs);
     let deadline_ms = crate::util::now_unix_ms() + i64::try_from(limit.as_millis()).unwrap_or(i64::MAX / 2);
-    let ticket = match queue.join(&class, NEXT_TICKET.fetch_add(1, Ordering::Relaxed), deadline_ms).await {
-        Ok(t) => t,
+    let ticket = queue.ticket(&class, NEXT_TICKET.fetch_add(1, Ordering::Relaxed));
+    match queue.join(&ticket, deadline_ms).await {
+        Ok(()) => {}
         Err(e) => {
+            // A write whose answer was lost may still be applied.
+            leave(queue, ticket);
             let e =
                 ApiError::new(Code::Unavailable, format!("the lab's queue cannot be reached, nothing changed: {e}"));
             return protocol::err_reply(&id, &e);
         }
-    };
+    }
     let deadline = Instant::now() + limit;
     let now_call = Call::Claim { class: class.clone(), power, lease, wait: None };
     let mut now_raw = raw;

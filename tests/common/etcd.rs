@@ -12,7 +12,7 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     token: String,
     members: Vec<Member>,
-    _turn: std::sync::MutexGuard<'static, ()>,
+    _turn: super::turn::Turn,
 }
 
 struct Member {
@@ -37,7 +37,7 @@ impl Etcd {
     /// Holds the lock below until dropped.
     pub fn start(n: usize) -> Etcd {
         super::need_root::require_root();
-        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let turn = super::turn::take(&ONE_AT_A_TIME, "etcd");
         super::sweep::stale_fixtures();
         let dir = tempfile::Builder::new().prefix("bltest-etcd-").tempdir().unwrap();
         super::sweep::own(dir.path());

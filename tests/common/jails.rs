@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -197,9 +197,9 @@ pub fn leftovers(dir: &Path, uid_base: u32, boards: u32) -> Vec<String> {
 
 /// Jails are named after board index and board name, which labsim labs
 /// share: jail tests in one test binary take turns.
-pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+pub fn one_at_a_time() -> super::turn::Turn {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    super::turn::take(&LOCK, "jails")
 }
 
 /// Zombie children of `pid` (processes it started and never reaped).

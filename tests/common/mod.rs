@@ -9,6 +9,7 @@ pub mod jails;
 pub mod need_root;
 pub mod ssh;
 pub mod sweep;
+pub mod turn;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
