@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS jails (
     handle TEXT NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ipv6_prefixes (
+    prefix     TEXT PRIMARY KEY,
+    board      TEXT,
+    handle     TEXT,
+    free_after INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,
     at     INTEGER NOT NULL,
@@ -214,6 +220,64 @@ impl Db {
     pub fn set_link_id(&self, board: &str, id: &str) -> Result<(), DbError> {
         let conn = self.lock();
         conn.prepare_cached("UPDATE boards SET link_id = ?2 WHERE name = ?1")?.execute(params![board, id])?;
+        Ok(())
+    }
+
+    /// The /64 of `handle`'s jail on `board`: the one it holds (a rebuild),
+    /// else a new one from `pick`, given every /64 held or cooling down
+    /// (a /64 the board held for another claim is released first). One
+    /// transaction: two boards never get the same /64. `None` when `pick`
+    /// finds none free.
+    pub fn take_ipv6_prefix(
+        &self,
+        board: &str,
+        handle: &str,
+        reuse_after_ms: i64,
+        pick: impl FnOnce(&std::collections::HashSet<String>) -> Option<String>,
+    ) -> Result<Option<String>, DbError> {
+        let now = now_unix_ms();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let held: Option<String> = tx
+            .query_row(
+                "SELECT prefix FROM ipv6_prefixes WHERE board = ?1 AND handle = ?2",
+                params![board, handle],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(p) = held {
+            return Ok(Some(p));
+        }
+        tx.execute(
+            "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL",
+            params![board, now.saturating_add(reuse_after_ms)],
+        )?;
+        tx.execute("DELETE FROM ipv6_prefixes WHERE handle IS NULL AND free_after <= ?1", params![now])?;
+        let blocked: std::collections::HashSet<String> = {
+            let mut st = tx.prepare("SELECT prefix FROM ipv6_prefixes")?;
+            let v = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+            v
+        };
+        let Some(p) = pick(&blocked) else {
+            tx.commit()?;
+            return Ok(None);
+        };
+        tx.execute(
+            "INSERT INTO ipv6_prefixes(prefix, board, handle, free_after) VALUES (?1, ?2, ?3, 0)",
+            params![p, board, handle],
+        )?;
+        tx.commit()?;
+        Ok(Some(p))
+    }
+
+    /// Releases the /64 `board` holds, if any: it cools down for
+    /// `reuse_after_ms` before any claim may draw it again.
+    pub fn release_ipv6_prefix(&self, board: &str, reuse_after_ms: i64) -> Result<(), DbError> {
+        let conn = self.lock();
+        conn.prepare_cached(
+            "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL",
+        )?
+        .execute(params![board, now_unix_ms().saturating_add(reuse_after_ms)])?;
         Ok(())
     }
 
@@ -458,6 +522,37 @@ mod tests {
 
     fn claim(h: &str, b: &str, u: &str) -> Claim {
         Claim { handle: h.into(), board: b.into(), user: u.into(), claimed_at: 1, expires_at: 2 }
+    }
+
+    #[test]
+    fn ipv6_prefixes_are_held_per_claim_and_cool_down() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s.db");
+        let pool: ipnet::Ipv6Net = "2001:db8:4200:10::/62".parse().unwrap();
+        let pick = |blocked: &std::collections::HashSet<String>| {
+            let blocked = blocked.iter().filter_map(|p| p.parse().ok()).collect();
+            crate::jail::v6pool::pick(&pool, &blocked, crate::jail::v6pool::os_random).map(|p| p.to_string())
+        };
+        let hour = 3_600_000;
+        let db = Db::open(&path).unwrap();
+        let a = db.take_ipv6_prefix("b1", "h1", hour, pick).unwrap().unwrap();
+        // A rebuild of the same claim keeps its /64, also after a restart.
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.take_ipv6_prefix("b1", "h1", hour, pick).unwrap().as_ref(), Some(&a));
+        let b = db.take_ipv6_prefix("b2", "h2", hour, pick).unwrap().unwrap();
+        assert_ne!(a, b);
+        // The next claim of b1 gets another; a is cooling down, and with
+        // a, b and c taken only the fourth is left.
+        let c = db.take_ipv6_prefix("b1", "h3", hour, pick).unwrap().unwrap();
+        assert!(c != a && c != b);
+        db.release_ipv6_prefix("b2", hour).unwrap();
+        let d4 = db.take_ipv6_prefix("b3", "h4", hour, pick).unwrap().unwrap();
+        assert!(![&a, &b, &c].contains(&&d4));
+        assert_eq!(db.take_ipv6_prefix("b4", "h5", hour, pick).unwrap(), None, "all four held or cooling");
+        // With no cool-down, a released /64 comes back.
+        db.release_ipv6_prefix("b3", 0).unwrap();
+        assert_eq!(db.take_ipv6_prefix("b4", "h5", hour, pick).unwrap(), Some(d4));
     }
 
     #[test]

@@ -191,7 +191,8 @@ pub fn host_link(name: &str) -> Result<Option<LinkInfo>, LinkError> {
     Ok(links.into_iter().find(|l| l.name == name))
 }
 
-fn sysctl(name: &str, key: &str, value: &str) -> Result<(), LinkError> {
+/// Sets `net.ipv6.conf.NAME.KEY` of a host interface.
+pub fn sysctl(name: &str, key: &str, value: &str) -> Result<(), LinkError> {
     let path = format!("/proc/sys/net/ipv6/conf/{name}/{key}");
     std::fs::write(&path, value).map_err(|source| LinkError::Sysctl { what: "writing", path, source })
 }

@@ -168,6 +168,7 @@ fn jail_end_to_end() {
         data_size: jail::DEFAULT_DATA_SIZE,
         deny_out: Vec::new(),
         limits: jail::cgroup::Limits::default(),
+        ipv6: None,
     };
     let first_index = 10 + u32::from(r) * 2;
     let sock = base.join("jail1-socket");
@@ -192,6 +193,7 @@ fn jail_end_to_end() {
             labcli: LABCLI.into(),
             link_id: None,
             cgroups: jail::cgroup::detect(),
+            ipv6_prefix: None,
         }
     };
     let specs = [spec(0), spec(1)];

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::jails::{
-    assert_link_parked, board_link, host_link_json, jail_lab, leftovers, one_at_a_time, HostTarget, JailNet, Listener,
-    Login,
+    assert_link_parked, board_link, host_link_json, jail_lab, leftovers, one_at_a_time, sh, HostTarget, JailNet,
+    Listener, Login, Net,
 };
 use common::*;
 use serde_json::{json, Value};
@@ -249,10 +249,6 @@ fn send_router_advertisement(ns: &str, ifname: &str) {
     .unwrap();
 }
 
-fn sh(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(args[0]).args(&args[1..]).output().unwrap()
-}
-
 /// From the board's side of its link (hostile in the threat model), the
 /// host is out of reach while no jail holds the link: never claimed, or
 /// released. Tried over IPv4 (a static neighbour entry for the host end),
@@ -382,51 +378,6 @@ fn board_port(lab: &Lab, board: &str) -> u32 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-/// A network namespace joined to the host by a veth pair, with addresses
-/// on both ends; removed (with whatever runs in it) on drop.
-struct Net {
-    ns: String,
-    host_if: String,
-    children: Vec<std::process::Child>,
-}
-
-impl Net {
-    fn new(tag: &str, host_cidr: &str, ns_cidrs: &[&str], gateway: &str) -> Net {
-        let (ns, host_if) = (format!("bltn{tag}"), format!("bltn{tag}h"));
-        let _ = sh(&["ip", "netns", "del", &ns]);
-        let _ = sh(&["ip", "link", "del", &host_if]);
-        let mut cmds: Vec<Vec<&str>> = vec![
-            vec!["ip", "netns", "add", &ns],
-            vec!["ip", "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns],
-            vec!["ip", "addr", "add", host_cidr, "dev", &host_if],
-            vec!["ip", "link", "set", &host_if, "up"],
-            vec!["ip", "-n", &ns, "link", "set", "eth0", "up"],
-            vec!["ip", "-n", &ns, "link", "set", "lo", "up"],
-        ];
-        for c in ns_cidrs {
-            cmds.push(vec!["ip", "-n", &ns, "addr", "add", c, "dev", "eth0"]);
-        }
-        cmds.push(vec!["ip", "-n", &ns, "route", "add", "default", "via", gateway]);
-        let net = Net { ns: ns.clone(), host_if: host_if.clone(), children: Vec::new() };
-        for c in cmds {
-            let o = sh(&c);
-            assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        net
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = sh(&["ip", "netns", "del", &self.ns]);
-        let _ = sh(&["ip", "link", "del", &self.host_if]);
-    }
 }
 
 /// The attack: from a jail, an SNMP set to the switch on the host's

@@ -31,7 +31,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use super::ports::{PortStore, ON};
 use super::pty::Console;
 use super::state::LabState;
-use super::{dhcp, net, proc, tftp, Result, SimError, GROUP};
+use super::{dhcp, net, proc, slaac, tftp, Result, SimError, GROUP};
 
 /// Set by SIGUSR1: unplug the serial adapter.
 static UNPLUG: AtomicBool = AtomicBool::new(false);
@@ -158,6 +158,7 @@ fn setup_link() -> Result<()> {
             tracing::warn!("cannot write {p}: {e}");
         }
     }
+    slaac::setup("eth0");
     proc::run("ip", &["link", "set", "dev", "lo", "up"])?;
     proc::run("ip", &["link", "set", "dev", "eth0", "up"])
 }
@@ -420,6 +421,8 @@ fn net_boot(mac: [u8; 6], cancel: &AtomicBool, send: &dyn Fn(Msg)) {
     let line = |s: String| send(Msg::Line(s));
     // A `dhcp` command re-runs this while a lease is configured.
     let _ = proc::run("ip", &["-4", "addr", "flush", "dev", "eth0"]);
+    let v6_since = Instant::now();
+    let v6_heard = slaac::restart("eth0");
     let lease = match dhcp::acquire("eth0", mac, Duration::from_secs(3), cancel) {
         Ok(dhcp::Outcome::Lease(l)) => l,
         Ok(dhcp::Outcome::Cancelled) => return,
@@ -450,7 +453,7 @@ fn net_boot(mac: [u8; 6], cancel: &AtomicBool, send: &dyn Fn(Msg)) {
         return send(Msg::Done);
     };
     line(format!("TFTP: fetching {file} from {}", lease.tftp_server));
-    match tftp::fetch(lease.tftp_server, &file, cancel) {
+    match tftp::fetch(lease.tftp_server.into(), &file, cancel) {
         Ok(f) => line(format!("TFTP: fetched {file} ({} bytes, sha256 {})", f.bytes, f.sha256)),
         Err(tftp::Failure::Cancelled) => return,
         Err(tftp::Failure::Failed(reason)) => line(format!("TFTP: {file} from {} failed: {reason}", lease.tftp_server)),
@@ -462,6 +465,19 @@ fn net_boot(mac: [u8; 6], cancel: &AtomicBool, send: &dyn Fn(Msg)) {
             NfsRead::Read(n) => line(format!("NFS: read {path} ({n} bytes)")),
             NfsRead::Cancelled => return,
             NfsRead::Failed(reason) => line(format!("NFS: {server}:{path} failed: {reason}")),
+        }
+    }
+    // IPv6, where the jail advertises a /64: the address, and the boot
+    // file again from the jail over IPv6.
+    if let Some(addr) = slaac::address("eth0", v6_since, v6_heard, cancel) {
+        line(format!("IPv6: SLAAC address {addr}/64"));
+        let jail = slaac::jail_of(addr);
+        match tftp::fetch(jail.into(), &file, cancel) {
+            Ok(f) => {
+                line(format!("TFTP: fetched {file} over IPv6 from [{jail}] ({} bytes, sha256 {})", f.bytes, f.sha256))
+            }
+            Err(tftp::Failure::Cancelled) => return,
+            Err(tftp::Failure::Failed(reason)) => line(format!("TFTP: {file} from [{jail}] failed: {reason}")),
         }
     }
     send(Msg::Done)

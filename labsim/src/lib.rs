@@ -44,6 +44,7 @@ pub mod peer_certs;
 pub mod ports;
 pub mod proc;
 pub mod pty;
+pub mod slaac;
 pub mod snmpd;
 pub mod state;
 pub mod tftp;

@@ -1,7 +1,7 @@
 //! A minimal TFTP client (RFC 1350): one RRQ in octet mode, lock-step DATA
 //! and ACK, as boot ROMs do. The file is hashed as it arrives, not stored.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -57,18 +57,21 @@ fn ack(block: u16) -> [u8; 4] {
 }
 
 /// Fetches `file` from `server`:69.
-pub fn fetch(server: Ipv4Addr, file: &str, cancel: &AtomicBool) -> Result<Fetched, Failure> {
-    fetch_at(SocketAddrV4::new(server, 69), file, cancel)
+pub fn fetch(server: IpAddr, file: &str, cancel: &AtomicBool) -> Result<Fetched, Failure> {
+    fetch_at(SocketAddr::new(server, 69), file, cancel)
 }
 
-/// Fetches `file`, sending the request to `dest` (port 69 except in tests).
-pub fn fetch_at(dest: SocketAddrV4, file: &str, cancel: &AtomicBool) -> Result<Fetched, Failure> {
-    let server = *dest.ip();
+/// Fetches `file`, sending the request to `dest` (port 69 except in tests),
+/// over IPv4 or IPv6.
+pub fn fetch_at(dest: SocketAddr, file: &str, cancel: &AtomicBool) -> Result<Fetched, Failure> {
+    let server = dest.ip();
     let fail = |m: String| Failure::Failed(m);
     let request = rrq(file).ok_or_else(|| fail(format!("bad file name {file:?}")))?;
-    let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| fail(format!("socket: {e}")))?;
+    let any: SocketAddr = if dest.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
+        .map_err(|e| fail(format!("socket: {e}")))?;
+    let sock = UdpSocket::bind(any).map_err(|e| fail(format!("socket: {e}")))?;
     sock.set_read_timeout(Some(Duration::from_millis(25))).map_err(|e| fail(format!("socket: {e}")))?;
-    let first_dest = SocketAddr::V4(dest);
+    let first_dest = dest;
     // The server answers from a new port (its transfer id); we talk to that
     // one from the first DATA on and ignore packets from anywhere else.
     let mut peer: Option<SocketAddr> = None;
@@ -108,7 +111,7 @@ pub fn fetch_at(dest: SocketAddrV4, file: &str, cancel: &AtomicBool) -> Result<F
             }
             Err(e) => return Err(fail(format!("receive: {e}"))),
         };
-        if n < 4 || from.ip() != std::net::IpAddr::V4(server) || peer.is_some_and(|p| p != from) {
+        if n < 4 || from.ip() != server || peer.is_some_and(|p| p != from) {
             continue;
         }
         let op = u16::from_be_bytes([buf[0], buf[1]]);
@@ -177,7 +180,7 @@ mod tests {
             }
         });
         let cancel = AtomicBool::new(false);
-        let got = fetch_at(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), "x", &cancel).unwrap();
+        let got = fetch_at(SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port), "x", &cancel).unwrap();
         t.join().unwrap();
         assert_eq!(got, Fetched { bytes: 1000, sha256: expect });
     }

@@ -32,6 +32,8 @@ pub(super) struct RawJail {
     pub(super) memory_max: Option<Spanned<String>>,
     pub(super) cpu_weight: Option<Spanned<i64>>,
     pub(super) parallel_builds: Option<Spanned<i64>>,
+    pub(super) ipv6_pool: Option<Spanned<String>>,
+    pub(super) ipv6_cooldown: Option<Spanned<String>>,
 }
 
 /// How the jail reaches the outside.
@@ -75,7 +77,25 @@ pub struct JailSettings {
     pub deny_out: Vec<ipnet::IpNet>,
     /// Each jail's caps on processes, memory and CPU share.
     pub limits: Limits,
+    /// IPv6 for the claims' boards (`ipv6_pool`): none, IPv4 only.
+    pub ipv6: Option<Ipv6Pool>,
 }
+
+/// `[jail] ipv6_pool`: each claim draws a /64 from `pool` at random, one
+/// not in use and not released within `reuse_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Pool {
+    pub pool: ipnet::Ipv6Net,
+    /// `ipv6_cooldown`, or `lease.max` if that is longer: a released /64
+    /// comes back only once no host certificate naming it can be valid.
+    pub reuse_after: std::time::Duration,
+}
+
+/// Shortest and longest `[jail] ipv6_pool` prefix.
+pub const IPV6_POOL_PREFIXES: std::ops::RangeInclusive<u8> = 40..=60;
+
+/// Default `[jail] ipv6_cooldown`.
+pub const DEFAULT_IPV6_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Default `[jail] nfsroot_size`: 8 GiB (sparse: only what is written
 /// takes space).
@@ -99,6 +119,7 @@ impl Default for JailSettings {
             data_size: DEFAULT_DATA_SIZE,
             deny_out: Vec::new(),
             limits: Limits::default(),
+            ipv6: None,
         }
     }
 }
@@ -150,7 +171,7 @@ pub struct JailConfig {
 
 /// Validates `[jail]` (`dir`: the configuration directory, home of the
 /// default `keys.d`).
-pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfig {
+pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path, lease_max: std::time::Duration) -> JailConfig {
     let d = JailSettings::default();
     let abs = |ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>, key: &str, default: PathBuf| match v {
         None => default,
@@ -338,6 +359,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfi
             }
         },
     };
+    let ipv6 = ipv6_pool(ctx, &raw, &uplink, lease_max);
     JailConfig {
         parallel_builds,
         settings: JailSettings {
@@ -353,10 +375,51 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path) -> JailConfi
             data_size,
             deny_out,
             limits: Limits { pids_max, memory_max, cpu_weight },
+            ipv6,
         },
         keep_host_key: raw.keep_host_key.unwrap_or(false),
         keys_dir,
     }
+}
+
+/// `[jail] ipv6_pool` and `ipv6_cooldown`, validated.
+fn ipv6_pool(ctx: &mut Ctx<'_>, raw: &RawJail, uplink: &Uplink, lease_max: std::time::Duration) -> Option<Ipv6Pool> {
+    let Some(v) = &raw.ipv6_pool else {
+        if let Some(c) = &raw.ipv6_cooldown {
+            ctx.err(&c.span(), "jail.ipv6_cooldown is only used with jail.ipv6_pool");
+        }
+        return None;
+    };
+    let pool = match v.get_ref().parse::<ipnet::Ipv6Net>() {
+        Ok(n) if n.trunc() != n => {
+            ctx.err(
+                &v.span(),
+                format!("jail.ipv6_pool {:?} has host bits set (did you mean \"{}\"?)", v.get_ref(), n.trunc()),
+            );
+            return None;
+        }
+        Ok(n) if !IPV6_POOL_PREFIXES.contains(&n.prefix_len()) => {
+            ctx.err(
+                &v.span(),
+                format!("jail.ipv6_pool ({n}) must be a /40 to /60: each claim gets a /64 of it, at random"),
+            );
+            return None;
+        }
+        Ok(n) => n,
+        Err(_) => {
+            ctx.err(
+                &v.span(),
+                format!("jail.ipv6_pool {:?} is not an IPv6 prefix such as \"2001:db8:4200::/48\"", v.get_ref()),
+            );
+            return None;
+        }
+    };
+    if !matches!(uplink, Uplink::Routed) {
+        ctx.err(&v.span(), "jail.ipv6_pool needs uplink = \"routed\" (the host routes each claim's /64 to its jail)");
+        return None;
+    }
+    let cooldown = ctx.duration(&raw.ipv6_cooldown, "jail.ipv6_cooldown", DEFAULT_IPV6_COOLDOWN);
+    Some(Ipv6Pool { pool, reuse_after: cooldown.max(lease_max) })
 }
 
 /// Least `[jail] memory_max`: sshd, dnsmasq and ganesha must fit.

@@ -28,7 +28,7 @@ mod tests;
 pub use board::{Board, Console, ConsoleSource, Network};
 pub use cluster::{Cluster, PeerTls};
 pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
-pub use jail::{JailConfig, JailSettings, Uplink};
+pub use jail::{Ipv6Pool, JailConfig, JailSettings, Uplink};
 pub use policy::{ConsoleLogs, Lease, PowerPolicy};
 pub use switch::{SnmpVersion, Switch};
 
@@ -225,7 +225,7 @@ impl Config {
         let power = policy::validate_power(&mut ctx, &raw_lab.power);
         let console = policy::validate_console(&mut ctx, &raw_lab.console);
         let switches = switch::validate(&mut ctx, std::mem::take(&mut raw_lab.switches));
-        let jail = jail::validate(&mut ctx, std::mem::take(&mut raw_lab.jail), dir);
+        let jail = jail::validate(&mut ctx, std::mem::take(&mut raw_lab.jail), dir, lease.max);
         let cluster = cluster::validate(&mut ctx, raw_lab.cluster.take());
 
         let mut boards: Vec<Board> = Vec::new();

@@ -34,6 +34,7 @@ pub mod nfs;
 pub mod ns;
 pub mod plan;
 pub mod services;
+pub mod v6pool;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -122,6 +123,9 @@ pub struct JailSpec {
     pub link_id: Option<LinkId>,
     /// Where jail cgroups go on this host (found by labd at start).
     pub cgroups: cgroup::Hierarchy,
+    /// The claim's /64 (drawn from `[jail] ipv6_pool`), if the lab has
+    /// IPv6.
+    pub ipv6_prefix: Option<ipnet::Ipv6Net>,
 }
 
 pub use crate::protocol::JailInfo;
@@ -209,7 +213,11 @@ impl Jail {
             }
         }
         // 3.
-        let sshd_config = services::sshd_config(plan.jail_ip, spec.settings.ssh_port);
+        let sshd_config = services::sshd_config(
+            plan.jail_ip,
+            plan.board_prefix.as_ref().map(v6pool::jail_address),
+            spec.settings.ssh_port,
+        );
         let (fresh, etc_fresh) =
             fs::prepare_data_dir(&plan, spec.settings.data_size, &spec.authorized_keys, &sshd_config)?;
         let mut undo = Undo { plan: &plan, fresh, init: None, cgroup: None, done: net::Done::default(), armed: true };
@@ -243,6 +251,7 @@ impl Jail {
             services: services::services(&plan, spec.settings.ssh_port),
             board_net: plan.board_net,
             etc_fresh,
+            ipv6: plan.board_prefix.is_some(),
         };
         let t_data = t0.elapsed();
         let (starter, pid, start) =
@@ -272,6 +281,8 @@ impl Jail {
             ip: plan.jail_ip,
             ssh: plan.ssh_command(spec.settings.ssh_port),
             known_hosts: format!("{} {host_pub}", plan.known_hosts_host(spec.settings.ssh_port)),
+            ipv6: plan.board_prefix.as_ref().map(v6pool::jail_address),
+            board_prefix: plan.board_prefix,
         };
         let ms = |d: Duration| d.as_millis() as u64;
         tracing::info!(

@@ -76,45 +76,76 @@ pub const ALIAS_PREFIX: &str = "boardlab-host-name=";
 /// speak for its own uplink.
 ///
 /// Egress is default-deny: what comes from the jail's uplink is forwarded
-/// only with the jail's own source address, only out of `nat_if` (none:
-/// nowhere), and never to the jail pool, the board networks or a
-/// `deny_out` prefix (the operators' management networks and every
-/// switch); IPv6 not at all. Replies to connections made *to* the jail
-/// (ssh from a user) pass. Input from the jail to the host itself is
-/// only ping of its gateway and replies.
-pub fn host_ruleset(plan: &Plan, s: &JailSettings, nat_if: Option<&str>) -> String {
+/// only with the jail's own source address (IPv4) or one of its claim's
+/// /64 (IPv6: the jail's and its board's, routed, not translated), only
+/// out of `out.v4` / `out.v6` (none: nowhere), and never to the jail
+/// pools, the board networks or a `deny_out` prefix (the operators'
+/// management networks and every switch). Without a /64, no IPv6 at all.
+/// Replies to connections made *to* the jail (ssh from a user) pass, and
+/// only its own /64 is routed to it. Input from the jail to the host
+/// itself is only ping of its gateway, neighbour discovery on the link,
+/// and replies.
+pub fn host_ruleset(plan: &Plan, s: &JailSettings, out: &Egress) -> String {
     let t = &plan.nft_table;
     let up = &plan.uplink_host;
     let pool = s.pool;
     let boards = s.board_net;
+    let v6 = plan.board_prefix.zip(s.ipv6.map(|v| v.pool));
     let v4: Vec<String> =
         s.deny_out.iter().filter(|n| matches!(n, ipnet::IpNet::V4(_))).map(|n| n.to_string()).collect();
-    let v6: Vec<String> =
+    let deny6: Vec<String> =
         s.deny_out.iter().filter(|n| matches!(n, ipnet::IpNet::V6(_))).map(|n| n.to_string()).collect();
-    let mut from_jail = format!(
-        "\t\tip saddr != {jail} drop
-\t\tct state invalid drop
+    let mut from_jail = format!("\t\tip saddr != {jail} drop\n", jail = plan.jail_ip);
+    if let Some((prefix, _)) = v6 {
+        from_jail.push_str(&format!("\t\tip6 saddr != {prefix} drop\n"));
+    }
+    from_jail.push_str(&format!(
+        "\t\tct state invalid drop
 \t\tct state established,related accept
 \t\tip daddr {{ {pool}, {boards} }} drop
-",
-        jail = plan.jail_ip
-    );
+"
+    ));
+    if let Some((_, v6pool)) = v6 {
+        from_jail.push_str(&format!("\t\tip6 daddr {v6pool} drop\n"));
+    }
     if !v4.is_empty() {
         from_jail.push_str(&format!("\t\tip daddr {{ {} }} drop\n", v4.join(", ")));
     }
-    if !v6.is_empty() {
-        from_jail.push_str(&format!("\t\tip6 daddr {{ {} }} drop\n", v6.join(", ")));
+    if !deny6.is_empty() {
+        from_jail.push_str(&format!("\t\tip6 daddr {{ {} }} drop\n", deny6.join(", ")));
     }
-    from_jail.push_str("\t\tmeta nfproto ipv6 drop\n\t\tfib daddr type local drop\n");
-    let masq = match nat_if {
-        Some(i) => {
-            from_jail.push_str(&format!("\t\toifname != \"{i}\" drop\n"));
-            format!("ip saddr {} oifname \"{i}\" masquerade", plan.jail_ip)
+    if v6.is_none() {
+        from_jail.push_str("\t\tmeta nfproto ipv6 drop\n");
+    }
+    from_jail.push_str("\t\tfib daddr type local drop\n");
+    match &out.v4 {
+        Some(i) => from_jail.push_str(&format!("\t\tmeta nfproto ipv4 oifname != \"{i}\" drop\n")),
+        None => from_jail.push_str("\t\tmeta nfproto ipv4 drop\n"),
+    }
+    if v6.is_some() {
+        match &out.v6 {
+            Some(i) => from_jail.push_str(&format!("\t\tmeta nfproto ipv6 oifname != \"{i}\" drop\n")),
+            None => from_jail.push_str("\t\tmeta nfproto ipv6 drop\n"),
         }
-        None => {
-            from_jail.push_str("\t\tdrop\n");
-            String::new()
+    }
+    let masq = match &out.v4 {
+        Some(i) => format!("ip saddr {} oifname \"{i}\" masquerade", plan.jail_ip),
+        None => String::new(),
+    };
+    let to_jail6 = match v6 {
+        Some((prefix, v6pool)) => {
+            format!("\t\toifname \"{up}\" ip6 saddr {v6pool} drop\n\t\toifname \"{up}\" ip6 daddr != {prefix} drop\n")
         }
+        None => format!("\t\toifname \"{up}\" meta nfproto ipv6 drop\n"),
+    };
+    let input6 = if v6.is_some() {
+        format!(
+            "\t\tiifname \"{up}\" ip6 hoplimit 255 icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept
+\t\tiifname \"{up}\" ip6 daddr {HOST_LINK_LOCAL} icmpv6 type echo-request accept
+"
+        )
+    } else {
+        String::new()
     };
     format!(
         "table inet {t} {{
@@ -123,15 +154,14 @@ pub fn host_ruleset(plan: &Plan, s: &JailSettings, nat_if: Option<&str>) -> Stri
 \t\tiifname \"{up}\" jump from_jail
 \t\toifname \"{up}\" ip saddr {pool} drop
 \t\toifname \"{up}\" ip saddr {boards} drop
-\t\toifname \"{up}\" meta nfproto ipv6 drop
-\t}}
+{to_jail6}\t}}
 \tchain from_jail {{
 {from_jail}\t}}
 \tchain input {{
 \t\ttype filter hook input priority filter; policy accept;
 \t\tiifname \"{up}\" ct state established,related accept
 \t\tiifname \"{up}\" ip daddr {gw} icmp type echo-request accept
-\t\tiifname \"{up}\" drop
+{input6}\t\tiifname \"{up}\" drop
 \t}}
 \tchain postrouting {{
 \t\ttype nat hook postrouting priority srcnat; policy accept;
@@ -142,6 +172,21 @@ pub fn host_ruleset(plan: &Plan, s: &JailSettings, nat_if: Option<&str>) -> Stri
         gw = plan.gateway,
     )
 }
+
+/// Where a routed jail's traffic may leave the host, per family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Egress {
+    /// IPv4, masqueraded: `nat_interface`, else the default route's.
+    pub v4: Option<String>,
+    /// IPv6, routed: `nat_interface`, else the IPv6 default route's.
+    pub v6: Option<String>,
+}
+
+/// The host's end of a routed uplink, as the jail's IPv6 next hop.
+pub const HOST_LINK_LOCAL: &str = "fe80::1";
+/// The jail's end of a routed uplink, as the host's next hop to the
+/// claim's /64.
+pub const JAIL_LINK_LOCAL: &str = "fe80::2";
 
 /// The shared host table that filters what macvlan jails send: a jail on
 /// a macvlan is a host on the parent's LAN, and its frames never pass the
@@ -208,6 +253,51 @@ pub fn default_route_interface() -> Option<String> {
     default_route_in(&std::fs::read_to_string("/proc/net/route").ok()?)
 }
 
+/// The interface of the host's IPv6 default route, where jails' IPv6
+/// leaves when `nat_interface` is not set.
+pub fn default_route6_interface() -> Option<String> {
+    default_route6_in(&std::fs::read_to_string("/proc/net/ipv6_route").ok()?)
+}
+
+/// The interface of the first IPv6 default route (destination ::/0, not
+/// a reject route on loopback) in /proc/net/ipv6_route's text.
+pub fn default_route6_in(table: &str) -> Option<String> {
+    table.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() == 10 && f[0] == "0".repeat(32) && f[1] == "00" && f[9] != "lo").then(|| f[9].to_string())
+    })
+}
+
+/// Turns on the host's IPv6 forwarding (once): interfaces that took
+/// router advertisements (`accept_ra` 1, which forwarding would silence)
+/// keep taking them (`accept_ra` 2), so the host keeps its own
+/// autoconfigured addresses and routes.
+pub fn enable_ipv6_forwarding() -> Result<(), JailError> {
+    let all = Path::new("/proc/sys/net/ipv6/conf/all/forwarding");
+    if std::fs::read_to_string(all).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    if let Ok(dirs) = std::fs::read_dir("/proc/sys/net/ipv6/conf") {
+        for d in dirs.flatten() {
+            let name = d.file_name().to_string_lossy().to_string();
+            let ra = d.path().join("accept_ra");
+            if name != "all" && name != "default" && std::fs::read_to_string(&ra).is_ok_and(|v| v.trim() == "1") {
+                match std::fs::write(&ra, "2") {
+                    Ok(()) => {
+                        tracing::info!(interface = %name, "accept_ra 1 -> 2: the host keeps taking router advertisements while it forwards IPv6")
+                    }
+                    Err(e) => tracing::warn!(interface = %name, "cannot keep router advertisements on: {e}"),
+                }
+            }
+        }
+    }
+    std::fs::write(all, "1").map_err(|source| JailError::Io {
+        what: "enabling IPv6 forwarding",
+        path: all.into(),
+        source,
+    })
+}
+
 /// The interface of the first IPv4 default route (destination and mask
 /// 0) in /proc/net/route's text.
 pub fn default_route_in(table: &str) -> Option<String> {
@@ -218,9 +308,12 @@ pub fn default_route_in(table: &str) -> Option<String> {
 }
 
 /// The jail's own nftables: the board network leaves through the uplink
-/// masqueraded, so everything a board does appears from the jail's address.
-pub fn jail_ruleset(board_net: &Ipv4Net) -> String {
-    format!(
+/// masqueraded, so everything a board does appears from the jail's
+/// address. With IPv6 the board's /64 is routed instead, and what comes
+/// in for the board is only replies and ICMPv6 (the claimant, root here,
+/// may open more).
+pub fn jail_ruleset(board_net: &Ipv4Net, ipv6: bool) -> String {
+    let mut r = format!(
         "table ip boardlab {{
 \tchain postrouting {{
 \t\ttype nat hook postrouting priority srcnat; policy accept;
@@ -228,7 +321,21 @@ pub fn jail_ruleset(board_net: &Ipv4Net) -> String {
 \t}}
 }}
 "
-    )
+    );
+    if ipv6 {
+        r.push_str(&format!(
+            "table ip6 boardlab {{
+\tchain forward {{
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname \"{JAIL_UPLINK_IF}\" oifname \"{JAIL_BOARD_IF}\" ct state established,related accept
+\t\tiifname \"{JAIL_UPLINK_IF}\" oifname \"{JAIL_BOARD_IF}\" meta l4proto ipv6-icmp accept
+\t\tiifname \"{JAIL_UPLINK_IF}\" oifname \"{JAIL_BOARD_IF}\" drop
+\t}}
+}}
+"
+        ));
+    }
+    r
 }
 
 /// Names the init's network namespace, moves the board link in, creates
@@ -292,16 +399,26 @@ pub fn setup(
     marks.push(("move", t0.elapsed().as_micros()));
     let alias = format!("{ALIAS_PREFIX}{host_if}");
     let board_cidr = format!("{}/24", plan.board_addr);
-    ip_batch(
-        Some(ns),
-        &[
-            vec!["link", "set", "dev", "lo", "up"],
-            vec!["link", "set", "dev", host_if, "name", JAIL_BOARD_IF],
-            vec!["link", "set", "dev", JAIL_BOARD_IF, "alias", &alias],
-            vec!["addr", "add", &board_cidr, "dev", JAIL_BOARD_IF],
-            vec!["link", "set", "dev", JAIL_BOARD_IF, "up"],
-        ],
-    )?;
+    // The jail is ::1 of the claim's /64 on the board link, at once (no
+    // duplicate detection: the link is the jail's own), so dnsmasq and
+    // sshd can bind it as they start.
+    let board_cidr6 = plan.board_prefix.map(|p| format!("{}/64", super::v6pool::jail_address(&p)));
+    let mut board_lines = vec![
+        vec!["link", "set", "dev", "lo", "up"],
+        vec!["link", "set", "dev", host_if, "name", JAIL_BOARD_IF],
+        vec!["link", "set", "dev", JAIL_BOARD_IF, "alias", &alias],
+        vec!["addr", "add", &board_cidr, "dev", JAIL_BOARD_IF],
+    ];
+    let router_ll = format!("{HOST_LINK_LOCAL}/64");
+    if let Some(c) = &board_cidr6 {
+        // Router advertisements must come from a link-local address, and
+        // one that is usable at once: fe80::1, no generated one.
+        board_lines.push(vec!["link", "set", "dev", JAIL_BOARD_IF, "addrgenmode", "none"]);
+        board_lines.push(vec!["addr", "add", &router_ll, "dev", JAIL_BOARD_IF, "nodad"]);
+        board_lines.push(vec!["addr", "add", c, "dev", JAIL_BOARD_IF, "nodad"]);
+    }
+    board_lines.push(vec!["link", "set", "dev", JAIL_BOARD_IF, "up"]);
+    ip_batch(Some(ns), &board_lines)?;
     // A link keeps its index when it moves into a namespace where that
     // index is free, and the jail's namespace holds only `lo` (1) yet.
     if let Some(rec) = done.link.as_mut() {
@@ -324,9 +441,19 @@ pub fn setup(
                 vec!["link", "set", "dev", &plan.uplink_host, "up"],
             ],
         )?;
-        // ...and no IPv6 at all: the jail has none to route (its input to
-        // the host is dropped anyway, see host_ruleset).
-        link::ipv6_off(&plan.uplink_host).map_err(|e| JailError::Link(e.to_string()))?;
+        if plan.board_prefix.is_some() {
+            // IPv6 on the link, by our two link-local addresses only: the
+            // host takes no router advertisement from the jail.
+            for (key, value) in [("accept_ra", "0"), ("autoconf", "0"), ("disable_ipv6", "0")] {
+                link::sysctl(&plan.uplink_host, key, value).map_err(|e| JailError::Link(e.to_string()))?;
+            }
+            let host_ll = format!("{HOST_LINK_LOCAL}/64");
+            ip(&["addr", "add", &host_ll, "dev", &plan.uplink_host, "nodad"])?;
+        } else {
+            // ...and no IPv6 at all: the jail has none to route (its input
+            // to the host is dropped anyway, see host_ruleset).
+            link::ipv6_off(&plan.uplink_host).map_err(|e| JailError::Link(e.to_string()))?;
+        }
     } else {
         let super::Uplink::Macvlan { parent } = &s.uplink else { unreachable!("plan.routed is false") };
         // `private`: macvlans of one parent never reach each other, not
@@ -364,14 +491,24 @@ pub fn setup(
     }
     marks.push(("uplink", t0.elapsed().as_micros()));
     let gateway = plan.gateway.to_string();
-    ip_batch(
-        Some(ns),
-        &[
-            vec!["addr", "add", &jail_cidr, "dev", JAIL_UPLINK_IF],
-            vec!["link", "set", "dev", JAIL_UPLINK_IF, "up"],
-            vec!["route", "add", "default", "via", &gateway],
-        ],
-    )?;
+    let jail_ll = format!("{JAIL_LINK_LOCAL}/64");
+    let mut uplink_lines = vec![
+        vec!["addr", "add", &jail_cidr, "dev", JAIL_UPLINK_IF],
+        vec!["link", "set", "dev", JAIL_UPLINK_IF, "up"],
+        vec!["route", "add", "default", "via", &gateway],
+    ];
+    if plan.board_prefix.is_some() {
+        uplink_lines.insert(0, vec!["link", "set", "dev", JAIL_UPLINK_IF, "addrgenmode", "none"]);
+        uplink_lines.push(vec!["addr", "add", &jail_ll, "dev", JAIL_UPLINK_IF, "nodad"]);
+        uplink_lines.push(vec!["route", "add", "::/0", "via", HOST_LINK_LOCAL, "dev", JAIL_UPLINK_IF]);
+    }
+    ip_batch(Some(ns), &uplink_lines)?;
+    if let Some(p) = plan.board_prefix {
+        // The claim's /64 is the jail's: routed to it, not translated.
+        enable_ipv6_forwarding()?;
+        let p = p.to_string();
+        ip(&["route", "add", &p, "via", JAIL_LINK_LOCAL, "dev", &plan.uplink_host])?;
+    }
 
     marks.push(("jail addr", t0.elapsed().as_micros()));
     // 4. Inside, forwarding the board's traffic masqueraded out of the
@@ -388,14 +525,12 @@ pub fn setup(
         })?;
         // Replace any stale table of the same jail in the same transaction.
         let nat_if = s.nat_interface.clone().or_else(default_route_interface);
+        let out = Egress { v4: nat_if.clone(), v6: s.nat_interface.clone().or_else(default_route6_interface) };
         if nat_if.is_none() {
             tracing::warn!(board = %plan.board, "no jail.nat_interface and no default route: the jail reaches nothing outside");
         }
-        let text = format!(
-            "table inet {t}\ndelete table inet {t}\n{}",
-            host_ruleset(plan, s, nat_if.as_deref()),
-            t = plan.nft_table
-        );
+        let text =
+            format!("table inet {t}\ndelete table inet {t}\n{}", host_ruleset(plan, s, &out), t = plan.nft_table);
         run("nft", &["-f", "-"], Some(&text))?;
         done.nft = true;
     }
@@ -548,24 +683,73 @@ mod tests {
         let mut s = spec(3);
         s.settings.deny_out = vec!["192.168.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()];
         let p = Plan::new(&s).unwrap();
-        let r = host_ruleset(&p, &s.settings, Some("eth0"));
+        let out = Egress { v4: Some("eth0".into()), v6: Some("eth0".into()) };
+        let r = host_ruleset(&p, &s.settings, &out);
         assert!(r.starts_with("table inet boardlab_j3 {"), "{r}");
         assert!(r.contains("iifname \"blju3\" jump from_jail"), "{r}");
         assert!(r.contains("ip saddr != 10.240.0.14 drop"), "{r}");
         assert!(r.contains("ip daddr { 10.240.0.0/16, 172.30.0.0/16 } drop"), "{r}");
         assert!(r.contains("ip daddr { 192.168.0.0/16 } drop"), "{r}");
         assert!(r.contains("ip6 daddr { fd00::/8 } drop"), "{r}");
-        assert!(r.contains("oifname != \"eth0\" drop"), "{r}");
+        assert!(r.contains("meta nfproto ipv4 oifname != \"eth0\" drop"), "{r}");
         assert!(r.contains("ip saddr 10.240.0.14 oifname \"eth0\" masquerade"), "{r}");
         assert!(r.contains("iifname \"blju3\" ip daddr 10.240.0.13 icmp type echo-request accept"), "{r}");
+        // Without a /64, no IPv6 either way, and no neighbour discovery.
+        assert!(r.contains("\t\tmeta nfproto ipv6 drop\n"), "{r}");
+        assert!(r.contains("oifname \"blju3\" meta nfproto ipv6 drop"), "{r}");
+        assert!(!r.contains("icmpv6"), "{r}");
         // Every drop of the jail's chain comes before anything is let out.
         let chain = &r[r.find("chain from_jail").unwrap()..r.find("chain input").unwrap()];
+        assert!(!chain.contains("accept") || chain.find("accept") > chain.find("saddr"), "{chain}");
         assert!(chain.trim_end().trim_end_matches('}').trim_end().ends_with("oifname != \"eth0\" drop"), "{chain}");
         // No NAT interface at all: nothing leaves.
-        let r = host_ruleset(&p, &s.settings, None);
+        let r = host_ruleset(&p, &s.settings, &Egress::default());
         let chain = &r[r.find("chain from_jail").unwrap()..r.find("chain input").unwrap()];
-        assert!(chain.contains("\t\tdrop\n"), "{chain}");
+        assert!(chain.contains("\t\tmeta nfproto ipv4 drop\n"), "{chain}");
+        assert!(chain.contains("\t\tmeta nfproto ipv6 drop\n"), "{chain}");
         assert!(!r.contains("masquerade"), "{r}");
+    }
+
+    #[test]
+    fn host_rules_route_the_claims_64_and_nothing_else() {
+        let mut s = spec(3);
+        s.settings.ipv6 = Some(crate::config::Ipv6Pool {
+            pool: "2001:db8:4200::/48".parse().unwrap(),
+            reuse_after: std::time::Duration::from_secs(3600),
+        });
+        s.settings.deny_out = vec!["fd00::/8".parse().unwrap()];
+        s.ipv6_prefix = Some("2001:db8:4200:ab12::/64".parse().unwrap());
+        let p = Plan::new(&s).unwrap();
+        let out = Egress { v4: Some("eth0".into()), v6: Some("wan6".into()) };
+        let r = host_ruleset(&p, &s.settings, &out);
+        let chain = &r[r.find("chain from_jail").unwrap()..r.find("chain input").unwrap()];
+        // Spoofed sources first, then the other jails, denied prefixes,
+        // the host, and any other way out.
+        let order = [
+            "ip6 saddr != 2001:db8:4200:ab12::/64 drop",
+            "ct state established,related accept",
+            "ip6 daddr 2001:db8:4200::/48 drop",
+            "ip6 daddr { fd00::/8 } drop",
+            "fib daddr type local drop",
+            "meta nfproto ipv6 oifname != \"wan6\" drop",
+        ];
+        let at: Vec<usize> = order.iter().map(|o| chain.find(o).unwrap_or_else(|| panic!("{o} in {chain}"))).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{chain}");
+        assert!(!chain.contains("\t\tmeta nfproto ipv6 drop\n"), "{chain}");
+        // Towards the jail: only its own /64, never from another jail's.
+        assert!(r.contains("oifname \"blju3\" ip6 saddr 2001:db8:4200::/48 drop"), "{r}");
+        assert!(r.contains("oifname \"blju3\" ip6 daddr != 2001:db8:4200:ab12::/64 drop"), "{r}");
+        // The host: neighbour discovery on the link and ping, nothing else.
+        let input = &r[r.find("chain input").unwrap()..r.find("chain postrouting").unwrap()];
+        assert!(input.contains("ip6 hoplimit 255 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"));
+        assert!(input.trim_end().trim_end_matches('}').trim_end().ends_with("iifname \"blju3\" drop"), "{input}");
+        // Not masqueraded: routed.
+        assert!(!r.contains("ip6 saddr 2001:db8:4200:ab12::/64 oifname"), "{r}");
+        // A prefix that is not a /64 of the pool is refused.
+        for bad in ["2001:db8:4200:ab12::/56", "2001:db8:4300::/64", "2001:db8:4200:ab12::5/64"] {
+            s.ipv6_prefix = Some(bad.parse().unwrap());
+            assert!(matches!(Plan::new(&s), Err(JailError::Invalid { .. })), "{bad}");
+        }
     }
 
     #[test]
@@ -579,8 +763,25 @@ eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
     }
 
     #[test]
+    fn default_route6_from_proc() {
+        let z = "0".repeat(32);
+        let t = format!(
+            "{z} 00 {z} 00 {z} ffffffff 00000001 00000000 00200200       lo
+fd000000000000000000000000000000 40 {z} 00 {z} 00000100 00000001 00000000 00000001     eth0
+{z} 00 {z} 00 fd000000000000000000000000000001 00000400 00000001 00000000 00000003     eth0
+"
+        );
+        assert_eq!(default_route6_in(&t).as_deref(), Some("eth0"));
+        assert_eq!(default_route6_in(""), None);
+    }
+
+    #[test]
     fn jail_rules_masquerade_the_board_net() {
-        let r = jail_ruleset(&"172.30.3.0/24".parse().unwrap());
+        let r = jail_ruleset(&"172.30.3.0/24".parse().unwrap(), false);
         assert!(r.contains("oifname \"uplink\" ip saddr 172.30.3.0/24 masquerade"), "{r}");
+        assert!(!r.contains("ip6"), "{r}");
+        let r = jail_ruleset(&"172.30.3.0/24".parse().unwrap(), true);
+        assert!(r.contains("table ip6 boardlab"), "{r}");
+        assert!(r.contains("iifname \"uplink\" oifname \"board\" drop"), "{r}");
     }
 }

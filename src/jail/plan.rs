@@ -68,6 +68,10 @@ pub struct Plan {
     pub nft_table: String,
     /// Per-claim data: `root_dir/<board>`.
     pub data_dir: PathBuf,
+    /// The claim's /64 on the board link (the jail is its `::1`), routed
+    /// to the jail by the host; `None`: IPv4 only.
+    #[serde(default)]
+    pub board_prefix: Option<ipnet::Ipv6Net>,
 }
 
 fn invalid(what: &'static str, value: &str) -> JailError {
@@ -83,7 +87,15 @@ impl Plan {
         if !valid_user(&spec.user) {
             return Err(invalid("user name", &spec.user));
         }
-        Plan::for_board(&spec.board, spec.index, &spec.link, &spec.settings)
+        let mut plan = Plan::for_board(&spec.board, spec.index, &spec.link, &spec.settings)?;
+        if let Some(p) = spec.ipv6_prefix {
+            let inside = spec.settings.ipv6.is_some_and(|v6| v6.pool.contains(&p));
+            if p.prefix_len() != 64 || p.trunc() != p || !inside || !plan.routed {
+                return Err(invalid("IPv6 prefix (a /64 of the routed jails' ipv6_pool)", &p.to_string()));
+            }
+            plan.board_prefix = Some(p);
+        }
+        Ok(plan)
     }
 
     /// The plan of a board's jails, whoever claims it: names, addresses
@@ -180,6 +192,7 @@ impl Plan {
             host_uid,
             nft_table: format!("{NFT_PREFIX}{index}"),
             data_dir: s.root_dir.join(board),
+            board_prefix: None,
         })
     }
 
@@ -223,6 +236,7 @@ pub(crate) mod tests_support {
             labcli: PathBuf::from("/usr/local/bin/labcli"),
             link_id: None,
             cgroups: crate::jail::cgroup::Hierarchy::None { why: "unit test".into() },
+            ipv6_prefix: None,
         }
     }
 }

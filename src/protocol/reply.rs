@@ -124,6 +124,13 @@ pub struct JailInfo {
     pub ssh: String,
     /// `10.240.0.6 ssh-ed25519 AAAA...`.
     pub known_hosts: String,
+    /// The jail's IPv6 address, `::1` of the claim's /64 (a lab with an
+    /// `ipv6_pool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// The claim's /64, advertised on the board link (SLAAC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board_prefix: Option<ipnet::Ipv6Net>,
 }
 
 /// The state of the device.

@@ -340,3 +340,55 @@ pub fn assert_link_parked(host_if: &str) {
     assert_eq!(ipv6_sysctl(host_if, "disable_ipv6"), "1", "{host_if} has IPv6 off");
     assert_eq!(ipv6_sysctl(host_if, "accept_ra"), "0", "{host_if} takes no router advertisements");
 }
+
+/// Runs a command (program first), its output collected.
+pub fn sh(args: &[&str]) -> Output {
+    Command::new(args[0]).args(&args[1..]).output().unwrap()
+}
+
+/// A network namespace joined to the host by a veth pair, with addresses
+/// on both ends (IPv6 ones without duplicate detection, usable at once);
+/// removed (with whatever runs in it) on drop.
+pub struct Net {
+    pub ns: String,
+    pub host_if: String,
+    pub children: Vec<std::process::Child>,
+}
+
+impl Net {
+    pub fn new(tag: &str, host_cidr: &str, ns_cidrs: &[&str], gateway: &str) -> Net {
+        let (ns, host_if) = (format!("bltn{tag}"), format!("bltn{tag}h"));
+        let _ = sh(&["ip", "netns", "del", &ns]);
+        let _ = sh(&["ip", "link", "del", &host_if]);
+        let nodad = |c: &str| if c.contains(':') { vec!["nodad"] } else { vec![] };
+        let mut cmds: Vec<Vec<&str>> = vec![
+            vec!["ip", "netns", "add", &ns],
+            vec!["ip", "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns],
+            [vec!["ip", "addr", "add", host_cidr, "dev", &host_if], nodad(host_cidr)].concat(),
+            vec!["ip", "link", "set", &host_if, "up"],
+            vec!["ip", "-n", &ns, "link", "set", "eth0", "up"],
+            vec!["ip", "-n", &ns, "link", "set", "lo", "up"],
+        ];
+        for c in ns_cidrs {
+            cmds.push([vec!["ip", "-n", &ns, "addr", "add", c, "dev", "eth0"], nodad(c)].concat());
+        }
+        cmds.push(vec!["ip", "-n", &ns, "route", "add", "default", "via", gateway]);
+        let net = Net { ns: ns.clone(), host_if: host_if.clone(), children: Vec::new() };
+        for c in cmds {
+            let o = sh(&c);
+            assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        net
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = sh(&["ip", "netns", "del", &self.ns]);
+        let _ = sh(&["ip", "link", "del", &self.host_if]);
+    }
+}

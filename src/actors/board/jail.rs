@@ -26,7 +26,7 @@ use crate::config::Network;
 use crate::console::relay::Relay;
 use crate::db::Db;
 use crate::jail::services::{kept_host_key, read_authorized_keys};
-use crate::jail::{Jail, JailError, JailInfo, JailSettings, JailSpec};
+use crate::jail::{v6pool, Jail, JailError, JailInfo, JailSettings, JailSpec};
 use crate::link::LinkId;
 use crate::protocol::{ApiError, Code};
 
@@ -109,6 +109,35 @@ fn remove_claim_key(jc: &JailCtx, handle: &str) {
     }
 }
 
+/// The claim's /64, if the lab has IPv6: the one its jail holds (a
+/// rebuild), else a fresh random one (see [`crate::jail::v6pool`]).
+fn take_prefix(jc: &JailCtx, db: &Db, board: &str, handle: &str) -> Result<Option<ipnet::Ipv6Net>, String> {
+    let Some(v6) = jc.settings.ipv6 else { return Ok(None) };
+    let reuse_after = i64::try_from(v6.reuse_after.as_millis()).unwrap_or(i64::MAX);
+    let pick = |blocked: &std::collections::HashSet<String>| {
+        let blocked = blocked.iter().filter_map(|p| p.parse().ok()).collect();
+        v6pool::pick(&v6.pool, &blocked, v6pool::os_random).map(|p| p.to_string())
+    };
+    match db.take_ipv6_prefix(board, handle, reuse_after, pick) {
+        Ok(Some(p)) => p.parse().map(Some).map_err(|e| format!("the claim's IPv6 prefix {p:?}: {e}")),
+        Ok(None) => Err(format!(
+            "no /64 of the IPv6 pool {} is free (all held, or released within {})",
+            v6.pool,
+            crate::util::format_duration(v6.reuse_after)
+        )),
+        Err(e) => Err(format!("the claim's IPv6 prefix: {e}")),
+    }
+}
+
+/// Gives back the /64 the board's jail held, if any; it cools down.
+fn release_prefix(jc: &JailCtx, db: &Db, board: &str) {
+    let Some(v6) = jc.settings.ipv6 else { return };
+    let reuse_after = i64::try_from(v6.reuse_after.as_millis()).unwrap_or(i64::MAX);
+    if let Err(e) = db.release_ipv6_prefix(board, reuse_after) {
+        error!(board = %board, "cannot release the jail's IPv6 prefix: {e}");
+    }
+}
+
 /// One build of a claim's jail, with everything it needs off the actor.
 struct BuildJob {
     jc: Arc<JailCtx>,
@@ -160,6 +189,7 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
             labcli: jc.labcli.clone(),
             link_id: link_id.clone(),
             cgroups: jc.cgroups.clone(),
+            ipv6_prefix: take_prefix(&jc, &db, board, &claim.handle)?,
         })
     })();
     let spec = match spec {
@@ -179,6 +209,7 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
     let (jail, info) = match Jail::create(&spec) {
         Ok(j) => j,
         Err(e) => {
+            release_prefix(&jc, &db, board);
             let link = matches!(e, JailError::Link(_));
             return Built::Failed(e.to_string(), link, check());
         }
@@ -189,6 +220,7 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
             error!(board = %board, "removing the jail of an ended claim: {e}");
         }
         remove_claim_key(&jc, &claim.handle);
+        release_prefix(&jc, &db, board);
         return Built::Cancelled(check());
     }
     match serde_json::to_string(&jail) {
@@ -308,6 +340,7 @@ impl BoardActor {
                 }
                 if wipe {
                     remove_claim_key(&jc, &handle);
+                    release_prefix(&jc, &db, &board);
                 }
                 (was || wipe).then(|| network.map(|n| check_blocking(&n, link_id.as_ref())).unwrap_or(Ok(None)))
             })
@@ -421,10 +454,13 @@ impl BoardActor {
     fn sweep_and_check(&mut self, ctx: &mut Context<Self>) {
         let (Some(jc), Some(network)) = (self.jail_ctx.clone(), self.cfg().network.clone()) else { return };
         let (cell, link_id, board) = (self.jail_cell.clone(), self.link.id.clone(), self.name().to_string());
+        let db = self.db.clone();
         let fut = async move {
             let slot = cell.slot.clone().lock_owned().await;
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
+                // A /64 held by a jail labd was killed while removing.
+                release_prefix(&jc, &db, &board);
                 match crate::jail::sweep_leftovers(
                     &board,
                     jc.index,

@@ -300,6 +300,7 @@ mod tests {
             services: vec![],
             board_net: "172.30.1.0/24".parse().unwrap(),
             etc_fresh: true,
+            ipv6: false,
         }
     }
 

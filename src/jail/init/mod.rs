@@ -59,6 +59,9 @@ pub struct InitConfig {
     pub board_net: crate::addr::Ipv4Net,
     /// The jail's /etc is new: mirror the host's without looking first.
     pub etc_fresh: bool,
+    /// The board link carries the claim's /64: the jail routes IPv6.
+    #[serde(default)]
+    pub ipv6: bool,
 }
 
 /// How long each phase may take before labd gives up.
@@ -493,14 +496,20 @@ fn init(cfg: &InitConfig, root: &Path, s: &mut UnixStream) -> i32 {
     sup.run(&set)
 }
 
-/// IPv4 forwarding on, and the board's network masqueraded out of the
-/// uplink (see [`super::net::jail_ruleset`]).
+/// Forwarding on, and the board's network masqueraded out of the uplink
+/// (IPv6: routed; see [`super::net::jail_ruleset`]).
 fn forward_board(cfg: &InitConfig) -> Result<(), JailError> {
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| JailError::Io {
-        what: "enabling forwarding in the jail",
-        path: "/proc/sys/net/ipv4/ip_forward".into(),
-        source,
-    })?;
+    let mut knobs = vec!["/proc/sys/net/ipv4/ip_forward"];
+    if cfg.ipv6 {
+        knobs.push("/proc/sys/net/ipv6/conf/all/forwarding");
+    }
+    for path in knobs {
+        std::fs::write(path, "1").map_err(|source| JailError::Io {
+            what: "enabling forwarding in the jail",
+            path: path.into(),
+            source,
+        })?;
+    }
     let mut child = Command::new("/usr/sbin/nft")
         .args(["-f", "-"])
         .env_clear()
@@ -510,7 +519,7 @@ fn forward_board(cfg: &InitConfig) -> Result<(), JailError> {
         .spawn()
         .map_err(|source| JailError::Io { what: "starting", path: "/usr/sbin/nft".into(), source })?;
     if let Some(mut w) = child.stdin.take() {
-        let _ = w.write_all(super::net::jail_ruleset(&cfg.board_net).as_bytes());
+        let _ = w.write_all(super::net::jail_ruleset(&cfg.board_net, cfg.ipv6).as_bytes());
     }
     let out = child.wait_with_output().map_err(|e| JailError::Init(format!("nft in the jail: {e}")))?;
     if !out.status.success() {
