@@ -75,6 +75,8 @@ pub enum BookError {
     NotClaimed(String),
     #[error("{0}")]
     BadLease(String),
+    #[error("your claim on {board} {how} at {}", crate::util::rfc3339_ms(*.at))]
+    Ended { board: String, how: String, at: i64 },
     #[error("{what} is for operators (root and daemon.admins); you are {user}")]
     Operators { what: String, user: String },
     #[error("board {board} is claimed by {user}; wait for the release or force-release it first")]
@@ -88,6 +90,7 @@ impl BookError {
             BookError::UnknownBoard(_) => Code::UnknownBoard,
             BookError::NoneAvailable { .. } => Code::NoDeviceAvailable,
             BookError::NotYours(_) | BookError::NotClaimed(_) => Code::NotClaimed,
+            BookError::Ended { .. } => Code::ClaimEnded,
             BookError::HandleRequired | BookError::BadLease(_) => Code::BadRequest,
             BookError::HandleMismatch => Code::HandleMismatch,
             BookError::Operators { .. } => Code::PermissionDenied,
@@ -120,6 +123,20 @@ pub struct Waiter {
     pub lease: Duration,
     pub power: bool,
 }
+
+/// A claim that ended lately, as its claimant is told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub board: String,
+    pub user: String,
+    /// "expired", "was force-released by alice", "was released".
+    pub how: String,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+/// How many ended claims the book remembers for their claimants.
+pub const ENDED_KEPT: usize = 4096;
 
 /// What a claim request got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +198,10 @@ pub struct ClaimBook {
     by_handle: HashMap<String, String>,
     waiters: HashMap<String, VecDeque<Waiter>>,
     next_waiter: u64,
+    /// Claims that ended lately, by handle (the oldest forgotten first),
+    /// so that their claimants learn how and when instead of "no claim".
+    ended: HashMap<String, Ended>,
+    ended_order: VecDeque<String>,
 }
 
 impl ClaimBook {
@@ -205,7 +226,16 @@ impl ClaimBook {
         for names in classes.values_mut() {
             names.sort();
         }
-        ClaimBook { policy, boards: slots, classes, by_handle: HashMap::new(), waiters: HashMap::new(), next_waiter: 1 }
+        ClaimBook {
+            policy,
+            boards: slots,
+            classes,
+            by_handle: HashMap::new(),
+            waiters: HashMap::new(),
+            next_waiter: 1,
+            ended: HashMap::new(),
+            ended_order: VecDeque::new(),
+        }
     }
 
     /// Puts back what the ledger kept: the claims (those on boards no
@@ -255,7 +285,15 @@ impl ClaimBook {
             (None, None) => return Err(BookError::HandleRequired),
         };
         let not_yours = || BookError::NotYours(handle.to_string());
-        let board = self.by_handle.get(handle).ok_or_else(not_yours)?;
+        let Some(board) = self.by_handle.get(handle) else {
+            // Its own claimant learns how it ended; anyone else nothing.
+            return Err(match self.ended.get(handle) {
+                Some(e) if e.user == who.user => {
+                    BookError::Ended { board: e.board.clone(), how: e.how.clone(), at: e.at }
+                }
+                _ => not_yours(),
+            });
+        };
         match self.boards.get(board).and_then(|s| s.claim.as_ref()) {
             Some(c) if c.user == who.user && c.handle == handle => Ok(c),
             _ => Err(not_yours()),
@@ -456,6 +494,24 @@ impl ClaimBook {
         } else {
             None
         }
+    }
+
+    /// Remembers how `c` ended, for its claimant (see [`Ended`]).
+    pub fn remember_end(&mut self, c: &Claim, how: String, at: i64) {
+        if self.ended.len() >= ENDED_KEPT {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended.remove(&old);
+            }
+        }
+        let e = Ended { board: c.board.clone(), user: c.user.clone(), how, at };
+        if self.ended.insert(c.handle.clone(), e).is_none() {
+            self.ended_order.push_back(c.handle.clone());
+        }
+    }
+
+    /// How `handle`'s claim ended, if it did lately.
+    pub fn ended(&self, handle: &str) -> Option<&Ended> {
+        self.ended.get(handle)
     }
 
     /// The board is back from its last claim: claimable again. Returns its

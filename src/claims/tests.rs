@@ -57,6 +57,29 @@ fn claims_go_to_free_boards_in_name_order_then_none_is_left() {
 }
 
 #[test]
+fn an_ended_claim_tells_its_claimant_how_and_no_one_else() {
+    let mut b = book(&[("rp-1", "rockpro64")]);
+    let c = granted(
+        b.claim("alice", "rockpro64", POLICY.lease_default, false, false, 0, &mut handles(), &|_| true).unwrap(),
+    );
+    let c = b.end(&c.handle, true).unwrap();
+    b.remember_end(&c, "was force-released by root".into(), 1_796_000_000_000);
+    let e = b.resolve(&alice(), Some(&c.handle)).unwrap_err();
+    assert_eq!(e.code(), Code::ClaimEnded);
+    assert_eq!(e.to_string(), "your claim on rp-1 was force-released by root at 2026-11-30T00:53:20Z");
+    // Another user learns nothing from the handle.
+    let bob = Asker { user: "bob", admin: true, jail_handle: None };
+    assert_eq!(b.resolve(&bob, Some(&c.handle)).unwrap_err().code(), Code::NotClaimed);
+    // Only the latest ENDED_KEPT are remembered.
+    for i in 0..ENDED_KEPT {
+        let other = Claim { handle: format!("bl-{i:032x}"), ..c.clone() };
+        b.remember_end(&other, "expired".into(), 0);
+    }
+    assert_eq!(b.resolve(&alice(), Some(&c.handle)).unwrap_err().code(), Code::NotClaimed);
+    assert!(b.ended(&format!("bl-{:032x}", ENDED_KEPT - 1)).is_some());
+}
+
+#[test]
 fn who_may_act_on_a_claim() {
     let mut b = book(&[("rp-1", "rockpro64")]);
     let c = granted(

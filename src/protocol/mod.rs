@@ -26,6 +26,9 @@ pub enum Code {
     UnknownBoard,
     NoDeviceAvailable,
     NotClaimed,
+    /// The caller's claim ended (expired, force-released, released):
+    /// the message says how and when.
+    ClaimEnded,
     HandleMismatch,
     PermissionDenied,
     DeviceFault,
@@ -45,6 +48,7 @@ impl Code {
             Code::UnknownBoard => "unknown_board",
             Code::NoDeviceAvailable => "no_device_available",
             Code::NotClaimed => "not_claimed",
+            Code::ClaimEnded => "claim_ended",
             Code::HandleMismatch => "handle_mismatch",
             Code::PermissionDenied => "permission_denied",
             Code::DeviceFault => "device_fault",

@@ -308,6 +308,15 @@ impl Registry {
     /// off) while `kept` finishes.
     fn detach(&mut self, c: Claim, how: Ending, by: &str, kept: LedgerFuture<()>, ctx: &mut Context<Self>) -> Fut {
         let board = c.board.clone();
+        let said = match how {
+            Ending::Expire => "expired".to_string(),
+            Ending::ForceRelease => format!("was force-released by {by}"),
+            Ending::Release if by == c.user => "was released".to_string(),
+            Ending::Release => format!("was released by {by}"),
+            Ending::RolledBack | Ending::Dropped => "was undone".to_string(),
+        };
+        let at = if how == Ending::Expire { c.expires_at } else { crate::util::now_unix_ms() };
+        self.book.remember_end(&c, said, at);
         self.cancel_lease(&board, ctx);
         self.forget_jail(&board);
         self.changed(&board);
