@@ -187,6 +187,7 @@ fn jail_end_to_end() {
             settings: settings.clone(),
             authorized_keys: pubkey.clone(),
             host_key: None,
+            host_cert: None,
             jail_socket: (i == 0).then(|| sock.clone()),
             console: (i == 0).then(|| pty_slave.clone()),
             labcli: LABCLI.into(),

@@ -120,10 +120,20 @@ pub struct EventView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JailInfo {
     pub ip: Ipv4Addr,
-    /// Ready to run: `ssh root@10.240.0.6`.
+    /// Ready to run: `ssh root@10.240.0.6`; with the lab's host CA
+    /// `ssh -o HostKeyAlias=<host_name> root@10.240.0.6`.
     pub ssh: String,
-    /// `10.240.0.6 ssh-ed25519 AAAA...`.
+    /// The line to trust the jail by: its `host_key`, or with the lab's
+    /// host CA the CA's `@cert-authority *.jail.boardlab ssh-ed25519 AAAA...`.
     pub known_hosts: String,
+    /// The claim's name, `<16 hex>.jail.boardlab`: the one principal of the
+    /// jail's host certificate (see `crate::sshca`). Empty in records of
+    /// an older labd.
+    #[serde(default)]
+    pub host_name: String,
+    /// The jail's own host key line, `10.240.0.6 ssh-ed25519 AAAA...`.
+    #[serde(default)]
+    pub host_key: String,
 }
 
 /// The state of the device.
