@@ -49,7 +49,7 @@ use crate::protocol::PowerState;
 pub use claim::{Attach, Attached, Detach};
 pub use console::{ConsoleDetail, GetConsole};
 pub use duty::Duty;
-pub use jail::{JailCtx, Reinit, Shutdown};
+pub use jail::{JailCtx, Reinit, Renewed, Shutdown};
 pub use link::LinkPhase;
 pub use power::{Power, PowerAction};
 
