@@ -18,6 +18,7 @@ pub enum Reply {
     Released(Released),
     Log(LogView),
     Whoami(WhoamiView),
+    KnownHosts(KnownHostsView),
     Dump(Box<Dump>),
     Panicked(Panicked),
 }
@@ -65,6 +66,14 @@ pub struct WhoamiView {
     pub user: String,
     pub uid: u32,
     pub admin: bool,
+}
+
+/// `known_hosts`: what a user adds to `~/.ssh/known_hosts` to trust every
+/// jail of the lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnownHostsView {
+    /// `@cert-authority *.jail.boardlab ssh-ed25519 AAAA... boardlab-host-ca`.
+    pub known_hosts: String,
 }
 
 /// `debug_panic` (test builds): the board actor panicked as asked.

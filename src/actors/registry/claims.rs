@@ -88,10 +88,9 @@ impl Handler<Exec> for Registry {
             Call::ConsoleLog { handle, tail } => self.console_log(&who, handle, tail, ctx),
             // The front end answers these itself (from the published
             // snapshot, or by turning the connection into a console).
-            Call::Classes { .. } | Call::Status { .. } | Call::Console { .. } => ready(Err(ApiError::new(
-                Code::Internal,
-                format!("{name} is answered by the socket front end, not the registry"),
-            ))),
+            Call::Classes { .. } | Call::Status { .. } | Call::Console { .. } | Call::KnownHosts => ready(Err(
+                ApiError::new(Code::Internal, format!("{name} is answered by the socket front end, not the registry")),
+            )),
             Call::Whoami => {
                 ready(Ok(Reply::Whoami(WhoamiView { user: who.user.clone(), uid: who.uid, admin: who.admin })))
             }
