@@ -67,6 +67,12 @@ fn main() -> ExitCode {
         if let Some(ca) = &cfg.jail.host_ca {
             println!("jails' SSH host CA {} ({}); users trust jails with:", ca.path().display(), ca.fingerprint());
             println!("{}", ca.known_hosts_line());
+            if cfg.jail.keep_host_key {
+                eprintln!(
+                    "labd: warning: [jail] keep_host_key: every claimant of a board holds its host key, so a \
+                     former claimant can pass for a later claim's jail despite the certificates (SECURITY.md)"
+                );
+            }
         }
         return ExitCode::SUCCESS;
     }
