@@ -19,9 +19,10 @@ use serde_json::{json, Value};
 
 /// A one-board lab (every claim's jail has the same address) whose host
 /// CA `labd ca init` made where lab.toml's `[jail] host_ca` says; labd
-/// running. Returns the lab and the CA's known_hosts line.
-fn ca_lab(net: &JailNet) -> (Lab, String) {
-    let mut lab = jail_lab(1, "rockpro64", net, "", "");
+/// running. `extra`: further `[jail]` keys. Returns the lab and the CA's
+/// known_hosts line.
+fn ca_lab(net: &JailNet, extra: &str) -> (Lab, String) {
+    let mut lab = jail_lab(1, "rockpro64", net, extra, "");
     let dir = lab.path().to_path_buf();
     // [jail] is lab.toml's last table: the key lands in it.
     let mut toml = std::fs::OpenOptions::new().append(true).open(dir.join("lab.toml")).unwrap();
@@ -119,14 +120,17 @@ fn cert_file(lab: &Lab, board: &str) -> (ssh_key::Certificate, String) {
     (ssh_key::Certificate::from_openssh(text.trim()).unwrap(), success(&listed))
 }
 
-/// The certificate the jail's sshd presents now (`ssh-keyscan -c`),
-/// encoded (its comment is not part of it).
-fn served_cert(ip: &str) -> Option<Vec<u8>> {
+/// The certificate the jail's sshd shows anyone who asks (`ssh-keyscan
+/// -c`): `ssh-ed25519-cert-v01@openssh.com AAAA...`.
+fn served_cert_line(ip: &str) -> Option<String> {
     let o = Command::new("ssh-keyscan").args(["-c", "-t", "ed25519", "-T", "5", ip]).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    // `-c` prints the certificate alone: `ssh-ed25519-cert-v01@openssh.com AAAA...`.
-    let line = out.lines().find(|l| l.starts_with("ssh-ed25519-cert-v01@openssh.com "))?;
-    ssh_key::Certificate::from_openssh(line).ok()?.to_bytes().ok()
+    out.lines().find(|l| l.starts_with("ssh-ed25519-cert-v01@openssh.com ")).map(str::to_string)
+}
+
+/// [`served_cert_line`] encoded (its comment is not part of it).
+fn served_cert(ip: &str) -> Option<Vec<u8>> {
+    ssh_key::Certificate::from_openssh(&served_cert_line(ip)?).ok()?.to_bytes().ok()
 }
 
 /// `Valid: from ... to ...` of `ssh-keygen -L` (TZ=UTC) for Unix seconds.
@@ -150,7 +154,7 @@ fn valid_line(after: u64, before: u64) -> String {
 fn three_claims_in_a_row_are_trusted_by_one_ca_line_and_known_hosts_never_changes() {
     let _turn = one_at_a_time();
     const NET: JailNet = JailNet { pool: "10.198.0.0/24", board_net: "172.29.0.0/20", uid_base: 8_000_000 };
-    let (lab, ca_line) = ca_lab(&NET);
+    let (lab, ca_line) = ca_lab(&NET, "");
     let dir = lab.path().to_path_buf();
 
     // What a user adds to known_hosts: `labcli known-hosts`, as is.
@@ -198,7 +202,7 @@ fn three_claims_in_a_row_are_trusted_by_one_ca_line_and_known_hosts_never_change
 fn renew_reissues_the_certificate_live_and_reinit_brings_a_new_trusted_key() {
     let _turn = one_at_a_time();
     const NET: JailNet = JailNet { pool: "10.198.1.0/24", board_net: "172.29.16.0/20", uid_base: 8_300_000 };
-    let (lab, ca_line) = ca_lab(&NET);
+    let (lab, ca_line) = ca_lab(&NET, "");
     let dir = lab.path().to_path_buf();
     let kh = known_hosts(&dir, ALICE, &ca_line);
     let before = std::fs::read(&kh).unwrap();
@@ -321,6 +325,16 @@ impl Drop for Impostor {
     }
 }
 
+/// The network namespace of `board`'s jail.
+fn jail_netns(board: &str) -> String {
+    let list = netns_list();
+    let ns = list.lines().filter_map(|l| l.split_whitespace().next());
+    ns.into_iter()
+        .find(|n| n.starts_with("blj") && n.ends_with(&format!("-{board}")))
+        .expect("the jail's netns")
+        .to_string()
+}
+
 #[track_caller]
 fn refused(o: &Output, why: &str) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -334,7 +348,7 @@ fn refused(o: &Output, why: &str) -> String {
 fn a_copied_key_and_certificate_cannot_pass_for_the_next_claims_jail() {
     let _turn = one_at_a_time();
     const NET: JailNet = JailNet { pool: "10.198.2.0/24", board_net: "172.29.32.0/20", uid_base: 8_600_000 };
-    let (lab, ca_line) = ca_lab(&NET);
+    let (lab, ca_line) = ca_lab(&NET, "");
     let dir = lab.path().to_path_buf();
     let (alice_kh, bob_kh) = (known_hosts(&dir, ALICE, &ca_line), known_hosts(&dir, BOB, &ca_line));
     let before = std::fs::read(&bob_kh).unwrap();
@@ -364,12 +378,7 @@ fn a_copied_key_and_certificate_cannot_pass_for_the_next_claims_jail() {
 
     // The thief's sshd on claim 2's address, inside claim 2's jail network.
     let board = c2["board"].as_str().unwrap();
-    let netns = netns_list()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .find(|n| n.starts_with("blj") && n.ends_with(&format!("-{board}")))
-        .expect("the jail's netns")
-        .to_string();
+    let netns = jail_netns(board);
     let imp = Impostor::start(&dir, &netns, &ip, 2222, &loot);
     let to = |alias: Option<&str>, port: &str, kh: &Path| {
         let mut words = vec!["-p", port];
@@ -398,6 +407,52 @@ fn a_copied_key_and_certificate_cannot_pass_for_the_next_claims_jail() {
     // The genuine jail still is claim 2's.
     success(&reply_ssh(&j2, &bob, &bob_kh, "true").output().unwrap());
     assert_eq!(std::fs::read(&bob_kh).unwrap(), before, "bob's known_hosts unchanged");
+    drop(imp);
+    release(&lab, BOB, &c2["handle"]);
+}
+
+#[test]
+fn with_kept_host_keys_jails_are_certified_but_a_former_claimant_can_pass_for_the_next() {
+    // What SECURITY.md says of keep_host_key = true, shown: every claimant
+    // of the board holds its key, and a certificate is no secret.
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "10.198.3.0/24", board_net: "172.29.48.0/20", uid_base: 8_900_000 };
+    let (lab, ca_line) = ca_lab(&NET, "keep_host_key = true");
+    let dir = lab.path().to_path_buf();
+    let (alice_kh, bob_kh) = (known_hosts(&dir, ALICE, &ca_line), known_hosts(&dir, BOB, &ca_line));
+    let (alice, bob) = (key_of(&dir, ALICE), key_of(&dir, BOB));
+
+    let c1 = claim(&lab, ALICE, 3600);
+    let j1 = c1["jail"].clone();
+    let stolen = success(&reply_ssh(&j1, &alice, &alice_kh, "cat /etc/ssh/ssh_host_ed25519_key").output().unwrap());
+    release(&lab, ALICE, &c1["handle"]);
+    let c2 = claim(&lab, BOB, 3600);
+    let j2 = c2["jail"].clone();
+    assert_eq!(j2["host_key"], j1["host_key"], "the board's kept key");
+    assert_ne!(j2["host_name"], j1["host_name"]);
+    success(&reply_ssh(&j2, &bob, &bob_kh, "true").output().unwrap());
+    let (cert, _) = cert_file(&lab, c2["board"].as_str().unwrap());
+    assert_eq!(cert.valid_principals(), [j2["host_name"].as_str().unwrap().to_string()]);
+
+    // Claim 1's key with claim 2's certificate, fetched like anyone can.
+    let ip = j2["ip"].as_str().unwrap().to_string();
+    let loot = dir.join("loot");
+    std::fs::create_dir(&loot).unwrap();
+    std::fs::write(loot.join("key"), stolen).unwrap();
+    std::fs::set_permissions(loot.join("key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(loot.join("key-cert.pub"), format!("{}\n", served_cert_line(&ip).unwrap())).unwrap();
+    let board = c2["board"].as_str().unwrap();
+    let netns = jail_netns(board);
+    let imp = Impostor::start(&dir, &netns, &ip, 2222, &loot);
+    let alias = format!("HostKeyAlias={}", j2["host_name"].as_str().unwrap());
+    let dest = format!("root@{ip}");
+    let o = ssh(&bob, &bob_kh, &["-p", "2222", "-o", &alias, &dest], "true").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        err.contains("Permission denied (publickey)") && !err.contains("Host key verification failed"),
+        "the impostor passes the host check: {err}"
+    );
     drop(imp);
     release(&lab, BOB, &c2["handle"]);
 }
