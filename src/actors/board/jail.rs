@@ -64,7 +64,7 @@ impl JailCtx {
     }
 
     /// How `claim`'s jail certificate is made, with a host CA.
-    fn cert(&self, claim: &Claim) -> Option<CertSpec> {
+    pub(super) fn cert(&self, claim: &Claim) -> Option<CertSpec> {
         let ca = self.host_ca.clone()?;
         Some(CertSpec { ca, claimed_at_ms: claim.claimed_at, expires_at_ms: claim.expires_at })
     }
@@ -508,44 +508,5 @@ impl Handler<Shutdown> for BoardActor {
         self.duty = Duty::Stopped;
         self.jail_cell.set_current(None);
         self.teardown_jail(&handle, false)
-    }
-}
-
-/// The claim's lease was renewed (the ledger has it): the board serves it
-/// until the new end, and its jail's host certificate is issued again to
-/// that end.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Renewed {
-    pub claim: Claim,
-}
-
-impl Handler<Renewed> for BoardActor {
-    type Result = ResponseActFuture<Self, ()>;
-
-    /// In turn with the board's other jail work: a jail being built gets
-    /// its certificate once it is up (the build's own ends at the old
-    /// lease end).
-    fn handle(&mut self, msg: Renewed, _ctx: &mut Context<Self>) -> Self::Result {
-        let claim = msg.claim;
-        if !self.duty.renewed(&claim.handle, claim.expires_at) {
-            return ready(());
-        }
-        let Some(cert) = self.jail_ctx.as_ref().and_then(|jc| jc.cert(&claim)) else { return ready(()) };
-        let (slot, board, handle) = (self.jail_cell.slot.clone(), self.name().to_string(), claim.handle);
-        let work = async move {
-            let slot = slot.lock_owned().await;
-            let _ = tokio::task::spawn_blocking(move || {
-                let Some(jail) = slot.as_ref().filter(|j| j.handle == handle) else { return };
-                match hostcert::renew(jail, &cert) {
-                    Ok(()) => {
-                        info!(board = %board, "the jail's host certificate was issued again to the new lease end")
-                    }
-                    Err(e) => error!(board = %board, "renewing the jail's host certificate: {e}"),
-                }
-            })
-            .await;
-        };
-        Box::pin(actix::fut::wrap_future::<_, Self>(work))
     }
 }

@@ -46,10 +46,11 @@ use crate::power::SwitchClient;
 #[cfg(feature = "fault-injection")]
 use crate::protocol::ApiError;
 use crate::protocol::PowerState;
-pub use claim::{Attach, Attached, Detach};
+
+pub use claim::{Attach, Attached, Detach, Renewed};
 pub use console::{ConsoleDetail, GetConsole};
 pub use duty::Duty;
-pub use jail::{JailCtx, Reinit, Renewed, Shutdown};
+pub use jail::{JailCtx, Reinit, Shutdown};
 pub use link::LinkPhase;
 pub use power::{Power, PowerAction};
 
