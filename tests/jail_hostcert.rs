@@ -2,9 +2,10 @@
 //! user who trusts the lab's CA line, and nothing else, logs into claim
 //! after claim without touching known_hosts; reinit brings a new host key
 //! that is still trusted; renew re-issues the certificate to the new lease
-//! end and the jail's sshd loads it without dropping a session; and a
+//! end and the jail's sshd loads it without dropping a session; a
 //! claimant who copied their jail's key and certificate cannot pass for
-//! the next claim's jail at the same address.
+//! the next claim's jail at the same address (unless keep_host_key keeps
+//! the key for every claim: shown too); and a lab without a CA says so.
 
 mod common;
 
@@ -455,4 +456,19 @@ fn with_kept_host_keys_jails_are_certified_but_a_former_claimant_can_pass_for_th
     );
     drop(imp);
     release(&lab, BOB, &c2["handle"]);
+}
+
+#[test]
+fn known_hosts_in_a_lab_without_a_host_ca_says_what_to_trust_instead() {
+    let lab = Lab::up(1, "rockpro64", |t| t);
+    let r = lab.req(json!({"fn": "known_hosts"}));
+    assert_eq!(code(&r), "bad_request");
+    assert!(r["error"]["message"].as_str().unwrap().contains("no SSH host CA ([jail] host_ca)"), "{r}");
+    assert_eq!(code(&lab.req(json!({"fn": "known_hosts", "x": 1}))), "bad_request");
+    let o = lab.labcli_as(BOB).arg("known-hosts").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("labcli: this lab has no SSH host CA") && err.contains("`host_key`"), "{err}");
+    assert!(err.trim_end().ends_with("(bad_request)"), "{err}");
 }
