@@ -18,7 +18,6 @@ pub enum Reply {
     Released(Released),
     Log(LogView),
     Whoami(WhoamiView),
-    KnownHosts(KnownHostsView),
     Dump(Box<Dump>),
     Panicked(Panicked),
 }
@@ -68,7 +67,8 @@ pub struct WhoamiView {
     pub admin: bool,
 }
 
-/// `known_hosts`: what a user adds to `~/.ssh/known_hosts` to trust every
+/// `known_hosts` (answered by the socket front end from labd's
+/// configuration): what a user adds to `~/.ssh/known_hosts` to trust every
 /// jail of the lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KnownHostsView {
