@@ -114,6 +114,15 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         if let Err(e) = crate::jail::disk::ensure_private_dir(r, 0o711) {
             warn!("securing the jails' root_dir {}: {e}", r.display());
         }
+        if cfg.jail.keep_host_key && cfg.jail.host_ca.is_some() {
+            // The certificate is public (sshd shows it to anyone), so an
+            // earlier claimant holding the board's kept key can present
+            // the next claim's certificate (SECURITY.md).
+            warn!(
+                "[jail] keep_host_key with host_ca: every claimant of a board holds its host key, so a former \
+                 claimant can pass for a later claim's jail; certificates protect users only with a fresh key per claim"
+            );
+        }
     }
     let cfg = Arc::new(cfg);
     let db = Db::open(&cfg.daemon.state)?;

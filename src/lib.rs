@@ -20,4 +20,5 @@ pub mod link;
 pub mod power;
 pub mod protocol;
 pub mod server;
+pub mod sshca;
 pub mod util;

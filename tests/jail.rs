@@ -12,6 +12,8 @@ mod bins;
 mod need_root;
 #[path = "common/serial.rs"]
 mod serial;
+#[path = "common/turn.rs"]
+mod turn;
 use serial::Serial;
 
 use std::fs::File;
@@ -135,6 +137,10 @@ impl Ssh {
 #[test]
 fn jail_end_to_end() {
     need_root::require_root();
+    // Jail names and links derive from board index and name: one jail
+    // test at a time on this machine.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = turn::take(&LOCK, "jails");
     let r = random_u8() % 100;
     let dir = tempfile::Builder::new().prefix("bljail-").tempdir().unwrap();
     let mut world =
@@ -188,6 +194,7 @@ fn jail_end_to_end() {
             settings: settings.clone(),
             authorized_keys: pubkey.clone(),
             host_key: None,
+            host_cert: None,
             jail_socket: (i == 0).then(|| sock.clone()),
             console: (i == 0).then(|| pty_slave.clone()),
             labcli: LABCLI.into(),

@@ -21,6 +21,7 @@ fn log_of(lab: &Lab, handle: &str) -> String {
 
 #[test]
 fn a_claim_gets_a_working_jail_and_release_leaves_nothing() {
+    let _turn = common::jails::one_at_a_time();
     const NET: JailNet = JailNet { pool: "10.197.0.0/24", board_net: "172.28.0.0/20", uid_base: 500_000 };
     let mut lab = jail_lab(2, "rockpro64", &NET, "", "");
     let dir = lab.path().to_path_buf();

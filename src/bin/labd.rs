@@ -5,15 +5,27 @@ use std::process::ExitCode;
 
 use boardlab::config::{Config, DEFAULT_DIR};
 
-const USAGE: &str = "usage: labd [--config DIR]\n       labd check [--config DIR]";
+const USAGE: &str = "usage: labd [--config DIR]
+       labd check [--config DIR]
+       labd ca init [PATH] [--config DIR]   make the jails' SSH host CA key (PATH: [jail] host_ca, else /etc/boardlab/host_ca)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut check = false;
+    let mut ca_init: Option<Option<PathBuf>> = None;
     let mut dir = PathBuf::from(DEFAULT_DIR);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "check" if !check => check = true,
+            "check" if !check && ca_init.is_none() => check = true,
+            "ca" if !check && ca_init.is_none() => match args.next().as_deref() {
+                Some("init") => ca_init = Some(None),
+                other => {
+                    let other = other.map_or("nothing".to_string(), |o| format!("{o:?}"));
+                    eprintln!("labd: `ca` wants `init`, not {other}\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            p if matches!(ca_init, Some(None)) && !p.starts_with('-') => ca_init = Some(Some(PathBuf::from(p))),
             "--config" => match args.next() {
                 Some(d) => dir = PathBuf::from(d),
                 None => {
@@ -30,6 +42,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if let Some(path) = ca_init {
+        return init_ca(&dir, path);
     }
     let cfg = match Config::load(&dir) {
         Ok(c) => c,
@@ -49,6 +64,16 @@ fn main() -> ExitCode {
             cfg.classes().len(),
             cfg.switches.len()
         );
+        if let Some(ca) = &cfg.jail.host_ca {
+            println!("jails' SSH host CA {} ({}); users trust jails with:", ca.path().display(), ca.fingerprint());
+            println!("{}", ca.known_hosts_line());
+            if cfg.jail.keep_host_key {
+                eprintln!(
+                    "labd: warning: [jail] keep_host_key: every claimant of a board holds its host key, so a \
+                     former claimant can pass for a later claim's jail despite the certificates (SECURITY.md)"
+                );
+            }
+        }
         return ExitCode::SUCCESS;
     }
     // One malloc arena for every thread: labd's threads (the actors' loop,
@@ -77,4 +102,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `labd ca init [PATH]`: makes the jails' SSH host CA key (mode 0600,
+/// never over an existing file) at PATH, else where lab.toml's `[jail]
+/// host_ca` says, else /etc/boardlab/host_ca; prints the line users add to
+/// their known_hosts (stdout) and what to do next (stderr).
+fn init_ca(dir: &std::path::Path, path: Option<PathBuf>) -> ExitCode {
+    let configured = match boardlab::config::configured_host_ca(dir) {
+        Ok(c) => c,
+        Err(e) if path.is_some() => {
+            eprintln!("labd: {e} (ignored: PATH was given)");
+            None
+        }
+        Err(e) => {
+            eprintln!("labd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = path.or_else(|| configured.clone()).unwrap_or_else(|| PathBuf::from(boardlab::sshca::DEFAULT_PATH));
+    if !path.is_absolute() {
+        eprintln!("labd: the CA key's path must be absolute, not {}", path.display());
+        return ExitCode::from(2);
+    }
+    let ca = match boardlab::sshca::HostCa::generate(&path) {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("labd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ca = match boardlab::config::configured_ipv6_pool(dir) {
+        Some(pool) => ca.with_ipv6_pool(&pool),
+        None => ca,
+    };
+    eprintln!("labd: made the jails' SSH host CA {} ({}), mode 0600", path.display(), ca.fingerprint());
+    if configured.as_deref() != Some(path.as_path()) {
+        eprintln!(
+            "labd: name it in {}: [jail] host_ca = \"{}\", then `labd check` and restart labd",
+            dir.join("lab.toml").display(),
+            path.display()
+        );
+    }
+    eprintln!("labd: users add this line to ~/.ssh/known_hosts (`labcli known-hosts` prints it too):");
+    println!("{}", ca.known_hosts_line());
+    ExitCode::SUCCESS
 }

@@ -105,6 +105,7 @@ pub const COMMANDS: &[&str] = &[
     "console",
     "log",
     "whoami",
+    "known-hosts",
     "dump",
     "maintenance",
     "force-release",
@@ -124,6 +125,8 @@ commands:
   console [HANDLE] [--read-only]             serial console; ~. detaches
   log [HANDLE] [--tail N]                    recent console output
   whoami
+  known-hosts                                the line for ~/.ssh/known_hosts that
+                                             trusts every jail (labs with a host CA)
   dump                                       (admins)
   maintenance BOARD on|off                   (admins)
   force-release BOARD                        (admins)
@@ -300,6 +303,7 @@ pub fn parse(words: &[String], origin: Origin) -> Result<Parsed, UsageError> {
         "console" => Call::Console { handle: handle()?, read_only: flag("read-only") },
         "log" => Call::ConsoleLog { handle: handle()?, tail },
         "whoami" => none().map(|()| Call::Whoami)?,
+        "known-hosts" => none().map(|()| Call::KnownHosts)?,
         "dump" => none().map(|()| Call::Dump)?,
         "maintenance" => match rest {
             [board, state] => {
@@ -371,7 +375,7 @@ pub fn request_line(id: u64, call: &Call, as_user: Option<&str>) -> String {
             opt_str(&mut fields, "handle", handle);
             opt_u64(&mut fields, "tail", tail);
         }
-        Call::Whoami | Call::Dump => {}
+        Call::Whoami | Call::KnownHosts | Call::Dump => {}
         Call::Maintenance { board, on } => {
             fields.push(("board", Value::from(board.as_str())));
             fields.push(("on", Value::from(*on)));
@@ -468,6 +472,7 @@ mod tests {
         assert_eq!(call("log h1 --tail 50"), Call::ConsoleLog { handle: Some("h1".into()), tail: Some(50) });
         assert_eq!(call("log"), Call::ConsoleLog { handle: None, tail: None });
         assert_eq!(call("whoami"), Call::Whoami);
+        assert_eq!(call("known-hosts"), Call::KnownHosts);
         assert_eq!(call("dump"), Call::Dump);
         assert_eq!(call("maintenance b1 on"), Call::Maintenance { board: "b1".into(), on: true });
         assert_eq!(call("maintenance b1 off"), Call::Maintenance { board: "b1".into(), on: false });
@@ -526,6 +531,7 @@ mod tests {
         assert!(err("release a b").contains("at most one"));
         assert!(err("status x").contains("no arguments"));
         assert!(err("whoami x").contains("no arguments"));
+        assert!(err("known-hosts x").contains("no arguments"));
         assert!(err("maintenance b1").contains("maintenance BOARD"));
         assert!(err("maintenance b1 maybe").contains("on or off"));
         assert!(err("force-release").contains("needs a BOARD"));
@@ -572,6 +578,7 @@ mod tests {
         assert_eq!(line("console h --read-only"), r#"{"id":1,"fn":"console","handle":"h","read_only":true}"#);
         assert_eq!(line("log --tail 5"), r#"{"id":1,"fn":"console_log","tail":5}"#);
         assert_eq!(line("whoami"), r#"{"id":1,"fn":"whoami"}"#);
+        assert_eq!(line("known-hosts"), r#"{"id":1,"fn":"known_hosts"}"#);
         assert_eq!(line("maintenance b on"), r#"{"id":1,"fn":"maintenance","board":"b","on":true}"#);
         assert_eq!(line("force-release b"), r#"{"id":1,"fn":"force_release","board":"b"}"#);
         assert_eq!(request_line(9, &Call::Whoami, Some("al\"ice")), r#"{"id":9,"fn":"whoami","as":"al\"ice"}"#);

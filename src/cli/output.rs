@@ -150,6 +150,12 @@ fn render_claim(result: &Value) -> Option<String> {
     if let Some(jail) = result.get("jail").filter(|j| j.is_object()) {
         out.push_str(&format!("jail:    {}\n", field(jail, "ip")));
         out.push_str(&format!("ssh:     {}\n", field(jail, "ssh")));
+        let certified =
+            jail.get("known_hosts").and_then(Value::as_str).is_some_and(|k| k.starts_with("@cert-authority "));
+        if certified {
+            out.push_str(&format!("host:    {} (certified by the lab's host CA)\n", field(jail, "host_name")));
+            out.push_str("trust:   `labcli known-hosts >> ~/.ssh/known_hosts` (once)\n");
+        }
     }
     Some(out)
 }
@@ -196,6 +202,13 @@ fn render_whoami(result: &Value) -> Option<String> {
     Some(out)
 }
 
+/// The known_hosts line alone, so that `labcli known-hosts >> ~/.ssh/known_hosts`
+/// does what it says.
+fn render_known_hosts(result: &Value) -> Option<String> {
+    let line = result.get("known_hosts")?.as_str()?;
+    Some(format!("{}\n", cell_text(line)))
+}
+
 /// Console logs arrive as a string, a list of lines, or an object holding
 /// either under `lines`, `log` or `text`.
 fn render_log(result: &Value) -> Option<String> {
@@ -236,6 +249,7 @@ pub fn render(f: &str, result: &Value) -> String {
         "maintenance" => board_line("maintenance updated", result),
         "release" | "force_release" => render_released(result),
         "whoami" => render_whoami(result),
+        "known_hosts" => render_known_hosts(result),
         "console_log" => render_log(result),
         "dump" => None,
         _ => None,
@@ -320,6 +334,12 @@ mod tests {
         let out = render("claim", &r);
         assert!(out.starts_with("claimed rockpro64-1 (rockpro64)\n\n    handle: bl-00ff\n"), "{out}");
         assert!(out.contains("ssh:     ssh -p 2201 root@lab\n"));
+        assert!(!out.contains("trust:"), "no CA line to show: {out}");
+        r["jail"]["known_hosts"] = json!("@cert-authority *.jail.boardlab ssh-ed25519 AAAA boardlab-host-ca");
+        r["jail"]["host_name"] = json!("0123456789abcdef.jail.boardlab");
+        let out = render("claim", &r);
+        assert!(out.contains("host:    0123456789abcdef.jail.boardlab (certified by the lab's host CA)\n"), "{out}");
+        assert!(out.contains("trust:   `labcli known-hosts >> ~/.ssh/known_hosts` (once)\n"), "{out}");
         r["jail"] = Value::Null;
         assert!(!render("claim", &r).contains("jail"));
     }
@@ -332,6 +352,9 @@ mod tests {
             "alice (uid 1000), not an admin\n"
         );
         assert_eq!(render("whoami", &json!({"user": "root", "uid": 0, "admin": true})), "root (uid 0), admin\n");
+        let line = "@cert-authority *.jail.boardlab ssh-ed25519 AAAAC3Nz boardlab-host-ca";
+        assert_eq!(render("known_hosts", &json!({"known_hosts": line})), format!("{line}\n"));
+        assert_eq!(render("known_hosts", &json!({"known_hosts": "a\nb\u{1b}"})), "a\\nb\\u{1b}\n", "one line");
         let b = board("b1", "maintenance", Value::Null);
         assert_eq!(render("maintenance", &b), "b1: maintenance updated; state maintenance, power off\n");
         assert_eq!(

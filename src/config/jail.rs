@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::{parse_size, ConfigError, Ctx};
 use crate::addr::Ipv4Net;
 use crate::ids::valid_ifname;
+use crate::sshca::HostCa;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +35,7 @@ pub(super) struct RawJail {
     pub(super) parallel_builds: Option<Spanned<i64>>,
     pub(super) ipv6_pool: Option<Spanned<String>>,
     pub(super) ipv6_cooldown: Option<Spanned<String>>,
+    pub(super) host_ca: Option<Spanned<String>>,
 }
 
 /// How the jail reaches the outside.
@@ -167,6 +169,9 @@ pub struct JailConfig {
     pub keep_host_key: bool,
     /// `USER.pub` files with claimants' keys (default DIR/keys.d).
     pub keys_dir: PathBuf,
+    /// The lab's SSH host CA, loaded and checked: every jail's host key
+    /// gets a certificate of it (see [`crate::sshca`]).
+    pub host_ca: Option<HostCa>,
 }
 
 /// Validates `[jail]` (`dir`: the configuration directory, home of the
@@ -360,6 +365,10 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path, lease_max: s
         },
     };
     let ipv6 = ipv6_pool(ctx, &raw, &uplink, lease_max);
+    let host_ca = host_ca(ctx, &raw.host_ca).map(|ca| match &ipv6 {
+        Some(v6) => ca.with_ipv6_pool(&v6.pool),
+        None => ca,
+    });
     JailConfig {
         parallel_builds,
         settings: JailSettings {
@@ -379,6 +388,26 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path, lease_max: s
         },
         keep_host_key: raw.keep_host_key.unwrap_or(false),
         keys_dir,
+        host_ca,
+    }
+}
+
+/// `[jail] host_ca`: an absolute path to the CA's key, which is read and
+/// checked here (mode, owner, an ed25519 OpenSSH private key), so that
+/// `labd check` finds what labd would stumble on.
+fn host_ca(ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>) -> Option<HostCa> {
+    let s = v.as_ref()?;
+    let path = Path::new(s.get_ref());
+    if !path.is_absolute() {
+        ctx.err(&s.span(), format!("jail.host_ca must be an absolute path, not {:?}", s.get_ref()));
+        return None;
+    }
+    match HostCa::load(path) {
+        Ok(ca) => Some(ca),
+        Err(e) => {
+            ctx.err(&s.span(), format!("jail.host_ca {e}"));
+            None
+        }
     }
 }
 

@@ -210,7 +210,9 @@ impl Config {
 
     /// Validates a configuration given as texts: `lab.toml` and the board
     /// files (path, text) in order. `errors` holds problems found while
-    /// reading, reported with the rest. Pure: used by `load` and the fuzzer.
+    /// reading, reported with the rest. Used by `load` and the fuzzer; pure
+    /// but for the one file a configuration is only valid with, the key
+    /// `[jail] host_ca` names, which is read and checked.
     pub fn from_texts(
         dir: &Path,
         lab_text: &str,
@@ -286,6 +288,33 @@ impl Config {
         }
         m
     }
+}
+
+/// `[jail] host_ca` as `dir/lab.toml` names it, read without validating
+/// anything else: `labd ca init` makes the key that the configuration
+/// then needs to load. `None` when there is no lab.toml or it names none.
+pub fn configured_host_ca(dir: &Path) -> Result<Option<PathBuf>, String> {
+    let path = dir.join("lab.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    };
+    let v: toml::Value = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message().trim()))?;
+    match v.get("jail").and_then(|j| j.get("host_ca")) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) if Path::new(s).is_absolute() => Ok(Some(PathBuf::from(s))),
+        Some(other) => Err(format!("{}: jail.host_ca must be an absolute path, not {other}", path.display())),
+    }
+}
+
+/// `[jail] ipv6_pool` of `dir`'s lab.toml, read on its own (for `labd ca
+/// init`'s CA line, which covers the claims' IPv6 addresses); `None` when
+/// absent or not a prefix (`labd check` says why).
+pub fn configured_ipv6_pool(dir: &Path) -> Option<ipnet::Ipv6Net> {
+    let text = std::fs::read_to_string(dir.join("lab.toml")).ok()?;
+    let v: toml::Value = toml::from_str(&text).ok()?;
+    v.get("jail")?.get("ipv6_pool")?.as_str()?.parse().ok()
 }
 
 /// `"8G"`, `"512M"`: a whole number with a binary unit K, M, G or T

@@ -206,7 +206,7 @@ fn ipv6_pool_is_validated() {
 fn jail_section_errors_name_the_line() {
     let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
     // "[jail]" is line 18 of LAB + jail, the first key line 19.
-    assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`, `parallel_builds`, `ipv6_pool`, `ipv6_cooldown`".to_string()]);
+    assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`, `parallel_builds`, `ipv6_pool`, `ipv6_cooldown`, `host_ca`".to_string()]);
     assert_eq!(
         with("deny_out = [\"192.168.0.0/16\", \"10.0.0.1/8\", \"mgmt\"]"),
         vec![
@@ -343,3 +343,60 @@ fn cluster_table_is_optional_and_checked() {
 }
 
 const PEER: &str = "peer_listen = \"10.0.0.2:7420\"\npeer_ca = \"/etc/boardlab/peer/ca.pem\"\npeer_cert = \"/etc/boardlab/peer/lab2.pem\"\npeer_key = \"/etc/boardlab/peer/lab2.key\"\n";
+
+#[test]
+fn jail_host_ca_is_checked_when_the_config_loads() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("host_ca");
+    let ca = crate::sshca::HostCa::generate(&key).unwrap();
+    let lab = |path: &str| format!("{LAB}\n[jail]\nkeep_host_key = false\nhost_ca = \"{path}\"\n");
+    let d = dir_with(&lab(&key.display().to_string()), &[("a.toml", BOARD)]);
+    let c = Config::load(d.path()).unwrap();
+    assert_eq!(c.jail.host_ca.as_ref(), Some(&ca));
+    assert_eq!(Config::load(dir_with(LAB, &[]).path()).unwrap().jail.host_ca, None, "optional");
+    assert_eq!(configured_host_ca(d.path()).unwrap(), Some(key.clone()));
+    assert_eq!(configured_host_ca(dir_with(LAB, &[]).path()).unwrap(), None);
+    assert_eq!(configured_host_ca(keys.path()).unwrap(), None, "no lab.toml");
+
+    // Each problem names lab.toml's line (20: host_ca) and the key's file.
+    let k = key.display().to_string();
+    let one = |path: &str| {
+        let e = errs(&lab(path), &[]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        e[0].clone()
+    };
+    assert_eq!(one("host_ca"), "lab.toml:20: jail.host_ca must be an absolute path, not \"host_ca\"");
+    let missing = one(&format!("{k}.missing"));
+    assert!(
+        missing.starts_with(&format!("lab.toml:20: jail.host_ca {k}.missing: cannot be read: No such file")),
+        "{missing}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(
+        one(&k),
+        format!(
+            "lab.toml:20: jail.host_ca {k}: is open to its group or others (mode 0640): the host CA signs every \
+             jail's identity; chmod 600 it"
+        )
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
+    assert!(one(&k).contains("(mode 0604)"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let garbage = one(&k);
+    assert!(garbage.starts_with(&format!("lab.toml:20: jail.host_ca {k}: is not an OpenSSH private key")), "{garbage}");
+    // Found with the rest: every problem in one run.
+    let e = errs(&format!("{}parallel_builds = 0\n", lab(&k)), &[]);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("lab.toml:21: jail.parallel_builds") && e[1].starts_with("lab.toml:20: jail.host_ca"),
+        "{e:?}"
+    );
+    // labd ca init reads the path even while the key is missing.
+    let d = dir_with(&lab("/nonexistent/host_ca"), &[]);
+    assert!(Config::load(d.path()).is_err());
+    assert_eq!(configured_host_ca(d.path()).unwrap(), Some(PathBuf::from("/nonexistent/host_ca")));
+    let d = dir_with(&lab("relative"), &[]);
+    assert!(configured_host_ca(d.path()).unwrap_err().contains("must be an absolute path"));
+}

@@ -26,6 +26,7 @@ pub mod cgroup;
 pub mod console;
 pub mod disk;
 pub mod fs;
+pub mod hostcert;
 pub mod idmap;
 pub mod init;
 mod mount_api;
@@ -111,6 +112,8 @@ pub struct JailSpec {
     pub authorized_keys: String,
     /// Reuse this host key (keep_host_key), else a fresh one per claim.
     pub host_key: Option<PathBuf>,
+    /// With the lab's host CA: the host key's certificate is made with it.
+    pub host_cert: Option<hostcert::CertSpec>,
     /// Host directory holding labd's socket for this jail (`jail.sock`),
     /// bound at /run/boardlab in the jail (so /run/boardlab/jail.sock).
     pub jail_socket: Option<PathBuf>,
@@ -213,15 +216,21 @@ impl Jail {
             }
         }
         // 3.
-        let sshd_config = services::sshd_config(
+        let mut sshd_config = services::sshd_config(
             plan.jail_ip,
             plan.board_prefix.as_ref().map(v6pool::jail_address),
             spec.settings.ssh_port,
         );
+        if spec.host_cert.is_some() {
+            sshd_config.push_str(&hostcert::sshd_config_line());
+        }
         let (fresh, etc_fresh) =
             fs::prepare_data_dir(&plan, spec.settings.data_size, &spec.authorized_keys, &sshd_config)?;
         let mut undo = Undo { plan: &plan, fresh, init: None, cgroup: None, done: net::Done::default(), armed: true };
         let host_pub = services::install_host_key(&plan, spec.host_key.as_deref())?;
+        if let Some(c) = &spec.host_cert {
+            hostcert::install(&plan, &spec.handle, &host_pub, c)?;
+        }
         nfs::mount_root(&plan, spec.settings.nfsroot_size)?;
         // The cgroup before the first jail process: labjail joins it
         // between fork and exec, and so does everything it starts.
@@ -277,13 +286,8 @@ impl Jail {
         let t_services = t0.elapsed();
         nfs.ready(&plan)?;
         undo.armed = false;
-        let info = JailInfo {
-            ip: plan.jail_ip,
-            ssh: plan.ssh_command(spec.settings.ssh_port),
-            known_hosts: format!("{} {host_pub}", plan.known_hosts_host(spec.settings.ssh_port)),
-            ipv6: plan.board_prefix.as_ref().map(v6pool::jail_address),
-            board_prefix: plan.board_prefix,
-        };
+        let ca = spec.host_cert.as_ref().map(|c| &c.ca);
+        let info = hostcert::info(&plan, spec.settings.ssh_port, &spec.handle, &host_pub, ca);
         let ms = |d: Duration| d.as_millis() as u64;
         tracing::info!(
             board = %plan.board,

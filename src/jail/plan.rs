@@ -231,6 +231,7 @@ pub(crate) mod tests_support {
             settings: JailSettings::default(),
             authorized_keys: String::new(),
             host_key: None,
+            host_cert: None,
             jail_socket: None,
             console: None,
             labcli: PathBuf::from("/usr/local/bin/labcli"),

@@ -23,6 +23,11 @@ pub struct Service {
     pub log: String,
     /// How the init knows the service is up.
     pub ready: Ready,
+    /// SIGHUP makes it load its configuration again without stopping what
+    /// it serves (sshd: a renewed host certificate; open sessions stay).
+    /// The init sends it when labd asks (SIGUSR1 to the init).
+    #[serde(default)]
+    pub reload: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,12 +114,19 @@ pub fn services(plan: &Plan, ssh_port: u16) -> Vec<Service> {
         dnsmasq.push(format!("--dhcp-range=::,constructor:{JAIL_BOARD_IF},ra-stateless,64,12h"));
     }
     vec![
-        Service { name: "dnsmasq".into(), argv: dnsmasq, log: "/var/log/dnsmasq.out".into(), ready: Ready::Udp(67) },
+        Service {
+            name: "dnsmasq".into(),
+            argv: dnsmasq,
+            log: "/var/log/dnsmasq.out".into(),
+            ready: Ready::Udp(67),
+            reload: false,
+        },
         Service {
             name: "sshd".into(),
             argv: vec!["/usr/sbin/sshd".into(), "-D".into(), "-e".into(), "-f".into(), "/etc/ssh/sshd_config".into()],
             log: "/var/log/sshd.log".into(),
             ready: Ready::Tcp(SocketAddr::from((plan.jail_ip, ssh_port))),
+            reload: true,
         },
     ]
 }

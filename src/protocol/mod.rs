@@ -126,6 +126,10 @@ pub enum Call {
         tail: Option<u64>,
     },
     Whoami,
+    /// The line that makes a user's ssh trust every jail of the lab: the
+    /// lab's SSH host CA as `@cert-authority` (answered from labd's
+    /// configuration).
+    KnownHosts,
     Dump,
     Maintenance {
         board: String,
@@ -151,6 +155,7 @@ impl Call {
             Call::Classes { .. }
             | Call::Status { .. }
             | Call::Whoami
+            | Call::KnownHosts
             | Call::Renew { .. }
             | Call::Reinit { .. }
             | Call::Release { .. }
@@ -180,6 +185,7 @@ impl Call {
             Call::Console { .. } => "console",
             Call::ConsoleLog { .. } => "console_log",
             Call::Whoami => "whoami",
+            Call::KnownHosts => "known_hosts",
             Call::Dump => "dump",
             Call::Maintenance { .. } => "maintenance",
             Call::ForceRelease { .. } => "force_release",
@@ -319,6 +325,7 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
         "console" => args::<ConsoleArgs>(&f, m).map(|a| Call::Console { handle: a.handle, read_only: a.read_only }),
         "console_log" => args::<LogArgs>(&f, m).map(|a| Call::ConsoleLog { handle: a.handle, tail: a.tail }),
         "whoami" => args::<NoArgs>(&f, m).map(|_| Call::Whoami),
+        "known_hosts" => args::<NoArgs>(&f, m).map(|_| Call::KnownHosts),
         "dump" => args::<NoArgs>(&f, m).map(|_| Call::Dump),
         "maintenance" => args::<MaintenanceArgs>(&f, m).map(|a| Call::Maintenance { board: a.board, on: a.on }),
         "force_release" => args::<BoardArgs>(&f, m).map(|a| Call::ForceRelease { board: a.board }),
@@ -453,6 +460,7 @@ mod tests {
             (r#"{"fn": "classes"}"#, true),
             (r#"{"fn": "status"}"#, true),
             (r#"{"fn": "whoami"}"#, true),
+            (r#"{"fn": "known_hosts"}"#, true),
             (r#"{"fn": "renew"}"#, true),
             (r#"{"fn": "reinit"}"#, true),
             (r#"{"fn": "release"}"#, true),

@@ -67,6 +67,15 @@ pub struct WhoamiView {
     pub admin: bool,
 }
 
+/// `known_hosts` (answered by the socket front end from labd's
+/// configuration): what a user adds to `~/.ssh/known_hosts` to trust every
+/// jail of the lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnownHostsView {
+    /// `@cert-authority *.jail.boardlab ssh-ed25519 AAAA... boardlab-host-ca`.
+    pub known_hosts: String,
+}
+
 /// `debug_panic` (test builds): the board actor panicked as asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Panicked {
@@ -120,9 +129,11 @@ pub struct EventView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JailInfo {
     pub ip: Ipv4Addr,
-    /// Ready to run: `ssh root@10.240.0.6`.
+    /// Ready to run: `ssh root@10.240.0.6`; with the lab's host CA
+    /// `ssh -o HostKeyAlias=<host_name> root@10.240.0.6`.
     pub ssh: String,
-    /// `10.240.0.6 ssh-ed25519 AAAA...`.
+    /// The line to trust the jail by: its `host_key`, or with the lab's
+    /// host CA the CA's `@cert-authority *.jail.boardlab ssh-ed25519 AAAA...`.
     pub known_hosts: String,
     /// The jail's IPv6 address, `::1` of the claim's /64 (a lab with an
     /// `ipv6_pool`).
@@ -131,6 +142,14 @@ pub struct JailInfo {
     /// The claim's /64, advertised on the board link (SLAAC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub board_prefix: Option<ipnet::Ipv6Net>,
+    /// The claim's name, `<16 hex>.jail.boardlab`: the one principal of the
+    /// jail's host certificate (see `crate::sshca`). Empty in records of
+    /// an older labd.
+    #[serde(default)]
+    pub host_name: String,
+    /// The jail's own host key line, `10.240.0.6 ssh-ed25519 AAAA...`.
+    #[serde(default)]
+    pub host_key: String,
 }
 
 /// The state of the device.

@@ -32,7 +32,7 @@ use crate::actors::registry::{Exec, Registry, Snapshot};
 use crate::actors::Identity;
 use crate::cluster::view::LabView;
 use crate::config::Config;
-use crate::protocol::{self, ApiError, Call, Code, MAX_LINE};
+use crate::protocol::{self, ApiError, Call, Code, KnownHostsView, MAX_LINE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -463,6 +463,10 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     };
                     protocol::ok_reply(&req.id, &classes)
                 }
+                Call::KnownHosts => match &front.cfg.jail.host_ca {
+                    Some(ca) => protocol::ok_reply(&req.id, &KnownHostsView { known_hosts: ca.known_hosts_line() }),
+                    None => protocol::err_reply(&req.id, &no_host_ca()),
+                },
                 call if matches!(kind, Peer::Host) && front.lab.is_some() => {
                     let raw = serde_json::from_slice::<Value>(&buf).unwrap_or(Value::Null);
                     routed(&front, who, req.id, call, raw).await
@@ -588,6 +592,14 @@ fn with_other_hosts(local: &str, lab: &LabView, mine: Option<&str>) -> String {
     }
     out.push(']');
     out
+}
+
+/// `known_hosts` in a lab without `[jail] host_ca`.
+fn no_host_ca() -> ApiError {
+    ApiError::new(
+        Code::BadRequest,
+        "this lab has no SSH host CA ([jail] host_ca): trust each jail by the `host_key` line of its claim reply",
+    )
 }
 
 async fn answer(front: &Front, who: Identity, id: Value, call: Call) -> String {

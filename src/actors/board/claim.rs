@@ -1,10 +1,13 @@
 //! Claims coming and going: Attach brings the board's resources into a
-//! claim's service (console log, jail, power), Detach returns them.
+//! claim's service (console log, jail, power), Renewed carries a new lease
+//! end to them (the jail's host certificate), Detach returns them.
 
 use actix::prelude::*;
+use tracing::{error, info};
 
 use super::{BoardActor, Duty, PowerAction};
 use crate::claims::Claim;
+use crate::jail::hostcert;
 use crate::protocol::{ApiError, Code, JailInfo, PowerState};
 
 /// A claim was granted: bring the board's devices into its service.
@@ -139,5 +142,46 @@ impl Handler<Detach> for BoardActor {
                 }))
             },
         ))
+    }
+}
+
+/// The claim's lease was renewed (the ledger has it): the board serves it
+/// until the new end, and its jail's host certificate is issued again to
+/// that end.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Renewed {
+    pub claim: Claim,
+}
+
+impl Handler<Renewed> for BoardActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// In turn with the board's other jail work: a jail being built gets
+    /// its certificate once it is up (the build's own ends at the old
+    /// lease end).
+    fn handle(&mut self, msg: Renewed, _ctx: &mut Context<Self>) -> Self::Result {
+        let claim = msg.claim;
+        if !self.duty.renewed(&claim.handle, claim.expires_at) {
+            return Box::pin(actix::fut::ready(()));
+        }
+        let Some(cert) = self.jail_ctx.as_ref().and_then(|jc| jc.cert(&claim)) else {
+            return Box::pin(actix::fut::ready(()));
+        };
+        let (slot, board, handle) = (self.jail_cell.slot.clone(), self.name().to_string(), claim.handle);
+        let work = async move {
+            let slot = slot.lock_owned().await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let Some(jail) = slot.as_ref().filter(|j| j.handle == handle) else { return };
+                match hostcert::renew(jail, &cert) {
+                    Ok(()) => {
+                        info!(board = %board, "the jail's host certificate was issued again to the new lease end")
+                    }
+                    Err(e) => error!(board = %board, "renewing the jail's host certificate: {e}"),
+                }
+            })
+            .await;
+        };
+        Box::pin(actix::fut::wrap_future::<_, Self>(work))
     }
 }

@@ -35,6 +35,18 @@ impl Duty {
         self.claim().is_some_and(|c| c.handle == handle)
     }
 
+    /// `handle`'s lease now ends at `expires_at` (a rebuild of its jail
+    /// certifies it until then); false when it is not this board's claim.
+    pub fn renewed(&mut self, handle: &str, expires_at: i64) -> bool {
+        match self {
+            Duty::Attaching(c) | Duty::Serving(c) | Duty::Reinitializing(c) if c.handle == handle => {
+                c.expires_at = expires_at;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Duty::Free => "free",

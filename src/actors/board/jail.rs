@@ -25,6 +25,7 @@ use crate::claims::Claim;
 use crate::config::Network;
 use crate::console::relay::Relay;
 use crate::db::Db;
+use crate::jail::hostcert::{self, CertSpec};
 use crate::jail::services::{kept_host_key, read_authorized_keys};
 use crate::jail::{v6pool, Jail, JailError, JailInfo, JailSettings, JailSpec};
 use crate::link::LinkId;
@@ -38,6 +39,8 @@ pub struct JailCtx {
     pub index: u32,
     pub keys_dir: PathBuf,
     pub keep_host_key: bool,
+    /// The lab's SSH host CA: each jail's host key gets a certificate.
+    pub host_ca: Option<crate::sshca::HostCa>,
     /// labcli, made available inside the jail.
     pub labcli: PathBuf,
     /// The directory of this board's jail socket (labd binds `jail.sock`
@@ -58,6 +61,12 @@ impl JailCtx {
     /// so that a jail rebuilt after a labd restart keeps its host key.
     fn claim_keys(&self) -> PathBuf {
         self.settings.root_dir.join(".claimkeys")
+    }
+
+    /// How `claim`'s jail certificate is made, with a host CA.
+    pub(super) fn cert(&self, claim: &Claim) -> Option<CertSpec> {
+        let ca = self.host_ca.clone()?;
+        Some(CertSpec { ca, claimed_at_ms: claim.claimed_at, expires_at_ms: claim.expires_at })
     }
 }
 
@@ -184,6 +193,7 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
             settings: jc.settings.clone(),
             authorized_keys: keys,
             host_key: Some(host_key),
+            host_cert: jc.cert(&claim),
             jail_socket: Some(jc.socket_dir.clone()),
             console,
             labcli: jc.labcli.clone(),
@@ -399,7 +409,11 @@ impl BoardActor {
             .jail_record
             .take()
             .filter(|(handle, _)| *handle == claim.handle)
-            .and_then(|(_, record)| serde_json::from_str(&record).ok());
+            .and_then(|(_, record)| serde_json::from_str(&record).ok())
+            .map(|mut j: Jail| {
+                hostcert::complete_info(&mut j);
+                j
+            });
         if let Some(state) = stored {
             if state.alive() && state.handle == claim.handle {
                 info!(board = %self.name(), "adopted the running jail of the claim");

@@ -46,7 +46,7 @@ use crate::power::SwitchClient;
 #[cfg(feature = "fault-injection")]
 use crate::protocol::ApiError;
 use crate::protocol::PowerState;
-pub use claim::{Attach, Attached, Detach};
+pub use claim::{Attach, Attached, Detach, Renewed};
 pub use console::{ConsoleDetail, GetConsole};
 pub use duty::Duty;
 pub use jail::{JailCtx, Reinit, Shutdown};

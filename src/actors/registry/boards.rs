@@ -68,6 +68,7 @@ impl Registry {
                 index,
                 keys_dir: self.cfg.jail.keys_dir.clone(),
                 keep_host_key: self.cfg.jail.keep_host_key,
+                host_ca: self.cfg.jail.host_ca.clone(),
                 labcli: labcli_path(),
                 socket_dir,
                 build_delay: build_delay(),

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::{ledger_err, Registry, Waiting};
-use crate::actors::board::{Attach, Detach, Power, PowerAction, Reinit};
+use crate::actors::board::{Attach, Detach, Power, PowerAction, Reinit, Renewed};
 use crate::actors::Identity;
 use crate::claims::ledger::{Ending, LedgerFuture};
 use crate::claims::{Asker, BookError, Claim, Outcome};
@@ -88,10 +88,9 @@ impl Handler<Exec> for Registry {
             Call::ConsoleLog { handle, tail } => self.console_log(&who, handle, tail, ctx),
             // The front end answers these itself (from the published
             // snapshot, or by turning the connection into a console).
-            Call::Classes { .. } | Call::Status { .. } | Call::Console { .. } => ready(Err(ApiError::new(
-                Code::Internal,
-                format!("{name} is answered by the socket front end, not the registry"),
-            ))),
+            Call::Classes { .. } | Call::Status { .. } | Call::Console { .. } | Call::KnownHosts => ready(Err(
+                ApiError::new(Code::Internal, format!("{name} is answered by the socket front end, not the registry")),
+            )),
             Call::Whoami => {
                 ready(Ok(Reply::Whoami(WhoamiView { user: who.user.clone(), uid: who.uid, admin: who.admin })))
             }
@@ -449,18 +448,31 @@ impl Registry {
         self.arm_lease(&renewed, ctx);
         self.changed(&c.board);
         let kept = self.ledger.renew(&renewed, &who.user);
-        Box::pin(actix::fut::wrap_future::<_, Self>(kept).map(move |r, act, ctx| {
+        Box::pin(actix::fut::wrap_future::<_, Self>(kept).then(move |r, act, ctx| -> Fut {
             if let Err(e) = r {
                 // The old lease stands: it is what the ledger has.
                 if act.book.renew(&c.handle, c.expires_at) {
                     act.arm_lease(&c, ctx);
                     act.changed(&c.board);
                 }
-                return Err(ledger_err(e));
+                return ready(Err(ledger_err(e)));
             }
-            act.claim_view(&c.handle)
-                .map(|v| Reply::Claim(Box::new(v)))
-                .ok_or_else(|| ApiError::new(Code::NotClaimed, "the claim ended meanwhile"))
+            // The board certifies the claim's jail until the new end; the
+            // lease is renewed whether or not that works (the board logs).
+            let told = act.board_addr(&c.board, ctx).map(|a| a.send(Renewed { claim: renewed }));
+            let handle = c.handle;
+            Box::pin(
+                actix::fut::wrap_future::<_, Self>(async move {
+                    if let Some(t) = told {
+                        let _ = t.await;
+                    }
+                })
+                .map(move |(), act, _| {
+                    act.claim_view(&handle)
+                        .map(|v| Reply::Claim(Box::new(v)))
+                        .ok_or_else(|| ApiError::new(Code::NotClaimed, "the claim ended meanwhile"))
+                }),
+            )
         }))
     }
 

@@ -464,7 +464,7 @@ fn init(cfg: &InitConfig, root: &Path, s: &mut UnixStream) -> i32 {
     }
     // Signals the supervisor waits for; blocked before any child exists.
     let mut set = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
         set.add(sig);
     }
     let _ = set.thread_block();

@@ -1,5 +1,6 @@
 //! The jail's init, once the jail runs: starts its services, restarts one
-//! that died (with a back-off), reaps every orphan, and stops them all on
+//! that died (with a back-off), reaps every orphan, has them reload on
+//! SIGUSR1 (labd's renewed host certificate), and stops them all on
 //! SIGTERM.
 
 use std::net::TcpStream;
@@ -180,6 +181,18 @@ impl Supervisor {
         self.wait_all(Duration::from_secs(2));
     }
 
+    /// SIGHUP to every running service that reloads on it. Its PID is
+    /// still this init's unreaped child, so the signal reaches it and no
+    /// other process.
+    fn reload(&self) {
+        for r in self.services.iter().filter(|r| r.svc.reload) {
+            if let Some(pid) = r.pid {
+                eprintln!("labjail: reloading {} (pid {pid})", r.svc.name);
+                let _ = kill(pid, Signal::SIGHUP);
+            }
+        }
+    }
+
     /// Reaps until no child is left (true) or the time is up (false).
     pub(super) fn wait_all(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
@@ -219,6 +232,9 @@ impl Supervisor {
             if sig == libc::SIGTERM || sig == libc::SIGINT || sig == libc::SIGHUP {
                 self.stop();
                 return 0;
+            }
+            if sig == libc::SIGUSR1 {
+                self.reload();
             }
             self.reap();
         }
