@@ -59,12 +59,17 @@ pub enum DbError {
     AlreadyClaimed(String),
     #[error("the state database's writer thread is gone")]
     Gone,
+    #[error("labd is already running on this state ({path}: pid {pid}); stop it first, or give this one another [daemon] state")]
+    Running { path: String, pid: String },
 }
 
 /// A shared handle to the state database.
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    /// `STATE.lock`, locked while this labd has the database (and holding
+    /// its pid), so a second labd on the same state says so at once.
+    _lock: Arc<std::fs::File>,
 }
 
 const SCHEMA: &str = "
@@ -111,6 +116,7 @@ impl Db {
             std::fs::create_dir_all(parent)
                 .map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
         }
+        let lock = lock_state(path)?;
         let open_err = |source| DbError::Open { path: path.display().to_string(), source };
         let conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
@@ -134,7 +140,7 @@ impl Db {
                     .map_err(|source| DbError::CreateDir { path: p.display().to_string(), source })?;
             }
         }
-        Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Db { conn: Arc::new(Mutex::new(conn)), _lock: Arc::new(lock) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -480,6 +486,36 @@ pub fn private_dir(dir: &Path, walk: bool) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(if walk { 0o711 } else { 0o700 }))
 }
 
+/// Locks `STATE.lock` for this process (released when the file closes,
+/// also by `kill -9`) and writes its pid there; a lock held by another
+/// labd is `Running`, with that labd's pid.
+fn lock_state(path: &Path) -> Result<std::fs::File, DbError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    let p = std::path::PathBuf::from(p);
+    let io = |source| DbError::CreateDir { path: p.display().to_string(), source };
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&p).map_err(io)?;
+    // SAFETY: flock on a descriptor owned by `f`, which outlives the call;
+    // LOCK_NB makes it return at once.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(io(e));
+        }
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        let pid = if pid.trim().is_empty() { "unknown".to_string() } else { pid.trim().to_string() };
+        return Err(DbError::Running { path: path.display().to_string(), pid });
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    writeln!(f, "{}", std::process::id()).map_err(io)?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(f)
+}
+
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     for (table, column, decl) in
         [("boards", "jail_index", "INTEGER"), ("claims", "jail", "TEXT"), ("boards", "link_id", "TEXT")]
@@ -522,6 +558,22 @@ mod tests {
 
     fn claim(h: &str, b: &str, u: &str) -> Claim {
         Claim { handle: h.into(), board: b.into(), user: u.into(), claimed_at: 1, expires_at: 2 }
+    }
+
+    #[test]
+    fn a_second_opener_is_told_who_holds_the_state() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s.db");
+        let db = Db::open(&path).unwrap();
+        let t0 = std::time::Instant::now();
+        match Db::open(&path) {
+            Err(DbError::Running { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("opened twice"),
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1), "at once, not after a busy wait");
+        drop(db);
+        Db::open(&path).unwrap();
     }
 
     #[test]

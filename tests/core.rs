@@ -470,3 +470,18 @@ fn board_links_are_parked_with_jails_off() {
         assert_link_parked(l);
     }
 }
+
+/// A second labd on the configuration of a running one says so at once,
+/// with the first one's pid, and changes nothing: the first one serves on.
+#[test]
+fn a_second_labd_on_the_same_state_says_at_once_that_one_runs() {
+    let lab = Lab::up(1, "rockpro64", |t| t);
+    let first = lab.labd_pid();
+    let t0 = Instant::now();
+    let o = std::process::Command::new(LABD).arg("--config").arg(lab.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}: {err}", t0.elapsed());
+    assert!(err.contains("labd is already running on this state") && err.contains(&format!("pid {first}")), "{err}");
+    ok(&lab.req(json!({"fn": "status"})));
+}

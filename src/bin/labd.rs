@@ -56,6 +56,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for w in &cfg.warnings {
+        eprintln!("labd: warning: {w}");
+    }
     if check {
         println!(
             "{}: configuration OK: {} boards in {} classes, {} switches",

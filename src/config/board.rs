@@ -93,7 +93,14 @@ pub struct Board {
 }
 
 /// Validates one board file.
-pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawBoard, switches: &BTreeMap<String, Switch>) -> Option<Board> {
+/// `lab_parsed`: lab.toml parsed (else its switches are unknown, and a
+/// board is not blamed for naming one).
+pub(super) fn validate(
+    ctx: &mut Ctx<'_>,
+    raw: RawBoard,
+    switches: &BTreeMap<String, Switch>,
+    lab_parsed: bool,
+) -> Option<Board> {
     let before = ctx.errors.len();
     let name = raw.name.get_ref().clone();
     if !valid_name(&name) {
@@ -111,7 +118,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawBoard, switches: &BTreeMap<Str
     }
     let p = raw.power.get_ref();
     let switch = p.switch.get_ref().clone();
-    if !switches.contains_key(&switch) {
+    if lab_parsed && !switches.contains_key(&switch) {
         let known: Vec<&str> = switches.keys().map(|s| s.as_str()).collect();
         ctx.err(
             &p.switch.span(),

@@ -110,6 +110,9 @@ pub struct Config {
     pub boards: Vec<Board>,
     /// `[cluster]`: claims kept in etcd, shared with other hosts.
     pub cluster: Option<Cluster>,
+    /// What is not wrong but probably not meant (a `boards.d/notes.txt`
+    /// that is not read): `labd check` prints them, labd logs them.
+    pub warnings: Vec<String>,
 }
 
 /// Default location of the configuration.
@@ -153,6 +156,24 @@ impl Ctx<'_> {
     }
 }
 
+/// Where the top-level key `key` (`name = ...`) starts in a board file's
+/// text, for errors about its value as a whole; the file's start if absent.
+fn key_span(text: &str, key: &str) -> std::ops::Range<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            let start = at + (line.len() - t.len());
+            return start..start + key.len();
+        }
+        if t.starts_with('[') {
+            break;
+        }
+        at += line.len();
+    }
+    0..0
+}
+
 fn parse_toml<T: for<'de> Deserialize<'de>>(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
     match toml::from_str::<T>(text) {
         Ok(v) => Some(v),
@@ -170,6 +191,17 @@ fn parse_toml<T: for<'de> Deserialize<'de>>(file: &Path, text: &str, errors: &mu
 impl Config {
     /// Loads and validates `dir/lab.toml` and `dir/boards.d/*.toml`.
     pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+        if dir.is_file() {
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            return Err(ConfigErrors(vec![ConfigError {
+                file: dir.to_path_buf(),
+                line: 0,
+                message: format!(
+                    "is a file: --config takes the directory that holds lab.toml and boards.d (--config {})",
+                    parent.display()
+                ),
+            }]));
+        }
         let lab_path = dir.join("lab.toml");
         let lab_text = match std::fs::read_to_string(&lab_path) {
             Ok(t) => t,
@@ -183,10 +215,18 @@ impl Config {
         };
         let mut errors = Vec::new();
         let boards_dir = dir.join("boards.d");
+        let mut skipped = Vec::new();
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&boards_dir) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().map(|x| x == "toml").unwrap_or(false))
+                .filter(|p| {
+                    let toml = p.extension().is_some_and(|x| x == "toml");
+                    let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                    if !toml && !hidden {
+                        skipped.push(p.clone());
+                    }
+                    toml
+                })
                 .collect(),
             Err(e) => {
                 errors.push(ConfigError {
@@ -205,7 +245,10 @@ impl Config {
                 Err(e) => errors.push(ConfigError { file, line: 0, message: format!("cannot read: {e}") }),
             }
         }
-        Self::from_texts(dir, &lab_text, &texts, errors)
+        let mut cfg = Self::from_texts(dir, &lab_text, &texts, errors)?;
+        skipped.sort();
+        cfg.warnings.extend(skipped.iter().map(|p| format!("{}: not read (board files end in .toml)", p.display())));
+        Ok(cfg)
     }
 
     /// Validates a configuration given as texts: `lab.toml` and the board
@@ -220,7 +263,11 @@ impl Config {
         mut errors: Vec<ConfigError>,
     ) -> Result<Config, ConfigErrors> {
         let lab_path = dir.join("lab.toml");
-        let mut raw_lab: RawLab = parse_toml(&lab_path, lab_text, &mut errors).unwrap_or_default();
+        let parsed = parse_toml(&lab_path, lab_text, &mut errors);
+        // A lab.toml that does not parse has no switches: its boards are
+        // not blamed for naming them too.
+        let lab_parsed = parsed.is_some();
+        let mut raw_lab: RawLab = parsed.unwrap_or_default();
         let mut ctx = Ctx { file: &lab_path, text: lab_text, errors: &mut errors };
         let daemon = daemon::validate(&mut ctx, std::mem::take(&mut raw_lab.daemon));
         let lease = policy::validate_lease(&mut ctx, &raw_lab.lease);
@@ -237,16 +284,16 @@ impl Config {
         for (file, text) in board_texts {
             let Some(raw) = parse_toml::<board::RawBoard>(file, text, &mut errors) else { continue };
             let mut ctx = Ctx { file, text, errors: &mut errors };
-            let Some(board) = board::validate(&mut ctx, raw, &switches) else { continue };
+            let Some(board) = board::validate(&mut ctx, raw, &switches, lab_parsed) else { continue };
             if let Some(other) = seen_names.get(&board.name) {
-                let span = 0..0;
+                let span = key_span(text, "name");
                 ctx.err(&span, format!("board name {:?} is already used by {}", board.name, other.display()));
                 continue;
             }
             let port_key = (board.switch.clone(), board.group, board.port);
             if let Some(other) = seen_ports.get(&port_key) {
                 ctx.err(
-                    &(0..0),
+                    &key_span(text, "power"),
                     format!(
                         "switch {:?} group {} port {} is already the power port of board {:?}",
                         board.switch, board.group, board.port, other
@@ -260,7 +307,10 @@ impl Config {
                     _ => i.clone(),
                 };
                 if let Some(other) = seen_ifaces.get(&key) {
-                    ctx.err(&(0..0), format!("network link {key:?} is already used by board {other:?}"));
+                    ctx.err(
+                        &key_span(text, "network"),
+                        format!("network link {key:?} is already used by board {other:?}"),
+                    );
                     continue;
                 }
                 seen_ifaces.insert(key, board.name.clone());
@@ -274,7 +324,19 @@ impl Config {
         }
         if errors.is_empty() {
             boards.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(Config { dir: dir.to_path_buf(), daemon, lease, power, console, switches, jail, boards, cluster })
+            let warnings = Vec::new();
+            Ok(Config {
+                dir: dir.to_path_buf(),
+                daemon,
+                lease,
+                power,
+                console,
+                switches,
+                jail,
+                boards,
+                cluster,
+                warnings,
+            })
         } else {
             Err(ConfigErrors(errors))
         }

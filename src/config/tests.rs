@@ -116,12 +116,38 @@ fn duplicate_names_and_ports_are_refused() {
     let other = BOARD.replace("vlan = 101", "vlan = 102");
     let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].contains("already used by"), "{e:?}");
+    assert!(e[0].starts_with("b.toml:1: board name \"rockpro64-1\" is already used by"), "{e:?}");
     let other = BOARD.replace("rockpro64-1", "rockpro64-2").replace("vlan = 101", "vlan = 102");
     let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
     assert_eq!(
         e,
-        vec!["b.toml:0: switch \"poe1\" group 1 port 5 is already the power port of board \"rockpro64-1\"".to_string()]
+        vec!["b.toml:3: switch \"poe1\" group 1 port 5 is already the power port of board \"rockpro64-1\"".to_string()]
+    );
+    let other = BOARD.replace("rockpro64-1", "rockpro64-2").replace("port = 5", "port = 6");
+    let e = errs(LAB, &[("a.toml", BOARD), ("b.toml", &other)]);
+    assert_eq!(e, vec!["b.toml:5: network link \"eth1.101\" is already used by board \"rockpro64-1\"".to_string()]);
+}
+
+#[test]
+fn one_mistake_in_lab_toml_is_one_error_and_boards_are_not_blamed_for_it() {
+    let typo = LAB.replace("[lease]", "[lease]\ndefualt = \"4h\"");
+    let b2 = BOARD.replace("rockpro64-1", "rockpro64-2").replace("port = 5", "port = 6").replace("101", "102");
+    let e = errs(&typo, &[("a.toml", BOARD), ("b.toml", &b2)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("lab.toml:9: unknown field `defualt`"), "{e:?}");
+}
+
+#[test]
+fn config_names_a_file_or_a_stray_board_file() {
+    let d = dir_with(LAB, &[("a.toml", BOARD), ("notes.txt", "remember the milk"), (".hidden", "")]);
+    let cfg = Config::load(d.path()).unwrap();
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(cfg.warnings[0].ends_with("boards.d/notes.txt: not read (board files end in .toml)"), "{:?}", cfg.warnings);
+    let e = Config::load(&d.path().join("lab.toml")).unwrap_err().to_string();
+    assert!(
+        e.contains("is a file: --config takes the directory that holds lab.toml and boards.d")
+            && e.contains(&format!("(--config {})", d.path().display())),
+        "{e}"
     );
 }
 

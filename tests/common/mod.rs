@@ -152,6 +152,11 @@ impl Lab {
         }
     }
 
+    /// The running labd's pid.
+    pub fn labd_pid(&self) -> u32 {
+        self.labd.as_ref().expect("labd runs").id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("labd.log")).unwrap_or_default()
     }
