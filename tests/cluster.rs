@@ -618,6 +618,12 @@ fn one_queue_per_class_for_the_whole_lab() {
     });
     assert_eq!(code(&r), "no_device_available", "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("2 claims wait"), "{r}");
+    // Both doors' `classes` count the lab's waiters.
+    for l in [&lab1, &lab2] {
+        let c = l.req(json!({"fn": "classes"}));
+        let pine = ok(&c).as_array().unwrap().iter().find(|c| c["class"] == "pine64").unwrap().clone();
+        assert_eq!(pine["waiting"], 2, "{c}");
+    }
     // A waiter that gives up leaves the queue.
     let r = lab2.as_user(ALICE, &[json!({"fn": "claim", "class": "pine64", "wait": 1})]).remove(0);
     assert_eq!(code(&r), "timeout", "{r}");

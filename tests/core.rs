@@ -235,6 +235,9 @@ fn wait_queue_is_first_come_first_served() {
     }
     let d = lab.req(json!({"fn": "dump"}));
     assert_eq!(ok(&d)["waiters"]["rockpro64"], 3);
+    // Anyone sees how many wait, in `classes`.
+    let c = lab.as_user(BOB, &[json!({"fn": "classes"})]).remove(0);
+    assert_eq!(ok(&c)[0]["waiting"], 3, "{c}");
     let mut handle = first;
     let mut order = Vec::new();
     for _ in 0..3 {
@@ -258,6 +261,8 @@ fn wait_queue_is_first_come_first_served() {
         }
     }
     assert_eq!(order, vec![0, 1, 2]);
+    let c = lab.req(json!({"fn": "classes"}));
+    assert_eq!(ok(&c)[0]["waiting"], 0, "{c}");
     ok(&lab.req(json!({"fn": "release", "handle": handle})));
 }
 

@@ -82,9 +82,14 @@ fn render_classes(result: &Value) -> Option<String> {
     if list.is_empty() {
         return Some("no board classes\n".into());
     }
-    let rows: Vec<Vec<String>> =
-        list.iter().map(|c| vec![field(c, "class"), field(c, "total"), field(c, "available")]).collect();
-    Some(table(&["CLASS", "TOTAL", "AVAILABLE"], &rows))
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            let waiting = c["waiting"].as_u64().unwrap_or(0).to_string();
+            vec![field(c, "class"), field(c, "total"), field(c, "available"), waiting]
+        })
+        .collect();
+    Some(table(&["CLASS", "TOTAL", "AVAILABLE", "WAITING"], &rows))
 }
 
 fn render_status(result: &Value) -> Option<String> {
@@ -282,8 +287,11 @@ mod tests {
     #[test]
     fn classes_table() {
         let r = json!([{"class": "rockpro64", "total": 3, "available": 2},
-                       {"class": "imx8", "total": 10, "available": 0, "new": 1}]);
-        assert_eq!(render("classes", &r), "CLASS      TOTAL  AVAILABLE\nrockpro64  3      2\nimx8       10     0\n");
+                       {"class": "imx8", "total": 10, "available": 0, "waiting": 4, "new": 1}]);
+        assert_eq!(
+            render("classes", &r),
+            "CLASS      TOTAL  AVAILABLE  WAITING\nrockpro64  3      2          0\nimx8       10     0          4\n"
+        );
         assert_eq!(render("classes", &json!([])), "no board classes\n");
     }
 

@@ -70,9 +70,15 @@ impl LabView {
                 class: r.class.clone(),
                 total: 0,
                 available: 0,
+                waiting: 0,
             });
             v.total += 1;
             v.available += usize::from(r.claimable && !self.stale);
+        }
+        // A lab of several hosts waits in its one queue per class.
+        let now = crate::util::now_unix_ms();
+        for v in by.values_mut() {
+            v.waiting = self.waiting(&v.class, now);
         }
         by.into_values().filter(|c| !available_only || c.available > 0).collect()
     }

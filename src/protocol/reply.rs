@@ -28,6 +28,10 @@ pub struct ClassView {
     pub class: String,
     pub total: usize,
     pub available: usize,
+    /// Claims waiting for a board of the class (`claim --wait`), in the
+    /// whole lab.
+    #[serde(default)]
+    pub waiting: usize,
 }
 
 /// A claim as its claimant sees it (`claim`, `renew`, `reinit`).

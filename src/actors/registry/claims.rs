@@ -152,6 +152,7 @@ impl Registry {
             Ok(Outcome::Queued(id)) => {
                 let (tx, rx) = oneshot::channel();
                 self.waiters.insert(id, Waiting { tx });
+                self.publish();
                 let limit = wait.map(Duration::from_secs).unwrap_or(MAX_WAIT).min(MAX_WAIT);
                 let class = class.to_string();
                 let waited = async move { tokio::time::timeout(limit, rx).await };
@@ -161,6 +162,7 @@ impl Registry {
                     Err(_) => {
                         act.book.leave_queue(id);
                         act.waiters.remove(&id);
+                        act.publish();
                         Err(ApiError::new(
                             Code::Timeout,
                             format!("no {class} board became available within {}", format_duration(limit)),

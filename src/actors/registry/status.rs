@@ -50,6 +50,8 @@ impl StatusRow {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     rows: Vec<Arc<StatusRow>>,
+    /// Claims waiting per class (`claim --wait`).
+    waiting: BTreeMap<String, usize>,
     /// `status` of every board: made by the first who asks.
     all: OnceLock<Arc<str>>,
 }
@@ -74,7 +76,12 @@ impl Snapshot {
     pub fn classes(&self, available_only: bool) -> Vec<ClassView> {
         let mut by: BTreeMap<&str, ClassView> = BTreeMap::new();
         for r in &self.rows {
-            let v = by.entry(&r.class).or_insert_with(|| ClassView { class: r.class.clone(), total: 0, available: 0 });
+            let v = by.entry(&r.class).or_insert_with(|| ClassView {
+                class: r.class.clone(),
+                total: 0,
+                available: 0,
+                waiting: self.waiting.get(&r.class).copied().unwrap_or(0),
+            });
             v.total += 1;
             v.available += usize::from(r.claimable);
         }
@@ -150,12 +157,15 @@ impl Registry {
     /// Publishes the rows as they are now.
     pub(super) fn publish(&mut self) {
         let rows: Vec<Arc<StatusRow>> = self.boards.values().map(|e| e.row.clone()).collect();
+        let waiting = self.book.waiting();
         let same = {
             let old = self.snapshot.borrow();
-            old.rows.len() == rows.len() && old.rows.iter().zip(&rows).all(|(a, b)| Arc::ptr_eq(a, b))
+            old.rows.len() == rows.len()
+                && old.rows.iter().zip(&rows).all(|(a, b)| Arc::ptr_eq(a, b))
+                && old.waiting == waiting
         };
         if !same {
-            self.snapshot.send_replace(Arc::new(Snapshot { rows, all: OnceLock::new() }));
+            self.snapshot.send_replace(Arc::new(Snapshot { rows, waiting, all: OnceLock::new() }));
         }
     }
 
