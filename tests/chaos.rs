@@ -329,7 +329,7 @@ fn raw_worker(sock: PathBuf, seed: u64, ledger: Arc<Mutex<Ledger>>, stop: Arc<At
             let mut l = ledger.lock().unwrap();
             l.count(&o);
             match (&o, f) {
-                (Outcome::Reply(v), _) if v["error"]["code"] == json!("not_claimed") => l.not_claimed(&h, sent, f),
+                (Outcome::Reply(v), _) if ended(v) => l.not_claimed(&h, sent, f),
                 (Outcome::Reply(v), "status") if v["ok"] == json!(true) => {
                     // Everything this client holds (for at least SLACK_MS
                     // more, and as of before the request) must be listed.
@@ -584,7 +584,7 @@ fn cli_worker(sock: PathBuf, seed: u64, ledger: Arc<Mutex<Ledger>>, stop: Arc<At
             };
             l.count(&o);
             match &o {
-                Outcome::Reply(v) if v["error"]["code"] == json!("not_claimed") => l.not_claimed(&h, sent, args[0]),
+                Outcome::Reply(v) if ended(v) => l.not_claimed(&h, sent, args[0]),
                 Outcome::Reply(v) if v["ok"] == json!(true) && releasing => {
                     l.held.remove(&h);
                     l.stats.releases += 1;
@@ -692,6 +692,13 @@ fn chaos_seed() -> u64 {
 }
 
 #[cfg(feature = "fault-injection")]
+
+/// The claim is gone: unknown (`not_claimed`) or ended, as its claimant
+/// is told (`claim_ended`).
+fn ended(v: &Value) -> bool {
+    v["error"]["code"] == json!("not_claimed") || v["error"]["code"] == json!("claim_ended")
+}
+
 #[test]
 fn claims_survive_kills_outages_unplugs_and_panics() {
     let secs: u64 = std::env::var("CHAOS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);

@@ -363,7 +363,8 @@ fn a_claim_through_any_front_door_lands_on_any_host() {
     ok(&lab1.req(json!({"fn": "force_release", "board": "lab2-pine64-1"})));
     assert_eq!(row(&status_rows(&lab2), "lab2-pine64-1")["state"], "available");
     let r = lab2.as_user(ALICE, &[json!({"fn": "renew", "handle": c["handle"]})]).remove(0);
-    assert_eq!(code(&r), "not_claimed", "{r}");
+    assert_eq!(code(&r), "claim_ended", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("was force-released by root"), "{r}");
     ok(&lab1.req(json!({"fn": "maintenance", "board": "lab2-pine64-1", "on": true})));
     assert_eq!(row(&status_rows(&lab2), "lab2-pine64-1")["state"], "maintenance");
     let r = lab1.req(json!({"fn": "claim", "class": "pine64"}));

@@ -130,9 +130,10 @@ fn sessions_and_logs_belong_to_their_claim() {
     let log = ok(&r)["log"].as_str().unwrap().to_string();
     assert!(log.contains("boardlab-sim U-Boot"), "bob's boot is in bob's log");
     assert!(!log.contains("alice-secret-42"), "the previous claim's output leaked");
-    for who in [ALICE, BOB] {
+    // alice learns her claim ended; bob nothing.
+    for (who, said) in [(ALICE, "claim_ended"), (BOB, "not_claimed")] {
         let r = lab.as_user(who, &[json!({"fn": "console_log", "handle": h1})]).remove(0);
-        assert_eq!(code(&r), "not_claimed");
+        assert_eq!(code(&r), said, "{r}");
     }
     let files: Vec<String> = std::fs::read_dir(lab.path().join("logs/rockpro64-1"))
         .unwrap()

@@ -130,7 +130,8 @@ fn every_function_and_error_as_two_users() {
     assert_eq!(ok(&r)["released"], true);
     assert_eq!(ok(&r)["user"], BOB);
     let r = lab.as_user(BOB, &[json!({"fn": "release", "handle": bob_handle})]).remove(0);
-    assert_eq!(code(&r), "not_claimed");
+    assert_eq!(code(&r), "claim_ended", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("was force-released by root at "), "{r}");
     let r = lab.req(json!({"fn": "force_release", "board": bob_board}));
     assert_eq!(code(&r), "not_claimed");
 
@@ -156,7 +157,8 @@ fn every_function_and_error_as_two_users() {
     assert_eq!(lab.switch_power(&board), "off");
     assert_eq!(lab.board(&board)["state"], "available");
     let r = lab.as_user(ALICE, &[json!({"fn": "release", "handle": handle})]).remove(0);
-    assert_eq!(code(&r), "not_claimed");
+    assert_eq!(code(&r), "claim_ended", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("was released at "), "{r}");
 }
 
 #[test]
@@ -198,7 +200,11 @@ fn lease_expiry_and_renew() {
     lab.wait_for(Duration::from_secs(5), "alice's lease to expire", || lab.board(board_a)["state"] == "available");
     assert_eq!(lab.switch_power(board_a), "off", "expiry powers the board off");
     let r = lab.as_user(ALICE, &[json!({"fn": "power_on", "handle": a["handle"]})]).remove(0);
-    assert_eq!(code(&r), "not_claimed");
+    assert_eq!(code(&r), "claim_ended", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains(" expired at "), "{r}");
+    // Nobody else learns anything from the handle.
+    let r = lab.as_user(BOB, &[json!({"fn": "power_on", "handle": a["handle"]})]).remove(0);
+    assert_eq!(code(&r), "not_claimed", "{r}");
     // bob renewed: still his after his original expiry.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(lab.board(board_b)["user"], BOB);
