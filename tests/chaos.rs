@@ -691,14 +691,13 @@ fn chaos_seed() -> u64 {
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
 }
 
-#[cfg(feature = "fault-injection")]
-
 /// The claim is gone: unknown (`not_claimed`) or ended, as its claimant
 /// is told (`claim_ended`).
 fn ended(v: &Value) -> bool {
     v["error"]["code"] == json!("not_claimed") || v["error"]["code"] == json!("claim_ended")
 }
 
+#[cfg(feature = "fault-injection")]
 #[test]
 fn claims_survive_kills_outages_unplugs_and_panics() {
     let secs: u64 = std::env::var("CHAOS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);

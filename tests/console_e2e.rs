@@ -53,21 +53,48 @@ fn every_byte_round_trips_and_one_writer_at_a_time() {
     gb.extend(tail_b);
     assert_eq!(ga, gb, "two sessions see identical bytes");
 
-    // The read-only session's typing goes nowhere.
+    // The read-only session's typing goes nowhere, and it is told so, once.
     b.send_raw(b"XYZZY");
     let seen = a.read_until(Duration::from_millis(800), |g| contains(g, b"XYZZY"));
     assert!(!contains(&seen, b"XYZZY"), "read-only input reached the board");
+    let told = b.read_until(Duration::from_secs(3), |g| contains(g, b"input dropped"));
+    assert!(contains(&told, b"input dropped: another session is typing"), "{}", String::from_utf8_lossy(&told));
 
-    // When the writer leaves, the slot is free again.
+    // When the writer leaves, the session that waited types next, and is
+    // told; one that comes later waits its turn.
     drop(a);
-    std::thread::sleep(Duration::from_millis(200));
+    let told = b.read_until(Duration::from_secs(5), |g| contains(g, b"you are typing now"));
+    assert!(contains(&told, b"you are typing now"), "{}", String::from_utf8_lossy(&told));
     let (mut c, r) = attach(&lab, h, false);
-    assert_eq!(ok(&r)["writer"], true);
+    assert_eq!(ok(&r)["writer"], false, "the waiting session took the slot first");
     // A CR first ends the line the 256 bytes left behind.
-    c.send_raw(b"\rversion\r");
-    let out = c.read_until(Duration::from_secs(5), |g| contains(g, b"boardlab-sim"));
+    b.send_raw(b"\rversion\r");
+    let out = b.read_until(Duration::from_secs(5), |g| contains(g, b"boardlab-sim"));
     assert!(contains(&out, b"boardlab-sim"), "{}", String::from_utf8_lossy(&out));
-    let _ = b;
+    drop(b);
+    let told = c.read_until(Duration::from_secs(5), |g| contains(g, b"you are typing now"));
+    assert!(contains(&told, b"you are typing now"), "{}", String::from_utf8_lossy(&told));
+}
+
+/// A claimant's session is told when the lease is about to end, and how
+/// the claim ended when it does.
+#[test]
+fn a_session_hears_of_the_lease_end_and_of_how_the_claim_ended() {
+    let lab = Lab::up(1, "rockpro64", |t| t);
+    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "lease": 120}));
+    let c = ok(&r).clone();
+    let mut s = lab.conn();
+    let r = s.call(json!({"fn": "console", "handle": c["handle"]}));
+    assert_eq!(ok(&r)["writer"], true, "{r}");
+    let got = s.read_until(Duration::from_secs(5), |g| contains(g, b"lease ends at"));
+    assert!(contains(&got, b"`renew` to keep the board"), "{}", String::from_utf8_lossy(&got));
+    ok(&lab.req(json!({"fn": "force_release", "board": c["board"]})));
+    let got = s.read_until(Duration::from_secs(5), |g| contains(g, b"console closed"));
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains(&format!("your claim on {} was force-released by root at ", c["board"].as_str().unwrap())),
+        "{text}"
+    );
 }
 
 #[test]
@@ -119,7 +146,8 @@ fn sessions_and_logs_belong_to_their_claim() {
         cli.stdout.take().unwrap().read_to_end(&mut out).unwrap();
     }
     assert!(contains(&out, b"alice-secret-42"), "alice saw her echo");
-    assert!(contains(&out, b"the claim ended"), "{}", String::from_utf8_lossy(&out));
+    assert!(contains(&out, b"was force-released by root at "), "{}", String::from_utf8_lossy(&out));
+    assert!(contains(&out, b"console closed"), "{}", String::from_utf8_lossy(&out));
     assert!(!s.closed_within(Duration::from_millis(300)), "an operator's watch stays open");
     drop(s);
 

@@ -102,6 +102,9 @@ struct Shared {
     /// A std mutex: held for a few instructions, never across an await.
     output: Mutex<OutputSide>,
     writer_taken: AtomicBool,
+    /// Told when the writer slot is given back: the session that has
+    /// waited longest for it takes it (FIFO).
+    writer_freed: tokio::sync::Notify,
     readers: AtomicUsize,
     write_tx: mpsc::Sender<Bytes>,
     log: LogSender,
@@ -189,6 +192,7 @@ impl Console {
             output: Mutex::new(OutputSide { tx: Some(out_tx), offset: 0 }),
             state_tx: watch::channel(ConsoleState::Missing).0,
             writer_taken: AtomicBool::new(false),
+            writer_freed: tokio::sync::Notify::new(),
             readers: AtomicUsize::new(0),
             write_tx,
             log,
@@ -270,6 +274,25 @@ impl Console {
             && sh.writer_taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok())
         .then(|| Writer { shared: sh.clone(), slot: true });
         Session { output, writer }
+    }
+}
+
+impl Console {
+    /// The writer slot, once it is this caller's turn: sessions that
+    /// wanted to type and found another typing wait here, and the one that
+    /// has waited longest gets the slot when the writer leaves. Keep the
+    /// future (poll it by reference in a loop) to keep the place in line.
+    pub async fn next_writer(&self) -> Writer {
+        let sh = self.h.shared.clone();
+        loop {
+            let freed = sh.writer_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if sh.writer_taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                return Writer { shared: sh.clone(), slot: true };
+            }
+            freed.await;
+        }
     }
 }
 
@@ -358,6 +381,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         if self.slot {
             self.shared.writer_taken.store(false, Ordering::SeqCst);
+            self.shared.writer_freed.notify_one();
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tracing::debug;
 
-use crate::actors::registry::{ConsoleGrant, OpenConsole, Registry};
+use crate::actors::registry::{ClaimNow, ConsoleGrant, HowIsClaim, OpenConsole, Registry};
 use crate::actors::Identity;
 use crate::protocol::{self, ApiError, Code};
 
@@ -33,9 +33,10 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     id: Value,
     mut reader: BufReader<R>,
     mut w: W,
+    registry: &Addr<Registry>,
 ) -> io::Result<()> {
     let mut sess = grant.console.attach(grant.may_write);
-    let writer = sess.writer.take();
+    let mut writer = sess.writer.take();
     let note = match (grant.may_write, writer.is_some()) {
         (true, true) => "attached read-write; detach with ~. after a newline",
         (true, false) => "another session is typing: attached read-only until it leaves",
@@ -64,8 +65,46 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         None => (None, None),
     };
     let mut buf = vec![0u8; 4096];
+    // A claimant's session that found another typing takes the writer
+    // slot when it is its turn; a read-only one never does.
+    let console = grant.console.clone();
+    let waits = grant.may_write && writer.is_none();
+    let next_writer = async move {
+        if waits {
+            console.next_writer().await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::pin!(next_writer);
+    let mut told_read_only = false;
+    // A claimant's session is told 5 minutes before the lease ends (once
+    // per lease end: a renew that moves it is told again).
+    let mut lease_check = tokio::time::interval(LEASE_CHECK);
+    let mut warned_for: Option<i64> = None;
     loop {
         tokio::select! {
+            _ = lease_check.tick(), if owner.is_some() => {
+                let handle = owner.clone().unwrap_or_default();
+                if let Ok(ClaimNow::Live { expires_at }) = registry.send(HowIsClaim { handle }).await {
+                    let left = expires_at - crate::util::now_unix_ms();
+                    if left <= WARN_BEFORE_MS && warned_for != Some(expires_at) {
+                        warned_for = Some(expires_at);
+                        let left = crate::util::format_duration(std::time::Duration::from_millis(left.max(0) as u64));
+                        let note = format!(
+                            "\r\n[boardlab: the claim's lease ends at {} (in {left}); `renew` to keep the board]\r\n",
+                            crate::util::rfc3339_ms(expires_at)
+                        );
+                        w.write_all(note.as_bytes()).await?;
+                        w.flush().await?;
+                    }
+                }
+            },
+            w2 = &mut next_writer, if writer.is_none() => {
+                writer = Some(w2);
+                w.write_all(b"\r\n[boardlab: the other session left: you are typing now; detach with ~. after a newline]\r\n").await?;
+                w.flush().await?;
+            },
             chunk = sess.output.recv() => match chunk {
                 Some(b) => {
                     w.write_all(&b).await?;
@@ -84,6 +123,16 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                         w.write_all(format!("\r\n[boardlab: {e}]\r\n").as_bytes()).await?;
                         w.flush().await?;
                     }
+                } else if !told_read_only {
+                    // Once: typing into a read-only session goes nowhere.
+                    told_read_only = true;
+                    let why = if grant.may_write {
+                        "another session is typing; you type once it leaves"
+                    } else {
+                        "this session is read-only"
+                    };
+                    w.write_all(format!("\r\n[boardlab: input dropped: {why}]\r\n").as_bytes()).await?;
+                    w.flush().await?;
                 }
             },
             changed = async {
@@ -95,8 +144,13 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 let current = claim_rx.as_ref().and_then(|rx| rx.borrow().clone());
                 if changed.is_err() || current != owner {
                     // The claim ended: what the board says next belongs to
-                    // the next claimant.
-                    w.write_all(b"\r\n[boardlab: the claim ended; console closed]\r\n").await?;
+                    // the next claimant. The claimant learns how.
+                    let handle = owner.clone().unwrap_or_default();
+                    let how = match registry.send(HowIsClaim { handle }).await {
+                        Ok(ClaimNow::Ended(how)) => how,
+                        _ => "the claim ended".to_string(),
+                    };
+                    w.write_all(format!("\r\n[boardlab: {how}; console closed]\r\n").as_bytes()).await?;
                     w.flush().await?;
                     return Ok(());
                 }
@@ -104,6 +158,11 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }
     }
 }
+
+/// How often a session looks at its claim's lease.
+const LEASE_CHECK: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long before the lease ends a session is told.
+const WARN_BEFORE_MS: i64 = 5 * 60 * 1000;
 
 trait ConsumeAll {
     fn consume_all(&mut self);

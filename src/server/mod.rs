@@ -434,7 +434,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                         continue;
                     }
                     match console::open(&front.registry, who, handle, read_only).await {
-                        Ok(grant) => return console::session(grant, req.id, reader, w).await,
+                        Ok(grant) => return console::session(grant, req.id, reader, w, &front.registry).await,
                         Err(e) => protocol::err_reply(&req.id, &e),
                     }
                 }

@@ -141,3 +141,35 @@ impl Handler<OpenConsole> for Registry {
         }))
     }
 }
+
+/// Where a console session's claim stands: live until its lease end
+/// (Unix ms), or ended as its claimant is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimNow {
+    Live { expires_at: i64 },
+    Ended(String),
+    Unknown,
+}
+
+/// Asks where `handle`'s claim stands (a console session warns before it
+/// expires, and says how it ended).
+#[derive(Message)]
+#[rtype(result = "ClaimNow")]
+pub struct HowIsClaim {
+    pub handle: String,
+}
+
+impl Handler<HowIsClaim> for Registry {
+    type Result = MessageResult<HowIsClaim>;
+
+    fn handle(&mut self, msg: HowIsClaim, _: &mut Context<Self>) -> Self::Result {
+        let live = self.book.board_of_handle(&msg.handle).and_then(|b| self.book.claim_of(b));
+        MessageResult(match (live, self.book.ended(&msg.handle)) {
+            (Some(c), _) if c.handle == msg.handle => ClaimNow::Live { expires_at: c.expires_at },
+            (_, Some(e)) => {
+                ClaimNow::Ended(format!("your claim on {} {} at {}", e.board, e.how, crate::util::rfc3339_ms(e.at)))
+            }
+            _ => ClaimNow::Unknown,
+        })
+    }
+}

@@ -36,7 +36,7 @@ use crate::protocol::{ApiError, Code, ConsoleState, JailInfo, PowerState};
 
 pub use boards::{BoardRestarted, BoardStatus, JailStatus, StopAll};
 pub use claims::Exec;
-pub use console::{ConsoleGrant, OpenConsole};
+pub use console::{ClaimNow, ConsoleGrant, HowIsClaim, OpenConsole};
 pub use status::{GetDump, Snapshot, StatusRow};
 
 /// What the registry knows of a board besides its claim (which is the
