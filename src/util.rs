@@ -40,6 +40,23 @@ pub fn format_duration(d: Duration) -> String {
     format!("{ms}ms")
 }
 
+/// Formats a duration as people read it, largest units first, to the
+/// second: `3h12m`, `1d2h`, `45s`, `0s`.
+pub fn format_duration_compound(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400u64), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
 /// Milliseconds since the Unix epoch; leases are kept at this resolution so
 /// that tests can use sub-second leases.
 pub fn now_unix_ms() -> i64 {

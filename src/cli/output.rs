@@ -125,7 +125,7 @@ fn render_status(result: &Value) -> Option<String> {
                 state,
                 field(b, "user"),
                 field(b, "power"),
-                field(b, "expires_at"),
+                expires(b, crate::util::now_unix_ms()),
             ];
             if with_host {
                 row.insert(1, field(b, "host"));
@@ -142,6 +142,27 @@ fn render_status(result: &Value) -> Option<String> {
     Some(table(&header, &rows))
 }
 
+/// A lease end as people read it: the time and what is left of it
+/// (`2026-05-01T12:00:00Z (3h12m left)`, `... (ended)`); `-` for none.
+fn expires(b: &Value, now_ms: i64) -> String {
+    let at = field(b, "expires_at");
+    let Some(t) = b["expires_at"]
+        .as_str()
+        .and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+    else {
+        return at;
+    };
+    let end_ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let left = end_ms.saturating_sub(now_ms);
+    if left <= 0 {
+        return format!("{at} (ended)");
+    }
+    // Whole minutes (seconds in the last minute): `3h12m`, `45s`.
+    let secs = u64::try_from(left / 1000).unwrap_or(0);
+    let shown = if secs >= 60 { secs / 60 * 60 } else { secs };
+    format!("{at} ({} left)", crate::util::format_duration_compound(std::time::Duration::from_secs(shown)))
+}
+
 fn render_claim(result: &Value) -> Option<String> {
     result.as_object()?;
     let mut out = format!(
@@ -151,7 +172,7 @@ fn render_claim(result: &Value) -> Option<String> {
         field(result, "handle")
     );
     out.push_str(&format!("power:   {}\n", field(result, "power")));
-    out.push_str(&format!("expires: {}\n", field(result, "expires_at")));
+    out.push_str(&format!("expires: {}\n", expires(result, crate::util::now_unix_ms())));
     if let Some(jail) = result.get("jail").filter(|j| j.is_object()) {
         out.push_str(&format!("jail:    {}\n", field(jail, "ip")));
         out.push_str(&format!("ssh:     {}\n", field(jail, "ssh")));
@@ -175,7 +196,7 @@ fn board_line(verb: &str, result: &Value) -> Option<String> {
         field(result, "power")
     );
     if !matches!(result.get("expires_at"), None | Some(Value::Null)) {
-        out.push_str(&format!(", expires {}", field(result, "expires_at")));
+        out.push_str(&format!(", expires {}", expires(result, crate::util::now_unix_ms())));
     }
     if !matches!(result.get("fault"), None | Some(Value::Null)) {
         out.push_str(&format!(", fault: {}", field(result, "fault")));
@@ -306,9 +327,20 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "BOARD        CLASS      STATE      USER   POWER  EXPIRES");
         assert_eq!(lines[1], "rockpro64-1  rockpro64  available  -      off    -");
-        assert_eq!(lines[2], "rockpro64-2  rockpro64  claimed    alice  on     2024-05-01T12:00:00Z");
+        assert_eq!(lines[2], "rockpro64-2  rockpro64  claimed    alice  on     2024-05-01T12:00:00Z (ended)");
         assert_eq!(lines[3], "odd          -          -          -      -      -");
         assert_eq!(render("status", &json!([])), "no boards\n");
+    }
+
+    #[test]
+    fn lease_ends_show_what_is_left() {
+        let b = json!({"expires_at": "2026-05-01T12:00:00Z"});
+        let end = 1_777_636_800_000; // 2026-05-01T12:00:00Z
+        assert_eq!(expires(&b, end - (3 * 3600 + 12 * 60 + 30) * 1000), "2026-05-01T12:00:00Z (3h12m left)");
+        assert_eq!(expires(&b, end - 45_000), "2026-05-01T12:00:00Z (45s left)");
+        assert_eq!(expires(&b, end - 2 * 86_400_000), "2026-05-01T12:00:00Z (2d left)");
+        assert_eq!(expires(&b, end), "2026-05-01T12:00:00Z (ended)");
+        assert_eq!(expires(&json!({"expires_at": null}), end), "-");
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     let left = expires_at - crate::util::now_unix_ms();
                     if left <= WARN_BEFORE_MS && warned_for != Some(expires_at) {
                         warned_for = Some(expires_at);
-                        let left = crate::util::format_duration(std::time::Duration::from_millis(left.max(0) as u64));
+                        let left = crate::util::format_duration_compound(std::time::Duration::from_millis(left.max(0) as u64));
                         let note = format!(
                             "\r\n[boardlab: the claim's lease ends at {} (in {left}); `renew` to keep the board]\r\n",
                             crate::util::rfc3339_ms(expires_at)
