@@ -81,6 +81,20 @@ say "1. A simulated lab" \
 show "$LABSIM" up --dir "$DIR" --boards "$BOARDS" --classes "$CLASSES"
 SIM_UP=1
 show ls "$DIR" "$DIR/boards.d"
+note "every claim gets a jail: jail = \"linux\" in lab.toml, and our ssh key in keys.d"
+sed -i 's/^jail = "none"/jail = "linux"/' "$DIR/lab.toml"
+mkdir -p "$DIR/keys.d"
+ssh-keygen -q -t ed25519 -N '' -C demo -f "$DIR/demo_key"
+cp "$DIR/demo_key.pub" "$DIR/keys.d/root.pub"
+cat >>"$DIR/lab.toml" <<EOF
+
+[jail]
+root_dir = "$DIR/jails"
+keys_dir = "$DIR/keys.d"
+pool = "10.241.0.0/24"
+board_net = "172.27.0.0/20"
+EOF
+show tail -n 6 "$DIR/lab.toml"
 pause
 
 say "2. The daemon" \
@@ -109,18 +123,41 @@ pause
 say "4. Claim a board" \
     "Claim any rockpro64 and power it on at once. --json gives the reply as one" \
     "JSON object: it carries the board's name and the handle, the secret that" \
-    "every later request about this claim needs."
+    "every later request about this claim needs, and the claim's jail: an" \
+    "isolated system on the board's own network where we are root."
 claim_shown rockpro64
 note "claimed $BOARD, handle $HANDLE"
+JAIL_IP="$(printf '%s\n' "$CLAIM" | json_str ip)"
+KNOWN="$(printf '%s\n' "$CLAIM" | json_str known_hosts)"
+[ -n "$JAIL_IP" ] && [ -n "$KNOWN" ] || die "no jail in the claim reply"
+printf '%s\n' "$KNOWN" >"$DIR/known_hosts"
 pause
 
-say "5. The switch's view" \
+say "5. Into the jail" \
+    "ssh in as root with the key from keys.d, the jail's host key checked against" \
+    "the known_hosts line of the claim reply. The jail holds the board's link as" \
+    "'board', serves it DHCP and TFTP (dnsmasq) and exports /nfsroot over NFSv4."
+SSH=(ssh -i "$DIR/demo_key" -o "UserKnownHostsFile=$DIR/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR "root@$JAIL_IP")
+show "${SSH[@]}" 'id -un; hostname; ip -br addr show dev board'
+note "a boot script for TFTP and a file for the board's NFS root:"
+show "${SSH[@]}" "printf 'echo booted from the jail\\n' > /tftpboot/boot.scr && echo hello from the jail > /nfsroot/hello.txt && ls -l /tftpboot /nfsroot"
+note "power-cycle the board from inside the jail: labcli needs no handle there"
+show "${SSH[@]}" 'labcli power-cycle'
+note "the board net-boots from the jail: DHCP, TFTP of boot.scr, then NFS"
+for _ in $(seq 1 100); do
+    "$LABCLI" log "$HANDLE" 2>/dev/null | grep -q "NFS: read" && break
+    sleep 0.2
+done
+show "$LABCLI" log "$HANDLE" --tail 6
+pause
+
+say "6. The switch's view" \
     "labd set the board's PoE port through SNMP (POE-MIB) and read it back." \
     "labsim asks its snmpd what the port is now:"
 show "$LABSIM" power --dir "$DIR" "$BOARD"
 pause
 
-say "6. The console" \
+say "7. The console" \
     "The powered board prints its boot banner, DHCP lease and TFTP fetch on its" \
     "serial line; labd keeps the claim's log of it. The board answers on the" \
     "line too: here we type 'version' and 'help' into a console session."
@@ -137,19 +174,21 @@ fi
 note "interactively: labcli console HANDLE, and ~. after a newline to leave"
 pause
 
-say "7. Power off" \
+say "8. Power off" \
     "The claimant controls the power of the board: power-on, power-off, power-cycle."
 show "$LABCLI" power-off "$HANDLE"
 show "$LABSIM" power --dir "$DIR" "$BOARD"
 pause
 
-say "8. Release" \
-    "Releasing gives the board back to the lab (powered off); the handle is dead."
+say "9. Release" \
+    "Releasing gives the board back to the lab (powered off); the handle is dead" \
+    "and the jail is gone with its data."
 show "$LABCLI" release "$HANDLE"
 show "$LABCLI" status
+if ip netns list | grep -q "^blj"; then note "a jail's namespace is left: $(ip netns list | grep '^blj')"; else note "no jail namespace is left (ip netns list)"; fi
 pause
 
-say "9. For operators" \
+say "10. For operators" \
     "SIGUSR1 makes labd write its status dump to its log:"
 show kill -USR1 "$LABD_PID"
 sleep 1

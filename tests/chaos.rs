@@ -819,11 +819,16 @@ fn chaos_run(lab: &mut Lab, nboards: usize, secs: u64, seed: u64) {
     }
     println!("chaos: faults done after {:.1} s; waiting for the lab to recover", t0.elapsed().as_secs_f64());
 
-    // Recovery: every board healthy, console attached, power known.
+    // Recovery: every board healthy, console attached, power known, and
+    // every board whose claim just ended back (its jail removed and its
+    // power off: until then it shows available and still on).
     let mut violations: Vec<String> = std::mem::take(&mut ledger.lock().unwrap().violations);
     let settle = Instant::now();
     let healthy = |b: &Value| {
-        (b["state"] == "available" || b["state"] == "claimed") && b["console"] == "attached" && b["power"] != "unknown"
+        (b["state"] == "available" || b["state"] == "claimed")
+            && b["console"] == "attached"
+            && b["power"] != "unknown"
+            && (b["state"] != "available" || b["power"] == "off")
     };
     let status = loop {
         let s = lab.req(json!({"fn": "status"}));
