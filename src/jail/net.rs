@@ -338,6 +338,27 @@ pub fn jail_ruleset(board_net: &Ipv4Net, ipv6: bool) -> String {
     r
 }
 
+/// `ip` arguments making a board's VLAN link: `name` on `trunk`, tagged
+/// `vlan` (802.1Q). Only names from a validated plan reach here.
+pub fn vlan_create_args(trunk: &str, name: &str, vlan: u16) -> Vec<String> {
+    ["link", "add", "link", trunk, "name", name, "type", "vlan", "id"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([vlan.to_string()])
+        .collect()
+}
+
+/// `ip` arguments deleting the VLAN link `name`, on the host or in the
+/// jail's namespace `ns`.
+pub fn vlan_delete_args(ns: Option<&str>, name: &str) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    if let Some(ns) = ns {
+        a.extend(["-n".to_string(), ns.to_string()]);
+    }
+    a.extend(["link", "del", "dev", name].iter().map(|s| s.to_string()));
+    a
+}
+
 /// Names the init's network namespace, moves the board link in, creates
 /// the uplink, addresses, routes and both rulesets. Each step records
 /// itself in `done` so a failure can be undone by [`teardown`].
@@ -365,12 +386,11 @@ pub fn setup(
     //    crate::link). Its identity and its index inside the jail are
     //    recorded: teardown brings back that device, whatever its name.
     let host_if = plan.board_if_host.as_str();
-    let vlan_id;
     let moved_ifindex;
     let mut host: Vec<Vec<&str>> = Vec::new();
     if let Some((trunk, vlan)) = &plan.board_if_created {
-        vlan_id = vlan.to_string();
-        ip(&["link", "add", "link", trunk, "name", host_if, "type", "vlan", "id", &vlan_id])?;
+        let args = vlan_create_args(trunk, host_if, *vlan);
+        ip(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         done.vlan_created = true;
         let made = link::host_link(host_if)
             .map_err(|e| JailError::Link(e.to_string()))?
@@ -596,7 +616,8 @@ pub fn return_board_link(plan: &Plan, done: &Done, errors: &mut Vec<String>) -> 
         // else is in the namespace dies with it.
         let ours = done.link.as_ref().and_then(|r| r.jail_ifindex);
         if let Some(l) = links.iter().find(|l| Some(l.ifindex) == ours && l.kind.as_deref() == Some("vlan")) {
-            if let Err(e) = ip(&["-n", ns, "link", "del", "dev", &l.name]) {
+            let args = vlan_delete_args(Some(ns), &l.name);
+            if let Err(e) = ip(&args.iter().map(String::as_str).collect::<Vec<_>>()) {
                 errors.push(e.to_string());
             }
         }
@@ -642,7 +663,8 @@ pub fn teardown(plan: &Plan, done: &Done, errors: &mut Vec<String>) {
         }
     }
     if done.vlan_created && link_exists(&plan.board_if_host) && plan.board_if_created.is_some() {
-        if let Err(e) = ip(&["link", "del", "dev", &plan.board_if_host]) {
+        let args = vlan_delete_args(None, &plan.board_if_host);
+        if let Err(e) = ip(&args.iter().map(String::as_str).collect::<Vec<_>>()) {
             errors.push(e.to_string());
         }
     }
@@ -750,6 +772,24 @@ mod tests {
             s.ipv6_prefix = Some(bad.parse().unwrap());
             assert!(matches!(Plan::new(&s), Err(JailError::Invalid { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_boards_vlan_link_is_made_and_removed_by_exactly_these_commands() {
+        let mut s = spec(7);
+        s.link = crate::config::Network::Vlan { vlan: 101, trunk: "enp1s0".into() };
+        let p = Plan::new(&s).unwrap();
+        let Some((trunk, vlan)) = &p.board_if_created else { panic!("a VLAN plan") };
+        assert_eq!(
+            vlan_create_args(trunk, &p.board_if_host, *vlan).join(" "),
+            "link add link enp1s0 name bljv7 type vlan id 101"
+        );
+        // In the jail (by its name there), or left on the host.
+        assert_eq!(vlan_delete_args(Some(&p.netns), "board").join(" "), "-n blj7-rockpro64-1 link del dev board");
+        assert_eq!(vlan_delete_args(None, &p.board_if_host).join(" "), "link del dev bljv7");
+        // A VLAN id out of 802.1Q's range never makes a plan.
+        s.link = crate::config::Network::Vlan { vlan: 4095, trunk: "enp1s0".into() };
+        assert!(matches!(Plan::new(&s), Err(JailError::Invalid { .. })));
     }
 
     #[test]
