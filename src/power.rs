@@ -20,8 +20,53 @@ use crate::config::{SnmpVersion, Switch};
 /// `pethPsePortAdminEnable` column.
 pub const ADMIN_ENABLE: [u64; 11] = [1, 3, 6, 1, 2, 1, 105, 1, 1, 1, 3];
 
+/// `pethPsePortDetectionStatus` column: whether the port delivers power.
+pub const DETECTION: [u64; 11] = [1, 3, 6, 1, 2, 1, 105, 1, 1, 1, 6];
+
 const ON: i64 = 1;
 const OFF: i64 = 2;
+
+/// What a port's power detection says (`pethPsePortDetectionStatus`): an
+/// enabled port delivers power only once it found a powered device that
+/// draws it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detection {
+    Disabled,
+    /// On, but nothing draws power (no board, a dead splitter, a board
+    /// that does not start).
+    Searching,
+    Delivering,
+    Fault,
+    Test,
+    OtherFault,
+}
+
+impl Detection {
+    /// From the MIB's integer.
+    pub fn from_mib(v: i64) -> Option<Detection> {
+        Some(match v {
+            1 => Detection::Disabled,
+            2 => Detection::Searching,
+            3 => Detection::Delivering,
+            4 => Detection::Fault,
+            5 => Detection::Test,
+            6 => Detection::OtherFault,
+            _ => return None,
+        })
+    }
+
+    /// As status shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detection::Disabled => "disabled",
+            Detection::Searching => "searching",
+            Detection::Delivering => "delivering",
+            Detection::Fault => "fault",
+            Detection::Test => "test",
+            Detection::OtherFault => "other_fault",
+        }
+    }
+}
 
 /// A port's power as the switch reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +354,22 @@ impl SwitchClient {
         let oid = Self::port_oid(group, port);
         let v = self.request(Op::Get, &oid).await?.remove(0).1;
         self.decode(&oid, v)
+    }
+
+    /// Reads a port's power detection: whether an enabled port delivers.
+    pub async fn detection(&mut self, group: u32, port: u32) -> Result<Detection, PowerError> {
+        let mut oid = DETECTION.to_vec();
+        oid.extend([u64::from(group), u64::from(port)]);
+        let r = self.request(Op::Get, &oid).await.and_then(|mut r| {
+            let v = r.remove(0).1;
+            v.and_then(Detection::from_mib).ok_or_else(|| PowerError::BadValue {
+                switch: self.sw.name.clone(),
+                oid: oid_string(&oid),
+                what: format!("pethPsePortDetectionStatus is {v:?}, expected 1 to 6"),
+            })
+        });
+        self.session = None;
+        r
     }
 
     /// Sets a port on or off and reads it back.

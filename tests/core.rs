@@ -496,3 +496,52 @@ fn a_second_labd_on_the_same_state_says_at_once_that_one_runs() {
     assert!(err.contains("labd is already running on this state") && err.contains(&format!("pid {first}")), "{err}");
     ok(&lab.req(json!({"fn": "status"})));
 }
+
+/// The switch's truth: a port that is on but delivers no power (a dead
+/// splitter, a board that does not draw) shows as such in status, the
+/// dump and the event log; one that delivers shows that.
+#[test]
+fn a_port_that_is_on_but_delivers_no_power_shows_as_such() {
+    let lab = Lab::up(2, "rockpro64", |t| t);
+    // rockpro64-2's splitter is dead (labsim's switch/splitter.GROUP.PORT).
+    let port_of = |board: &str| -> u32 {
+        let t = std::fs::read_to_string(lab.path().join(format!("boards.d/{board}.toml"))).unwrap();
+        let line = t.lines().find(|l| l.starts_with("power")).unwrap();
+        line.split("port")
+            .nth(1)
+            .unwrap()
+            .trim_start_matches([' ', '='])
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    std::fs::write(lab.path().join(format!("switch/splitter.1.{}", port_of("rockpro64-2"))), "dead\n").unwrap();
+    let a = ok(&lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}))).clone();
+    let b = ok(&lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}))).clone();
+    assert_eq!((a["board"].as_str(), b["board"].as_str()), (Some("rockpro64-1"), Some("rockpro64-2")));
+    lab.wait_for(Duration::from_secs(10), "the switch's detection of both ports", || {
+        lab.board("rockpro64-1")["delivery"] == "delivering" && lab.board("rockpro64-2")["delivery"] == "searching"
+    });
+    let b2 = lab.board("rockpro64-2");
+    assert_eq!((b2["power"].as_str(), lab.switch_power("rockpro64-2").as_str()), (Some("on"), "on"), "{b2}");
+    let d = lab.req(json!({"fn": "dump"}));
+    let events = ok(&d)["events"].as_array().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "power_not_delivered" && e["board"] == "rockpro64-2" && e["detail"] == "searching"),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e["kind"] == "power_not_delivered" && e["board"] == "rockpro64-1"), "{events:?}");
+    let in_dump = ok(&d)["boards"].as_array().unwrap().iter().find(|b| b["board"] == "rockpro64-2").unwrap().clone();
+    assert_eq!(in_dump["delivery"], "searching", "{in_dump}");
+    // labcli shows it beside the power.
+    let o = lab.labcli_as("root").arg("status").stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.lines().any(|l| l.starts_with("rockpro64-2") && l.contains("on (searching)")), "{text}");
+    // Off: no detection to show.
+    ok(&lab.req(json!({"fn": "power_off", "handle": a["handle"]})));
+    assert!(lab.board("rockpro64-1").get("delivery").is_none());
+}

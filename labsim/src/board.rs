@@ -165,6 +165,7 @@ fn setup_link() -> Result<()> {
 
 impl Board {
     fn run_loop(&mut self) {
+        self.draw(false);
         let mut last_lab_check = Instant::now();
         while !STOP.load(Ordering::SeqCst) {
             if UNPLUG.swap(false, Ordering::SeqCst) {
@@ -190,7 +191,8 @@ impl Board {
                     break;
                 }
             }
-            let on = self.store.get(GROUP, self.port) == ON;
+            // A dead splitter: the port may be on, no power reaches us.
+            let on = self.store.get(GROUP, self.port) == ON && !self.store.splitter_dead(GROUP, self.port);
             if on && !self.powered {
                 self.power_on();
             } else if !on && self.powered {
@@ -198,6 +200,15 @@ impl Board {
             }
             self.drain_worker();
             self.serve_console();
+        }
+        // A board that ends draws nothing.
+        self.draw(false);
+    }
+
+    /// Tells the switch (its detection) whether we draw power.
+    fn draw(&self, yes: bool) {
+        if let Err(e) = self.store.set_draws(GROUP, self.port, yes) {
+            tracing::warn!("cannot record the power draw: {e}");
         }
     }
 
@@ -211,6 +222,7 @@ impl Board {
     fn power_on(&mut self) {
         tracing::info!("power on");
         self.powered = true;
+        self.draw(true);
         self.generation += 1;
         self.line.clear();
         let banner = format!(
@@ -230,6 +242,7 @@ impl Board {
         }
         tracing::info!("power off");
         self.powered = false;
+        self.draw(false);
         if let Some(w) = self.worker.take() {
             w.cancel.store(true, Ordering::SeqCst);
             // The worker checks `cancel` at least every 25 ms.

@@ -97,6 +97,15 @@ pub type Result<T> = std::result::Result<T, SimError>;
 /// (`1.3.6.1.2.1.105.1.1.1.3`), indexed by `<group>.<port>`.
 pub const ADMIN_ENABLE_OID: [u32; 11] = [1, 3, 6, 1, 2, 1, 105, 1, 1, 1, 3];
 
+/// `pethPsePortEntry`: the table's rows, whose columns labsim serves
+/// `AdminEnable` (3) and `DetectionStatus` (6) of.
+pub const PORT_ENTRY_OID: [u32; 10] = [1, 3, 6, 1, 2, 1, 105, 1, 1, 1];
+
+/// The `pethPsePortDetectionStatus` column: `disabled` (1) while off,
+/// `deliveringPower` (3) while on and the board draws power, `searching`
+/// (2) while on and nothing draws (its splitter dead, its process gone).
+pub const DETECTION_OID: [u32; 11] = [1, 3, 6, 1, 2, 1, 105, 1, 1, 1, 6];
+
 /// labsim models one PoE group, as most real switches have.
 pub const GROUP: u32 = 1;
 

@@ -1,5 +1,6 @@
 //! The net-snmp `pass_persist` protocol (snmpd.conf(5)) serving
-//! `pethPsePortAdminEnable` for group 1, ports 1..N.
+//! `pethPsePortAdminEnable` and `pethPsePortDetectionStatus` for group 1,
+//! ports 1..N.
 //!
 //! snmpd starts `labsim pass-persist --dir DIR` once and then talks to it over
 //! stdin/stdout, one request at a time:
@@ -17,7 +18,7 @@ use std::cmp::Ordering;
 use std::io::{BufRead, Write};
 
 use super::ports::{PortStore, OFF, ON};
-use super::{ADMIN_ENABLE_OID, GROUP};
+use super::{ADMIN_ENABLE_OID, DETECTION_OID, GROUP, PORT_ENTRY_OID};
 
 /// An OID as a list of arcs, compared lexicographically like net-snmp does.
 pub type Oid = Vec<u32>;
@@ -51,57 +52,80 @@ pub struct PortTable {
     pub store: PortStore,
 }
 
+/// The columns served, in walk order.
+const COLUMNS: [u32; 2] = [ADMIN_ENABLE_OID[10], DETECTION_OID[10]];
+
 impl PortTable {
-    fn row_oid(&self, port: u32) -> Oid {
-        let mut o = ADMIN_ENABLE_OID.to_vec();
-        o.push(GROUP);
-        o.push(port);
+    fn row_oid(&self, column: u32, port: u32) -> Oid {
+        let mut o = PORT_ENTRY_OID.to_vec();
+        o.extend([column, GROUP, port]);
         o
     }
 
-    /// The port an exact OID names, if it is a row of the table.
-    fn port_of(&self, oid: &[u32]) -> Option<u32> {
-        let n = ADMIN_ENABLE_OID.len();
-        if oid.len() != n + 2 || oid[..n] != ADMIN_ENABLE_OID || oid[n] != GROUP {
+    /// The (column, port) an exact OID names, if it is a cell of the table.
+    fn cell_of(&self, oid: &[u32]) -> Option<(u32, u32)> {
+        let n = PORT_ENTRY_OID.len();
+        if oid.len() != n + 3 || oid[..n] != PORT_ENTRY_OID || !COLUMNS.contains(&oid[n]) || oid[n + 1] != GROUP {
             return None;
         }
-        let port = oid[n + 1];
-        (1..=self.ports).contains(&port).then_some(port)
+        let port = oid[n + 2];
+        (1..=self.ports).contains(&port).then_some((oid[n], port))
     }
 
-    /// The first row after `oid`. Rows are in lexicographic order already
-    /// (same prefix, increasing last arc), so the first greater one wins.
-    fn next_port(&self, oid: &[u32]) -> Option<u32> {
-        (1..=self.ports).find(|&p| self.row_oid(p).as_slice().cmp(oid) == Ordering::Greater)
+    /// The first cell after `oid`: cells are in lexicographic order
+    /// already (column by column, increasing port), so the first greater
+    /// one wins.
+    fn next_cell(&self, oid: &[u32]) -> Option<(u32, u32)> {
+        COLUMNS
+            .iter()
+            .flat_map(|&c| (1..=self.ports).map(move |p| (c, p)))
+            .find(|&(c, p)| self.row_oid(c, p).as_slice().cmp(oid) == Ordering::Greater)
     }
 
-    fn value_reply(&self, port: u32) -> String {
-        format!("{}\ninteger\n{}\n", format_oid(&self.row_oid(port)), self.store.get(GROUP, port))
+    /// A cell's value: the admin state, or the detection derived from it
+    /// and from whether the board draws power.
+    fn value(&self, column: u32, port: u32) -> i64 {
+        let admin = self.store.get(GROUP, port);
+        if column == ADMIN_ENABLE_OID[10] {
+            return admin;
+        }
+        match (admin == ON, self.store.draws(GROUP, port)) {
+            (false, _) => 1,
+            (true, true) => 3,
+            (true, false) => 2,
+        }
+    }
+
+    fn value_reply(&self, (column, port): (u32, u32)) -> String {
+        format!("{}\ninteger\n{}\n", format_oid(&self.row_oid(column, port)), self.value(column, port))
     }
 
     /// Answer to `get OID`.
     pub fn get(&self, oid_text: &str) -> String {
-        match parse_oid(oid_text).and_then(|o| self.port_of(&o)) {
-            Some(p) => self.value_reply(p),
+        match parse_oid(oid_text).and_then(|o| self.cell_of(&o)) {
+            Some(c) => self.value_reply(c),
             None => "NONE\n".into(),
         }
     }
 
     /// Answer to `getnext OID`.
     pub fn getnext(&self, oid_text: &str) -> String {
-        match parse_oid(oid_text).and_then(|o| self.next_port(&o)) {
-            Some(p) => self.value_reply(p),
+        match parse_oid(oid_text).and_then(|o| self.next_cell(&o)) {
+            Some(c) => self.value_reply(c),
             None => "NONE\n".into(),
         }
     }
 
     /// Answer to `set OID` with value line `TYPE VALUE` (e.g. `integer 1`).
     pub fn set(&self, oid_text: &str, value_line: &str) -> String {
-        let Some(port) = parse_oid(oid_text).and_then(|o| self.port_of(&o)) else {
+        let Some((column, port)) = parse_oid(oid_text).and_then(|o| self.cell_of(&o)) else {
             // snmpd normally refuses unknown rows itself (its exact get got
             // NONE); if one reaches us anyway, the row cannot be created.
             return "inconsistent-name\n".into();
         };
+        if column != ADMIN_ENABLE_OID[10] {
+            return "not-writable\n".into();
+        }
         let mut words = value_line.split_whitespace();
         let ty = words.next().unwrap_or("");
         if !ty.eq_ignore_ascii_case("integer") {
@@ -176,6 +200,19 @@ mod tests {
 
     const P1: &str = ".1.3.6.1.2.1.105.1.1.1.3.1.1";
     const P2: &str = ".1.3.6.1.2.1.105.1.1.1.3.1.2";
+    const D1: &str = ".1.3.6.1.2.1.105.1.1.1.6.1.1";
+    const D2: &str = ".1.3.6.1.2.1.105.1.1.1.6.1.2";
+
+    #[test]
+    fn detection_follows_power_and_the_draw() {
+        let (_d, t) = table(2);
+        assert_eq!(talk(&t, &format!("get\n{D1}\n")), format!("{D1}\ninteger\n1\n"), "off: disabled");
+        assert_eq!(talk(&t, &format!("set\n{P1}\ninteger 1\n")), "DONE\n");
+        assert_eq!(talk(&t, &format!("get\n{D1}\n")), format!("{D1}\ninteger\n2\n"), "on, nothing draws: searching");
+        t.store.set_draws(GROUP, 1, true).unwrap();
+        assert_eq!(talk(&t, &format!("get\n{D1}\n")), format!("{D1}\ninteger\n3\n"), "on and drawing: delivering");
+        assert_eq!(talk(&t, &format!("set\n{D1}\ninteger 3\n")), "not-writable\n");
+    }
 
     #[test]
     fn ping_and_get() {
@@ -196,8 +233,10 @@ mod tests {
         assert!(talk(&t, "getnext\n.1.3.6.1.2.1.105\n").starts_with(&format!("{P1}\n")));
         assert!(talk(&t, &format!("getnext\n{P1}\n")).starts_with(&format!("{P2}\n")));
         assert!(talk(&t, &format!("getnext\n{P1}.7\n")).starts_with(&format!("{P2}\n")));
-        assert_eq!(talk(&t, &format!("getnext\n{P2}\n")), "NONE\n");
-        assert_eq!(talk(&t, &format!("getnext\n{base}.2\n")), "NONE\n");
+        // After the last port of the admin column, the detection column.
+        assert!(talk(&t, &format!("getnext\n{P2}\n")).starts_with(&format!("{D1}\n")));
+        assert!(talk(&t, &format!("getnext\n{base}.2\n")).starts_with(&format!("{D1}\n")));
+        assert_eq!(talk(&t, &format!("getnext\n{D2}\n")), "NONE\n");
         assert_eq!(talk(&t, "getnext\n.1.4\n"), "NONE\n");
         // Numeric, not textual, order: port 10 comes after port 9.
         let (_d, t) = table(10);

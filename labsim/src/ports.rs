@@ -42,6 +42,23 @@ impl PortStore {
         }
     }
 
+    /// Whether the board on a port draws power now (it is on, and its
+    /// splitter works): `DIR/switch/draw.<group>.<port>`, kept by the board.
+    pub fn draws(&self, group: u32, port: u32) -> bool {
+        std::fs::read_to_string(self.dir.join(format!("draw.{group}.{port}"))).is_ok_and(|s| s.trim() == "1")
+    }
+
+    /// The board says whether it draws power.
+    pub fn set_draws(&self, group: u32, port: u32, yes: bool) -> Result<()> {
+        write_atomic(&self.dir.join(format!("draw.{group}.{port}")), if yes { b"1\n" } else { b"0\n" })
+    }
+
+    /// Whether the board's PoE splitter is dead (`DIR/switch/splitter.<group>.<port>`
+    /// holds `dead`): the port may be on, no power reaches the board.
+    pub fn splitter_dead(&self, group: u32, port: u32) -> bool {
+        std::fs::read_to_string(self.dir.join(format!("splitter.{group}.{port}"))).is_ok_and(|s| s.trim() == "dead")
+    }
+
     /// Sets a port's admin state (`ON` or `OFF`), atomically.
     pub fn set(&self, group: u32, port: u32, value: i64) -> Result<()> {
         let text = if value == ON { "1\n" } else { "2\n" };

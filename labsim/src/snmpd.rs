@@ -33,7 +33,7 @@ pub fn free_udp_port() -> Result<u16> {
 /// Writes snmpd.conf. `-C` on the command line keeps snmpd from reading any
 /// system configuration, so this file is the whole agent.
 pub fn write_conf(state: &LabState) -> Result<()> {
-    let base = super::pass_persist::format_oid(&ADMIN_ENABLE_OID);
+    let base = super::pass_persist::format_oid(&super::PORT_ENTRY_OID);
     let text = format!(
         "# Written by labsim for the lab in {dir}; removed by `labsim down`.\n\
          rocommunity {RO_COMMUNITY} 127.0.0.1\n\

@@ -124,7 +124,7 @@ fn render_status(result: &Value) -> Option<String> {
                 field(b, "class"),
                 state,
                 field(b, "user"),
-                field(b, "power"),
+                power(b),
                 expires(b, crate::util::now_unix_ms()),
             ];
             if with_host {
@@ -140,6 +140,15 @@ fn render_status(result: &Value) -> Option<String> {
         })
         .collect();
     Some(table(&header, &rows))
+}
+
+/// The power as the switch has it, with what its detection says when a
+/// powered port delivers nothing (`on (searching)`).
+fn power(b: &Value) -> String {
+    match b["delivery"].as_str() {
+        Some(d) if d != "delivering" => format!("{} ({d})", field(b, "power")),
+        _ => field(b, "power"),
+    }
 }
 
 /// A lease end as people read it: the time and what is left of it
@@ -330,6 +339,13 @@ mod tests {
         assert_eq!(lines[2], "rockpro64-2  rockpro64  claimed    alice  on     2024-05-01T12:00:00Z (ended)");
         assert_eq!(lines[3], "odd          -          -          -      -      -");
         assert_eq!(render("status", &json!([])), "no boards\n");
+    }
+
+    #[test]
+    fn power_shows_a_port_that_delivers_nothing() {
+        assert_eq!(power(&json!({"power": "on", "delivery": "searching"})), "on (searching)");
+        assert_eq!(power(&json!({"power": "on", "delivery": "delivering"})), "on");
+        assert_eq!(power(&json!({"power": "off"})), "off");
     }
 
     #[test]

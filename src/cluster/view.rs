@@ -226,6 +226,7 @@ impl Known {
                         fault: Some(format!("its host {} is not in the lab", b.host)),
                         console: None,
                         host: Some(b.host.clone()),
+                        delivery: None,
                     };
                     RemoteRow {
                         board: name.clone(),

@@ -360,6 +360,11 @@ pub struct BoardView {
     /// The host the board is on, in a lab of several hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Whether a powered port delivers power, as the switch detects it
+    /// (`delivering`; `searching`: on, but nothing draws power), when the
+    /// switch says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -68,6 +68,9 @@ pub struct BoardActor {
     /// is held across awaits; it also queues power requests in order.
     port: Arc<tokio::sync::Mutex<SwitchClient>>,
     power: PowerState,
+    /// The port's power detection since the last power-on, when the switch
+    /// has answered it (see power::Detection).
+    delivery: Option<crate::power::Detection>,
     fault: Option<String>,
     backoff: Duration,
     probe_pending: Option<SpawnHandle>,
@@ -164,6 +167,7 @@ impl BoardActor {
             registry,
             port: Arc::new(tokio::sync::Mutex::new(SwitchClient::new(switch))),
             power: PowerState::Unknown,
+            delivery: None,
             fault: None,
             backoff: FIRST_BACKOFF,
             probe_pending: None,
@@ -210,6 +214,7 @@ impl BoardActor {
             power: self.power,
             fault: self.fault.clone().or_else(|| self.link_fault()),
             console: self.console.as_ref().map(|c| *c.watch_state().borrow()),
+            delivery: self.delivery,
         });
     }
 
@@ -244,7 +249,7 @@ impl Actor for BoardActor {
         self.adopt_jail(ctx);
         match self.initial_power.take() {
             Some(state) => {
-                self.healthy(state);
+                self.healthy(state, ctx);
                 self.pay_owed_off(ctx);
             }
             None => {

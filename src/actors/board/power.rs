@@ -3,11 +3,15 @@
 //! answers again.
 
 use actix::prelude::*;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{BoardActor, FIRST_BACKOFF};
 use crate::actors::catch;
-use crate::power::{PortState, PowerError};
+use crate::power::{Detection, PortState, PowerError};
+
+/// How long after the port went on its power detection is read: a PoE
+/// switch classifies a powered device within a second or so.
+const DETECT_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::protocol::{ApiError, Code, PowerState};
 
 /// What the switch says, as users see it.
@@ -21,14 +25,53 @@ impl From<PortState> for PowerState {
 }
 
 impl BoardActor {
-    pub(super) fn healthy(&mut self, power: PowerState) {
+    pub(super) fn healthy(&mut self, power: PowerState, ctx: &mut Context<Self>) {
         if let Some(old) = self.fault.take() {
             info!(board = %self.name(), "switch answers again; fault cleared (was: {old})");
             self.event("recovered", None, None);
         }
         self.backoff = FIRST_BACKOFF;
+        let was = self.power;
         self.power = power;
+        if power != PowerState::On {
+            self.delivery = None;
+        } else if was != PowerState::On || self.delivery.is_none() {
+            self.check_delivery(ctx);
+        }
         self.report();
+    }
+
+    /// A while after the port went on: does it deliver power? A port that
+    /// is on and delivers nothing (no board, a dead splitter, a board that
+    /// does not draw) is shown as such and logged once. A switch without
+    /// the detection column is no fault: delivery stays unknown.
+    fn check_delivery(&mut self, ctx: &mut Context<Self>) {
+        let generation = self.generation;
+        ctx.run_later(DETECT_AFTER, move |act, ctx| {
+            if generation != act.generation || act.power != PowerState::On {
+                return;
+            }
+            let port = act.port.clone();
+            let (group, portno) = (act.cfg.group, act.cfg.port);
+            let fut = catch(async move { port.lock().await.detection(group, portno).await });
+            ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(move |res, act, _| {
+                if generation != act.generation || act.power != PowerState::On {
+                    return;
+                }
+                match res {
+                    Ok(Ok(d)) => {
+                        let was = act.delivery.replace(d);
+                        if d != Detection::Delivering && was != Some(d) {
+                            warn!(board = %act.name(), "the port is on but {}: no power reaches the board", d.as_str());
+                            act.event("power_not_delivered", None, Some(d.as_str()));
+                        }
+                        act.report();
+                    }
+                    Ok(Err(e)) => debug!(board = %act.name(), "no power detection from the switch: {e}"),
+                    Err(p) => debug!(board = %act.name(), "reading power detection failed: {p}"),
+                }
+            }));
+        });
     }
 
     pub(super) fn faulted(&mut self, ctx: &mut Context<Self>, e: &PowerError) {
@@ -67,7 +110,7 @@ impl BoardActor {
             }
             match res {
                 Ok(Ok(state)) => {
-                    act.healthy(state.into());
+                    act.healthy(state.into(), ctx);
                     act.pay_owed_off(ctx);
                 }
                 Ok(Err(e)) => act.faulted(ctx, &e),
@@ -150,7 +193,11 @@ impl BoardActor {
             match res {
                 Ok(state) => {
                     act.event(action.name(), Some(&by), Some(state.as_str()));
-                    act.healthy(state);
+                    if matches!(action, PowerAction::On | PowerAction::Cycle) {
+                        // A board that draws power anew is detected anew.
+                        act.delivery = None;
+                    }
+                    act.healthy(state, ctx);
                     Ok(state)
                 }
                 Err(e) => {

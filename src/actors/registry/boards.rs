@@ -137,6 +137,8 @@ pub struct BoardStatus {
     pub fault: Option<String>,
     /// The serial console's state (None: the board has no console).
     pub console: Option<ConsoleState>,
+    /// A powered port's power detection, when the switch tells.
+    pub delivery: Option<crate::power::Detection>,
 }
 
 impl Handler<BoardStatus> for Registry {
@@ -147,6 +149,7 @@ impl Handler<BoardStatus> for Registry {
         let Some(e) = self.boards.get_mut(&msg.board) else { return };
         e.power = msg.power;
         e.console = msg.console;
+        e.delivery = msg.delivery;
         let became = self.book.health(&msg.board, true, msg.fault);
         self.reported(&msg.board, ctx);
         if let Some(class) = became {

@@ -47,6 +47,7 @@ struct Entry {
     addr: Option<Addr<BoardActor>>,
     power: PowerState,
     console: Option<ConsoleState>,
+    delivery: Option<crate::power::Detection>,
     /// The current claim's jail, as its board reported it.
     jail: Option<JailInfo>,
     lease_timer: Option<SpawnHandle>,
@@ -142,6 +143,7 @@ impl Registry {
                     addr: None,
                     power: PowerState::Unknown,
                     console: None,
+                    delivery: None,
                     jail: None,
                     lease_timer: None,
                     restarts: 0,

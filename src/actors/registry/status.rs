@@ -117,6 +117,7 @@ impl Registry {
             fault: self.book.fault(name).map(str::to_string),
             console: e.console.map(|s| s.as_str().to_string()),
             host: self.cfg.cluster.as_ref().map(|c| c.host.clone()),
+            delivery: e.delivery.filter(|_| e.power == crate::protocol::PowerState::On).map(|d| d.as_str().to_string()),
         })
     }
 
