@@ -217,7 +217,11 @@ fn every_front_door_shows_the_whole_lab() {
         });
     lab1.start_labd();
     lab2.start_labd();
-    lab1.wait_for(Duration::from_secs(10), "lab1 to see lab2's boards", || status_rows(&lab1).len() == 4);
+    // Registered first, published a moment later: wait for both.
+    lab1.wait_for(Duration::from_secs(10), "lab1 to see lab2's boards", || {
+        let rows = status_rows(&lab1);
+        rows.len() == 4 && rows.iter().all(|r| r["state"] == "available")
+    });
     let rows = status_rows(&lab1);
     assert_eq!(row(&rows, "lab1-rockpro64-1")["host"], "lab1");
     assert_eq!(row(&rows, "lab2-pine64-1")["host"], "lab2");
@@ -226,7 +230,10 @@ fn every_front_door_shows_the_whole_lab() {
     let classes = ok(&lab1.req(json!({"fn": "classes"}))).clone();
     assert_eq!(
         classes,
-        json!([{"class": "pine64", "total": 1, "available": 1}, {"class": "rockpro64", "total": 3, "available": 3}])
+        json!([
+            {"class": "pine64", "total": 1, "available": 1, "waiting": 0},
+            {"class": "rockpro64", "total": 3, "available": 3, "waiting": 0}
+        ])
     );
 
     // A claim on lab2 shows through lab1, --mine included.
@@ -254,7 +261,7 @@ fn every_front_door_shows_the_whole_lab() {
     let classes = ok(&lab1.req(json!({"fn": "classes", "available": true}))).clone();
     assert_eq!(
         classes,
-        json!([{"class": "rockpro64", "total": 3, "available": 2}]),
+        json!([{"class": "rockpro64", "total": 3, "available": 2, "waiting": 0}]),
         "offline boards are not available"
     );
 
