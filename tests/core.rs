@@ -504,20 +504,7 @@ fn a_second_labd_on_the_same_state_says_at_once_that_one_runs() {
 fn a_port_that_is_on_but_delivers_no_power_shows_as_such() {
     let lab = Lab::up(2, "rockpro64", |t| t);
     // rockpro64-2's splitter is dead (labsim's switch/splitter.GROUP.PORT).
-    let port_of = |board: &str| -> u32 {
-        let t = std::fs::read_to_string(lab.path().join(format!("boards.d/{board}.toml"))).unwrap();
-        let line = t.lines().find(|l| l.starts_with("power")).unwrap();
-        line.split("port")
-            .nth(1)
-            .unwrap()
-            .trim_start_matches([' ', '='])
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    std::fs::write(lab.path().join(format!("switch/splitter.1.{}", port_of("rockpro64-2"))), "dead\n").unwrap();
+    std::fs::write(lab.path().join(format!("switch/splitter.1.{}", lab.board_port("rockpro64-2"))), "dead\n").unwrap();
     let a = ok(&lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}))).clone();
     let b = ok(&lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}))).clone();
     assert_eq!((a["board"].as_str(), b["board"].as_str()), (Some("rockpro64-1"), Some("rockpro64-2")));

@@ -365,21 +365,6 @@ fn a_jail_finished_for_a_claim_that_ended_is_removed_and_the_board_stays_off() {
     ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
 }
 
-/// The board's port on the switch, from its file.
-fn board_port(lab: &Lab, board: &str) -> u32 {
-    let text = std::fs::read_to_string(lab.path().join(format!("boards.d/{board}.toml"))).unwrap();
-    let line = text.lines().find(|l| l.starts_with("power")).expect("power line");
-    let at = line.find("port").unwrap();
-    line[at..]
-        .trim_start_matches("port")
-        .trim_start_matches([' ', '='])
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// The attack: from a jail, an SNMP set to the switch on the host's
 /// management network (community `private`) to power off another user's
 /// board. The switch here is a second snmpd over the lab's own port table,
@@ -447,7 +432,7 @@ fn a_jail_reaches_neither_the_switch_nor_the_hosts_other_networks() {
     let b = ok(&b).clone();
     let bob_board = b["board"].as_str().unwrap().to_string();
     assert_eq!(lab.switch_power(&bob_board), "on");
-    let port = board_port(&lab, &bob_board);
+    let port = lab.board_port(&bob_board);
     let login = Login::new(&dir, ALICE, &a["jail"], "egress");
 
     // The attack itself: the switch does not answer a jail.

@@ -152,6 +152,21 @@ impl Lab {
         }
     }
 
+    /// The PoE port of `board`, from its board file.
+    pub fn board_port(&self, board: &str) -> u32 {
+        let text = std::fs::read_to_string(self.path().join(format!("boards.d/{board}.toml"))).unwrap();
+        let line = text.lines().find(|l| l.starts_with("power")).expect("power line");
+        let at = line.find("port").unwrap();
+        line[at..]
+            .trim_start_matches("port")
+            .trim_start_matches([' ', '='])
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     /// The running labd's pid.
     pub fn labd_pid(&self) -> u32 {
         self.labd.as_ref().expect("labd runs").id()
