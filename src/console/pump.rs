@@ -148,21 +148,14 @@ async fn acquire(
             ConsoleSource::Match(want) => {
                 let w = want.clone();
                 match tokio::task::spawn_blocking(move || resolve::find(&w)).await {
-                    Ok(Ok(found)) if found.len() == 1 => Ok(found.into_iter().next()),
-                    Ok(Ok(found)) if found.is_empty() => Err(format!("no tty matches {}", describe(want))),
-                    Ok(Ok(found)) => {
-                        let names: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
-                        shared.set_status(
-                            ConsoleState::Error,
-                            None,
-                            Some(format!(
-                                "{} match {}; add a property to tell them apart",
-                                names.join(", "),
-                                describe(want)
-                            )),
-                        );
-                        Ok(None)
-                    }
+                    Ok(Ok(found)) => match resolve::choose(found, want) {
+                        resolve::Choice::One(dev) => Ok(Some(dev)),
+                        resolve::Choice::Missing(why) => Err(why),
+                        resolve::Choice::Ambiguous(why) => {
+                            shared.set_status(ConsoleState::Error, None, Some(why));
+                            Ok(None)
+                        }
+                    },
                     Ok(Err(e)) => Err(format!("cannot list ttys: {e}")),
                     Err(e) => Err(format!("cannot list ttys: {e}")),
                 }
@@ -233,10 +226,6 @@ async fn acquire(
             }
         }
     }
-}
-
-fn describe(want: &std::collections::BTreeMap<String, String>) -> String {
-    want.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 /// Reads and writes the open device until it fails or the console stops.

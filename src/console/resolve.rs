@@ -193,6 +193,37 @@ pub fn udev_find(want: &BTreeMap<String, String>) -> io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// What a board's `console.match` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    One(PathBuf),
+    /// Nothing matches: the adapter is missing (why, for status).
+    Missing(String),
+    /// Several match: none is taken (why, naming them, for status).
+    Ambiguous(String),
+}
+
+/// `want` as a board file says it: `ID_SERIAL_SHORT=A10K1234 ID_PATH=...`.
+pub fn describe(want: &BTreeMap<String, String>) -> String {
+    want.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// The one tty of `found` (what [`find`] gave for `want`), else why not.
+pub fn choose(found: Vec<PathBuf>, want: &BTreeMap<String, String>) -> Choice {
+    match found.len() {
+        0 => Choice::Missing(format!("no tty matches {}", describe(want))),
+        1 => Choice::One(found.into_iter().next().unwrap_or_default()),
+        _ => {
+            let names: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+            Choice::Ambiguous(format!(
+                "{} match {}; add a property to tell them apart",
+                names.join(", "),
+                describe(want)
+            ))
+        }
+    }
+}
+
 /// Finds the ttys matching `want` on this host, by udev or by sysfs.
 pub fn find(want: &BTreeMap<String, String>) -> io::Result<Vec<PathBuf>> {
     if udevd_running() {
