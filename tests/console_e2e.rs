@@ -228,20 +228,3 @@ fn an_unplugged_adapter_comes_back_by_itself() {
     let me = ok(&d)["boards"].as_array().unwrap().iter().find(|b| b["board"] == board.as_str()).unwrap().clone();
     assert_eq!(me["restarts"], 0, "no actor restart was needed");
 }
-
-/// The end of a session's input is not the end of the session (a CI job
-/// records a boot with `console --read-only </dev/null`): the board's
-/// output keeps coming until the client closes or the claim ends.
-#[test]
-fn a_session_outlives_the_end_of_its_input() {
-    let lab = Lab::up(1, "rockpro64", |t| t);
-    let c = claim_booted(&lab, "root");
-    let (mut s, r) = attach(&lab, &c["handle"], true);
-    ok(&r);
-    s.stream.shutdown(std::net::Shutdown::Write).unwrap();
-    ok(&lab.req(json!({"fn": "power_cycle", "handle": c["handle"]})));
-    let got = s.read_until(Duration::from_secs(15), |g| contains(g, b"boardlab-sim U-Boot"));
-    assert!(contains(&got, b"boardlab-sim U-Boot"), "{}", String::from_utf8_lossy(&got));
-    ok(&lab.req(json!({"fn": "release", "handle": c["handle"]})));
-    assert!(s.closed_within(Duration::from_secs(5)), "the session ends with the claim");
-}

@@ -78,7 +78,6 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     };
     tokio::pin!(next_writer);
     let mut told_read_only = false;
-    let mut input_open = true;
     // A claimant's session is told 5 minutes before the lease ends (once
     // per lease end: a renew that moves it is told again).
     let mut lease_check = tokio::time::interval(LEASE_CHECK);
@@ -113,14 +112,10 @@ pub async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 }
                 None => return Ok(()),
             },
-            n = reader.read(&mut buf), if input_open => {
+            n = reader.read(&mut buf) => {
                 let n = n?;
                 if n == 0 {
-                    // The end of the client's input is not the end of the
-                    // session (as `ssh -n`): the board's output goes on
-                    // until the client closes or the claim ends.
-                    input_open = false;
-                    continue;
+                    return Ok(());
                 }
                 if let Some(wr) = &writer {
                     if let Err(e) = wr.write(&buf[..n]).await {

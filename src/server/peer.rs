@@ -189,17 +189,12 @@ pub async fn console<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
     let mut up = [0u8; 4096];
     let mut down = [0u8; 4096];
-    let mut input_open = true;
     loop {
         tokio::select! {
-            n = reader.read(&mut up), if input_open => {
+            n = reader.read(&mut up) => {
                 let n = n?;
                 if n == 0 {
-                    // The user's input ended, not the session: the host is
-                    // told (the same end of input) and its output goes on.
-                    input_open = false;
-                    rw.shutdown().await?;
-                    continue;
+                    return Ok(None);
                 }
                 rw.write_all(&up[..n]).await?;
                 rw.flush().await?;
