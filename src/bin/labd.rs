@@ -1,36 +1,16 @@
 //! labd: the boardlab daemon. See README.md and CONTRACT.md.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use boardlab::config::{Config, DEFAULT_DIR};
-
-const USAGE: &str = "usage: labd [--config DIR]\n       labd check [--config DIR]";
+use boardlab::cmdline::{Labd, LabdCommand};
+use boardlab::config::Config;
+use clap::Parser;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut check = false;
-    let mut dir = PathBuf::from(DEFAULT_DIR);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "check" if !check => check = true,
-            "--config" => match args.next() {
-                Some(d) => dir = PathBuf::from(d),
-                None => {
-                    eprintln!("labd: --config needs a directory\n{USAGE}");
-                    return ExitCode::from(2);
-                }
-            },
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("labd: unexpected argument {other:?}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    // --help and --version exit 0 here, a usage error 2.
+    let args = Labd::parse();
+    let dir = args.config;
+    let check = args.command == Some(LabdCommand::Check);
     let cfg = match Config::load(&dir) {
         Ok(c) => c,
         Err(errors) => {
