@@ -43,12 +43,15 @@ pub fn expect(mut session: Session, defaults: &Defaults, spec: &ExpectSpec) -> R
     let (mut stream, pending) = client.into_raw();
     let mut stdout = io::stdout().lock();
     let not_seen = |why: &str| format!("{} {why}", shown(&spec.pattern));
+    // What was copied last: a failure's report starts on a line of its own.
+    let mut at_line_start = true;
 
     if spec.since_claim {
         let log = Call::ConsoleLog { handle, tail: None };
         let result = Session::new(&socket, as_user.as_deref()).result(|id, a| Ok(request_line(id, &log, a)))?;
         let text = result.get("log").and_then(Value::as_str).unwrap_or("");
         let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+        at_line_start = text.is_empty() || text.ends_with('\n');
         if re.is_match(text.as_bytes()) {
             return Ok(EXIT_OK);
         }
@@ -60,6 +63,7 @@ pub fn expect(mut session: Session, defaults: &Defaults, spec: &ExpectSpec) -> R
     loop {
         if !chunk.is_empty() {
             let _ = stdout.write_all(&chunk).and_then(|()| stdout.flush());
+            at_line_start = chunk.ends_with(b"\n");
             window.extend_from_slice(&chunk);
             if re.is_match(&window) {
                 return Ok(EXIT_OK);
@@ -76,6 +80,7 @@ pub fn expect(mut session: Session, defaults: &Defaults, spec: &ExpectSpec) -> R
                 _ => {
                     let after = spec.timeout.map(format_duration).unwrap_or_default();
                     let msg = not_seen(&format!("was not seen on the console within {after}"));
+                    end_line(&mut stdout, at_line_start);
                     return Err(Failure::new(EXIT_ERROR_REPLY, "timeout", msg));
                 }
             },
@@ -84,18 +89,27 @@ pub fn expect(mut session: Session, defaults: &Defaults, spec: &ExpectSpec) -> R
         match stream.read(&mut buf) {
             Ok(0) => {
                 let msg = not_seen("was not seen before labd closed the console (the claim ended?)");
+                end_line(&mut stdout, at_line_start);
                 return Err(Failure::new(EXIT_ERROR_REPLY, "closed", msg));
             }
             Ok(n) => chunk.extend_from_slice(buf.get(..n).unwrap_or_default()),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
+                end_line(&mut stdout, at_line_start);
                 return Err(Failure::new(
                     EXIT_UNREACHABLE,
                     "unreachable",
                     format!("console on {}: {e}", socket.display()),
-                ))
+                ));
             }
         }
+    }
+}
+
+/// Ends the console's last line, so that what follows starts a line.
+fn end_line(out: &mut impl Write, at_line_start: bool) {
+    if !at_line_start {
+        let _ = out.write_all(b"\n").and_then(|()| out.flush());
     }
 }

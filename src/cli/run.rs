@@ -6,14 +6,14 @@
 //! SIGCHLD: one that comes while the command runs is passed on to it, and
 //! labcli goes on waiting for it to exit, then releases. So no signal
 //! handler runs, and none can come between the claim and the release
-//! unnoticed. The command itself starts with no signal blocked (std's
-//! `Command` clears the mask in the child). With `--wait` the signals are
+//! unnoticed. The command itself starts with no signal blocked (the child
+//! clears the mask it inherits before it execs). With `--wait` the signals are
 //! blocked once the claim is granted instead, so that Ctrl-C still stops a
 //! wait in the queue (as it stops `claim --wait`).
 //!
 //! Only SIGKILL leaves the claim behind; its lease then ends it.
 
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus};
 
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -99,6 +99,12 @@ pub fn run(mut session: Session, defaults: &Defaults, json: bool, spec: &RunSpec
         if let Some(ssh) = text(jail, "ssh") {
             cmd.env("LABD_SSH", ssh);
         }
+    }
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: pthread_sigmask is one, and
+    // nothing is allocated or locked.
+    unsafe {
+        cmd.pre_exec(|| SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
     }
     let outcome = match cmd.spawn() {
         Ok(child) => Ok(wait(child, &set)),
