@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use super::usage::{self, shown, UsageError};
+use super::help::{ABOUT, AFTER_HELP};
+use super::usage::{self, UsageError};
+pub use super::values::{compile_regex, dur_secs, REGEX_SIZE_LIMIT};
+use super::values::{dur, non_empty, regex_text, tail_lines};
 use crate::protocol::Call;
 
 /// `--wait` with no DUR: wait this many seconds (365 days), which is as good
@@ -85,44 +88,6 @@ pub struct Parsed {
     /// `--version`); nothing else is then done.
     pub help: Option<String>,
 }
-
-const ABOUT: &str = "The boardlab client: claim, power, watch and release the lab's boards";
-
-const AFTER_HELP: &str = "\
-Handles and boards:
-  A claim's HANDLE (bl-...) is a secret: with it you, and only you, act on
-  the board. Where a command takes HANDLE you may name a board you hold
-  instead (labcli finds its handle with `status --mine`), or leave it out:
-  inside a board's jail the jail's own claim is meant, elsewhere $LABD_HANDLE.
-
-Options worth knowing:
-  claim --power       power the board on as soon as it is yours
-  claim --wait[=DUR]  wait in the lab's queue for a free board (up to DUR, else 365d)
-  --json              print each result as one JSON object; every error, usage
-                      errors too, as {\"ok\":false,\"error\":{\"code\":..,\"message\":..}}
-  --as NAME           act for user NAME: labd believes it only from an account in
-                      daemon.trusted_gateways (the forced command of a shared ssh
-                      gateway); an ssh user's own words can never set it
-
-DUR is a number and a unit (ms, s, m, h, d), or several: 90s, 30m, 1h30m, 1.5h, 1d.
-
-Environment:
-  LABD_SOCKET   labd's socket when --socket is not given (else
-                /run/boardlab/jail.sock when present, else /run/boardlab/labd.sock)
-  LABD_HANDLE   the handle (or board) of a command given none, outside a jail
-  SSH_ORIGINAL_COMMAND  as an ssh forced command: the user's command line, split
-                into words like sh does (quotes, backslashes, # comments) and
-                never run by a shell; --socket, --as and `run` are refused in it
-
-With no command, requests are read from standard input, one a line (a command
-line or a JSON request object), and one JSON reply a line is written.
-
-Exit status:
-  0  success
-  1  the lab refused or failed the request (its error code on stderr);
-     `run`: the command's own status; `console --expect`: not seen in time
-  2  usage error: nothing was sent
-  3  labd unreachable (stderr names the socket and what to check)";
 
 /// labcli's command line.
 #[derive(Parser, Debug)]
@@ -347,71 +312,6 @@ impl Early {
         }
         v
     }
-}
-
-/// A value that may not be empty.
-fn non_empty(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        Err("must not be empty".into())
-    } else {
-        Ok(s.to_string())
-    }
-}
-
-/// A DUR as whole seconds, longer than zero.
-pub fn dur_secs(text: &str) -> Result<u64, String> {
-    let d = crate::util::parse_duration(text)?;
-    if d.subsec_nanos() != 0 {
-        return Err(format!("{} is not a whole number of seconds", shown(text)));
-    }
-    if d.as_secs() == 0 {
-        return Err("duration must be longer than zero".into());
-    }
-    Ok(d.as_secs())
-}
-
-/// A DUR, longer than zero.
-fn dur(text: &str) -> Result<Duration, String> {
-    let d = crate::util::parse_duration(text)?;
-    if d.is_zero() {
-        return Err("duration must be longer than zero".into());
-    }
-    Ok(d)
-}
-
-fn tail_lines(text: &str) -> Result<u64, String> {
-    let n: u64 = text.parse().map_err(|_| format!("{} is not a number of lines", shown(text)))?;
-    if n == 0 {
-        return Err("must be at least 1".into());
-    }
-    Ok(n)
-}
-
-/// Largest compiled form of an `--expect` pattern: a bound on what a
-/// hostile pattern costs (the regex crate's matching is linear anyway).
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
-/// Compiles an `--expect` pattern the way `console --expect` will.
-pub fn compile_regex(text: &str) -> Result<regex::bytes::Regex, String> {
-    regex::bytes::RegexBuilder::new(text).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_SIZE_LIMIT).build().map_err(
-        |e| match e {
-            regex::Error::CompiledTooBig(_) => "the pattern is too big".to_string(),
-            // The syntax error's own text quotes the pattern over several
-            // lines; its last line says what is wrong.
-            other => {
-                let text = other.to_string();
-                let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid pattern");
-                format!("not a valid regular expression: {}", last.trim().trim_start_matches("error: "))
-            }
-        },
-    )
-}
-
-fn regex_text(text: &str) -> Result<String, String> {
-    if text.is_empty() {
-        return Err("must not be empty".into());
-    }
-    compile_regex(text).map(|_| text.to_string())
 }
 
 /// Every command's name, in the order of the help (without `help`).

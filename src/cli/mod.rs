@@ -2,7 +2,7 @@
 //!
 //! - [`words`]: shell-like splitting of `$SSH_ORIGINAL_COMMAND` (no shell).
 //! - [`args`]: words → global options and a [`Command`], by one clap parser;
-//!   [`usage`] words its errors.
+//!   [`values`] checks option values, [`usage`] words its errors.
 //! - [`request`]: a `Call` → request line.
 //! - [`session`]: the connection, and the one rule for failures (exit
 //!   statuses 0 ok, 1 the lab refused, 2 usage, 3 labd unreachable).
@@ -24,12 +24,14 @@ pub mod client;
 pub mod console;
 pub mod expect;
 pub mod handles;
+pub mod help;
 pub mod output;
 pub mod request;
 pub mod run;
 pub mod session;
 pub mod stdin;
 pub mod usage;
+pub mod values;
 pub mod words;
 
 use std::ffi::OsString;
