@@ -43,14 +43,42 @@ DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
 # two users and the trusted ssh gateway account.
 TEST_USERS := bltest-alice bltest-bob bltest-gw
 
-.PHONY: all build deps test-users test demo demo-cluster bench lint fuzz clean
+.PHONY: all build docs install deps test-users test demo demo-cluster bench lint fuzz clean
 
 all: build
 
 # labd, labcli and labjail (what a lab host installs), and labsim, the
-# simulated lab of the demo (a crate of its own in the workspace).
+# simulated lab of the demo, with labdocs (a crate of its own in the workspace).
 build:
 	$(CARGO) build --release --workspace --bins
+
+# Man pages and shell completions, made from the clap definitions of
+# labcli, labd and labsim by labdocs (labsim's crate), in target/docs/.
+docs: build
+	rm -rf target/docs
+	target/release/labdocs man target/docs/man
+	target/release/labdocs completions target/docs/completions
+
+# What a lab host needs: labd and labjail (its jails' init, next to it) in
+# sbin, labcli in bin, their man pages and labcli's and labd's completions
+# for bash, zsh and fish. `make install PREFIX=/usr DESTDIR=pkg/` for a package.
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: docs
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 target/release/labd target/release/labjail $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 target/release/labcli $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 target/docs/man/man1/labcli*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 target/docs/man/man8/labd*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	for t in labcli labd; do \
+		install -m 0644 target/docs/completions/bash/$$t.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t; \
+		install -m 0644 target/docs/completions/zsh/_$$t $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$t; \
+		install -m 0644 target/docs/completions/fish/$$t.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$t.fish; \
+	done
 
 # Installs only what is missing, so that a rerun costs one dpkg-query.
 # Services are not started by the install: the tests and labsim start their

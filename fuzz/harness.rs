@@ -12,7 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use boardlab::cli::args::{self, Origin};
+use boardlab::cli::args::{self, Command, Origin};
+use boardlab::cli::request::{checked_request_line, request_line};
 use boardlab::cli::{plan, stdin_request, words, Plan};
 use boardlab::config::Config;
 use boardlab::protocol::{err_reply, parse_request, salvage_id, Call, MAX_LINE};
@@ -33,7 +34,7 @@ fn daemon_side(line: &str) {
             // What the daemon parsed, labcli would send the same way, and
             // the daemon would read back the same call: client and server
             // agree on every function and argument.
-            let again = args::request_line(1, &req.call, req.on_behalf_of.as_deref());
+            let again = request_line(1, &req.call, req.on_behalf_of.as_deref());
             let back = parse_request(&again).unwrap_or_else(|e| panic!("{again:?} does not parse back: {e:?}"));
             assert_eq!(back.call, req.call, "round trip changed the call");
             assert_eq!(back.on_behalf_of, req.on_behalf_of);
@@ -55,7 +56,7 @@ pub fn request(data: &[u8]) {
 }
 
 fn check_call(call: &Call, as_user: Option<&str>) {
-    if let Ok(line) = args::checked_request_line(7, call, as_user) {
+    if let Ok(line) = checked_request_line(7, call, as_user) {
         assert!(line.len() <= MAX_LINE);
         let req = parse_request(&line).unwrap_or_else(|e| panic!("labcli sent {line:?}, labd refused it: {e:?}"));
         assert_eq!(&req.call, call, "labd read a different call than labcli sent");
@@ -75,12 +76,13 @@ pub fn forced_command(data: &[u8]) {
         if let Ok(p) = args::parse(&ws, Origin::Remote) {
             assert_eq!(p.globals.socket, None, "remote words chose the socket");
             assert_eq!(p.globals.as_user, None, "remote words chose the identity");
-            if let Some(c) = &p.call {
+            assert!(!matches!(p.command, Some(Command::Run(_))), "remote words run a command");
+            if let Some(Command::Call(c)) = &p.command {
                 check_call(c, None);
             }
         }
         if let Ok(p) = args::parse(&ws, Origin::Argv) {
-            if let Some(c) = &p.call {
+            if let Some(Command::Call(c)) = &p.command {
                 check_call(c, p.globals.as_user.as_deref());
             }
         }
@@ -89,16 +91,19 @@ pub fn forced_command(data: &[u8]) {
     // The ssh forced command `labcli --as alice` with the user's string.
     let argv = ["--as".to_string(), "alice".to_string()];
     match plan(&argv, Some(s)) {
-        Ok(Plan::Single { globals, call }) => {
+        Ok(Plan::Single { globals, command }) => {
             assert_eq!(globals.as_user.as_deref(), Some("alice"), "identity changed by {s:?}");
             assert_eq!(globals.socket, None, "socket chosen by {s:?}");
-            check_call(&call, Some("alice"));
+            assert!(!matches!(command, Command::Run(_)), "{s:?} runs a command on the lab host");
+            if let Command::Call(call) = &command {
+                check_call(call, Some("alice"));
+            }
         }
         Ok(Plan::Stdin { globals }) => {
             assert_eq!(globals.as_user.as_deref(), Some("alice"));
             assert_eq!(globals.socket, None);
         }
-        Ok(Plan::Help) | Err(_) => {}
+        Ok(Plan::Help(_)) | Err(_) => {}
     }
     let _ = plan(&[], Some(s));
     // One stdin line of a forced-command session.

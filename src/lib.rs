@@ -10,6 +10,7 @@ pub mod addr;
 pub mod claims;
 pub mod cli;
 pub mod cluster;
+pub mod cmdline;
 pub mod config;
 pub mod console;
 pub mod daemon;

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::{code, ok, Lab, LABD};
+use common::{code, ok, Lab, ALICE, LABD};
 use serde_json::{json, Value};
 
 /// A labsim lab that is host `host` of the lab on `etcd`; `edit` may
@@ -244,6 +244,12 @@ fn every_front_door_shows_the_whole_lab() {
     let mine = ok(&lab1.req(json!({"fn": "status", "mine": true}))).clone();
     assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
     assert_eq!(mine[0]["board"], "lab2-pine64-1");
+    // With its handle, for its claimant only (from the claim etcd holds).
+    assert_eq!(mine[0]["handle"], c["handle"], "{mine}");
+    let h = c["handle"].as_str().unwrap();
+    assert!(!lab1.req(json!({"fn": "status"})).to_string().contains(h), "the full status shows a handle");
+    let theirs = lab1.as_user(ALICE, &[json!({"fn": "status", "mine": true}), json!({"fn": "status"})]);
+    assert!(!serde_json::to_string(&theirs).unwrap().contains(h), "alice sees root's handle: {theirs:?}");
 
     // lab2 killed: its boards offline within 10 s, its claim kept.
     lab2.kill9_labd();

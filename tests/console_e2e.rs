@@ -139,7 +139,7 @@ fn sessions_and_logs_belong_to_their_claim() {
         assert!(t0.elapsed() < Duration::from_secs(5), "alice's console session outlived her claim");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "labcli console ends cleanly when the claim ends");
+    assert_eq!(status.code(), Some(1), "labcli console says the claim ended, and how, and exits 1");
     let mut out = Vec::new();
     {
         use std::io::Read;
@@ -227,4 +227,42 @@ fn an_unplugged_adapter_comes_back_by_itself() {
     let d = lab.req(json!({"fn": "dump"}));
     let me = ok(&d)["boards"].as_array().unwrap().iter().find(|b| b["board"] == board.as_str()).unwrap().clone();
     assert_eq!(me["restarts"], 0, "no actor restart was needed");
+}
+
+/// How a CI job records a boot: `labcli console --read-only </dev/null`
+/// keeps streaming after its input ended, until the claim ends.
+#[test]
+fn labcli_console_from_dev_null_records_the_boot() {
+    let lab = Lab::up(1, "rockpro64", |t| t);
+    let c = claim_booted(&lab, "root");
+    let h = c["handle"].as_str().unwrap().to_string();
+    let mut cli = lab.labcli_as("root");
+    let mut child = cli
+        .args(["console", &h, "--read-only"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "labcli ended with its input");
+    ok(&lab.req(json!({"fn": "power_cycle", "handle": h})));
+    std::thread::sleep(Duration::from_secs(3));
+    ok(&lab.req(json!({"fn": "release", "handle": h})));
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "labcli outlived the claim");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = Vec::new();
+    {
+        use std::io::Read;
+        child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("boardlab-sim U-Boot"), "the boot was recorded: {text}");
+    assert!(text.contains("was released"), "{text}");
+    assert_eq!(status.code(), Some(1), "the claim ended under the session");
 }

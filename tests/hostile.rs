@@ -602,7 +602,7 @@ fn hostile_forced_commands_over_ssh() {
         (BOB, "force-release '%s%n%x'".into(), 1, "permission_denied"),
         (BOB, "dump".into(), 1, "permission_denied"),
         (BOB, "release \u{202e}gnp.exe".into(), 1, "not_claimed"),
-        (BOB, format!("status; touch {c}"), 2, "unknown"),
+        (BOB, format!("status; touch {c}"), 2, "unknown command"),
         (BOB, format!("$(touch {c})"), 2, "unknown command"),
         (BOB, format!("status\ntouch {c}"), 2, ""),
         (BOB, "status 'unterminated".into(), 2, "unterminated"),
@@ -613,7 +613,9 @@ fn hostile_forced_commands_over_ssh() {
         (BOB, "claim pine64 --lease 99999999999999999999s".into(), 2, "too large"),
         (ALICE, format!("renew {h} --lease 99999999999999999999s"), 2, "too large"),
         (ALICE, format!("renew {h} --lease 2d"), 1, "bad_request"),
-        (ALICE, format!("release {h} extra"), 2, "at most one"),
+        (ALICE, format!("release {h} extra"), 2, "unexpected argument"),
+        (BOB, format!("run pine64 -- touch {c}"), 2, "`run` is not available"),
+        (BOB, "release rockpro64-1".into(), 1, "not_claimed"),
     ];
     for (user, cmd, want, text) in &cases {
         let key = if *user == ALICE { &alice_key } else { &bob_key };

@@ -47,6 +47,12 @@ fn answer(req: &Value) -> Option<Value> {
     match req.get("fn").and_then(Value::as_str) {
         Some("whoami") => ok(json!({"user": "alice", "uid": 1000, "admin": false})),
         Some("classes") => ok(json!([{"class": "rockpro64", "total": 3, "available": 2}])),
+        Some("status") if req.get("mine") == Some(&json!(true)) => {
+            let mut b = board("rockpro64-2", "claimed", json!("alice"));
+            b["handle"] = json!("bl-0000000000000000000000000000beef");
+            ok(json!([b]))
+        }
+        Some("known_hosts") => ok(json!({"known_hosts": "@cert-authority * ssh-ed25519 AAAAC3Nz lab"})),
         Some("status") => {
             ok(json!(
                 [board("rockpro64-1", "available", Value::Null), board("rockpro64-2", "claimed", json!("alice")),]
@@ -85,10 +91,21 @@ fn serve(stream: UnixStream, log: Arc<Mutex<Log>>) {
             return;
         }
         if req.get("fn") == Some(&json!("console")) {
-            // Raw mode from here on: a banner, then everything until EOF.
+            // Raw mode from here on: a banner, then everything until the
+            // client closes or stops typing for a while (labcli keeps the
+            // session open when its input ends; the daemon ends it).
             let _ = writer.write_all(b"U-Boot banner\n");
             let mut input = Vec::new();
-            let _ = reader.read_to_end(&mut input);
+            let _ = reader.get_ref().set_read_timeout(Some(std::time::Duration::from_millis(700)));
+            let mut chunk = [0u8; 1024];
+            input.extend_from_slice(reader.buffer());
+            reader.consume(reader.buffer().len());
+            loop {
+                match std::io::Read::read(&mut reader, &mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => input.extend_from_slice(&chunk[..n]),
+                }
+            }
             let _ = writer.write_all(b"bye\n");
             let mut l = log.lock().unwrap();
             l.console_input = input;
@@ -132,6 +149,11 @@ impl FakeLabd {
 /// Runs labcli with `$LABD_SOCKET` pointing at `socket`, optionally with
 /// `$SSH_ORIGINAL_COMMAND` and a stdin text (else stdin is /dev/null).
 fn run(socket: &Path, args: &[&str], ssh_cmd: Option<&str>, stdin: Option<&str>) -> Output {
+    run_env(socket, args, ssh_cmd, stdin, &[])
+}
+
+/// [`run`] with extra environment variables.
+fn run_env(socket: &Path, args: &[&str], ssh_cmd: Option<&str>, stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(LABCLI);
     cmd.args(args)
         .env("LABD_SOCKET", socket)
@@ -139,6 +161,7 @@ fn run(socket: &Path, args: &[&str], ssh_cmd: Option<&str>, stdin: Option<&str>)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.env_remove("LABD_HANDLE").envs(env.iter().copied());
     if let Some(c) = ssh_cmd {
         cmd.env("SSH_ORIGINAL_COMMAND", c);
     }
@@ -175,7 +198,7 @@ fn sends_the_exact_request_json() {
         ),
         (&["status", "--mine"], r#"{"id":1,"fn":"status","mine":true}"#),
         (&["classes"], r#"{"id":1,"fn":"classes","available":false}"#),
-        (&["release"], r#"{"id":1,"fn":"release"}"#),
+        (&["release", "bl-1"], r#"{"id":1,"fn":"release","handle":"bl-1"}"#),
         (&["renew", "bl-1", "--lease", "1d"], r#"{"id":1,"fn":"renew","handle":"bl-1","lease":86400}"#),
         (&["power-cycle", "bl-1"], r#"{"id":1,"fn":"power_cycle","handle":"bl-1"}"#),
         (&["log", "--tail", "20", "bl-1"], r#"{"id":1,"fn":"console_log","handle":"bl-1","tail":20}"#),
@@ -258,10 +281,91 @@ fn usage_errors_are_exit_2_and_send_nothing() {
 }
 
 #[test]
-fn help_is_exit_0() {
+fn help_and_version_are_exit_0() {
     let o = run(Path::new("/nonexistent"), &["--help"], None, None);
     assert_eq!(o.status.code(), Some(0));
-    assert!(stdout(&o).starts_with("usage: labcli"));
+    for needle in ["Usage: labcli", "--power", "--as", "--json", "LABD_SOCKET", "LABD_HANDLE", "Exit status"] {
+        assert!(stdout(&o).contains(needle), "{needle}: {}", stdout(&o));
+    }
+    for args in [&["help"][..], &["help", "claim"], &["claim", "--help"], &["release", "-h"], &["run", "--help"]] {
+        let o = run(Path::new("/nonexistent"), args, None, None);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("Usage: labcli"), "{args:?}");
+    }
+    assert!(stdout(&run(Path::new("/x"), &["help", "claim"], None, None)).contains("--wait"));
+    let o = run(Path::new("/nonexistent"), &["--version"], None, None);
+    assert_eq!((o.status.code(), stdout(&o)), (Some(0), format!("labcli {}\n", env!("CARGO_PKG_VERSION"))));
+}
+
+#[test]
+fn missing_handle_is_a_usage_error_outside_a_jail() {
+    let lab = FakeLabd::start();
+    for args in [&["release"][..], &["power-cycle"], &["renew", "--lease", "1h"], &["log"], &["console"]] {
+        let o = lab.run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("needs a HANDLE"), "{}", stderr(&o));
+    }
+    assert_eq!(lab.connections(), 0);
+    // LABD_HANDLE is the default; a board name is looked up in `status --mine`.
+    let o = run_env(&lab.socket, &["release"], None, None, &[("LABD_HANDLE", "bl-9")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run_env(&lab.socket, &["power-on"], None, None, &[("LABD_HANDLE", "rockpro64-2")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = lab.run(&["renew", "rockpro64-2", "--lease", "1h30m"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A name the caller does not hold goes to labd as it is.
+    let o = lab.run(&["log", "rockpro64-1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let beef = "bl-0000000000000000000000000000beef";
+    assert_eq!(
+        lab.lines(),
+        vec![
+            r#"{"id":1,"fn":"release","handle":"bl-9"}"#.to_string(),
+            r#"{"id":1,"fn":"status","mine":true}"#.to_string(),
+            format!(r#"{{"id":2,"fn":"power_on","handle":"{beef}"}}"#),
+            r#"{"id":1,"fn":"status","mine":true}"#.to_string(),
+            format!(r#"{{"id":2,"fn":"renew","handle":"{beef}","lease":5400}}"#),
+            r#"{"id":1,"fn":"status","mine":true}"#.to_string(),
+            r#"{"id":2,"fn":"console_log","handle":"rockpro64-1"}"#.to_string(),
+        ]
+    );
+}
+
+#[test]
+fn every_error_has_one_json_shape_under_json() {
+    let lab = FakeLabd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone.sock");
+    for (socket, args, exit, code) in [
+        (&lab.socket, &["--json", "frob"][..], 2, "usage"),
+        (&lab.socket, &["claim", "--json"], 2, "usage"),
+        (&lab.socket, &["release", "--json"], 2, "usage"),
+        (&lab.socket, &["release", "bad", "--json"], 1, "not_claimed"),
+        (&gone, &["status", "--json"], 3, "unreachable"),
+    ] {
+        let o = run(socket, args, None, None);
+        assert_eq!(o.status.code(), Some(exit), "{args:?}");
+        let v: Value = serde_json::from_str(stdout(&o).trim_end()).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert_eq!(v["ok"], json!(false), "{args:?}");
+        assert_eq!(v["error"]["code"], json!(code), "{args:?}: {v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{args:?}");
+        assert_eq!(v.as_object().unwrap().len(), 2, "{v}");
+        assert_eq!(stdout(&o).lines().count(), 1);
+        assert!(stderr(&o).starts_with("labcli: "), "{args:?}: {}", stderr(&o));
+    }
+    // Unreachable names the socket and what to check.
+    let o = run(&gone, &["status"], None, None);
+    let e = stderr(&o);
+    assert!(e.contains(&gone.display().to_string()) && e.contains("is labd running"), "{e}");
+}
+
+#[test]
+fn known_hosts_prints_the_line() {
+    let lab = FakeLabd::start();
+    let o = lab.run(&["known-hosts"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "@cert-authority * ssh-ed25519 AAAAC3Nz lab\n");
+    assert_eq!(lab.lines(), vec![r#"{"id":1,"fn":"known_hosts"}"#.to_string()]);
 }
 
 #[test]
@@ -354,7 +458,7 @@ fn stdin_mode_answers_one_json_line_per_request() {
     assert_eq!(
         replies[2],
         json!({"id": null, "ok": false,
-        "error": {"code": "bad_request", "message": "unknown option \"-rf\""}})
+        "error": {"code": "bad_request", "message": "unknown command \"status;\" (did you mean \"status\"?)"}})
     );
     assert_eq!(replies[3]["error"]["code"], json!("not_claimed"));
     assert_eq!(replies[4]["error"]["code"], json!("bad_request"));

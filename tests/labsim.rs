@@ -120,7 +120,14 @@ fn usage_errors_exit_2() {
     ] {
         let out = labsim(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Usage: labsim") || err.contains("--help"), "{args:?}: {err}");
+    }
+    // Help and version need no --dir.
+    for args in [&["--help"][..], &["-h"], &["up", "--help"], &["help", "power"], &["--version"]] {
+        let out = labsim(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("labsim"), "{args:?}");
     }
 }
 

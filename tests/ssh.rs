@@ -155,3 +155,60 @@ fn console_over_ssh_with_a_terminal() {
     // The claim is untouched by the detach.
     assert_eq!(lab.board("rockpro64-1")["user"], ALICE);
 }
+
+/// What labcli gained over ssh: help and version from the forced command,
+/// a board named for its handle (the gateway's user's own), `console
+/// --expect` for CI jobs, and `run` refused (it would run a command on the
+/// lab host).
+#[test]
+fn help_board_names_expect_and_no_run_over_ssh() {
+    let lab = Lab::up(1, "rockpro64", |t| t.replace("admins = []", "admins = []\ntrusted_gateways = [\"bltest-gw\"]"));
+    let d = tempfile::Builder::new().prefix("bltest-ssh-").tempdir().unwrap();
+    keygen(&d.path().join("bob"));
+    let pubkey = std::fs::read_to_string(d.path().join("bob.pub")).unwrap();
+    let line = format!("command=\"{LABCLI} --socket {} --as {BOB}\",restrict {pubkey}", lab.sock().display());
+    let sshd = start_sshd(d.path(), &[(GATEWAY, line)]);
+    let key = d.path().join("bob");
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let out = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    for cmd in ["--help", "help claim", "release --help", "--version"] {
+        let o = sshd.run(GATEWAY, &key, Some(cmd), "");
+        assert_eq!(o.status.code(), Some(0), "{cmd}: {}", err(&o));
+        assert!(out(&o).starts_with("labcli") || out(&o).contains("Usage: labcli"), "{cmd}: {}", out(&o));
+    }
+
+    // `run` would run a command on the lab host: refused, nothing claimed.
+    let canary = d.path().join("canary");
+    for cmd in [
+        format!("run rockpro64 -- touch {}", canary.display()),
+        format!("--json run rockpro64 --power -- sh -c 'touch {}'", canary.display()),
+    ] {
+        let o = sshd.run(GATEWAY, &key, Some(&cmd), "");
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", err(&o));
+        assert!(err(&o).contains("`run` is not available"), "{}", err(&o));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!canary.exists(), "run ran a command over ssh");
+    assert!(lab.board("rockpro64-1")["user"].is_null(), "run claimed over ssh");
+    let o = sshd.run(GATEWAY, &key, Some("--json run x -- id"), "");
+    assert_eq!(serde_json::from_slice::<Value>(&o.stdout).unwrap()["error"]["code"], "usage");
+
+    // Claim, wait for the boot prompt, act on the board by its name.
+    let o = sshd.run(GATEWAY, &key, Some("claim rockpro64 --power --json"), "");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let claim: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = sshd.run(GATEWAY, &key, Some("console rockpro64-1 --expect '=> ' --since-claim --timeout 30s"), "");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).contains("boardlab-sim U-Boot"), "{}", out(&o));
+    let o = sshd.run(GATEWAY, &key, Some("status --mine --json"), "");
+    let mine: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(mine[0]["handle"], claim["handle"], "the gateway's user sees their own handle");
+    let o = sshd.run(GATEWAY, &key, Some("release rockpro64-1"), "");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(lab.board("rockpro64-1")["user"].is_null(), "released by name over ssh");
+    // No handle over ssh (no jail there): a usage error.
+    let o = sshd.run(GATEWAY, &key, Some("power-on --json"), "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("needs a HANDLE"), "{}", err(&o));
+}

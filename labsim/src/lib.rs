@@ -36,6 +36,7 @@
 //! board processes at all (only the switch).
 
 pub mod board;
+pub mod cli;
 pub mod dhcp;
 pub mod lab;
 pub mod net;

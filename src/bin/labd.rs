@@ -3,49 +3,18 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use boardlab::config::{Config, DEFAULT_DIR};
-
-const USAGE: &str = "usage: labd [--config DIR]
-       labd check [--config DIR]
-       labd ca init [PATH] [--config DIR]   make the jails' SSH host CA key (PATH: [jail] host_ca, else /etc/boardlab/host_ca)";
+use boardlab::cmdline::{CaCommand, Labd, LabdCommand};
+use boardlab::config::Config;
+use clap::Parser;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut check = false;
-    let mut ca_init: Option<Option<PathBuf>> = None;
-    let mut dir = PathBuf::from(DEFAULT_DIR);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "check" if !check && ca_init.is_none() => check = true,
-            "ca" if !check && ca_init.is_none() => match args.next().as_deref() {
-                Some("init") => ca_init = Some(None),
-                other => {
-                    let other = other.map_or("nothing".to_string(), |o| format!("{o:?}"));
-                    eprintln!("labd: `ca` wants `init`, not {other}\n{USAGE}");
-                    return ExitCode::from(2);
-                }
-            },
-            p if matches!(ca_init, Some(None)) && !p.starts_with('-') => ca_init = Some(Some(PathBuf::from(p))),
-            "--config" => match args.next() {
-                Some(d) => dir = PathBuf::from(d),
-                None => {
-                    eprintln!("labd: --config needs a directory\n{USAGE}");
-                    return ExitCode::from(2);
-                }
-            },
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("labd: unexpected argument {other:?}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
+    // --help and --version exit 0 here, a usage error 2.
+    let args = Labd::parse();
+    let dir = args.config;
+    if let Some(LabdCommand::Ca(CaCommand::Init { path })) = &args.command {
+        return init_ca(&dir, path.clone());
     }
-    if let Some(path) = ca_init {
-        return init_ca(&dir, path);
-    }
+    let check = args.command == Some(LabdCommand::Check);
     let cfg = match Config::load(&dir) {
         Ok(c) => c,
         Err(errors) => {

@@ -2,19 +2,14 @@
 //! configuration as one JSON line on stdin). Not meant to be run by hand;
 //! see `boardlab::jail::init` for the protocol.
 
+use boardlab::cmdline::{Labjail, LabjailCommand};
+use clap::Parser;
+
 fn main() {
-    let code = match std::env::args().nth(1).as_deref() {
-        Some("start") => boardlab::jail::init::start_main(),
-        Some("console") => {
-            let args: Vec<String> = std::env::args().skip(2).collect();
-            boardlab::jail::console::console_main(&args)
-        }
-        _ => {
-            eprintln!(
-                "labjail is the jail init started by labd (`labjail start`, config on stdin); it is not run by hand"
-            );
-            2
-        }
+    // --help and --version exit 0, anything else unknown 2.
+    let code = match Labjail::parse().command {
+        LabjailCommand::Start => boardlab::jail::init::start_main(),
+        LabjailCommand::Console { pid, start, pty } => boardlab::jail::console::console_main(&[pid, start, pty]),
     };
     std::process::exit(code);
 }

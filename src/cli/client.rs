@@ -107,7 +107,7 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Connect { path, err } => {
-                write!(f, "cannot connect to labd at {}: {err}", path.display())
+                write!(f, "cannot connect to labd at {}: {err}; {}", path.display(), connect_hint(err))
             }
             ClientError::Send { path, err } => {
                 write!(f, "cannot send to labd at {}: {err}", path.display())
@@ -126,6 +126,23 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
+
+/// What to check when the socket does not answer.
+fn connect_hint(err: &io::Error) -> &'static str {
+    match err.kind() {
+        io::ErrorKind::NotFound => {
+            "no socket there: is labd running, and does --socket or LABD_SOCKET name its socket (daemon.socket)?"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "you may not use that socket: is your account in its group (daemon.socket_group)? \
+             (a new group needs a new login)"
+        }
+        io::ErrorKind::ConnectionRefused => {
+            "nobody listens there: labd is not running (the file is left from one that stopped)"
+        }
+        _ => "is labd running, and does --socket or LABD_SOCKET name its socket?",
+    }
+}
 
 /// One connection to labd.
 pub struct Client {

@@ -1,8 +1,9 @@
 //! The client side of `console`: after the daemon's `{"ok":true}`, the
 //! connection carries raw serial bytes both ways.
 //!
-//! One thread and `poll(2)` over stdin and the socket, so that either side
-//! closing ends the session without a second thread left blocked. When stdin
+//! One thread and `poll(2)` over stdin and the socket, so that the daemon
+//! closing ends the session without a second thread left blocked (the end
+//! of stdin does not: the output keeps coming, as with `ssh -n`). When stdin
 //! is a terminal it is put in raw mode (so Ctrl-C reaches the board) and
 //! restored by a guard on every way out of [`run`], panics included. Typing
 //! `~.` right after a newline detaches, as in ssh; `~~` sends one `~`.
@@ -10,7 +11,6 @@
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use std::io::{self, IsTerminal, Write};
-use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 
@@ -86,8 +86,9 @@ fn write_out(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Runs the session. `pending` holds console bytes that arrived with the
-/// reply. Returns when the user detaches or the daemon closes.
-pub fn run(stream: UnixStream, pending: &[u8], read_only: bool) -> io::Result<()> {
+/// reply. Returns when the user detaches or the daemon closes: whether the
+/// session ended with the claim (the daemon's last line says how).
+pub fn run(stream: UnixStream, pending: &[u8], read_only: bool) -> io::Result<bool> {
     let mut stdout = io::stdout().lock();
     let raw = RawMode::enter();
     if raw.is_some() {
@@ -102,20 +103,25 @@ pub fn run(stream: UnixStream, pending: &[u8], read_only: bool) -> io::Result<()
         Ok(End::Detached) => {
             let _ = io::stderr().write_all(b"\n[console detached]\n");
         }
-        Ok(End::Closed) => {
+        Ok(End::Closed { .. }) => {
             let _ = io::stderr().write_all(b"\n[console closed by labd]\n");
         }
         Err(_) => {}
     }
-    result.map(|_| ())
+    result.map(|e| matches!(e, End::Closed { claim_ended: true }))
 }
+
+/// The daemon's last line when a claim's session ends with the claim:
+/// `[boardlab: your claim on B expired at T; console closed]`.
+const CLAIM_ENDED: &[u8] = b"; console closed]";
 
 /// How a session ended.
 enum End {
     /// The user typed `~.`.
     Detached,
-    /// The daemon closed the connection.
-    Closed,
+    /// The daemon closed the connection (`claim_ended`: saying the claim
+    /// ended).
+    Closed { claim_ended: bool },
 }
 
 fn pump(stream: &UnixStream, stdout: &mut impl Write, read_only: bool) -> io::Result<End> {
@@ -126,6 +132,8 @@ fn pump(stream: &UnixStream, stdout: &mut impl Write, read_only: bool) -> io::Re
     let mut stdin_open = true;
     let mut buf = vec![0u8; 16 * 1024];
     let mut fwd = Vec::with_capacity(buf.len() + 1);
+    // The last bytes the daemon sent, for its closing line.
+    let mut tail: Vec<u8> = Vec::with_capacity(256);
     let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
     loop {
         let mut fds = vec![PollFd::new(sock_fd, PollFlags::POLLIN)];
@@ -143,8 +151,19 @@ fn pump(stream: &UnixStream, stdout: &mut impl Write, read_only: bool) -> io::Re
         drop(fds);
         if sock_ready {
             match nix::unistd::read(sock_fd.as_raw_fd(), &mut buf) {
-                Ok(0) => return Ok(End::Closed),
-                Ok(n) => write_out(stdout, buf.get(..n).unwrap_or_default())?,
+                Ok(0) => {
+                    let text = String::from_utf8_lossy(&tail);
+                    let claim_ended = text.trim_end().ends_with(std::str::from_utf8(CLAIM_ENDED).unwrap_or("]"));
+                    return Ok(End::Closed { claim_ended });
+                }
+                Ok(n) => {
+                    let got = buf.get(..n).unwrap_or_default();
+                    tail.extend_from_slice(got);
+                    if tail.len() > 256 {
+                        tail.drain(..tail.len() - 256);
+                    }
+                    write_out(stdout, got)?
+                }
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -152,10 +171,11 @@ fn pump(stream: &UnixStream, stdout: &mut impl Write, read_only: bool) -> io::Re
         if stdin_ready {
             match nix::unistd::read(stdin_fd.as_raw_fd(), &mut buf) {
                 Ok(0) | Err(_) => {
-                    // Nothing more to send; keep showing output until the
-                    // daemon closes.
+                    // Nothing more to send (`</dev/null`, as `ssh -n`):
+                    // keep showing output until the daemon closes (the
+                    // claim ended) or we are stopped. The connection stays
+                    // open both ways: its end would end the session.
                     stdin_open = false;
-                    let _ = stream.shutdown(Shutdown::Write);
                 }
                 Ok(n) => {
                     fwd.clear();

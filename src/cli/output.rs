@@ -100,6 +100,8 @@ fn render_status(result: &Value) -> Option<String> {
     let with_note = list.iter().any(|b| !matches!(b.get("fault"), None | Some(Value::Null)));
     let with_console = list.iter().any(|b| !matches!(b.get("console"), None | Some(Value::Null)));
     let with_host = list.iter().any(|b| b.get("host").is_some_and(Value::is_string));
+    // `status --mine`: the caller's own claims carry their handles.
+    let with_handle = list.iter().any(|b| b.get("handle").is_some_and(Value::is_string));
     let mut header = vec!["BOARD", "CLASS", "STATE", "USER", "POWER", "EXPIRES"];
     if with_host {
         header.insert(1, "HOST");
@@ -109,6 +111,9 @@ fn render_status(result: &Value) -> Option<String> {
     }
     if with_note {
         header.push("FAULT");
+    }
+    if with_handle {
+        header.push("HANDLE");
     }
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -135,6 +140,9 @@ fn render_status(result: &Value) -> Option<String> {
             }
             if with_note {
                 row.push(field(b, "fault"));
+            }
+            if with_handle {
+                row.push(field(b, "handle"));
             }
             row
         })
@@ -295,15 +303,6 @@ pub fn render(f: &str, result: &Value) -> String {
     })
 }
 
-/// The stderr line for an error reply: `labcli: <message> (<code>)`.
-pub fn error_line(reply: &Value) -> String {
-    let err = reply.get("error");
-    let text = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str).map(cell_text);
-    let message = text("message").unwrap_or_else(|| "request failed".into());
-    let code = text("code").unwrap_or_else(|| "unknown".into());
-    format!("labcli: {message} ({code})\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +372,15 @@ mod tests {
     }
 
     #[test]
+    fn status_mine_shows_handles() {
+        let mut b = board("b1", "claimed", json!("alice"));
+        b["handle"] = json!("bl-00ff");
+        let out = render("status", &json!([b]));
+        assert!(out.starts_with("BOARD  CLASS      STATE    USER   POWER  EXPIRES  HANDLE\n"), "{out}");
+        assert!(out.contains("  bl-00ff\n"), "{out}");
+    }
+
+    #[test]
     fn status_shows_faults() {
         let mut b = board("b1", "faulted", Value::Null);
         b["fault"] = json!("switch\u{1b}[2J timeout");
@@ -436,12 +444,5 @@ mod tests {
         assert_eq!(render("console_log", &json!("\u{1b}]0;pwned\u{7}ok\r\n")), "\\u{1b}]0;pwned\\u{7}ok\n");
         assert_eq!(render("console_log", &json!("a\rb\r\n")), "a\\rb\n");
         assert_eq!(render("console_log", &json!("")), "");
-    }
-
-    #[test]
-    fn error_lines() {
-        let r = json!({"id": 1, "ok": false, "error": {"code": "not_claimed", "message": "no such handle"}});
-        assert_eq!(error_line(&r), "labcli: no such handle (not_claimed)\n");
-        assert_eq!(error_line(&json!({"ok": false})), "labcli: request failed (unknown)\n");
     }
 }

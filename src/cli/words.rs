@@ -1,109 +1,51 @@
-//! Shell-like word splitting for `$SSH_ORIGINAL_COMMAND` and stdin lines.
+//! Shell-like word splitting for `$SSH_ORIGINAL_COMMAND` and stdin lines,
+//! by the `shlex` crate (POSIX sh's quoting rules, nothing a shell *does*).
 //!
 //! This is the part of the ssh forced command that replaces the shell, so it
-//! does only what is needed to let users quote arguments and nothing a shell
-//! would *do*: no `$` or backtick expansion, no globs, no `;`, `|`, `&` or
-//! redirections, no comments. Those characters are plain text here; at worst
-//! they end up in a word that the argument parser then refuses.
+//! does only what is needed to let users quote arguments: no `$` or
+//! backtick expansion, no globs, no `;`, `|`, `&` or redirections. Those
+//! characters are plain text here; at worst they end up in a word that the
+//! argument parser then refuses.
 //!
-//! Quoting follows POSIX sh:
-//! - blanks (space, tab, newline, CR) separate words outside quotes;
+//! The rules (POSIX sh's):
+//! - blanks (space, tab, newline) separate words outside quotes;
 //! - `'...'` is literal up to the next `'`;
 //! - `"..."` is literal except that a backslash escapes `"`, `\`, `$` and
 //!   `` ` `` (and a backslash-newline disappears); any other backslash stays;
 //! - outside quotes a backslash makes the next character literal (and a
 //!   backslash-newline disappears);
 //! - quotes inside a word join with it (`a'b c'd` is one word `ab cd`), and
-//!   `''` is an empty word.
+//!   `''` is an empty word;
+//! - a `#` at the start of a word starts a comment, to the end of the line.
 //!
 //! An unterminated quote or a trailing backslash is an error rather than a
-//! guess. The output is never longer than the input plus one `String` per word,
-//! so any input is split in linear time and memory.
+//! guess. Trailing blanks and carriage returns are dropped first (a command
+//! typed on another system's line ends). Splitting only removes text: the
+//! words are never longer, together, than the input.
 
 use std::fmt;
 
 /// Why a string could not be split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SplitError {
-    /// A `'` with no closing `'`.
-    UnterminatedSingle,
-    /// A `"` with no closing `"`.
-    UnterminatedDouble,
-    /// A `\` as the very last character.
-    TrailingBackslash,
+    /// A quote with no closing quote, or a `\` as the very last character.
+    Unterminated,
 }
 
 impl fmt::Display for SplitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            SplitError::UnterminatedSingle => "unterminated single quote",
-            SplitError::UnterminatedDouble => "unterminated double quote",
-            SplitError::TrailingBackslash => "backslash at end of command",
+            SplitError::Unterminated => "unterminated quote, or a backslash at the end of the command",
         })
     }
 }
 
 impl std::error::Error for SplitError {}
 
-fn is_blank(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
-}
-
 /// Splits `input` into words; see the module documentation for the rules.
 pub fn split(input: &str) -> Result<Vec<String>, SplitError> {
-    let mut words = Vec::new();
-    // `Some` while inside a word: tracks `''` (an empty but present word).
-    let mut cur: Option<String> = None;
-    let mut chars = input.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if is_blank(c) => {
-                if let Some(w) = cur.take() {
-                    words.push(w);
-                }
-            }
-            '\'' => {
-                let w = cur.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        None => return Err(SplitError::UnterminatedSingle),
-                        Some('\'') => break,
-                        Some(c) => w.push(c),
-                    }
-                }
-            }
-            '"' => {
-                let w = cur.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        None => return Err(SplitError::UnterminatedDouble),
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            None => return Err(SplitError::UnterminatedDouble),
-                            Some(e @ ('"' | '\\' | '$' | '`')) => w.push(e),
-                            Some('\n') => {}
-                            Some(other) => {
-                                w.push('\\');
-                                w.push(other);
-                            }
-                        },
-                        Some(c) => w.push(c),
-                    }
-                }
-            }
-            '\\' => match chars.next() {
-                None => return Err(SplitError::TrailingBackslash),
-                // Line continuation: joins, does not start a word.
-                Some('\n') => {}
-                Some(e) => cur.get_or_insert_with(String::new).push(e),
-            },
-            c => cur.get_or_insert_with(String::new).push(c),
-        }
-    }
-    if let Some(w) = cur {
-        words.push(w);
-    }
-    Ok(words)
+    let input = input.trim_end_matches([' ', '\t', '\n', '\r']);
+    shlex::split(input).ok_or(SplitError::Unterminated)
 }
 
 #[cfg(test)]
@@ -122,7 +64,7 @@ mod tests {
     fn plain_words_and_blanks() {
         assert_eq!(ok("claim rockpro64 --power"), v(&["claim", "rockpro64", "--power"]));
         assert_eq!(ok("  status\t--mine \n"), v(&["status", "--mine"]));
-        assert_eq!(ok("a\r\nb"), v(&["a", "b"]));
+        assert_eq!(ok("a\nb\r\n"), v(&["a", "b"]));
     }
 
     #[test]
@@ -155,7 +97,6 @@ mod tests {
         assert_eq!(ok(r"\'x\'"), v(&["'x'"]));
         assert_eq!(ok(r"\\"), v(&[r"\"]));
         assert_eq!(ok("a\\\nb"), v(&["ab"]));
-        assert_eq!(ok("a \\\n b"), v(&["a", "b"]));
     }
 
     #[test]
@@ -166,12 +107,10 @@ mod tests {
 
     #[test]
     fn unterminated() {
-        assert_eq!(split("'abc"), Err(SplitError::UnterminatedSingle));
-        assert_eq!(split("\"abc"), Err(SplitError::UnterminatedDouble));
-        assert_eq!(split("\"abc\\\""), Err(SplitError::UnterminatedDouble));
-        assert_eq!(split("\"abc\\"), Err(SplitError::UnterminatedDouble));
-        assert_eq!(split("abc\\"), Err(SplitError::TrailingBackslash));
-        assert_eq!(split("'"), Err(SplitError::UnterminatedSingle));
+        for s in ["'abc", "\"abc", "\"abc\\\"", "\"abc\\", "abc\\", "'", "status 'unterminated"] {
+            assert_eq!(split(s), Err(SplitError::Unterminated), "{s:?}");
+        }
+        assert!(SplitError::Unterminated.to_string().contains("unterminated"));
     }
 
     #[test]
@@ -185,10 +124,17 @@ mod tests {
             v(&["status", "&&", "id", "||", "id", "|", "id", ">", "/tmp/y", "<", "/etc/passwd", "&"])
         );
         assert_eq!(
-            ok("* ? [a] ~ ~root $HOME ${HOME} # comment"),
-            v(&["*", "?", "[a]", "~", "~root", "$HOME", "${HOME}", "#", "comment"])
+            ok("* ? [a] ~ ~root $HOME ${HOME} a#b"),
+            v(&["*", "?", "[a]", "~", "~root", "$HOME", "${HOME}", "a#b"])
         );
         assert_eq!(ok("status\u{0}x"), v(&["status\u{0}x"]));
+    }
+
+    #[test]
+    fn comments_end_the_line_as_in_sh() {
+        assert_eq!(ok("release bl-1 # my board"), v(&["release", "bl-1"]));
+        assert_eq!(ok("'#quoted' \\#escaped"), v(&["#quoted", "#escaped"]));
+        assert_eq!(ok("# all of it"), v(&[]));
     }
 
     #[test]
@@ -198,7 +144,7 @@ mod tests {
 
     #[test]
     fn never_panics_on_prefixes_of_tricky_input() {
-        let s = "a'b\"c\\d e\"f\\\"g'h\\ \\\n\"'`$( ;|&ü";
+        let s = "a'b\"c\\d e\"f\\\"g'h\\ \\\n\"'`$( ;|&ü#";
         for (i, _) in s.char_indices() {
             let _ = split(&s[..i]);
             let _ = split(&s[i..]);

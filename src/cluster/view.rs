@@ -37,6 +37,9 @@ pub struct LabView {
     pub rows: Vec<RemoteRow>,
     /// Handle → (board, host) of the claims on other hosts' boards.
     pub handles: HashMap<String, (String, String)>,
+    /// Board → (user, handle) of the same claims: a claimant's own
+    /// handles in their `status --mine`.
+    pub claimants: HashMap<String, (String, String)>,
     /// Host → its peer channel's address, for the hosts in the lab now.
     pub peers: HashMap<String, String>,
     /// etcd does not answer this host: the rows are what it saw last.
@@ -196,6 +199,7 @@ impl Known {
     fn view(&self, me: &str, stale: bool) -> LabView {
         let mut rows = Vec::new();
         let mut handles = HashMap::new();
+        let mut claimants = HashMap::new();
         for (name, b) in &self.boards {
             if b.host == me {
                 continue;
@@ -203,6 +207,7 @@ impl Known {
             let claim = self.claims.get(name);
             if let Some(c) = claim {
                 handles.insert(c.handle.clone(), (name.clone(), b.host.clone()));
+                claimants.insert(name.clone(), (c.user.clone(), c.handle.clone()));
             }
             let live = self.hosts.contains_key(&b.host).then(|| self.status.get(name)).flatten();
             let row = match live.and_then(|j| serde_json::from_str::<Seen>(j).ok().map(|s| (j, s))) {
@@ -248,7 +253,7 @@ impl Known {
                 tickets.entry(class.to_string()).or_default().push(*deadline);
             }
         }
-        LabView { rows, handles, peers, stale, tickets }
+        LabView { rows, handles, claimants, peers, stale, tickets }
     }
 }
 

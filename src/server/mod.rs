@@ -444,12 +444,16 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     let snap = front.snapshots.borrow().clone();
                     let head = protocol::ok_reply_head(&req.id);
                     w.write_all(head.as_bytes()).await?;
-                    let local = if mine { snap.of_user(&who.user).into() } else { snap.all() };
+                    // A claimant's own handles, in `status --mine` on the
+                    // main socket only: never to a jail, never in anyone
+                    // else's status.
+                    let handles = mine && matches!(kind, Peer::Host);
+                    let local = if mine { snap.of_user(&who.user, handles).into() } else { snap.all() };
                     match front.lab.as_ref().map(|l| l.borrow().clone()) {
                         None => w.write_all(local.as_bytes()).await?,
                         Some(lab) => {
                             let mine = mine.then_some(who.user.as_str());
-                            w.write_all(with_other_hosts(&local, &lab, mine).as_bytes()).await?
+                            w.write_all(with_other_hosts(&local, &lab, mine, handles).as_bytes()).await?
                         }
                     }
                     w.write_all(b"}\n").await?;
@@ -578,8 +582,9 @@ async fn claim_now(front: &Front, who: Identity, id: Value, call: Call, raw: Val
 }
 
 /// `local` (this host's boards, a JSON array) followed by the other
-/// hosts' boards (`mine`: only those of that user).
-fn with_other_hosts(local: &str, lab: &LabView, mine: Option<&str>) -> String {
+/// hosts' boards (`mine`: only those of that user; `handles`: each with
+/// its claim's handle, which the view knows from etcd).
+fn with_other_hosts(local: &str, lab: &LabView, mine: Option<&str>, handles: bool) -> String {
     let mut out = String::with_capacity(local.len() + lab.rows.len() * 200);
     out.push_str(local.strip_suffix(']').unwrap_or("["));
     let mut first = out.len() == 1;
@@ -588,7 +593,17 @@ fn with_other_hosts(local: &str, lab: &LabView, mine: Option<&str>) -> String {
             out.push(',');
         }
         first = false;
-        out.push_str(&lab.row_json(r));
+        let json = lab.row_json(r);
+        // The claim etcd holds for the board, if it is this user's (a row
+        // published a moment ago may still name the claim's previous user).
+        let handle = match (mine, lab.claimants.get(&r.board)) {
+            (Some(me), Some((user, h))) if handles && user == me => Some(h.as_str()),
+            _ => None,
+        };
+        match handle {
+            Some(h) => out.push_str(&crate::actors::registry::with_handle(&json, h)),
+            None => out.push_str(&json),
+        }
     }
     out.push(']');
     out
@@ -639,5 +654,32 @@ mod tests {
         let mut buf = Vec::new();
         assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::TooLong));
         assert!(buf.len() <= 10);
+    }
+
+    #[test]
+    fn other_hosts_rows_carry_only_the_callers_own_handles() {
+        use crate::cluster::view::RemoteRow;
+        let row = |board: &str, user: &str| RemoteRow {
+            board: board.into(),
+            class: "c".into(),
+            host: "h2".into(),
+            user: Some(user.into()),
+            claimable: false,
+            json: format!("{{\"board\":\"{board}\"}}"),
+        };
+        let mut lab =
+            LabView { rows: vec![row("b1", "alice"), row("b2", "bob"), row("b3", "alice")], ..Default::default() };
+        lab.claimants.insert("b1".into(), ("alice".into(), "bl-a".into()));
+        lab.claimants.insert("b2".into(), ("bob".into(), "bl-b".into()));
+        // A row published before bob's claim of b3: etcd's record wins.
+        lab.claimants.insert("b3".into(), ("bob".into(), "bl-c".into()));
+        let v = |s: String| serde_json::from_str::<Value>(&s).unwrap();
+        let local = r#"[{"board":"l1","handle":"bl-l"}]"#;
+        assert_eq!(
+            v(with_other_hosts(local, &lab, Some("alice"), true)),
+            serde_json::json!([{"board": "l1", "handle": "bl-l"}, {"board": "b1", "handle": "bl-a"}, {"board": "b3"}])
+        );
+        assert!(!with_other_hosts("[]", &lab, Some("alice"), false).contains("bl-"));
+        assert!(!with_other_hosts("[]", &lab, None, true).contains("bl-"));
     }
 }

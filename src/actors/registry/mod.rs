@@ -37,7 +37,7 @@ use crate::protocol::{ApiError, Code, ConsoleState, JailInfo, PowerState};
 pub use boards::{BoardRestarted, BoardStatus, JailStatus, StopAll};
 pub use claims::Exec;
 pub use console::{ClaimNow, ConsoleGrant, HowIsClaim, OpenConsole};
-pub use status::{GetDump, Snapshot, StatusRow};
+pub use status::{with_handle, GetDump, Snapshot, StatusRow};
 
 /// What the registry knows of a board besides its claim (which is the
 /// book's).

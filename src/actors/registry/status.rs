@@ -66,9 +66,22 @@ impl Snapshot {
         self.all.get_or_init(|| join(self.rows.iter())).clone()
     }
 
-    /// The JSON array of the views of `user`'s boards.
-    pub fn of_user(&self, user: &str) -> String {
-        join(self.rows.iter().filter(|r| r.user.as_deref() == Some(user))).to_string()
+    /// The JSON array of the views of `user`'s boards; with `handles`,
+    /// each carries its claim's `handle` (for `status --mine` on the main
+    /// socket: the claimant's own, never anyone else's).
+    pub fn of_user(&self, user: &str, handles: bool) -> String {
+        let mut s = String::from("[");
+        for (i, r) in self.rows.iter().filter(|r| r.user.as_deref() == Some(user)).enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            match r.handle.as_deref().filter(|_| handles) {
+                Some(h) => s.push_str(&with_handle(&r.json, h)),
+                None => s.push_str(&r.json),
+            }
+        }
+        s.push(']');
+        s
     }
 
     /// Every class with its counts (`available_only`: those with a free
@@ -86,6 +99,17 @@ impl Snapshot {
             v.available += usize::from(r.claimable);
         }
         by.into_values().filter(|c| !available_only || c.available > 0).collect()
+    }
+}
+
+/// A board's `status` object with `"handle": h` added.
+pub fn with_handle(json: &str, h: &str) -> String {
+    let Some(body) = json.trim_end().strip_suffix('}') else { return json.to_string() };
+    let h = serde_json::Value::from(h);
+    if body.trim_end().ends_with('{') {
+        format!("{body}\"handle\":{h}}}")
+    } else {
+        format!("{body},\"handle\":{h}}}")
     }
 }
 
@@ -286,5 +310,40 @@ impl Handler<GetDump> for Registry {
     /// The same dump operators get over the socket.
     fn handle(&mut self, _msg: GetDump, _ctx: &mut Context<Self>) -> Self::Result {
         self.dump()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(board: &str, user: Option<&str>, handle: Option<&str>, json: &str) -> Arc<StatusRow> {
+        Arc::new(StatusRow {
+            board: board.into(),
+            class: "c".into(),
+            user: user.map(String::from),
+            handle: handle.map(String::from),
+            claimable: false,
+            json: json.into(),
+        })
+    }
+
+    #[test]
+    fn only_the_claimant_sees_handles_and_only_when_asked() {
+        let snap = Snapshot {
+            rows: vec![
+                row("b1", Some("alice"), Some("bl-1"), r#"{"board":"b1","user":"alice"}"#),
+                row("b2", Some("bob"), Some("bl-2"), r#"{"board":"b2","user":"bob"}"#),
+                row("b3", None, None, r#"{"board":"b3","user":null}"#),
+            ],
+            waiting: BTreeMap::new(),
+            all: OnceLock::new(),
+        };
+        assert_eq!(snap.of_user("alice", true), r#"[{"board":"b1","user":"alice","handle":"bl-1"}]"#);
+        assert_eq!(snap.of_user("alice", false), r#"[{"board":"b1","user":"alice"}]"#);
+        assert_eq!(snap.of_user("carol", true), "[]");
+        assert!(!snap.all().contains("bl-"));
+        assert_eq!(with_handle("{}", "bl-\"x"), r#"{"handle":"bl-\"x"}"#);
+        assert_eq!(with_handle("not json", "h"), "not json");
     }
 }
