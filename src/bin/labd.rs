@@ -7,10 +7,16 @@ use boardlab::config::{Config, DEFAULT_DIR};
 
 const USAGE: &str = "usage: labd [--config DIR]
        labd check [--config DIR]
-       labd ca init [PATH] [--config DIR]   make the jails' SSH host CA key (PATH: [jail] host_ca, else /etc/boardlab/host_ca)";
+       labd ca init [PATH] [--config DIR]   make the jails' SSH host CA key (PATH: [jail] host_ca, else /etc/boardlab/host_ca)
+       labd web-password PATH               hash the status page's password (read from stdin) into PATH ([web] password_file)";
 
 fn main() -> ExitCode {
+    // SAFETY: nothing but this thread runs yet (no runtime, no logger).
+    unsafe { boardlab::systemd::take_env() };
     let mut args = std::env::args().skip(1);
+    if std::env::args().nth(1).as_deref() == Some("web-password") {
+        return web_password(std::env::args().skip(2).collect());
+    }
     let mut check = false;
     let mut ca_init: Option<Option<PathBuf>> = None;
     let mut dir = PathBuf::from(DEFAULT_DIR);
@@ -149,5 +155,55 @@ fn init_ca(dir: &std::path::Path, path: Option<PathBuf>) -> ExitCode {
     }
     eprintln!("labd: users add this line to ~/.ssh/known_hosts (`labcli known-hosts` prints it too):");
     println!("{}", ca.known_hosts_line());
+    ExitCode::SUCCESS
+}
+
+/// `labd web-password PATH`: reads the status page's password from stdin
+/// (one line) and writes its argon2 hash to PATH (mode 0600, never over
+/// an existing file), for `[web] password_file`.
+fn web_password(args: Vec<String>) -> ExitCode {
+    let [path] = args.as_slice() else {
+        eprintln!("labd: web-password wants one PATH\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        eprintln!("labd: the password file's path must be absolute, not {}", path.display());
+        return ExitCode::from(2);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("labd: type the page's password and Enter (it is shown as you type)");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("labd: reading the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    if password.is_empty() {
+        eprintln!("labd: the password is empty");
+        return ExitCode::FAILURE;
+    }
+    let hash = match boardlab::config::web::hash_password(password) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("labd: hashing the password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{hash}\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!("labd: writing {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    eprintln!("labd: wrote the password's hash to {} (mode 0600); in lab.toml:", path.display());
+    eprintln!("[web]\nuser = \"NAME\"\npassword_file = \"{}\"", path.display());
     ExitCode::SUCCESS
 }
