@@ -34,9 +34,11 @@ CARGO ?= cargo
 #                         tests start their own three-member clusters on loopback
 #   protobuf-compiler     protoc, which the etcd-client crate's build runs
 #   openssl               s_client: strangers knocking on the peer channel (tests/cluster.rs)
+#   chromium chromium-driver  headless Chromium and chromedriver (WebDriver): the
+#                         status page in a real browser (tests/web.rs)
 DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
 	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils socat iputils-ping \
-	e2fsprogs mount etcd-server etcd-client protobuf-compiler openssl
+	e2fsprogs mount etcd-server etcd-client protobuf-compiler openssl chromium chromium-driver
 
 # Unprivileged local accounts the tests connect as (SO_PEERCRED identities):
 # two users and the trusted ssh gateway account.
