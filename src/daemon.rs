@@ -134,6 +134,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             warn!("securing the state directory {}: {e}", dir.display());
         }
     }
+    // The page's port, before anything is changed on the host: a port in
+    // use stops labd here (after the state's lock, which names a running
+    // labd more clearly).
+    let web_listener = cfg.web.as_ref().map(crate::web::bind).transpose()?;
     let power = initial_power(&cfg).await;
     // Unclaimed board links are dropped by the host from the start; each
     // board actor parks its link (down, IPv6 off) as it starts.
@@ -205,10 +209,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     };
     let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone(), lab, peers, metrics);
     prometheus.register_collector(Box::new(crate::web::LabCollector::new(snapshots.clone())));
-    let web = match &cfg.web {
-        Some(w) => {
+    let web = match (&cfg.web, web_listener) {
+        (Some(w), Some(l)) => {
             let host = cfg.cluster.as_ref().map(|c| c.host.clone());
-            match crate::web::start(w, registry.clone(), snapshots.clone(), Arc::new(prometheus), host) {
+            match crate::web::start(l, w, registry.clone(), snapshots.clone(), Arc::new(prometheus), host) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     if let Some(m) = &member {
@@ -219,7 +223,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 }
             }
         }
-        None => None,
+        _ => None,
     };
     let peering = peer_listener.map(|l| {
         if let Some(cl) = &cfg.cluster {

@@ -327,3 +327,15 @@ fn the_page_in_chromium_follows_a_claim_without_a_reload() {
     });
     drop(driver);
 }
+
+#[test]
+fn a_page_port_in_use_stops_labd_at_start_saying_so() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let lab = Lab::create(1, "rockpro64", &[], |t| format!("{t}\n[web]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let out = std::process::Command::new(common::LABD).arg("--config").arg(lab.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("labd: the status page cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(!lab.sock().exists(), "no socket is left behind");
+}

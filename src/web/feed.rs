@@ -3,9 +3,12 @@
 //! anew, the others shared), and every page's event stream sends what
 //! changed since the page it sent last.
 //!
-//! The latest events are read from the event log after each change: a
-//! change is published after the writes that caused it were queued on
-//! the database's thread, which runs in order, so the read sees them.
+//! The latest events are read from the event log after each change. A
+//! change is published, as a rule, after the writes that caused it were
+//! queued on the database's thread, which runs them in order, so the read
+//! sees them; an event written later (a lab on etcd writes a claim's once
+//! etcd agreed) shows with the next change, which the claim's end of
+//! preparation makes.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -64,9 +64,16 @@ pub struct WebError {
     source: std::io::Error,
 }
 
-/// Binds `cfg.listen` and serves the page until [`WebServer::stop`].
-/// Must run on labd's actix system.
+/// Binds `cfg.listen`, before anything else starts: a port in use is a
+/// start-up error, like the socket's.
+pub fn bind(cfg: &Web) -> Result<std::net::TcpListener, WebError> {
+    std::net::TcpListener::bind(cfg.listen).map_err(|source| WebError { addr: cfg.listen, source })
+}
+
+/// Serves the page on `listener` (from [`bind`]) until
+/// [`WebServer::stop`]. Must run on labd's actix system.
 pub fn start(
+    listener: std::net::TcpListener,
     cfg: &Web,
     registry: Addr<Registry>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -91,7 +98,7 @@ pub fn start(
     .disable_signals()
     .shutdown_timeout(2)
     .max_connections(MAX_CONNECTIONS)
-    .bind(cfg.listen)
+    .listen(listener)
     .map_err(err)?;
     let addr = server.addrs().first().copied().unwrap_or(cfg.listen);
     let server = server.run();
