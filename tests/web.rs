@@ -127,6 +127,13 @@ fn metrics_and_events_follow_what_was_done_and_never_show_a_handle() {
     assert_eq!(value(&s, "boardlab_requests_total", &[("function", "force_release"), ("outcome", "ok")]), 1.0);
     assert!(value(&s, "boardlab_console_read_bytes_total", &[]) > 0.0, "labsim's boards print on their consoles");
 
+    // A board actor that panics is restarted, and counted.
+    ok(&lab.req(json!({"fn": "debug_panic", "board": b1})));
+    lab.wait_for(Duration::from_secs(30), "the restart in the metrics", || {
+        value(&scrape(addr), "boardlab_actor_restarts_total", &[("board", &b1)]) == 1.0
+    });
+    lab.wait_for(Duration::from_secs(30), "the board back", || lab.board(&b1)["state"] == "available");
+
     // Now with a claim held: the gauges and the page show it.
     let c = lab.as_user(BOB, &[json!({"fn": "claim", "class": "rockpro64"})]);
     handles.push(ok(&c[0])["handle"].as_str().unwrap().to_string());
@@ -338,4 +345,41 @@ fn a_page_port_in_use_stops_labd_at_start_saying_so() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains(&format!("labd: the status page cannot listen on 127.0.0.1:{port}")), "{err}");
     assert!(!lab.sock().exists(), "no socket is left behind");
+}
+
+#[test]
+fn a_jailed_claim_is_timed_and_its_keys_stay_off_the_page() {
+    let _turn = common::jails::one_at_a_time();
+    const NET: common::jails::JailNet =
+        common::jails::JailNet { pool: "10.199.7.0/24", board_net: "172.31.208.0/20", uid_base: 9_700_000 };
+    let port = free_port();
+    let mut lab = common::jails::jail_lab(1, "rockpro64", &NET, "", &format!("[web]\nlisten = \"127.0.0.1:{port}\"\n"));
+    lab.start_labd();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut stream = Stream::open(addr, None);
+    assert!(stream.until(Duration::from_secs(20), |t| t.contains("event: lab")), "{}", stream.text);
+    let r = lab.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64"})]);
+    let claim = ok(&r[0]).clone();
+    let jail = &claim["jail"];
+    assert!(jail["host_key"].as_str().is_some_and(|k| k.contains("ssh-ed25519")), "{claim}");
+    let s = scrape(addr);
+    assert_eq!(value(&s, "boardlab_jail_build_duration_seconds_count", &[]), 1.0);
+    assert!(value(&s, "boardlab_jail_build_duration_seconds_sum", &[]) > 0.0);
+    assert!(stream.until(Duration::from_secs(30), |t| t.contains(r#""state":"claimed""#)), "{}", stream.text);
+    let key = jail["host_key"].as_str().unwrap().split_whitespace().nth(2).unwrap().to_string();
+    let users_key = std::fs::read_to_string(lab.path().join(format!("keys.d/{ALICE}.pub"))).unwrap();
+    let users_key = users_key.split_whitespace().nth(1).unwrap().to_string();
+    let secrets = [
+        claim["handle"].as_str().unwrap().to_string(),
+        key,
+        users_key,
+        jail["host_name"].as_str().unwrap().to_string(),
+    ];
+    for text in [&get(addr, "/", None).body, &stream.text, &get(addr, "/metrics", None).body] {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{secret} is shown");
+        }
+    }
+    let released = lab.as_user(ALICE, &[json!({"fn": "release", "handle": claim["handle"]})]);
+    ok(&released[0]);
 }
