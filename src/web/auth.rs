@@ -41,9 +41,9 @@ impl Auth {
         let Ok(h) = Authorization::<Basic>::parse(req) else { return false };
         let basic = h.as_ref();
         let (user, password) = (basic.user_id(), basic.password().unwrap_or(""));
-        if user != self.user {
-            return false;
-        }
+        // A wrong user name costs the same check as a wrong password: the
+        // time of a refusal does not tell which was wrong.
+        let user_ok = user == self.user;
         let digest: [u8; 32] =
             Sha256::new().chain_update(user).chain_update(b":").chain_update(password).finalize().into();
         if self.good.lock().unwrap_or_else(|e| e.into_inner()).contains(&digest) {
@@ -51,7 +51,7 @@ impl Auth {
         }
         let Ok(_turn) = self.checks.acquire().await else { return false };
         let (hash, password) = (self.hash.clone(), password.to_string());
-        let ok = actix_web::web::block(move || verify(&hash, &password)).await.unwrap_or(false);
+        let ok = actix_web::web::block(move || verify(&hash, &password)).await.unwrap_or(false) && user_ok;
         if ok {
             let mut good = self.good.lock().unwrap_or_else(|e| e.into_inner());
             if good.len() == REMEMBERED {
