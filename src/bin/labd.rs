@@ -73,6 +73,10 @@ fn main() -> ExitCode {
             cfg.classes().len(),
             cfg.switches.len()
         );
+        if let Some(w) = &cfg.web {
+            let auth = w.auth.as_ref().map(|a| format!(" (password for {})", a.user)).unwrap_or_default();
+            println!("status page and /metrics on http://{}/{auth}", w.listen);
+        }
         if let Some(ca) = &cfg.jail.host_ca {
             println!("jails' SSH host CA {} ({}); users trust jails with:", ca.path().display(), ca.fingerprint());
             println!("{}", ca.known_hosts_line());
