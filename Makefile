@@ -35,9 +35,11 @@ CARGO ?= cargo
 #   protobuf-compiler     protoc, which the etcd-client crate's build runs
 #   openssl               s_client: strangers knocking on the peer channel (tests/cluster.rs)
 #   umockdev              recorded USB serial adapters fed to libudev (tests/udev.rs)
+#   chromium chromium-driver  headless Chromium and chromedriver (WebDriver): the
+#                         status page in a real browser (tests/web.rs)
 DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
 	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils socat iputils-ping \
-	e2fsprogs mount etcd-server etcd-client protobuf-compiler openssl umockdev
+	e2fsprogs mount etcd-server etcd-client protobuf-compiler openssl umockdev chromium chromium-driver
 
 # Unprivileged local accounts the tests connect as (SO_PEERCRED identities):
 # two users and the trusted ssh gateway account.

@@ -40,6 +40,11 @@ pub enum LabdCommand {
     /// The jails' SSH host certificate authority
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Hash the status page's password (one line on stdin) into PATH, its [web] password_file (0600, never over an existing file)
+    WebPassword {
+        /// The password file to write (absolute)
+        path: PathBuf,
+    },
 }
 
 /// `labd ca ...`.

@@ -9,11 +9,12 @@ use actix::Actor;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::actors::registry::{GetDump, Registry, StopAll};
+use crate::actors::registry::{GetDump, Registry, StartWatchdog, StopAll};
 use crate::claims::etcd::EtcdLedger;
 use crate::claims::sqlite::SqliteLedger;
 use crate::config::Config;
 use crate::db::{Db, DbWriter};
+use crate::metrics::Metrics;
 use crate::power::walk_with_deadline;
 use crate::protocol::PowerState;
 use crate::server;
@@ -34,6 +35,8 @@ pub enum StartError {
     Join(#[from] crate::cluster::JoinError),
     #[error("the peer channel: {0}")]
     Peer(String),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
 }
 
 /// Raises the open-file limit to its hard maximum: a large lab holds a
@@ -131,6 +134,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             warn!("securing the state directory {}: {e}", dir.display());
         }
     }
+    // The page's port, before anything is changed on the host: a port in
+    // use stops labd here (after the state's lock, which names a running
+    // labd more clearly).
+    let web_listener = cfg.web.as_ref().map(crate::web::bind).transpose()?;
     let power = initial_power(&cfg).await;
     // Unclaimed board links are dropped by the host from the start; each
     // board actor parks its link (down, IPv6 off) as it starts.
@@ -168,7 +175,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         (Some(cl), Some(m)) => Arc::new(EtcdLedger::new(m.client(), &cl.prefix, &cl.host, cl.timeout, writer.clone())),
         _ => Arc::new(SqliteLedger::new(writer.clone())),
     };
-    let registry = match Registry::new(cfg.clone(), db, writer, ledger, power).await {
+    // labd's one metrics registry: the counters are handed down from here.
+    let mut prometheus = prometheus_client::registry::Registry::with_prefix(crate::metrics::PREFIX);
+    let metrics = Arc::new(Metrics::new(&cfg, &mut prometheus));
+    let registry = match Registry::new(cfg.clone(), db, writer, ledger, power, metrics.clone()).await {
         Ok(r) => r,
         Err(e) => {
             if let Some(m) = &member {
@@ -197,7 +207,24 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         }
         None => (None, None),
     };
-    let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone(), lab, peers);
+    let front = server::Front::new(registry.clone(), cfg.clone(), snapshots.clone(), lab, peers, metrics);
+    prometheus.register_collector(Box::new(crate::web::LabCollector::new(snapshots.clone())));
+    let web = match (&cfg.web, web_listener) {
+        (Some(w), Some(l)) => {
+            let host = cfg.cluster.as_ref().map(|c| c.host.clone());
+            match crate::web::start(l, w, registry.clone(), snapshots.clone(), Arc::new(prometheus), host) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    if let Some(m) = &member {
+                        m.leave().await;
+                    }
+                    let _ = std::fs::remove_file(&cfg.daemon.socket);
+                    return Err(e.into());
+                }
+            }
+        }
+        _ => None,
+    };
     let peering = peer_listener.map(|l| {
         if let Some(cl) = &cfg.cluster {
             server::peer::announce(&cl.peer.listen);
@@ -208,6 +235,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         .then(|| tokio::task::spawn_local(server::jail_sockets::run(front.clone(), snapshots)));
     let serving = tokio::task::spawn_local(server::serve(listener, front, stop_rx));
     info!(boards = cfg.boards.len(), ms = t0.elapsed().as_millis() as u64, "labd ready");
+    crate::systemd::ready(&format!("{} boards", cfg.boards.len()));
+    if let Some(every) = crate::systemd::watchdog_interval() {
+        registry.do_send(StartWatchdog { every });
+    }
 
     let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
@@ -232,7 +263,11 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             },
         }
     }
+    crate::systemd::stopping();
     let _ = stop_tx.send(true);
+    if let Some(w) = web {
+        w.stop().await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     if let Some(j) = jail_sockets {
         j.abort();

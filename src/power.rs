@@ -143,6 +143,8 @@ fn oid_string(parts: &[u64]) -> String {
 pub struct SwitchClient {
     sw: Arc<Switch>,
     session: Option<Box<AsyncSession>>,
+    /// Where each request's duration goes (`/metrics`), if anywhere.
+    latency: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// One varbind of a reply: its OID and integer value (None past the end
@@ -174,7 +176,13 @@ impl Op {
 
 impl SwitchClient {
     pub fn new(sw: Arc<Switch>) -> Self {
-        SwitchClient { sw, session: None }
+        SwitchClient { sw, session: None, latency: None }
+    }
+
+    /// Observes every request's duration (retries included) in `h`.
+    pub fn with_latency(mut self, h: prometheus_client::metrics::histogram::Histogram) -> Self {
+        self.latency = Some(h);
+        self
     }
 
     async fn session(&mut self) -> Result<&mut AsyncSession, PowerError> {
@@ -202,6 +210,15 @@ impl SwitchClient {
     /// One request with the switch's timeout and retries. The session is
     /// dropped after any failure.
     async fn request(&mut self, op: Op, oid: &[u64]) -> Result<Vec<Reading>, PowerError> {
+        let t0 = std::time::Instant::now();
+        let r = self.request_with_retries(op, oid).await;
+        if let Some(h) = &self.latency {
+            h.observe(t0.elapsed().as_secs_f64());
+        }
+        r
+    }
+
+    async fn request_with_retries(&mut self, op: Op, oid: &[u64]) -> Result<Vec<Reading>, PowerError> {
         let attempts = self.sw.retries.saturating_add(1);
         let timeout = self.sw.timeout;
         let mut last = None;

@@ -78,6 +78,7 @@ fn settings(dir: &Path, link: &Path, max: u64, keep: u32) -> ConsoleSettings {
         log_dir: dir.join("logs"),
         log_max_bytes: max,
         log_keep: keep,
+        metrics: Default::default(),
     }
 }
 

@@ -43,6 +43,7 @@ fn examples_load() {
     assert_eq!(config.boards.len(), files.len(), "every example board file is one board");
     assert!(config.switches.contains_key("poe1"));
     assert!(config.daemon.trusted_gateways.contains("lab"));
+    assert_eq!(config.web.map(|w| w.listen.to_string()).as_deref(), Some("127.0.0.1:7480"));
 }
 
 /// The README describes both ways of naming a console and a network link;

@@ -8,11 +8,15 @@ use boardlab::config::Config;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // SAFETY: nothing but this thread runs yet (no runtime, no logger).
+    unsafe { boardlab::systemd::take_env() };
     // --help and --version exit 0 here, a usage error 2.
     let args = Labd::parse();
     let dir = args.config;
-    if let Some(LabdCommand::Ca(CaCommand::Init { path })) = &args.command {
-        return init_ca(&dir, path.clone());
+    match &args.command {
+        Some(LabdCommand::Ca(CaCommand::Init { path })) => return init_ca(&dir, path.clone()),
+        Some(LabdCommand::WebPassword { path }) => return web_password(path),
+        _ => {}
     }
     let check = args.command == Some(LabdCommand::Check);
     let cfg = match Config::load(&dir) {
@@ -36,6 +40,10 @@ fn main() -> ExitCode {
             cfg.classes().len(),
             cfg.switches.len()
         );
+        if let Some(w) = &cfg.web {
+            let auth = w.auth.as_ref().map(|a| format!(" (password for {})", a.user)).unwrap_or_default();
+            println!("status page and /metrics on http://{}/{auth}", w.listen);
+        }
         if let Some(ca) = &cfg.jail.host_ca {
             println!("jails' SSH host CA {} ({}); users trust jails with:", ca.path().display(), ca.fingerprint());
             println!("{}", ca.known_hosts_line());
@@ -118,5 +126,51 @@ fn init_ca(dir: &std::path::Path, path: Option<PathBuf>) -> ExitCode {
     }
     eprintln!("labd: users add this line to ~/.ssh/known_hosts (`labcli known-hosts` prints it too):");
     println!("{}", ca.known_hosts_line());
+    ExitCode::SUCCESS
+}
+
+/// `labd web-password PATH`: reads the status page's password from stdin
+/// (one line) and writes its argon2 hash to PATH (mode 0600, never over
+/// an existing file), for `[web] password_file`.
+fn web_password(path: &std::path::Path) -> ExitCode {
+    let path = path.to_path_buf();
+    if !path.is_absolute() {
+        eprintln!("labd: the password file's path must be absolute, not {}", path.display());
+        return ExitCode::from(2);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("labd: type the page's password and Enter (it is shown as you type)");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("labd: reading the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    if password.is_empty() {
+        eprintln!("labd: the password is empty");
+        return ExitCode::FAILURE;
+    }
+    let hash = match boardlab::config::web::hash_password(password) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("labd: hashing the password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{hash}\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!("labd: writing {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    eprintln!("labd: wrote the password's hash to {} (mode 0600); in lab.toml:", path.display());
+    eprintln!("[web]\nuser = \"NAME\"\npassword_file = \"{}\"", path.display());
     ExitCode::SUCCESS
 }

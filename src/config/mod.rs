@@ -24,6 +24,7 @@ mod policy;
 mod switch;
 #[cfg(test)]
 mod tests;
+pub mod web;
 
 pub use board::{Board, Console, ConsoleSource, Network};
 pub use cluster::{Cluster, PeerTls};
@@ -31,6 +32,7 @@ pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TI
 pub use jail::{Ipv6Pool, JailConfig, JailSettings, Uplink};
 pub use policy::{ConsoleLogs, Lease, PowerPolicy};
 pub use switch::{SnmpVersion, Switch};
+pub use web::{Web, WebAuth};
 
 /// One configuration problem, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,7 @@ struct RawLab {
     #[serde(default)]
     jail: jail::RawJail,
     cluster: Option<Spanned<cluster::RawCluster>>,
+    web: Option<Spanned<web::RawWeb>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -110,6 +113,8 @@ pub struct Config {
     pub boards: Vec<Board>,
     /// `[cluster]`: claims kept in etcd, shared with other hosts.
     pub cluster: Option<Cluster>,
+    /// `[web]`: the status page and `/metrics` (None: not served).
+    pub web: Option<Web>,
     /// What is not wrong but probably not meant (a `boards.d/notes.txt`
     /// that is not read): `labd check` prints them, labd logs them.
     pub warnings: Vec<String>,
@@ -254,8 +259,9 @@ impl Config {
     /// Validates a configuration given as texts: `lab.toml` and the board
     /// files (path, text) in order. `errors` holds problems found while
     /// reading, reported with the rest. Used by `load` and the fuzzer; pure
-    /// but for the one file a configuration is only valid with, the key
-    /// `[jail] host_ca` names, which is read and checked.
+    /// but for the files a configuration is only valid with, those the keys
+    /// `[jail] host_ca` and `[web] password_file` name, which are read and
+    /// checked.
     pub fn from_texts(
         dir: &Path,
         lab_text: &str,
@@ -276,6 +282,7 @@ impl Config {
         let switches = switch::validate(&mut ctx, std::mem::take(&mut raw_lab.switches));
         let jail = jail::validate(&mut ctx, std::mem::take(&mut raw_lab.jail), dir, lease.max);
         let cluster = cluster::validate(&mut ctx, raw_lab.cluster.take());
+        let web = web::validate(&mut ctx, raw_lab.web.take());
 
         let mut boards: Vec<Board> = Vec::new();
         let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
@@ -335,6 +342,7 @@ impl Config {
                 jail,
                 boards,
                 cluster,
+                web,
                 warnings,
             })
         } else {

@@ -62,6 +62,8 @@ pub struct ConsoleSettings {
     pub log_max_bytes: u64,
     /// Rotated files kept per claim.
     pub log_keep: u32,
+    /// Bytes read and dropped, for `/metrics`.
+    pub metrics: crate::metrics::ConsoleMetrics,
 }
 
 /// Errors seen by clients of the console.
@@ -110,6 +112,8 @@ struct Shared {
     log: LogSender,
     /// The device's state, for those who show it (the board actor).
     state_tx: watch::Sender<ConsoleState>,
+    /// Bytes read and dropped (atomic counters).
+    metrics: crate::metrics::ConsoleMetrics,
 }
 
 /// Locks, ignoring poisoning: the data behind these locks stays consistent
@@ -196,6 +200,7 @@ impl Console {
             readers: AtomicUsize::new(0),
             write_tx,
             log,
+            metrics: s.metrics.clone(),
         });
         tokio::spawn(pump::run(shared.clone(), s, stop_rx, write_rx));
         Console { h: Arc::new(Handle { shared, stop: stop_tx }) }
@@ -333,6 +338,7 @@ impl Output {
                 Ok((off, b)) => {
                     if off > self.next {
                         let lost = off - self.next;
+                        self.shared.metrics.dropped.inc_by(lost);
                         self.next = off + b.len() as u64;
                         self.held = Some(b);
                         return Some(Bytes::from(format!("\r\n[boardlab: {lost} bytes dropped]\r\n")));

@@ -246,12 +246,14 @@ async fn attached(
             r = rd.read(&mut buf) => match r {
                 Ok(0) => break End::Lost("end of file".into()),
                 Ok(n) => {
+                    shared.metrics.read.inc_by(n as u64);
                     let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                     if unlogged > 0 && shared.log.send(LogCmd::Note(format!("{unlogged} bytes not logged: disk too slow"))) {
                         unlogged = 0;
                     }
                     if !shared.log.data(chunk.clone()) {
                         unlogged += n as u64;
+                        shared.metrics.dropped.inc_by(n as u64);
                     }
                     shared.broadcast(chunk);
                 }

@@ -428,6 +428,25 @@ pub fn ok_reply_head(id: &Value) -> String {
     format!(r#"{{"id":{id},"ok":true,"result":"#)
 }
 
+/// How a reply line to a request ended: `Ok` when it begins with
+/// `ok_head` (the request's [`ok_reply_head`]), else the error's code
+/// (`internal` for a line that is neither). Reads only an error line
+/// through, and those are short.
+pub fn reply_outcome(ok_head: &str, line: &str) -> Result<(), Code> {
+    if line.starts_with(ok_head) {
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    struct ErrLine {
+        error: ErrCode,
+    }
+    #[derive(Deserialize)]
+    struct ErrCode {
+        code: Code,
+    }
+    Err(serde_json::from_str::<ErrLine>(line).map_or(Code::Internal, |l| l.error.code))
+}
+
 /// Builds an error reply line (without newline).
 pub fn err_reply(id: &Value, e: &ApiError) -> String {
     serde_json::json!({"id": id, "ok": false, "error": {"code": e.code.as_str(), "message": e.message}}).to_string()
@@ -495,6 +514,16 @@ mod tests {
         let pieced: Value = serde_json::from_str(&format!("{}{result}}}", ok_reply_head(&id))).unwrap();
         assert_eq!(whole, pieced);
         assert_eq!(whole, serde_json::json!({"id": id, "ok": true, "result": result}));
+    }
+
+    #[test]
+    fn outcomes_of_reply_lines() {
+        let id = serde_json::json!({"ok": true, "x": "\"ok\":true"});
+        let head = ok_reply_head(&id);
+        assert_eq!(reply_outcome(&head, &ok_reply(&id, &serde_json::json!([1]))), Ok(()));
+        let e = ApiError::new(Code::NotClaimed, "no");
+        assert_eq!(reply_outcome(&head, &err_reply(&id, &e)), Err(Code::NotClaimed));
+        assert_eq!(reply_outcome(&head, "garbage"), Err(Code::Internal));
     }
 
     #[test]

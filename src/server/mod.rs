@@ -32,6 +32,7 @@ use crate::actors::registry::{Exec, Registry, Snapshot};
 use crate::actors::Identity;
 use crate::cluster::view::LabView;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::protocol::{self, ApiError, Call, Code, KnownHostsView, MAX_LINE};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,8 @@ pub struct Front {
     /// Open connections, so that no one peer can take every descriptor
     /// labd has (all connection tasks run on one thread: a RefCell).
     conns: RefCell<Conns>,
+    /// Requests counted for `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 /// Who a connection counts against.
@@ -133,6 +136,7 @@ impl Front {
         snapshots: watch::Receiver<Arc<Snapshot>>,
         lab: Option<watch::Receiver<Arc<LabView>>>,
         peers: Option<peer::Peers>,
+        metrics: Arc<Metrics>,
     ) -> Rc<Self> {
         Rc::new(Front {
             registry,
@@ -142,7 +146,14 @@ impl Front {
             peers,
             names: RefCell::new(HashMap::new()),
             conns: RefCell::default(),
+            metrics,
         })
+    }
+
+    /// Counts one answer to a request for `/metrics`: `line` is the reply
+    /// written (`ok_head` how a success to this request begins).
+    fn count(&self, function: &'static str, ok_head: &str, line: &str) {
+        self.metrics.requests.count(function, protocol::reply_outcome(ok_head, line));
     }
 
     /// Takes a connection's place, or says why there is none: labd's own
@@ -409,6 +420,12 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 .map_err(|e| (id, e))
             }),
         };
+        // What `/metrics` counts this request as, and how its success
+        // reply begins.
+        let (function, ok_head) = match &parsed {
+            Ok((req, _)) => (req.call.name(), protocol::ok_reply_head(&req.id)),
+            Err((id, _)) => ("invalid", protocol::ok_reply_head(id)),
+        };
         let mut out = match parsed {
             Err((id, e)) => protocol::err_reply(&id, &e),
             Ok((req, who)) => match req.call {
@@ -423,18 +440,25 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                             Ok((host, addr)) => {
                                 let raw = serde_json::from_slice::<Value>(&buf).unwrap_or(Value::Null);
                                 match peer::console(&front, &host, &addr, &raw, &who.user, &mut reader, &mut w).await? {
-                                    None => return Ok(()),
+                                    None => {
+                                        front.count(function, &ok_head, &ok_head);
+                                        return Ok(());
+                                    }
                                     Some(refused) => refused,
                                 }
                             }
                         };
+                        front.count(function, &ok_head, &out);
                         out.push('\n');
                         w.write_all(out.as_bytes()).await?;
                         w.flush().await?;
                         continue;
                     }
                     match console::open(&front.registry, who, handle, read_only).await {
-                        Ok(grant) => return console::session(grant, req.id, reader, w, &front.registry).await,
+                        Ok(grant) => {
+                            front.count(function, &ok_head, &ok_head);
+                            return console::session(grant, req.id, reader, w, &front.registry).await;
+                        }
                         Err(e) => protocol::err_reply(&req.id, &e),
                     }
                 }
@@ -458,6 +482,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     }
                     w.write_all(b"}\n").await?;
                     w.flush().await?;
+                    front.count(function, &ok_head, &ok_head);
                     continue;
                 }
                 Call::Classes { available } => {
@@ -478,6 +503,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 call => answer(&front, who, req.id, call).await,
             },
         };
+        front.count(function, &ok_head, &out);
         out.push('\n');
         w.write_all(out.as_bytes()).await?;
         // A no-op on a Unix socket; a TLS stream sends its record now.

@@ -5,6 +5,7 @@
 
 pub mod bins;
 pub mod etcd;
+pub mod http;
 pub mod jails;
 pub mod need_root;
 pub mod ssh;

@@ -279,6 +279,7 @@ impl BoardActor {
         let (cell, db, link_id) = (self.jail_cell.clone(), self.db().clone(), self.link.id.clone());
         let root_dir = jc.settings.root_dir.display().to_string();
         let job = BuildJob { jc, cell, board: board.clone(), network, link_id, claim, console: console_path, db };
+        let build_seconds = self.metrics.jail_build_seconds.clone();
         let work = async move {
             let mut slot = job.cell.slot.clone().lock_owned().await;
             // The board's turn first, then the lab's: a board waiting for
@@ -286,7 +287,12 @@ impl BoardActor {
             let permit = job.jc.builds.clone().acquire_owned().await;
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                build_blocking(job, &mut slot)
+                let t0 = std::time::Instant::now();
+                let built = build_blocking(job, &mut slot);
+                if matches!(built, Built::Ready(_)) {
+                    build_seconds.observe(t0.elapsed().as_secs_f64());
+                }
+                built
             })
             .await
         };

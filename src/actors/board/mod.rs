@@ -42,6 +42,7 @@ use crate::console::relay::Relay;
 use crate::console::{Console, ConsoleSettings};
 use crate::db::{Db, DbWriter};
 use crate::link::LinkId;
+use crate::metrics::{Metrics, SwitchMetrics};
 use crate::power::SwitchClient;
 #[cfg(feature = "fault-injection")]
 use crate::protocol::ApiError;
@@ -109,6 +110,10 @@ pub struct BoardActor {
     relay: Option<Relay>,
     /// The board's network link.
     link: link::LinkState,
+    /// Its switch's counters (power operations, failures, SNMP latency).
+    power_metrics: Arc<SwitchMetrics>,
+    /// labd's counters (jail build times).
+    metrics: Arc<Metrics>,
 }
 
 /// What a board actor is made of; the registry assembles it.
@@ -133,6 +138,7 @@ pub struct BoardParts {
     pub claim: Option<Claim>,
     /// The record of the claim's running jail, from the state database.
     pub jail_record: Option<(String, String)>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl BoardActor {
@@ -152,7 +158,9 @@ impl BoardActor {
             link_id,
             claim,
             jail_record,
+            metrics,
         } = p;
+        let power_metrics = metrics.switch(&switch.name);
         let link = link::LinkState::new(cfg.network.clone(), link_id);
         let console = console.map(Console::start);
         let handle = claim.as_ref().map(|c| c.handle.clone());
@@ -165,7 +173,9 @@ impl BoardActor {
             db,
             events,
             registry,
-            port: Arc::new(tokio::sync::Mutex::new(SwitchClient::new(switch))),
+            port: Arc::new(tokio::sync::Mutex::new(
+                SwitchClient::new(switch).with_latency(power_metrics.snmp_seconds.clone()),
+            )),
             power: PowerState::Unknown,
             delivery: None,
             fault: None,
@@ -183,6 +193,8 @@ impl BoardActor {
             jail_record,
             relay: None,
             link,
+            power_metrics,
+            metrics,
         }
     }
 

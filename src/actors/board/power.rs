@@ -187,6 +187,16 @@ impl BoardActor {
                     ));
                 }
             };
+            let m = &act.power_metrics;
+            let (ops, failures) = match action {
+                PowerAction::On => (&m.on, &m.on_failed),
+                PowerAction::Off | PowerAction::EnsureOff => (&m.off, &m.off_failed),
+                PowerAction::Cycle => (&m.cycle, &m.cycle_failed),
+            };
+            ops.inc();
+            if res.is_err() {
+                failures.inc();
+            }
             if generation != act.generation {
                 return Err(ApiError::new(Code::Internal, "board restarted during the request; try again"));
             }

@@ -87,6 +87,7 @@ impl Registry {
             log_dir: self.cfg.daemon.log_dir.clone(),
             log_max_bytes: self.cfg.console.log_max_bytes,
             log_keep: self.cfg.console.log_keep,
+            metrics: self.metrics.console(&e.cfg.name),
         });
         let parts = BoardParts {
             cfg: e.cfg.clone(),
@@ -102,6 +103,7 @@ impl Registry {
             link_id,
             claim,
             jail_record,
+            metrics: self.metrics.clone(),
         };
         let addr = Supervisor::start(move |_| BoardActor::new(parts));
         e.addr = Some(addr.clone());
@@ -120,6 +122,7 @@ impl Registry {
         error!(board = %name, "board actor is gone; starting a new one");
         e.restarts += 1;
         self.restarts_total += 1;
+        self.metrics.actor_restarted(name);
         let fault = self.book.fault(name).map(str::to_string);
         self.book.health(name, false, fault);
         self.changed(name);
@@ -196,6 +199,7 @@ impl Handler<BoardRestarted> for Registry {
         e.restarts += 1;
         e.power = PowerState::Unknown;
         self.restarts_total += 1;
+        self.metrics.actor_restarted(&msg.board);
         let fault = self.book.fault(&msg.board).map(str::to_string);
         self.book.health(&msg.board, false, fault);
         self.changed(&msg.board);

@@ -219,6 +219,7 @@ impl Registry {
                 };
                 match res {
                     Ok(attached) => {
+                        act.metrics.claims_granted.inc();
                         if let Some(e) = act.boards.get_mut(&board) {
                             if let Some(p) = attached.power {
                                 e.power = p;
@@ -315,6 +316,12 @@ impl Registry {
             Ending::Release if by == c.user => "was released".to_string(),
             Ending::Release => format!("was released by {by}"),
             Ending::RolledBack | Ending::Dropped => "was undone".to_string(),
+        };
+        match how {
+            Ending::Release => self.metrics.claims_released.inc(),
+            Ending::ForceRelease => self.metrics.claims_force_released.inc(),
+            Ending::Expire => self.metrics.claims_expired.inc(),
+            Ending::RolledBack | Ending::Dropped => 0,
         };
         let at = if how == Ending::Expire { c.expires_at } else { crate::util::now_unix_ms() };
         self.book.remember_end(&c, said, at);

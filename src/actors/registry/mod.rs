@@ -12,12 +12,14 @@
 //! Files: [`claims`] (claim, release, renew, maintenance, waiters,
 //! leases), [`boards`] (starting and supervising board actors, their
 //! reports), [`console`] (who may use which console), [`status`] (the
-//! snapshot and the dump).
+//! snapshot, the dump and the latest events), [`watchdog`] (systemd's
+//! watchdog, pinged from this actor's loop).
 
 mod boards;
 mod claims;
 mod console;
 mod status;
+mod watchdog;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -32,12 +34,14 @@ use crate::claims::ledger::Ending;
 use crate::claims::{Claim, ClaimBook, Ledger, LedgerError, Policy};
 use crate::config::{self, Config};
 use crate::db::{Db, DbError, DbWriter};
+use crate::metrics::Metrics;
 use crate::protocol::{ApiError, Code, ConsoleState, JailInfo, PowerState};
 
 pub use boards::{BoardRestarted, BoardStatus, JailStatus, StopAll};
 pub use claims::Exec;
 pub use console::{ClaimNow, ConsoleGrant, HowIsClaim, OpenConsole};
-pub use status::{with_handle, GetDump, Snapshot, StatusRow};
+pub use status::{with_handle, GetDump, GetEvents, Snapshot, StatusRow};
+pub use watchdog::StartWatchdog;
 
 /// What the registry knows of a board besides its claim (which is the
 /// book's).
@@ -89,6 +93,8 @@ pub struct Registry {
     boot: Boot,
     started: Instant,
     restarts_total: u64,
+    /// What `/metrics` counts (claims, restarts; the boards' own).
+    metrics: Arc<Metrics>,
 }
 
 /// Why the registry could not start.
@@ -109,6 +115,7 @@ impl Registry {
         writer: DbWriter,
         ledger: Arc<dyn Ledger>,
         initial_power: HashMap<String, PowerState>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, RegistryError> {
         let pairs: Vec<(String, String)> = cfg.boards.iter().map(|b| (b.name.clone(), b.class.clone())).collect();
         db.sync_boards(&pairs)?;
@@ -168,6 +175,7 @@ impl Registry {
             boot,
             started: Instant::now(),
             restarts_total: 0,
+            metrics,
         };
         let names: Vec<String> = r.boards.keys().cloned().collect();
         for n in &names {

@@ -313,6 +313,39 @@ impl Handler<GetDump> for Registry {
     }
 }
 
+/// The latest `n` events of the log, newest first (for the status page).
+#[derive(Message)]
+#[rtype(result = "Vec<EventView>")]
+pub struct GetEvents(pub u32);
+
+impl Handler<GetEvents> for Registry {
+    type Result = ResponseFuture<Vec<EventView>>;
+
+    /// Read on the database's thread, after every write queued before.
+    fn handle(&mut self, msg: GetEvents, _ctx: &mut Context<Self>) -> Self::Result {
+        let events = self.db.run(move |db| db.recent_events(msg.0));
+        Box::pin(async move {
+            match events.await {
+                Ok(Ok(ev)) => ev
+                    .into_iter()
+                    .rev()
+                    .map(|e| EventView {
+                        at: rfc3339_ms(e.at),
+                        kind: e.kind,
+                        board: e.board,
+                        user: e.user,
+                        detail: e.detail,
+                    })
+                    .collect(),
+                Ok(Err(e)) | Err(e) => {
+                    error!("reading the event log for the status page: {e}");
+                    Vec::new()
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

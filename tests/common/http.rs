@@ -1,0 +1,149 @@
+//! A small HTTP/1.0 client for labd's status page: one request a
+//! connection, read until the server closes it; a chunked body (an
+//! event stream) is put back together.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on loopback (bound and released: another process
+/// could take it meanwhile, which the test would then say).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An answer: the status code, the header block and the body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn request(path: &str, auth: Option<(&str, &str)>) -> String {
+    let mut r = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
+    if let Some((u, p)) = auth {
+        r.push_str(&format!("Authorization: Basic {}\r\n", base64(format!("{u}:{p}").as_bytes())));
+    }
+    r.push_str("\r\n");
+    r
+}
+
+fn split(raw: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { body_of(raw) } else { body.to_string() };
+    Answer { status, head: head.to_string(), body }
+}
+
+/// GETs `path` (with basic auth when given).
+pub fn get(addr: SocketAddr, path: &str, auth: Option<(&str, &str)>) -> Answer {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connecting to the page");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request(path, auth).as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("reading the page's answer");
+    split(&raw)
+}
+
+/// An open event stream.
+pub struct Stream {
+    s: TcpStream,
+    raw: Vec<u8>,
+    /// The body so far (chunks joined).
+    pub text: String,
+}
+
+/// The body of a raw answer so far: after the header block, chunks
+/// joined when it is chunked (a chunk not complete yet is left out).
+fn body_of(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, mut rest)) = text.split_once("\r\n\r\n") else { return String::new() };
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return rest.to_string();
+    }
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let (Some(chunk), Some(next)) = (after.get(..n), after.get(n + 2..)) else { break };
+        if n == 0 {
+            break;
+        }
+        out.push_str(chunk);
+        rest = next;
+    }
+    out
+}
+
+impl Stream {
+    /// Opens `/events`.
+    pub fn open(addr: SocketAddr, auth: Option<(&str, &str)>) -> Stream {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connecting to the page");
+        s.write_all(request("/events", auth).as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        Stream { s, raw: Vec::new(), text: String::new() }
+    }
+
+    /// Reads until `done(everything so far)` or `limit`; whether it held.
+    pub fn until(&mut self, limit: Duration, mut done: impl FnMut(&str) -> bool) -> bool {
+        let t0 = Instant::now();
+        let mut buf = [0u8; 8192];
+        while !done(&self.text) {
+            if t0.elapsed() > limit {
+                return false;
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return done(&self.text),
+                Ok(n) => {
+                    self.raw.extend_from_slice(&buf[..n]);
+                    self.text = body_of(&self.raw);
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => panic!("reading the event stream: {e}"),
+            }
+        }
+        true
+    }
+
+    /// The `data:` lines of the events named `name`, parsed.
+    pub fn events(&self, name: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for block in self.text.split("\n\n") {
+            let mut lines = block.lines();
+            let is = lines.clone().any(|l| l == format!("event: {name}"));
+            if let (true, Some(data)) = (is, lines.find_map(|l| l.strip_prefix("data: "))) {
+                out.push(serde_json::from_str(data).unwrap_or_else(|e| panic!("bad event data {data:?}: {e}")));
+            }
+        }
+        out
+    }
+}
+
+/// Standard base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
