@@ -24,17 +24,7 @@ pub struct Defaults {
 
 /// The handle slot of a call, for the calls that have one.
 pub fn slot(call: &mut Call) -> Option<&mut Option<String>> {
-    match call {
-        Call::Renew { handle, .. }
-        | Call::Reinit { handle }
-        | Call::Release { handle }
-        | Call::PowerOn { handle }
-        | Call::PowerOff { handle }
-        | Call::PowerCycle { handle }
-        | Call::Console { handle, .. }
-        | Call::ConsoleLog { handle, .. } => Some(handle),
-        _ => None,
-    }
+    call.handle_mut()
 }
 
 /// The word to resolve, before anything is sent: what was given, else the

@@ -147,6 +147,36 @@ pub enum Call {
 }
 
 impl Call {
+    /// The handle slot of the calls that act on a claim.
+    pub fn handle_mut(&mut self) -> Option<&mut Option<String>> {
+        match self {
+            Call::Renew { handle, .. }
+            | Call::Reinit { handle }
+            | Call::Release { handle }
+            | Call::PowerOn { handle }
+            | Call::PowerOff { handle }
+            | Call::PowerCycle { handle }
+            | Call::Console { handle, .. }
+            | Call::ConsoleLog { handle, .. } => Some(handle),
+            _ => None,
+        }
+    }
+
+    /// The handle a call acts on, if it names one.
+    pub fn handle(&self) -> Option<&str> {
+        match self {
+            Call::Renew { handle, .. }
+            | Call::Reinit { handle }
+            | Call::Release { handle }
+            | Call::PowerOn { handle }
+            | Call::PowerOff { handle }
+            | Call::PowerCycle { handle }
+            | Call::Console { handle, .. }
+            | Call::ConsoleLog { handle, .. } => handle.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether a jail's socket may make this call: what acts on the
     /// jail's own claim, and read-only questions. Claiming more boards and
     /// the operators' functions are not for a jail, whoever its claimant.

@@ -213,17 +213,7 @@ pub async fn console<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 
 /// The handle a call acts on, if it names one.
 pub fn handle_of(call: &Call) -> Option<&str> {
-    match call {
-        Call::Renew { handle, .. }
-        | Call::Reinit { handle }
-        | Call::Release { handle }
-        | Call::PowerOn { handle }
-        | Call::PowerOff { handle }
-        | Call::PowerCycle { handle }
-        | Call::Console { handle, .. }
-        | Call::ConsoleLog { handle, .. } => handle.as_deref(),
-        _ => None,
-    }
+    call.handle()
 }
 
 /// Where a handle's claim lives, when it is another host's: `Err` when

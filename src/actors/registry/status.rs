@@ -284,19 +284,15 @@ impl Registry {
                     b.console_detail = d;
                 }
             }
-            let events = events
-                .into_iter()
-                .map(|e| EventView {
-                    at: rfc3339_ms(e.at),
-                    kind: e.kind,
-                    board: e.board,
-                    user: e.user,
-                    detail: e.detail,
-                })
-                .collect();
+            let events = events.into_iter().map(event_view).collect();
             Dump { daemon, boards, waiters, events }
         }))
     }
+}
+
+/// An event of the log as the dump and the status page show it.
+fn event_view(e: crate::db::Event) -> EventView {
+    EventView { at: rfc3339_ms(e.at), kind: e.kind, board: e.board, user: e.user, detail: e.detail }
 }
 
 /// The dump, for SIGUSR1.
@@ -326,17 +322,7 @@ impl Handler<GetEvents> for Registry {
         let events = self.db.run(move |db| db.recent_events(msg.0));
         Box::pin(async move {
             match events.await {
-                Ok(Ok(ev)) => ev
-                    .into_iter()
-                    .rev()
-                    .map(|e| EventView {
-                        at: rfc3339_ms(e.at),
-                        kind: e.kind,
-                        board: e.board,
-                        user: e.user,
-                        detail: e.detail,
-                    })
-                    .collect(),
+                Ok(Ok(ev)) => ev.into_iter().rev().map(event_view).collect(),
                 Ok(Err(e)) | Err(e) => {
                     error!("reading the event log for the status page: {e}");
                     Vec::new()
