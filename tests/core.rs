@@ -532,3 +532,40 @@ fn a_port_that_is_on_but_delivers_no_power_shows_as_such() {
     ok(&lab.req(json!({"fn": "power_off", "handle": a["handle"]})));
     assert!(lab.board("rockpro64-1").get("delivery").is_none());
 }
+
+/// `claim --wait` says where it stands in the queue while it waits, and
+/// `queue` tells each user their own places.
+#[test]
+fn a_waiting_claim_shows_its_place_in_the_queue() {
+    let lab = Lab::up(1, "rockpro64", |t| t);
+    let held = ok(&lab.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64"})]).remove(0)).clone();
+    let bob = lab
+        .labcli_as(BOB)
+        .args(["claim", "rockpro64", "--wait", "30s"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.wait_for(Duration::from_secs(5), "bob in the queue", || {
+        let r = lab.as_user(BOB, &[json!({"fn": "queue"})]).remove(0);
+        r["result"] == json!([{"class": "rockpro64", "place": 1, "waiting": 1}])
+    });
+    // root joins behind bob.
+    let root = std::thread::spawn({
+        let sock = lab.sock();
+        move || Conn::open(&sock).call(json!({"fn": "claim", "class": "rockpro64", "wait": 30}))
+    });
+    lab.wait_for(Duration::from_secs(5), "root behind bob", || {
+        ok(&lab.req(json!({"fn": "queue"}))) == &json!([{"class": "rockpro64", "place": 2, "waiting": 2}])
+    });
+    // Nobody else's place is shown to alice.
+    assert_eq!(ok(&lab.as_user(ALICE, &[json!({"fn": "queue"})]).remove(0)), &json!([]));
+    std::thread::sleep(Duration::from_secs(3));
+    ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": held["handle"]})]).remove(0));
+    let out = bob.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("[waiting for a rockpro64: 1st of "), "bob's labcli said where it stood: {err}");
+    // root is served once bob's board comes back.
+    ok(&lab.req(json!({"fn": "force_release", "board": "rockpro64-1"})));
+    assert_eq!(ok(&root.join().unwrap())["user"], "root");
+}

@@ -386,6 +386,22 @@ impl ClaimBook {
         self.waiters.iter().filter(|(_, q)| !q.is_empty()).map(|(c, q)| (c.clone(), q.len())).collect()
     }
 
+    /// Where `user`'s waiting claims stand: (class, place from 1, how many
+    /// wait), counting only waiters still there (`live`).
+    pub fn places(&self, user: &str, live: &dyn Fn(u64) -> bool) -> Vec<(String, usize, usize)> {
+        let mut out = Vec::new();
+        for (class, q) in &self.waiters {
+            let here: Vec<&Waiter> = q.iter().filter(|w| live(w.id)).collect();
+            for (i, w) in here.iter().enumerate() {
+                if w.user == user {
+                    out.push((class.clone(), i + 1, here.len()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Whether `handle`'s claim is still the board's and its lease has run
     /// out by `now` (what a lease timer checks before it ends a claim).
     pub fn expired(&self, handle: &str, now: i64) -> bool {

@@ -26,6 +26,7 @@ pub mod expect;
 pub mod handles;
 pub mod help;
 pub mod output;
+pub mod progress;
 pub mod request;
 pub mod run;
 pub mod session;
@@ -200,7 +201,17 @@ fn single(mut session: Session, defaults: &Defaults, json: bool, mut call: Call)
             *slot = handle;
         }
     }
+    // A claim that waits says where it stands in the queue meanwhile.
+    let _progress = match &call {
+        Call::Claim { class, wait: Some(_), .. } => Some(progress::Progress::start(
+            session.socket().to_path_buf(),
+            session.as_user().map(str::to_string),
+            class.clone(),
+        )),
+        _ => None,
+    };
     let result = session.result(|id, as_user| checked_request_line(id, &call, as_user))?;
+    drop(_progress);
     if let Call::Console { read_only, .. } = call {
         let socket = session.socket().to_path_buf();
         let Some(client) = session.into_client() else { return Ok(EXIT_OK) };

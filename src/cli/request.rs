@@ -54,7 +54,7 @@ pub fn request_line(id: u64, call: &Call, as_user: Option<&str>) -> String {
             opt_str(&mut fields, "handle", handle);
             opt_u64(&mut fields, "tail", tail);
         }
-        Call::Whoami | Call::KnownHosts | Call::Dump => {}
+        Call::Whoami | Call::KnownHosts | Call::Queue | Call::Dump => {}
         Call::Maintenance { board, on } => {
             fields.push(("board", Value::from(board.as_str())));
             fields.push(("on", Value::from(*on)));

@@ -49,10 +49,10 @@ impl Queue {
     /// Takes the ticket `key` (see [`Queue::ticket`]) until `deadline_ms`
     /// (Unix ms). On an error the ticket may still be made later (a
     /// write etcd applies after its answer was lost): give it back.
-    pub async fn join(&self, key: &str, deadline_ms: i64) -> Result<(), LedgerError> {
+    pub async fn join(&self, key: &str, user: &str, deadline_ms: i64) -> Result<(), LedgerError> {
         let key = key.to_string();
         let lease = self.lease.load(Ordering::Relaxed);
-        let value = serde_json::json!({ "door": self.me, "deadline_ms": deadline_ms }).to_string();
+        let value = serde_json::json!({ "door": self.me, "deadline_ms": deadline_ms, "user": user }).to_string();
         let put = TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease)));
         txn(&self.client, self.timeout, Txn::new().and_then([put])).await.map(|_| ())
     }
@@ -67,6 +67,37 @@ impl Queue {
             .filter(|kv| deadline_of(kv.value()) + STALE_AFTER_MS > now)
             .filter_map(|kv| kv.key_str().ok().map(str::to_string))
             .collect())
+    }
+
+    /// Where `user`'s tickets stand in the lab's queues: (class, place
+    /// from 1, how many wait), live tickets only.
+    pub async fn places(&self, user: &str) -> Result<Vec<(String, usize, usize)>, LedgerError> {
+        let all = format!("{}queue/", self.keys.root());
+        let opts = GetOptions::new().with_prefix().with_sort(SortTarget::Create, SortOrder::Ascend);
+        let r = get(&self.client, self.timeout, &all, Some(opts)).await?;
+        let now = crate::util::now_unix_ms();
+        // Class -> the users of its live tickets, oldest first.
+        let mut by: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+        for kv in r.kvs().iter().filter(|kv| deadline_of(kv.value()) + STALE_AFTER_MS > now) {
+            let Some(class) = kv.key_str().ok().and_then(|k| k.strip_prefix(&all)).and_then(|k| k.split('/').next())
+            else {
+                continue;
+            };
+            let who = serde_json::from_slice::<serde_json::Value>(kv.value())
+                .ok()
+                .and_then(|v| v["user"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            by.entry(class.to_string()).or_default().push(who);
+        }
+        let mut out = Vec::new();
+        for (class, users) in by {
+            for (i, u) in users.iter().enumerate() {
+                if u == user {
+                    out.push((class.clone(), i + 1, users.len()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The oldest live ticket for `class`, if any.

@@ -130,6 +130,9 @@ pub enum Call {
     /// lab's SSH host CA as `@cert-authority` (answered from labd's
     /// configuration).
     KnownHosts,
+    /// Where the caller's waiting claims (`claim --wait`) stand in their
+    /// classes' queues.
+    Queue,
     Dump,
     Maintenance {
         board: String,
@@ -194,7 +197,9 @@ impl Call {
             | Call::PowerCycle { .. }
             | Call::Console { .. }
             | Call::ConsoleLog { .. } => true,
-            Call::Claim { .. } | Call::Dump | Call::Maintenance { .. } | Call::ForceRelease { .. } => false,
+            Call::Claim { .. } | Call::Queue | Call::Dump | Call::Maintenance { .. } | Call::ForceRelease { .. } => {
+                false
+            }
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => false,
         }
@@ -216,6 +221,7 @@ impl Call {
             Call::ConsoleLog { .. } => "console_log",
             Call::Whoami => "whoami",
             Call::KnownHosts => "known_hosts",
+            Call::Queue => "queue",
             Call::Dump => "dump",
             Call::Maintenance { .. } => "maintenance",
             Call::ForceRelease { .. } => "force_release",
@@ -356,6 +362,7 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
         "console_log" => args::<LogArgs>(&f, m).map(|a| Call::ConsoleLog { handle: a.handle, tail: a.tail }),
         "whoami" => args::<NoArgs>(&f, m).map(|_| Call::Whoami),
         "known_hosts" => args::<NoArgs>(&f, m).map(|_| Call::KnownHosts),
+        "queue" => args::<NoArgs>(&f, m).map(|_| Call::Queue),
         "dump" => args::<NoArgs>(&f, m).map(|_| Call::Dump),
         "maintenance" => args::<MaintenanceArgs>(&f, m).map(|a| Call::Maintenance { board: a.board, on: a.on }),
         "force_release" => args::<BoardArgs>(&f, m).map(|a| Call::ForceRelease { board: a.board }),

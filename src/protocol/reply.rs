@@ -18,6 +18,7 @@ pub enum Reply {
     Released(Released),
     Log(LogView),
     Whoami(WhoamiView),
+    Queue(Vec<QueuePlace>),
     Dump(Box<Dump>),
     Panicked(Panicked),
 }
@@ -31,6 +32,15 @@ pub struct ClassView {
     /// Claims waiting for a board of the class (`claim --wait`), in the
     /// whole lab.
     #[serde(default)]
+    pub waiting: usize,
+}
+
+/// One of the caller's waiting claims (`queue`): its place in its class's
+/// queue (1: next), of how many waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePlace {
+    pub class: String,
+    pub place: usize,
     pub waiting: usize,
 }
 

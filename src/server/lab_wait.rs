@@ -26,7 +26,7 @@ pub async fn wait(front: &Front, queue: &Queue, who: Identity, id: Value, call: 
     let limit = Duration::from_secs(secs);
     let deadline_ms = crate::util::now_unix_ms() + i64::try_from(limit.as_millis()).unwrap_or(i64::MAX / 2);
     let ticket = queue.ticket(&class, NEXT_TICKET.fetch_add(1, Ordering::Relaxed));
-    match queue.join(&ticket, deadline_ms).await {
+    match queue.join(&ticket, &who.user, deadline_ms).await {
         Ok(()) => {}
         Err(e) => {
             // A write whose answer was lost may still be applied.

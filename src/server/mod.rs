@@ -533,6 +533,24 @@ async fn routed(front: &Front, who: Identity, id: Value, call: Call, raw: Value)
     if peer::handle_of(&call).is_some() {
         return unknown_handle(front, who, id, call, raw).await;
     }
+    if matches!(call, Call::Queue) {
+        if let Some(queue) = front.peers.as_ref().and_then(|p| p.queue.clone()) {
+            // The lab's one queue per class, in etcd.
+            return match queue.places(&who.user).await {
+                Ok(places) => {
+                    let v: Vec<protocol::QueuePlace> = places
+                        .into_iter()
+                        .map(|(class, place, waiting)| protocol::QueuePlace { class, place, waiting })
+                        .collect();
+                    protocol::ok_reply(&id, &v)
+                }
+                Err(e) => protocol::err_reply(
+                    &id,
+                    &ApiError::new(Code::Unavailable, format!("the lab's queue cannot be read: {e}")),
+                ),
+            };
+        }
+    }
     let Call::Claim { class, wait, .. } = &call else { return answer(front, who, id, call).await };
     // One queue per class for the whole lab: a claim that waits takes a
     // ticket; one that does not is refused while anyone waits.

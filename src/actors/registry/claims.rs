@@ -94,6 +94,17 @@ impl Handler<Exec> for Registry {
             Call::Whoami => {
                 ready(Ok(Reply::Whoami(WhoamiView { user: who.user.clone(), uid: who.uid, admin: who.admin })))
             }
+            Call::Queue => {
+                let waiters = &self.waiters;
+                let live = |id: u64| waiters.get(&id).is_some_and(|w| !w.tx.is_closed());
+                let places = self.book.places(&who.user, &live);
+                ready(Ok(Reply::Queue(
+                    places
+                        .into_iter()
+                        .map(|(class, place, waiting)| crate::protocol::QueuePlace { class, place, waiting })
+                        .collect(),
+                )))
+            }
             Call::Dump => match self.book.operator(&asker(&who), "dump") {
                 Ok(()) => Box::pin(self.dump().map(|d, _, _| Ok(Reply::Dump(Box::new(d))))),
                 Err(e) => ready(Err(e.into())),
