@@ -434,6 +434,14 @@ fn operator_worker(sock: PathBuf, seed: u64, boards: Vec<String>, ledger: Arc<Mu
                 if let Outcome::Reply(r) = &o {
                     if r["ok"] == json!(true) {
                         l.stats.force_releases += 1;
+                        // By board: whichever claim had the board when it
+                        // ran is gone, also one granted after the victim
+                        // was chosen (its own release raced this one).
+                        let gone: Vec<String> =
+                            l.held.iter().filter(|(_, c)| c.board == v.board).map(|(h, _)| h.clone()).collect();
+                        for h in gone {
+                            l.held.remove(&h);
+                        }
                     } else if r["error"]["code"] != json!("not_claimed") && r["error"]["code"] != json!("internal") {
                         l.violations.push(format!("force_release of {}: {r}", v.board));
                     }
