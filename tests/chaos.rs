@@ -145,6 +145,10 @@ struct Ledger {
     uncertain: Vec<(String, i64, i64)>,
     /// Boards the operator has in maintenance, since (ms) labd said so.
     maintenance: HashMap<String, i64>,
+    /// Boards the operator force-releases by name, from (ms) the moment it
+    /// chose the victim to when labd answered: whichever claim has the
+    /// board then may end, also one granted meanwhile.
+    forcing: HashMap<String, (i64, i64)>,
     violations: Vec<String>,
     stats: Stats,
 }
@@ -205,8 +209,14 @@ impl Ledger {
                 self.violations.push(format!("{board} granted to {user} at {claimed_at}, while in maintenance: {r}"));
             }
         }
+        let forced = |b: &str| self.forcing.get(b).is_some_and(|(from, to)| now >= *from && now <= to + SLACK_MS);
         for (h, other) in &self.held {
-            if other.board == board && *h != handle && !other.releasing && other.expires_min > now + SLACK_MS {
+            if other.board == board
+                && *h != handle
+                && !other.releasing
+                && other.expires_min > now + SLACK_MS
+                && !forced(&other.board)
+            {
                 self.violations.push(format!(
                     "{board} granted to {user} at {claimed_at} while {} holds it until {} ms from now",
                     other.user,
@@ -226,7 +236,9 @@ impl Ledger {
     /// labd says `handle` is not ours: fine if the lease may have ended.
     fn not_claimed(&mut self, handle: &str, sent: i64, what: &str) {
         if let Some(h) = self.held.remove(handle) {
-            if h.expires_min > sent + SLACK_MS {
+            let now = now_ms();
+            let forced = self.forcing.get(&h.board).is_some_and(|(from, to)| now >= *from && sent <= to + SLACK_MS);
+            if h.expires_min > sent + SLACK_MS && !forced {
                 self.violations.push(format!(
                     "{what}: {} lost {} (claimed {}) {} ms before its lease ended",
                     h.user,
@@ -428,8 +440,12 @@ fn operator_worker(sock: PathBuf, seed: u64, boards: Vec<String>, ledger: Arc<Mu
                     l.held.remove(&h)
                 };
                 let Some(v) = victim else { continue };
+                ledger.lock().unwrap().forcing.insert(v.board.clone(), (now_ms(), i64::MAX));
                 let o = c.call(json!({"fn": "force_release", "board": v.board}));
                 let mut l = ledger.lock().unwrap();
+                if let Some(f) = l.forcing.get_mut(&v.board) {
+                    f.1 = now_ms();
+                }
                 l.count(&o);
                 if let Outcome::Reply(r) = &o {
                     if r["ok"] == json!(true) {
