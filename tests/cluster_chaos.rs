@@ -274,8 +274,11 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
             .flat_map(|(l, h)| l.log().lines().map(|x| format!("{h} {x}")).collect::<Vec<_>>())
             .filter_map(|l| {
                 let at = parse_ms(&json!(l.split_whitespace().nth(1)?))?;
-                (at >= from && at <= to && (l.contains(&board) || l.contains("labd ready") || l.contains("peer")))
-                    .then_some((at, l))
+                (at >= from
+                    && at <= to
+                    && l.contains("boardlab::")
+                    && (l.contains(&board) || l.contains("labd ready") || l.contains("handle")))
+                .then_some((at, l))
             })
             .collect();
         log.sort();
