@@ -128,6 +128,15 @@ pub fn rfc3339_ms(ms: i64) -> String {
     }
 }
 
+/// A name for a handle in logs: 8 hex digits of a SHA-256 over it, so
+/// that a claim can be followed across hosts' logs while the handle, a
+/// bearer secret, appears in none.
+pub fn handle_id(handle: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("boardlab handle id\0{handle}").as_bytes());
+    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
 /// A fresh claim handle: 128 bits from the kernel's CSPRNG, hex encoded, so
 /// that handles cannot be guessed from each other or from the time.
 pub fn new_handle() -> std::io::Result<String> {
@@ -204,6 +213,17 @@ mod tests {
         for t in ["\u{0}", "ü1h", "1ü", "1.", ".", "..", "1hms", "1msh", "9999999999.999999999d"] {
             let _ = parse_duration(t);
         }
+    }
+
+    #[test]
+    fn a_handle_id_names_a_handle_without_showing_it() {
+        let h = "bl-0123456789abcdef0123456789abcdef";
+        let id = handle_id(h);
+        assert_eq!(id.len(), 8);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, handle_id(h));
+        assert_ne!(id, handle_id("bl-0123456789abcdef0123456789abcdee"));
+        assert!(!h.contains(&id));
     }
 
     #[test]

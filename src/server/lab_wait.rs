@@ -49,6 +49,13 @@ pub async fn wait(front: &Front, queue: &Queue, who: Identity, id: Value, call: 
             let line = claim_now(front, who.clone(), id.clone(), now_call.clone(), now_raw.clone()).await;
             let v = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
             if v["ok"] == true || v["error"]["code"] != "no_device_available" {
+                if let Some(h) = v["result"]["handle"].as_str() {
+                    tracing::info!(
+                        board = v["result"]["board"].as_str().unwrap_or("?"),
+                        handle_id = %crate::util::handle_id(h),
+                        "a waiter of the lab's queue is served"
+                    );
+                }
                 leave(queue, ticket);
                 return line;
             }

@@ -581,12 +581,17 @@ async fn unknown_handle(front: &Front, who: Identity, id: Value, call: Call, raw
     if !not_claimed(&line) {
         return line;
     }
-    for (host, addr) in peer::hosts_holding(front, &who.user) {
-        if let Ok(other) = peer::call(front, &host, &addr, &raw, &who.user).await {
+    let hosts = peer::hosts_holding(front, &who.user);
+    for (host, addr) in &hosts {
+        if let Ok(other) = peer::call(front, host, addr, &raw, &who.user).await {
             if !not_claimed(&other) {
                 return other;
             }
         }
+    }
+    if let Some(h) = raw["handle"].as_str() {
+        let asked: Vec<&str> = hosts.iter().map(|(h, _)| h.as_str()).collect();
+        info!(handle_id = %crate::util::handle_id(h), "no claim with this handle here, in etcd or on the hosts asked: {asked:?}");
     }
     line
 }

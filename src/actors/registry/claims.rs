@@ -80,7 +80,12 @@ impl Handler<Exec> for Registry {
                     let h = c.handle.clone();
                     self.end_claim(&h, Ending::Release, &who.user, ctx)
                 }
-                Err(e) => ready(Err(e.into())),
+                Err(e) => {
+                    if let Some(h) = handle.as_deref() {
+                        info!(handle_id = %crate::util::handle_id(h), "release refused here: {e}");
+                    }
+                    ready(Err(e.into()))
+                }
             },
             Call::PowerOn { handle } => self.power(&who, handle.as_deref(), PowerAction::On, ctx),
             Call::PowerOff { handle } => self.power(&who, handle.as_deref(), PowerAction::Off, ctx),
@@ -195,7 +200,7 @@ impl Registry {
         }
         self.changed(&board);
         self.arm_lease(&c, ctx);
-        info!(board = %board, user = %c.user, "claimed");
+        info!(board = %board, user = %c.user, handle_id = %crate::util::handle_id(&c.handle), "claimed");
         let power_on = power || self.boards.get(&board).is_some_and(|e| e.cfg.power_on_claim);
         let kept = self.ledger.claim(&c);
         Box::pin(actix::fut::wrap_future::<_, Self>(kept).then(move |res, act, ctx| -> Fut {
