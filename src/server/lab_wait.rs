@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{claim_now, Front};
+use super::routing::claim_now;
+use super::Front;
 use crate::actors::Identity;
 use crate::cluster::queue::Queue;
 use crate::protocol::{self, ApiError, Call, Code};

@@ -12,6 +12,9 @@ mod console;
 pub mod jail_sockets;
 mod lab_wait;
 pub mod peer;
+mod routing;
+
+use routing::{routed, with_other_hosts};
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -511,153 +514,6 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
-/// A request on the main socket of a host in a lab of several: answered
-/// here, or by the host whose board it is about.
-async fn routed(front: &Front, who: Identity, id: Value, call: Call, raw: Value) -> String {
-    let remote = match (peer::handle_of(&call), peer::board_of(&call)) {
-        (Some(h), _) => peer::remote_handle(front, h).await,
-        (None, Some(b)) => peer::remote_board(front, b),
-        (None, None) => None,
-    };
-    // A call about another host's claim or board goes there; one about
-    // this host's (or no known one) is answered here.
-    if let Some(remote) = remote {
-        return match remote {
-            Err(e) => protocol::err_reply(&id, &e),
-            Ok((host, addr)) => match peer::call(front, &host, &addr, &raw, &who.user).await {
-                Ok(line) => line,
-                Err(e) => protocol::err_reply(&id, &e),
-            },
-        };
-    }
-    if peer::handle_of(&call).is_some() {
-        return unknown_handle(front, who, id, call, raw).await;
-    }
-    if matches!(call, Call::Queue) {
-        if let Some(queue) = front.peers.as_ref().and_then(|p| p.queue.clone()) {
-            // The lab's one queue per class, in etcd.
-            return match queue.places(&who.user).await {
-                Ok(places) => {
-                    let v: Vec<protocol::QueuePlace> = places
-                        .into_iter()
-                        .map(|(class, place, waiting)| protocol::QueuePlace { class, place, waiting })
-                        .collect();
-                    protocol::ok_reply(&id, &v)
-                }
-                Err(e) => protocol::err_reply(
-                    &id,
-                    &ApiError::new(Code::Unavailable, format!("the lab's queue cannot be read: {e}")),
-                ),
-            };
-        }
-    }
-    let Call::Claim { class, wait, .. } = &call else { return answer(front, who, id, call).await };
-    // One queue per class for the whole lab: a claim that waits takes a
-    // ticket; one that does not is refused while anyone waits.
-    if let Some(queue) = front.peers.as_ref().and_then(|p| p.queue.clone()) {
-        if wait.is_some() {
-            return lab_wait::wait(front, &queue, who, id, call, raw).await;
-        }
-        // From the watched view: no etcd round trip on every claim.
-        let n = front.lab.as_ref().map_or(0, |l| l.borrow().waiting(class, crate::util::now_unix_ms()));
-        if n > 0 {
-            let e = ApiError::new(
-                Code::NoDeviceAvailable,
-                format!("{n} claims wait for a {class} board in the lab; `claim --wait` joins the queue"),
-            );
-            return protocol::err_reply(&id, &e);
-        }
-    }
-    claim_now(front, who, id, call, raw).await
-}
-
-/// A handle neither this host, its view nor etcd knows: answered here,
-/// unless another host where the user holds a board knows it (a claim
-/// whose record etcd lost for a moment: a failed release applied late,
-/// until its host puts the record back).
-async fn unknown_handle(front: &Front, who: Identity, id: Value, call: Call, raw: Value) -> String {
-    let line = answer(front, who.clone(), id, call).await;
-    let not_claimed = |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["error"]["code"] == "not_claimed");
-    if !not_claimed(&line) {
-        return line;
-    }
-    let hosts = peer::hosts_holding(front, &who.user);
-    for (host, addr) in &hosts {
-        if let Ok(other) = peer::call(front, host, addr, &raw, &who.user).await {
-            if !not_claimed(&other) {
-                return other;
-            }
-        }
-    }
-    if let Some(h) = raw["handle"].as_str() {
-        let asked: Vec<&str> = hosts.iter().map(|(h, _)| h.as_str()).collect();
-        info!(handle_id = %crate::util::handle_id(h), "no claim with this handle here, in etcd or on the hosts asked: {asked:?}");
-    }
-    line
-}
-
-/// A claim that does not wait, on this host or another.
-async fn claim_now(front: &Front, who: Identity, id: Value, call: Call, raw: Value) -> String {
-    let Call::Claim { class, .. } = &call else { return answer(front, who, id, call).await };
-    let hosts = peer::claim_hosts(front, class);
-    let mut last = None;
-    for (host, addr) in &hosts {
-        match peer::call(front, host, addr, &raw, &who.user).await {
-            Ok(line) => {
-                let v = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
-                if v["ok"] == true || v["error"]["code"] != "no_device_available" {
-                    return line;
-                }
-                last = Some(line);
-            }
-            Err(e) => last = Some(protocol::err_reply(&id, &e)),
-        }
-    }
-    let local_has_class = front.snapshots.borrow().rows().iter().any(|r| &r.class == class);
-    if local_has_class {
-        return answer(front, who, id, call).await;
-    }
-    if let Some(line) = last {
-        return line;
-    }
-    // Not here, and no other host could be asked: say so for the lab.
-    match peer::lab_class_summary(front, class) {
-        Some(summary) => protocol::err_reply(
-            &id,
-            &ApiError::new(Code::NoDeviceAvailable, format!("no {class} board is available ({summary})")),
-        ),
-        None => answer(front, who, id, call).await,
-    }
-}
-
-/// `local` (this host's boards, a JSON array) followed by the other
-/// hosts' boards (`mine`: only those of that user; `handles`: each with
-/// its claim's handle, which the view knows from etcd).
-fn with_other_hosts(local: &str, lab: &LabView, mine: Option<&str>, handles: bool) -> String {
-    let mut out = String::with_capacity(local.len() + lab.rows.len() * 200);
-    out.push_str(local.strip_suffix(']').unwrap_or("["));
-    let mut first = out.len() == 1;
-    for r in lab.rows.iter().filter(|r| mine.is_none_or(|u| r.user.as_deref() == Some(u))) {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        let json = lab.row_json(r);
-        // The claim etcd holds for the board, if it is this user's (a row
-        // published a moment ago may still name the claim's previous user).
-        let handle = match (mine, lab.claimants.get(&r.board)) {
-            (Some(me), Some((user, h))) if handles && user == me => Some(h.as_str()),
-            _ => None,
-        };
-        match handle {
-            Some(h) => out.push_str(&crate::actors::registry::with_handle(&json, h)),
-            None => out.push_str(&json),
-        }
-    }
-    out.push(']');
-    out
-}
-
 /// `known_hosts` in a lab without `[jail] host_ca`.
 fn no_host_ca() -> ApiError {
     ApiError::new(
@@ -703,32 +559,5 @@ mod tests {
         let mut buf = Vec::new();
         assert!(matches!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Line::TooLong));
         assert!(buf.len() <= 10);
-    }
-
-    #[test]
-    fn other_hosts_rows_carry_only_the_callers_own_handles() {
-        use crate::cluster::view::RemoteRow;
-        let row = |board: &str, user: &str| RemoteRow {
-            board: board.into(),
-            class: "c".into(),
-            host: "h2".into(),
-            user: Some(user.into()),
-            claimable: false,
-            json: format!("{{\"board\":\"{board}\"}}"),
-        };
-        let mut lab =
-            LabView { rows: vec![row("b1", "alice"), row("b2", "bob"), row("b3", "alice")], ..Default::default() };
-        lab.claimants.insert("b1".into(), ("alice".into(), "bl-a".into()));
-        lab.claimants.insert("b2".into(), ("bob".into(), "bl-b".into()));
-        // A row published before bob's claim of b3: etcd's record wins.
-        lab.claimants.insert("b3".into(), ("bob".into(), "bl-c".into()));
-        let v = |s: String| serde_json::from_str::<Value>(&s).unwrap();
-        let local = r#"[{"board":"l1","handle":"bl-l"}]"#;
-        assert_eq!(
-            v(with_other_hosts(local, &lab, Some("alice"), true)),
-            serde_json::json!([{"board": "l1", "handle": "bl-l"}, {"board": "b1", "handle": "bl-a"}, {"board": "b3"}])
-        );
-        assert!(!with_other_hosts("[]", &lab, Some("alice"), false).contains("bl-"));
-        assert!(!with_other_hosts("[]", &lab, None, true).contains("bl-"));
     }
 }
