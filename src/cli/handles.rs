@@ -22,11 +22,6 @@ pub struct Defaults {
     pub handle: Option<String>,
 }
 
-/// The handle slot of a call, for the calls that have one.
-pub fn slot(call: &mut Call) -> Option<&mut Option<String>> {
-    call.handle_mut()
-}
-
 /// The word to resolve, before anything is sent: what was given, else the
 /// default; `None` inside a jail. Outside one, no handle at all is a usage
 /// error.

@@ -187,7 +187,7 @@ pub fn run(env: Env) -> i32 {
 
 /// One request (after its handle is resolved), its result printed.
 fn single(mut session: Session, defaults: &Defaults, json: bool, mut call: Call) -> Result<i32, Failure> {
-    let given = handles::slot(&mut call).map(|slot| slot.clone());
+    let given = call.handle_mut().map(|slot| slot.clone());
     if let Some(given) = given {
         let command = match call.name() {
             "console_log" => "log".to_string(),
@@ -197,7 +197,7 @@ fn single(mut session: Session, defaults: &Defaults, json: bool, mut call: Call)
         // Nothing is sent before the request line is known to fit.
         checked_request_line(1, &call, session.as_user()).map_err(|e| Failure::usage(&e))?;
         let handle = handles::resolve(&mut session, word, defaults)?;
-        if let Some(slot) = handles::slot(&mut call) {
+        if let Some(slot) = call.handle_mut() {
             *slot = handle;
         }
     }

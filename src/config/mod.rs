@@ -364,17 +364,11 @@ impl Config {
 /// anything else: `labd ca init` makes the key that the configuration
 /// then needs to load. `None` when there is no lab.toml or it names none.
 pub fn configured_host_ca(dir: &Path) -> Result<Option<PathBuf>, String> {
-    let path = dir.join("lab.toml");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
-    };
-    let v: toml::Value = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message().trim()))?;
-    match v.get("jail").and_then(|j| j.get("host_ca")) {
+    let lab = dir.join("lab.toml");
+    match jail_key(dir, "host_ca")? {
         None => Ok(None),
-        Some(toml::Value::String(s)) if Path::new(s).is_absolute() => Ok(Some(PathBuf::from(s))),
-        Some(other) => Err(format!("{}: jail.host_ca must be an absolute path, not {other}", path.display())),
+        Some(toml::Value::String(s)) if Path::new(&s).is_absolute() => Ok(Some(PathBuf::from(s))),
+        Some(other) => Err(format!("{}: jail.host_ca must be an absolute path, not {other}", lab.display())),
     }
 }
 
@@ -382,9 +376,20 @@ pub fn configured_host_ca(dir: &Path) -> Result<Option<PathBuf>, String> {
 /// init`'s CA line, which covers the claims' IPv6 addresses); `None` when
 /// absent or not a prefix (`labd check` says why).
 pub fn configured_ipv6_pool(dir: &Path) -> Option<ipnet::Ipv6Net> {
-    let text = std::fs::read_to_string(dir.join("lab.toml")).ok()?;
-    let v: toml::Value = toml::from_str(&text).ok()?;
-    v.get("jail")?.get("ipv6_pool")?.as_str()?.parse().ok()
+    jail_key(dir, "ipv6_pool").ok()??.as_str()?.parse().ok()
+}
+
+/// `[jail] KEY` of `dir`'s lab.toml, nothing else read or checked: `None`
+/// without lab.toml or the key.
+fn jail_key(dir: &Path, key: &str) -> Result<Option<toml::Value>, String> {
+    let path = dir.join("lab.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    };
+    let v: toml::Value = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message().trim()))?;
+    Ok(v.get("jail").and_then(|j| j.get(key)).cloned())
 }
 
 /// `"8G"`, `"512M"`: a whole number with a binary unit K, M, G or T

@@ -211,11 +211,6 @@ pub async fn console<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
-/// The handle a call acts on, if it names one.
-pub fn handle_of(call: &Call) -> Option<&str> {
-    call.handle()
-}
-
 /// Where a handle's claim lives, when it is another host's: `Err` when
 /// that host is not in the lab now, or etcd cannot say. A handle neither
 /// this host nor the view knows is looked up in etcd (the view may lag a

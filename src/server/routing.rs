@@ -14,7 +14,7 @@ use crate::protocol::{self, ApiError, Call, Code};
 /// A request on the main socket of a host in a lab of several: answered
 /// here, or by the host whose board it is about.
 pub(super) async fn routed(front: &Front, who: Identity, id: Value, call: Call, raw: Value) -> String {
-    let remote = match (peer::handle_of(&call), peer::board_of(&call)) {
+    let remote = match (call.handle(), peer::board_of(&call)) {
         (Some(h), _) => peer::remote_handle(front, h).await,
         (None, Some(b)) => peer::remote_board(front, b),
         (None, None) => None,
@@ -30,7 +30,7 @@ pub(super) async fn routed(front: &Front, who: Identity, id: Value, call: Call, 
             },
         };
     }
-    if peer::handle_of(&call).is_some() {
+    if call.handle().is_some() {
         return unknown_handle(front, who, id, call, raw).await;
     }
     if matches!(call, Call::Queue) {
