@@ -8,7 +8,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::http::{free_port, get, Stream};
+use common::http::{get, Stream};
+use common::ports::free_port;
 use common::{ok, Lab, ALICE, BOB};
 use serde_json::{json, Value};
 

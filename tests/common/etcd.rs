@@ -3,7 +3,6 @@
 //! restartable; every member this fixture started is killed by its PID
 //! when the fixture is dropped, whatever happened.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,10 +21,7 @@ struct Member {
     child: Option<Child>,
 }
 
-/// A loopback port free at the moment of asking.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use super::ports::free_port;
 
 /// Held by each test that runs an etcd cluster and labds: two cores
 /// cannot run several such labs at once without etcd missing its own
@@ -42,15 +38,40 @@ impl Etcd {
         let dir = tempfile::Builder::new().prefix("bltest-etcd-").tempdir().unwrap();
         super::sweep::own(dir.path());
         let token = format!("bltest-{}", std::process::id());
-        let members = (0..n)
-            .map(|i| Member { name: format!("m{i}"), client_port: free_port(), peer_port: free_port(), child: None })
-            .collect();
-        let mut e = Etcd { dir, token, members, _turn: turn };
-        for i in 0..n {
-            e.start_member(i);
+        let mut e = Etcd { dir, token, members: Vec::new(), _turn: turn };
+        // A port free when chosen may be taken by another process before
+        // etcd binds it; then that member exits at once, and the cluster
+        // starts again on fresh ports (three tries).
+        for attempt in 1..=3 {
+            e.members = (0..n)
+                .map(|i| Member {
+                    name: format!("m{i}"),
+                    client_port: free_port(),
+                    peer_port: free_port(),
+                    child: None,
+                })
+                .collect();
+            for i in 0..n {
+                let _ = std::fs::remove_dir_all(e.data_dir(i));
+                e.start_member(i);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            if attempt < 3 && e.a_member_exited() {
+                eprintln!("etcd fixture: a member exited at start, starting again on other ports\n{}", e.member_logs());
+                for i in 0..n {
+                    e.stop_member(i);
+                }
+                continue;
+            }
+            break;
         }
         e.wait_healthy(Duration::from_secs(30));
         e
+    }
+
+    /// Whether a started member has already exited (a port taken, say).
+    fn a_member_exited(&mut self) -> bool {
+        self.members.iter_mut().filter_map(|m| m.child.as_mut()).any(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     /// The client URLs, comma separated (labsim's `--etcd`).

@@ -3,14 +3,8 @@
 //! event stream) is put back together.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-
-/// A free TCP port on loopback (bound and released: another process
-/// could take it meanwhile, which the test would then say).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// An answer: the status code, the header block and the body.
 #[derive(Debug)]

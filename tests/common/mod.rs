@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod http;
 pub mod jails;
 pub mod need_root;
+pub mod ports;
 pub mod ssh;
 pub mod sweep;
 pub mod turn;

@@ -2,7 +2,6 @@
 //! host key and config in a temp dir, one authorized_keys file per user
 //! (`AuthorizedKeysFile DIR/keys/%u`), no PAM, nothing system-wide touched.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -44,9 +43,7 @@ pub fn keygen(path: &Path) {
     assert!(st.success());
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use super::ports::free_port;
 
 pub fn start_sshd(dir: &Path, keys: &[(&str, String)]) -> Sshd {
     std::fs::create_dir_all("/run/sshd").unwrap();

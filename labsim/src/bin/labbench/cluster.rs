@@ -21,9 +21,13 @@ struct Etcd {
     urls: String,
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+/// `n` distinct loopback ports, free at the moment of asking: all `n`
+/// are held bound until the last is chosen, so none is offered twice.
+fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, String>>()?;
+    held.iter().map(|l| Ok(l.local_addr().map_err(|e| e.to_string())?.port())).collect()
 }
 
 impl Etcd {
@@ -31,7 +35,8 @@ impl Etcd {
         let dir = std::env::temp_dir().join(format!("labbench-etcd-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_, String>>()?;
+        let free = free_ports(6)?;
+        let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
         let cluster: Vec<String> =
             ports.iter().enumerate().map(|(i, p)| format!("m{i}=http://127.0.0.1:{}", p.1)).collect();
         let mut e = Etcd { dir: dir.clone(), members: Vec::new(), urls: String::new() };
