@@ -145,6 +145,14 @@ pub struct SwitchClient {
     session: Option<Box<AsyncSession>>,
     /// Where each request's duration goes (`/metrics`), if anywhere.
     latency: Option<prometheus_client::metrics::histogram::Histogram>,
+    /// The switch's requests in flight, shared by every board on it.
+    limit: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// The bound on one switch's requests in flight (`max_in_flight`): one
+/// is made per switch and handed to every board's [`SwitchClient`] on it.
+pub fn switch_limit(sw: &Switch) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(sw.max_in_flight.max(1)))
 }
 
 /// One varbind of a reply: its OID and integer value (None past the end
@@ -176,7 +184,13 @@ impl Op {
 
 impl SwitchClient {
     pub fn new(sw: Arc<Switch>) -> Self {
-        SwitchClient { sw, session: None, latency: None }
+        SwitchClient { sw, session: None, latency: None, limit: None }
+    }
+
+    /// Takes a place of `limit` (see [`switch_limit`]) for every request.
+    pub fn with_limit(mut self, limit: Arc<tokio::sync::Semaphore>) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
     /// Observes every request's duration (retries included) in `h`.
@@ -210,6 +224,12 @@ impl SwitchClient {
     /// One request with the switch's timeout and retries. The session is
     /// dropped after any failure.
     async fn request(&mut self, op: Op, oid: &[u64]) -> Result<Vec<Reading>, PowerError> {
+        // The place is held for the request and its retries: a retry is
+        // the same request to the switch. The semaphore is never closed.
+        let _place = match &self.limit {
+            Some(l) => l.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let t0 = std::time::Instant::now();
         let r = self.request_with_retries(op, oid).await;
         if let Some(h) = &self.latency {

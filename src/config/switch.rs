@@ -20,6 +20,8 @@ pub(super) struct RawSwitch {
     pub(super) timeout: Option<Spanned<String>>,
     #[serde(default = "default_retries")]
     pub(super) retries: Spanned<u32>,
+    #[serde(default = "default_max_in_flight")]
+    pub(super) max_in_flight: Spanned<u32>,
 }
 
 fn default_community() -> String {
@@ -31,6 +33,16 @@ fn default_version() -> Spanned<String> {
 fn default_retries() -> Spanned<u32> {
     Spanned::new(0..0, 1)
 }
+fn default_max_in_flight() -> Spanned<u32> {
+    Spanned::new(0..0, DEFAULT_MAX_IN_FLIGHT as u32)
+}
+
+/// SNMP requests labd has in flight to one switch at most, unless its
+/// `max_in_flight` says otherwise: cheap switches drop SETs that arrive
+/// while they are busy with another.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 2;
+/// The largest `max_in_flight` accepted.
+pub const MAX_IN_FLIGHT_LIMIT: u32 = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnmpVersion {
@@ -48,6 +60,8 @@ pub struct Switch {
     pub timeout: Duration,
     /// Extra attempts after the first one.
     pub retries: u32,
+    /// SNMP requests in flight to the switch at once, across all its boards.
+    pub max_in_flight: usize,
 }
 
 /// Validates every `[switches.NAME]`.
@@ -77,9 +91,24 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: BTreeMap<String, Spanned<RawSwitc
         if *sw.retries.get_ref() > 10 {
             ctx.err(&sw.retries.span(), format!("switches.{name}.retries ({}) is more than 10", sw.retries.get_ref()));
         }
+        let max_in_flight = *sw.max_in_flight.get_ref();
+        if max_in_flight == 0 || max_in_flight > MAX_IN_FLIGHT_LIMIT {
+            ctx.err(
+                &sw.max_in_flight.span(),
+                format!("switches.{name}.max_in_flight ({max_in_flight}) must be between 1 and {MAX_IN_FLIGHT_LIMIT}"),
+            );
+        }
         switches.insert(
             name.clone(),
-            Switch { name, host, community: sw.community, version, timeout, retries: *sw.retries.get_ref() },
+            Switch {
+                name,
+                host,
+                community: sw.community,
+                version,
+                timeout,
+                retries: *sw.retries.get_ref(),
+                max_in_flight: max_in_flight.clamp(1, MAX_IN_FLIGHT_LIMIT) as usize,
+            },
         );
     }
     switches

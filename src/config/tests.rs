@@ -426,3 +426,19 @@ fn jail_host_ca_is_checked_when_the_config_loads() {
     let d = dir_with(&lab("relative"), &[]);
     assert!(configured_host_ca(d.path()).unwrap_err().contains("must be an absolute path"));
 }
+
+#[test]
+fn switch_bound_in_flight() {
+    let d = dir_with(LAB, &[("a.toml", BOARD)]);
+    let c = Config::load(d.path()).unwrap();
+    assert_eq!(c.switches["poe1"].max_in_flight, crate::config::switch::DEFAULT_MAX_IN_FLIGHT);
+    let lab = LAB.replace("retries = 1\n", "retries = 1\nmax_in_flight = 4\n");
+    let c = Config::load(dir_with(&lab, &[("a.toml", BOARD)]).path()).unwrap();
+    assert_eq!(c.switches["poe1"].max_in_flight, 4);
+    for bad in ["0", "65"] {
+        let lab = LAB.replace("retries = 1\n", &format!("retries = 1\nmax_in_flight = {bad}\n"));
+        let e = errs(&lab, &[("a.toml", BOARD)]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("max_in_flight") && e[0].contains("between 1 and 64"), "{e:?}");
+    }
+}

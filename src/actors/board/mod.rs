@@ -120,6 +120,8 @@ pub struct BoardActor {
 pub struct BoardParts {
     pub cfg: Arc<config::Board>,
     pub switch: Arc<config::Switch>,
+    /// The switch's bound on requests in flight, shared by its boards.
+    pub switch_limit: Arc<tokio::sync::Semaphore>,
     pub policy: PowerPolicy,
     pub db: Db,
     pub events: DbWriter,
@@ -147,6 +149,7 @@ impl BoardActor {
         let BoardParts {
             cfg,
             switch,
+            switch_limit,
             policy,
             db,
             events,
@@ -174,7 +177,7 @@ impl BoardActor {
             events,
             registry,
             port: Arc::new(tokio::sync::Mutex::new(
-                SwitchClient::new(switch).with_latency(power_metrics.snmp_seconds.clone()),
+                SwitchClient::new(switch).with_latency(power_metrics.snmp_seconds.clone()).with_limit(switch_limit),
             )),
             power: PowerState::Unknown,
             delivery: None,

@@ -92,6 +92,7 @@ impl Registry {
         let parts = BoardParts {
             cfg: e.cfg.clone(),
             switch: e.switch.clone(),
+            switch_limit: e.switch_limit.clone(),
             policy,
             db,
             events: writer,

@@ -18,6 +18,7 @@
 mod boards;
 mod claims;
 mod console;
+mod selftest;
 mod status;
 mod watchdog;
 
@@ -137,16 +138,21 @@ impl Registry {
             }
         }
         let boot = Boot { initial_power, jails: jail_records };
+        let limits: HashMap<&str, Arc<tokio::sync::Semaphore>> =
+            cfg.switches.values().map(|sw| (sw.name.as_str(), crate::power::switch_limit(sw))).collect();
         let mut boards = BTreeMap::new();
         for b in &cfg.boards {
             // Config::load guarantees the switch exists.
-            let Some(switch) = cfg.switches.get(&b.switch) else { continue };
+            let (Some(switch), Some(limit)) = (cfg.switches.get(&b.switch), limits.get(b.switch.as_str())) else {
+                continue;
+            };
             let row = Arc::new(StatusRow::placeholder(&b.name, &b.class));
             boards.insert(
                 b.name.clone(),
                 Entry {
                     cfg: Arc::new(b.clone()),
                     switch: Arc::new(switch.clone()),
+                    switch_limit: limit.clone(),
                     addr: None,
                     power: PowerState::Unknown,
                     console: None,
