@@ -20,8 +20,9 @@ any tracing filter, for more). SIGTERM stops it gracefully (claims are kept);
 SIGUSR1 writes the status dump to its log. Configuration: DIR/lab.toml and
 DIR/boards.d/*.toml, described in README.md.
 
-Exit status: 0 stopped cleanly (check: the configuration is valid), 1 a
-configuration error or a failure, 2 a usage error.",
+Exit status: 0 stopped cleanly (check: the configuration is valid; selftest:
+every board passed), 1 a configuration error or a failure (selftest: a board
+failed or was refused), 2 a usage error, 3 (selftest) labd is not running.",
     max_term_width = 100
 )]
 pub struct Labd {
@@ -37,6 +38,20 @@ pub struct Labd {
 pub enum LabdCommand {
     /// Check the configuration: every error with its file and line (exit 1), or exit 0
     Check,
+    /// Commission boards (or check them after rewiring) through the running labd: each one's port,
+    /// a power cycle read back, power detection, console output and DHCP request on its link, then
+    /// back as it was; a line a step. Exit 0 every board passed, 1 one failed or was refused
+    /// (claimed), 3 labd is not running
+    Selftest {
+        /// The boards to test, one after another (default: every board of the lab)
+        boards: Vec<String>,
+        /// How long each sign of life after power-on is waited for
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+        wait: u64,
+        /// Print labd's report of each board as a JSON line instead
+        #[arg(long)]
+        json: bool,
+    },
     /// The jails' SSH host certificate authority
     #[command(subcommand)]
     Ca(CaCommand),
@@ -102,7 +117,18 @@ mod tests {
             let p = Labd::try_parse_from(argv).unwrap();
             assert_eq!((p.config, p.command), (PathBuf::from("/x"), Some(LabdCommand::Check)));
         }
-        for argv in [&["labd", "--config"][..], &["labd", "frob"], &["labd", "check", "check"]] {
+        let p = Labd::try_parse_from(["labd", "selftest", "b1", "b2", "--wait", "5"]).unwrap();
+        let want = LabdCommand::Selftest { boards: vec!["b1".into(), "b2".into()], wait: 5, json: false };
+        assert_eq!(p.command, Some(want));
+        let p = Labd::try_parse_from(["labd", "selftest", "--json"]).unwrap();
+        assert_eq!(p.command, Some(LabdCommand::Selftest { boards: vec![], wait: 30, json: true }));
+        for argv in [
+            &["labd", "--config"][..],
+            &["labd", "frob"],
+            &["labd", "check", "check"],
+            &["labd", "selftest", "--wait", "0"],
+            &["labd", "selftest", "--wait", "x"],
+        ] {
             assert_eq!(Labd::try_parse_from(argv).unwrap_err().exit_code(), 2, "{argv:?}");
         }
         for argv in [&["labd", "--help"][..], &["labd", "--version"], &["labd", "check", "-h"]] {

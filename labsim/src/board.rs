@@ -88,6 +88,11 @@ struct Board {
     mac: Option<[u8; 6]>,
     console: Option<Console>,
     link: PathBuf,
+    /// `DIR/tty/wire.NAME` holding `cut`: the board's transmit wire to its
+    /// serial adapter is broken, so nothing it sends arrives (read at each
+    /// power-on and every second).
+    wire: PathBuf,
+    wire_cut: bool,
     powered: bool,
     /// Power-on count; tags worker output.
     generation: u64,
@@ -130,6 +135,8 @@ pub fn run(dir: &Path, name: &str) -> Result<()> {
         store: PortStore::new(dir),
         mac,
         console,
+        wire: dir.join("tty").join(format!("wire.{name}")),
+        wire_cut: false,
         link,
         powered: false,
         generation: 0,
@@ -190,6 +197,7 @@ impl Board {
                     tracing::warn!("lab state file is gone; stopping");
                     break;
                 }
+                self.check_wire();
             }
             // A dead splitter: the port may be on, no power reaches us.
             let on = self.store.get(GROUP, self.port) == ON && !self.store.splitter_dead(GROUP, self.port);
@@ -212,8 +220,17 @@ impl Board {
         }
     }
 
-    /// Writes to the serial line (dropped if unplugged or nobody listens).
+    /// Whether the console's transmit wire is cut (see `wire`).
+    fn check_wire(&mut self) {
+        self.wire_cut = std::fs::read_to_string(&self.wire).is_ok_and(|s| s.trim() == "cut");
+    }
+
+    /// Writes to the serial line (dropped if unplugged, nobody listens or
+    /// the wire is cut).
     fn emit(&mut self, bytes: &[u8]) {
+        if self.wire_cut {
+            return;
+        }
         if let Some(c) = self.console.as_mut() {
             c.write(bytes);
         }
@@ -221,6 +238,7 @@ impl Board {
 
     fn power_on(&mut self) {
         tracing::info!("power on");
+        self.check_wire();
         self.powered = true;
         self.draw(true);
         self.generation += 1;

@@ -32,6 +32,10 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         eprintln!("labd: warning: {w}");
     }
+    if let Some(LabdCommand::Selftest { boards, wait, json }) = &args.command {
+        let status = boardlab::commission::run(&cfg, boards, std::time::Duration::from_secs(*wait), *json);
+        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+    }
     if check {
         println!(
             "{}: configuration OK: {} boards in {} classes, {} switches",

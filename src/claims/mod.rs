@@ -81,6 +81,8 @@ pub enum BookError {
     Operators { what: String, user: String },
     #[error("board {board} is claimed by {user}; wait for the release or force-release it first")]
     Claimed { board: String, user: String },
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl BookError {
@@ -94,7 +96,7 @@ impl BookError {
             BookError::HandleRequired | BookError::BadLease(_) => Code::BadRequest,
             BookError::HandleMismatch => Code::HandleMismatch,
             BookError::Operators { .. } => Code::PermissionDenied,
-            BookError::Claimed { .. } => Code::Busy,
+            BookError::Claimed { .. } | BookError::Busy(_) => Code::Busy,
         }
     }
 }
@@ -167,17 +169,24 @@ struct Slot {
     /// A claim ended and the board is still being returned (its jail
     /// removed, its power switched off): not claimable yet.
     returning: bool,
+    /// An operator's selftest runs on it: out of service until it ends.
+    testing: bool,
 }
 
 impl Slot {
     fn claimable(&self) -> bool {
-        self.alive && !self.maintenance && self.fault.is_none() && self.claim.is_none() && !self.returning
+        self.alive
+            && !self.maintenance
+            && !self.testing
+            && self.fault.is_none()
+            && self.claim.is_none()
+            && !self.returning
     }
 
     fn state(&self) -> BoardState {
         if !self.alive {
             BoardState::Offline
-        } else if self.maintenance {
+        } else if self.maintenance || self.testing {
             BoardState::Maintenance
         } else if self.fault.is_some() {
             BoardState::Faulted
@@ -220,6 +229,7 @@ impl ClaimBook {
                     alive: false,
                     fault: None,
                     returning: false,
+                    testing: false,
                 },
             );
         }
@@ -557,6 +567,31 @@ impl ClaimBook {
         let was = slot.claimable();
         slot.alive = alive;
         slot.fault = fault;
+        (!was && slot.claimable()).then(|| slot.class.clone())
+    }
+
+    /// An operator's selftest begins on `board`: it must be neither
+    /// claimed, nor being returned from a claim, nor under test already;
+    /// no claim is granted on it until [`ClaimBook::end_test`].
+    pub fn begin_test(&mut self, board: &str) -> Result<(), BookError> {
+        let slot = self.boards.get_mut(board).ok_or_else(|| BookError::UnknownBoard(board.into()))?;
+        if let Some(c) = &slot.claim {
+            return Err(BookError::Claimed { board: board.into(), user: c.user.clone() });
+        }
+        if slot.returning || slot.testing {
+            let what = if slot.testing { "under a selftest already" } else { "being returned from a claim" };
+            return Err(BookError::Busy(format!("board {board} is {what}; try again in a moment")));
+        }
+        slot.testing = true;
+        Ok(())
+    }
+
+    /// The selftest on `board` ended. Returns its class when the board
+    /// became claimable by this (its waiters may be served).
+    pub fn end_test(&mut self, board: &str) -> Option<String> {
+        let slot = self.boards.get_mut(board)?;
+        let was = slot.claimable();
+        slot.testing = false;
         (!was && slot.claimable()).then(|| slot.class.clone())
     }
 

@@ -57,6 +57,33 @@ fn claims_go_to_free_boards_in_name_order_then_none_is_left() {
 }
 
 #[test]
+fn a_board_under_selftest_is_never_granted_and_a_claimed_one_never_tested() {
+    let mut b = book(&[("rp-1", "rockpro64"), ("rp-2", "rockpro64")]);
+    let mut h = handles();
+    let live = |_: u64| true;
+    let c = granted(b.claim("alice", "rockpro64", POLICY.lease_default, false, false, 1000, &mut h, &live).unwrap());
+    let e = b.begin_test(&c.board).unwrap_err();
+    assert_eq!((e.code(), e.to_string().contains("claimed by alice")), (Code::Busy, true), "{e}");
+    b.begin_test("rp-2").unwrap();
+    assert_eq!(b.state("rp-2"), BoardState::Maintenance);
+    assert_eq!(b.begin_test("rp-2").unwrap_err().code(), Code::Busy);
+    // Nothing is free while rp-2 is tested; a waiter is served once it ends.
+    let e = b.claim("bob", "rockpro64", POLICY.lease_default, false, false, 1000, &mut h, &live).unwrap_err();
+    assert_eq!(e.code(), Code::NoDeviceAvailable);
+    let q = b.claim("bob", "rockpro64", POLICY.lease_default, false, true, 1000, &mut h, &live).unwrap();
+    assert!(matches!(q, Outcome::Queued(_)));
+    assert!(b.serve_waiters("rockpro64", 1000, &mut h, &live).is_empty());
+    // Maintenance switched off meanwhile does not end the test.
+    b.set_maintenance("rp-2", false).unwrap();
+    assert!(!b.claimable("rp-2"));
+    assert_eq!(b.end_test("rp-2").as_deref(), Some("rockpro64"));
+    let served = b.serve_waiters("rockpro64", 1000, &mut h, &live);
+    assert_eq!(served.len(), 1);
+    assert_eq!((served[0].0.user.as_str(), served[0].1.board.as_str()), ("bob", "rp-2"));
+    assert_eq!(b.begin_test("nope").unwrap_err().code(), Code::UnknownBoard);
+}
+
+#[test]
 fn an_ended_claim_tells_its_claimant_how_and_no_one_else() {
     let mut b = book(&[("rp-1", "rockpro64")]);
     let c = granted(

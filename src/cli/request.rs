@@ -60,6 +60,10 @@ pub fn request_line(id: u64, call: &Call, as_user: Option<&str>) -> String {
             fields.push(("on", Value::from(*on)));
         }
         Call::ForceRelease { board } => fields.push(("board", Value::from(board.as_str()))),
+        Call::Selftest { board, wait } => {
+            fields.push(("board", Value::from(board.as_str())));
+            opt_u64(&mut fields, "wait", wait);
+        }
         #[cfg(feature = "fault-injection")]
         Call::DebugPanic { board } => fields.push(("board", Value::from(board.as_str()))),
     }

@@ -43,6 +43,7 @@ pub(super) struct RawConsole {
     pub(super) path: Option<String>,
     #[serde(default = "default_baud")]
     pub(super) baud: u32,
+    pub(super) selftest: Option<String>,
 }
 
 fn default_baud() -> u32 {
@@ -69,6 +70,9 @@ pub enum ConsoleSource {
 pub struct Console {
     pub source: ConsoleSource,
     pub baud: u32,
+    /// What `labd selftest` waits for on the console after power-on (a
+    /// regular expression, checked at load); None: any byte.
+    pub selftest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +162,10 @@ pub(super) fn validate(
         if c.baud == 0 || c.baud > 12_000_000 {
             ctx.err(&span, format!("console.baud ({}) is not a usable baud rate", c.baud));
         }
-        Console { source, baud: c.baud }
+        if let Some(Err(e)) = c.selftest.as_deref().map(regex::bytes::Regex::new) {
+            ctx.err(&span, format!("console.selftest is not a regular expression: {e}"));
+        }
+        Console { source, baud: c.baud, selftest: c.selftest }
     });
     let network = raw.network.and_then(|n| {
         let span = n.span();

@@ -442,3 +442,15 @@ fn switch_bound_in_flight() {
         assert!(e[0].contains("max_in_flight") && e[0].contains("between 1 and 64"), "{e:?}");
     }
 }
+
+#[test]
+fn console_selftest_pattern_is_a_regular_expression() {
+    let d = dir_with(LAB, &[("a.toml", BOARD)]);
+    assert_eq!(Config::load(d.path()).unwrap().boards[0].console.as_ref().unwrap().selftest, None);
+    let board = BOARD.replace("baud = 1500000 }", "baud = 1500000, selftest = \"U-Boot 20[0-9]{2}\" }");
+    let c = Config::load(dir_with(LAB, &[("a.toml", &board)]).path()).unwrap();
+    assert_eq!(c.boards[0].console.as_ref().unwrap().selftest.as_deref(), Some("U-Boot 20[0-9]{2}"));
+    let board = BOARD.replace("baud = 1500000 }", "baud = 1500000, selftest = \"(unclosed\" }");
+    let e = errs(LAB, &[("a.toml", &board)]);
+    assert!(e.len() == 1 && e[0].starts_with("a.toml:4: console.selftest is not a regular expression"), "{e:?}");
+}

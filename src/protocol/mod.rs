@@ -6,12 +6,14 @@
 //! function exactly, with no unknown keys (`bad_request`).
 
 mod reply;
+mod selftest;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
 pub use reply::*;
+pub use selftest::{SelftestReport, SelftestStep, Verdict};
 
 /// Longest request line accepted, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -141,6 +143,12 @@ pub enum Call {
     ForceRelease {
         board: String,
     },
+    /// Operators: a board's commissioning check (`labd selftest`); waits
+    /// up to `wait` seconds for each sign of life after power-on.
+    Selftest {
+        board: String,
+        wait: Option<u64>,
+    },
     /// Test-only: makes a board actor panic. Exists only with the
     /// `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
@@ -197,9 +205,12 @@ impl Call {
             | Call::PowerCycle { .. }
             | Call::Console { .. }
             | Call::ConsoleLog { .. } => true,
-            Call::Claim { .. } | Call::Queue | Call::Dump | Call::Maintenance { .. } | Call::ForceRelease { .. } => {
-                false
-            }
+            Call::Claim { .. }
+            | Call::Queue
+            | Call::Dump
+            | Call::Maintenance { .. }
+            | Call::ForceRelease { .. }
+            | Call::Selftest { .. } => false,
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => false,
         }
@@ -225,6 +236,7 @@ impl Call {
             Call::Dump => "dump",
             Call::Maintenance { .. } => "maintenance",
             Call::ForceRelease { .. } => "force_release",
+            Call::Selftest { .. } => "selftest",
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => "debug_panic",
         }
@@ -306,6 +318,13 @@ struct BoardArgs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SelftestArgs {
+    board: String,
+    wait: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MaintenanceArgs {
     board: String,
     on: bool,
@@ -366,6 +385,7 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
         "dump" => args::<NoArgs>(&f, m).map(|_| Call::Dump),
         "maintenance" => args::<MaintenanceArgs>(&f, m).map(|a| Call::Maintenance { board: a.board, on: a.on }),
         "force_release" => args::<BoardArgs>(&f, m).map(|a| Call::ForceRelease { board: a.board }),
+        "selftest" => args::<SelftestArgs>(&f, m).map(|a| Call::Selftest { board: a.board, wait: a.wait }),
         #[cfg(feature = "fault-injection")]
         "debug_panic" => args::<BoardArgs>(&f, m).map(|a| Call::DebugPanic { board: a.board }),
         _ => {
@@ -534,6 +554,7 @@ mod tests {
             (r#"{"fn": "dump"}"#, false),
             (r#"{"fn": "maintenance", "board": "b", "on": true}"#, false),
             (r#"{"fn": "force_release", "board": "b"}"#, false),
+            (r#"{"fn": "selftest", "board": "b", "wait": 5}"#, false),
         ];
         for (line, allowed) in lines {
             let r = parse_request(line).unwrap();

@@ -21,6 +21,7 @@ pub enum Reply {
     Queue(Vec<QueuePlace>),
     Dump(Box<Dump>),
     Panicked(Panicked),
+    Selftest(super::SelftestReport),
 }
 
 /// A class and its counts (`classes`).

@@ -260,7 +260,7 @@ pub fn hosts_holding(front: &Front, user: &str) -> Vec<(String, String)> {
 /// The board an operator's call names (`maintenance`, `force-release`).
 pub fn board_of(call: &Call) -> Option<&str> {
     match call {
-        Call::Maintenance { board, .. } | Call::ForceRelease { board } => Some(board),
+        Call::Maintenance { board, .. } | Call::ForceRelease { board } | Call::Selftest { board, .. } => Some(board),
         _ => None,
     }
 }

@@ -17,6 +17,8 @@ pub enum Duty {
     Reinitializing(Claim),
     /// A claim ended: its jail is being removed, the board switched off.
     Detaching(String),
+    /// An operator's selftest runs (the registry grants no claim meanwhile).
+    Testing,
     /// labd is stopping: no new work.
     Stopped,
 }
@@ -26,7 +28,7 @@ impl Duty {
     pub fn claim(&self) -> Option<&Claim> {
         match self {
             Duty::Attaching(c) | Duty::Serving(c) | Duty::Reinitializing(c) => Some(c),
-            Duty::Free | Duty::Detaching(_) | Duty::Stopped => None,
+            Duty::Free | Duty::Detaching(_) | Duty::Testing | Duty::Stopped => None,
         }
     }
 
@@ -54,6 +56,7 @@ impl Duty {
             Duty::Serving(_) => "serving a claim",
             Duty::Reinitializing(_) => "rebuilding its claim's jail",
             Duty::Detaching(_) => "being returned from a claim",
+            Duty::Testing => "under a selftest",
             Duty::Stopped => "stopped (labd is stopping)",
         }
     }
@@ -84,6 +87,15 @@ impl Duty {
         }
     }
 
+    /// A selftest may run: only on a free board.
+    pub fn can_test(&self, board: &str) -> Result<(), ApiError> {
+        match self {
+            Duty::Free => Ok(()),
+            Duty::Stopped => Err(self.refused(board, "run a selftest", Code::Internal)),
+            _ => Err(self.refused(board, "run a selftest", Code::Busy)),
+        }
+    }
+
     /// The power may be switched for `handle`'s claim (None: by labd).
     pub fn can_power(&self, board: &str, handle: Option<&str>) -> Result<(), ApiError> {
         match (self, handle) {
@@ -100,7 +112,7 @@ impl Duty {
     pub fn after_restart(self) -> Duty {
         match self {
             Duty::Attaching(c) | Duty::Reinitializing(c) | Duty::Serving(c) => Duty::Serving(c),
-            Duty::Detaching(_) | Duty::Free => Duty::Free,
+            Duty::Detaching(_) | Duty::Testing | Duty::Free => Duty::Free,
             Duty::Stopped => Duty::Stopped,
         }
     }
@@ -122,14 +134,17 @@ mod tests {
             Duty::Serving(claim("h")),
             Duty::Reinitializing(claim("h")),
             Duty::Detaching("h".into()),
+            Duty::Testing,
             Duty::Stopped,
         ];
         let attach: Vec<bool> = all.iter().map(|d| d.can_attach("b").is_ok()).collect();
-        assert_eq!(attach, [true, false, false, false, true, false]);
+        assert_eq!(attach, [true, false, false, false, true, false, false]);
         let reinit: Vec<bool> = all.iter().map(|d| d.can_reinit("b", "h").is_ok()).collect();
-        assert_eq!(reinit, [false, false, true, false, false, false]);
+        assert_eq!(reinit, [false, false, true, false, false, false, false]);
         let power: Vec<bool> = all.iter().map(|d| d.can_power("b", Some("h")).is_ok()).collect();
-        assert_eq!(power, [false, true, true, true, false, false]);
+        assert_eq!(power, [false, true, true, true, false, false, false]);
+        let test: Vec<bool> = all.iter().map(|d| d.can_test("b").is_ok()).collect();
+        assert_eq!(test, [true, false, false, false, false, false, false]);
         assert!(Duty::Serving(claim("h")).can_power("b", Some("other")).is_err());
         assert!(Duty::Serving(claim("h")).can_reinit("b", "other").is_err());
     }
@@ -148,5 +163,6 @@ mod tests {
         assert_eq!(Duty::Attaching(claim("h")).after_restart(), Duty::Serving(claim("h")));
         assert_eq!(Duty::Reinitializing(claim("h")).after_restart(), Duty::Serving(claim("h")));
         assert_eq!(Duty::Detaching("h".into()).after_restart(), Duty::Free);
+        assert_eq!(Duty::Testing.after_restart(), Duty::Free);
     }
 }

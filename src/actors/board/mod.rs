@@ -27,6 +27,7 @@ mod duty;
 mod jail;
 mod link;
 mod power;
+mod selftest;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,7 @@ pub use duty::Duty;
 pub use jail::{JailCtx, Reinit, Shutdown};
 pub use link::LinkPhase;
 pub use power::{Power, PowerAction};
+pub use selftest::Selftest;
 
 /// First delay before re-probing a silent switch.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);

@@ -5,7 +5,7 @@
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use super::{BoardActor, FIRST_BACKOFF};
+use super::{BoardActor, Duty, FIRST_BACKOFF};
 use crate::actors::catch;
 use crate::power::{Detection, PortState, PowerError};
 
@@ -122,7 +122,7 @@ impl BoardActor {
     /// Switches off an unclaimed board found on at start (or whose
     /// release's power-off the switch did not take), once the port answers.
     pub(super) fn pay_owed_off(&mut self, ctx: &mut Context<Self>) {
-        if !self.owe_off || self.duty.claim().is_some() || self.fault.is_some() {
+        if !self.owe_off || self.duty.claim().is_some() || self.duty == Duty::Testing || self.fault.is_some() {
             return;
         }
         if self.power == PowerState::Off && self.power_inflight == 0 {

@@ -115,6 +115,7 @@ impl Handler<Exec> for Registry {
                 Err(e) => ready(Err(e.into())),
             },
             Call::Maintenance { board, on } => self.maintenance(&who, &board, on, ctx),
+            Call::Selftest { board, wait } => self.selftest(&who, &board, wait, ctx),
             Call::ForceRelease { board } => {
                 let a = asker(&who);
                 let checked = self.book.operator(&a, "force-release").and_then(|()| self.book.board(&board));

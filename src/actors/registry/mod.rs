@@ -49,6 +49,8 @@ pub use watchdog::StartWatchdog;
 struct Entry {
     cfg: Arc<config::Board>,
     switch: Arc<config::Switch>,
+    /// The switch's bound on requests in flight (one per switch).
+    switch_limit: Arc<tokio::sync::Semaphore>,
     addr: Option<Addr<BoardActor>>,
     power: PowerState,
     console: Option<ConsoleState>,
