@@ -57,7 +57,8 @@ pub(super) async fn run(
             shared.log.send(LogCmd::Note(format!("console adapter back at {at}")));
             shared.broadcast(Bytes::from(format!("\r\n[boardlab: console adapter back at {at}]\r\n")));
         }
-        match attached(&shared, port, &mut stop, &mut write_rx).await {
+        let watch = Watch { uevents: uevents.as_ref(), source: &s.source, device: PathBuf::from(&device) };
+        match attached(&shared, port, &mut stop, &mut write_rx, watch).await {
             End::Stopped => break,
             End::Lost(why) => {
                 was_lost = true;
@@ -228,12 +229,61 @@ async fn acquire(
     }
 }
 
-/// Reads and writes the open device until it fails or the console stops.
+/// What an attached `match` console listens for: a tty added or removed
+/// anywhere makes it look again, and an adapter found elsewhere by its
+/// properties (unplugged and plugged back under another name) is taken
+/// there, whether or not the old device has failed yet.
+struct Watch<'a> {
+    uevents: Option<&'a Uevents>,
+    source: &'a ConsoleSource,
+    /// The device open now.
+    device: PathBuf,
+}
+
+impl Watch<'_> {
+    /// After a tty uevent: why the open device is no longer the adapter
+    /// (None: it still is, or several match and it is one of them).
+    async fn moved(&self) -> Option<String> {
+        let ConsoleSource::Match(want) = self.source else { return None };
+        // Give udev a moment to finish with the device.
+        sleep(Duration::from_millis(100)).await;
+        let w = want.clone();
+        let found = match tokio::task::spawn_blocking(move || resolve::find(&w)).await {
+            Ok(Ok(found)) => found,
+            _ => return None,
+        };
+        match resolve::choose(found, want) {
+            resolve::Choice::One(dev) if dev != self.device => {
+                Some(format!("the adapter is now {} (found by its properties)", dev.display()))
+            }
+            resolve::Choice::Missing(why) => Some(format!("the adapter is gone: {why}")),
+            _ => None,
+        }
+    }
+}
+
+/// Waits for a tty uevent (never, without a uevent socket).
+async fn tty_event(uevents: Option<&Uevents>) {
+    loop {
+        match uevents {
+            Some(u) => match u.changed().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(_) => std::future::pending::<()>().await,
+            },
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Reads and writes the open device until it fails, the adapter is found
+/// elsewhere, or the console stops.
 async fn attached(
     shared: &Shared,
     port: SerialStream,
     stop: &mut watch::Receiver<bool>,
     write_rx: &mut mpsc::Receiver<Bytes>,
+    watch: Watch<'_>,
 ) -> End {
     let (mut rd, mut wr) = tokio::io::split(port);
     let mut buf = vec![0u8; READ_CHUNK];
@@ -267,6 +317,11 @@ async fn attached(
             },
             m = write_rx.recv(), if pending.is_empty() => {
                 if let Some(b) = m { pending = b; }
+            }
+            () = tty_event(watch.uevents) => {
+                if let Some(why) = watch.moved().await {
+                    break End::Lost(why);
+                }
             }
         }
     };

@@ -163,7 +163,13 @@ fn matches(props: &BTreeMap<String, String>, want: &BTreeMap<String, String>) ->
 /// `want`, sorted. `dev` is where the nodes live (normally `/dev`).
 pub fn sysfs_find(root: &Path, dev: &Path, want: &BTreeMap<String, String>) -> io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    for entry in fs::read_dir(root.join("class/tty"))? {
+    let entries = match fs::read_dir(root.join("class/tty")) {
+        Ok(e) => e,
+        // No tty class left (its last device went away): none match.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && root.join("devices").is_dir() => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(props) = sysfs_properties(root, &name) {
@@ -390,5 +396,7 @@ mod tests {
         assert_eq!(f(&[("ID_BUS", "usb")]).len(), 2);
         assert!(f(&[("ID_SERIAL_SHORT", "nope")]).is_empty());
         assert!(sysfs_find(&t.path().join("missing"), dev, &want(&[])).is_err());
+        fs::remove_dir_all(t.path().join("class/tty")).unwrap();
+        assert!(f(&[("ID_SERIAL_SHORT", "A10K1234")]).is_empty(), "no tty class: no tty");
     }
 }
