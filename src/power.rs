@@ -499,3 +499,39 @@ pub async fn walk_with_deadline(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stacked switch's member is the POE-MIB group of the OID.
+    #[test]
+    fn the_group_and_port_end_the_oid() {
+        let mut want = ADMIN_ENABLE.to_vec();
+        want.extend([2, 5]);
+        assert_eq!(SwitchClient::port_oid(2, 5), want);
+        assert_eq!(oid_string(&SwitchClient::port_oid(1, 48)), ".1.3.6.1.2.1.105.1.1.1.3.1.48");
+    }
+
+    #[tokio::test]
+    async fn requests_wait_for_a_place_of_their_switch() {
+        let sw = Arc::new(Switch {
+            name: "poe1".into(),
+            host: "127.0.0.1:9".into(),
+            community: "private".into(),
+            version: SnmpVersion::V2c,
+            timeout: Duration::from_millis(50),
+            retries: 0,
+            max_in_flight: 1,
+        });
+        let limit = switch_limit(&sw);
+        let held = limit.clone().acquire_owned().await.unwrap();
+        let mut c = SwitchClient::new(sw).with_limit(limit);
+        // While the only place is taken the request does not start (no
+        // timeout of its own runs); once it is free it runs and fails.
+        assert!(tokio::time::timeout(Duration::from_millis(200), c.get(1, 1)).await.is_err());
+        drop(held);
+        let r = tokio::time::timeout(Duration::from_secs(2), c.get(1, 1)).await;
+        assert!(matches!(r, Ok(Err(_))), "{r:?}");
+    }
+}

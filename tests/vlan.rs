@@ -144,6 +144,8 @@ fn a_vlan_board_is_heard_on_its_vlan_of_the_trunk() {
     assert_eq!(status, Some(0), "{out}");
     assert!(out.contains(&format!("DHCPDISCOVER from {mac} on blst101")), "{out}");
     assert!(!std::path::Path::new("/sys/class/net/blst101").exists(), "the test's VLAN link is removed after it");
+    let parked = Command::new("nft").args(["list", "set", "inet", "boardlab_links", "parked"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&parked.stdout).contains("blst101"), "and out of the host's parked set");
     // A request on another VLAN of the same trunk is not the board's.
     let (status, out, _) = selftest("102");
     assert_eq!(status, Some(1), "{out}");

@@ -36,7 +36,8 @@ fn test_vlan_name(vlan: u16) -> String {
 }
 
 /// Gets the board's link ready to watch: there, IPv6 off, up, no address.
-/// A VLAN board's link is made on its trunk for the test.
+/// A VLAN board's link is made on its trunk for the test, and put in the
+/// host table's set of parked links (what the host drops) meanwhile.
 pub async fn link_up(network: Network) -> Result<LinkUp, String> {
     let r = tokio::task::spawn_blocking(move || -> Result<LinkUp, String> {
         let (ifname, made) = match &network {
@@ -49,6 +50,12 @@ pub async fn link_up(network: Network) -> Result<LinkUp, String> {
                 let args = crate::jail::net::vlan_create_args(trunk, &name, *vlan);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 link::run("ip", &args, None).map_err(|e| format!("cannot make VLAN {vlan} on {trunk}: {e}"))?;
+                // Dropped by the host like a parked link while it exists:
+                // the test only listens on it.
+                if let Err(e) = link::install_table(std::slice::from_ref(&name)) {
+                    let _ = unmake_or_park(&name, true);
+                    return Err(format!("cannot filter the test's link {name}: {e}"));
+                }
                 (name, true)
             }
         };
@@ -75,7 +82,9 @@ fn unmake_or_park(ifname: &str, made: bool) -> Result<(), String> {
     if made {
         let args = crate::jail::net::vlan_delete_args(None, ifname);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        link::run("ip", &args, None).map(|_| ()).map_err(|e| e.to_string())
+        let deleted = link::run("ip", &args, None).map(|_| ()).map_err(|e| e.to_string());
+        let _ = link::remove_from_table(&[ifname.to_string()]);
+        deleted
     } else {
         link::park(ifname).map_err(|e| e.to_string())
     }
