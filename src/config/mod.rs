@@ -179,18 +179,50 @@ fn key_span(text: &str, key: &str) -> std::ops::Range<usize> {
     0..0
 }
 
+/// `text` as a `T`, or every mistake in it: serde stops at the first, so
+/// the `key = value` line it names is set aside and the rest read again,
+/// until the file reads or a mistake is not on such a line (a syntax error:
+/// what follows it cannot be trusted). A field missing only because its
+/// line was set aside is not a mistake of its own.
 fn parse_toml<T: for<'de> Deserialize<'de>>(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
-    match toml::from_str::<T>(text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1)
-                .unwrap_or(0);
-            errors.push(ConfigError { file: file.to_path_buf(), line, message: e.message().trim().to_string() });
-            None
+    const MORE: usize = 20;
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut set_aside: Vec<String> = Vec::new();
+    for round in 0..=MORE {
+        let current: String = lines.concat();
+        let e = match toml::from_str::<T>(&current) {
+            Ok(v) => return (round == 0).then_some(v),
+            Err(e) => e,
+        };
+        let message = e.message().trim().to_string();
+        // A syntax error: reported once, and nothing after it is read.
+        let syntax = round == 0 && current.parse::<toml::Table>().is_err();
+        let caused_by_us = set_aside.iter().any(|k| message.starts_with(&format!("missing field `{k}`")));
+        let at = e.span().map(|s| current[..s.start.min(current.len())].bytes().filter(|&b| b == b'\n').count());
+        if !caused_by_us {
+            errors.push(ConfigError { file: file.to_path_buf(), line: at.map_or(0, |l| l + 1), message });
         }
+        // The key of the line the mistake is on, if it is a `key = value`
+        // line whose value ends on it.
+        let key = at.and_then(|l| lines.get(l)).and_then(|line| {
+            let t = line.trim();
+            let (k, v) = t.split_once('=')?;
+            let k = k.trim();
+            let simple = !k.is_empty()
+                && !t.starts_with('[')
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let v = v.trim();
+            let closed = v.starts_with('{') == v.ends_with('}') && v.starts_with('[') == v.ends_with(']');
+            (simple && closed).then(|| k.to_string())
+        });
+        let (Some(l), Some(k), false) = (at, key, syntax) else { return None };
+        if set_aside.contains(&k) && caused_by_us {
+            return None;
+        }
+        lines[l] = "\n";
+        set_aside.push(k);
     }
+    None
 }
 
 impl Config {
