@@ -554,8 +554,11 @@ fn a_waiting_claim_shows_its_place_in_the_queue() {
     lab.wait_for(Duration::from_secs(5), "root behind bob", || {
         ok(&lab.req(json!({"fn": "queue"}))) == &json!([{"class": "rockpro64", "place": 2, "waiting": 2}])
     });
-    // Nobody else's place is shown to alice.
+    // Nobody else's place is shown to alice; how many wait, is.
     assert_eq!(ok(&lab.as_user(ALICE, &[json!({"fn": "queue"})]).remove(0)), &json!([]));
+    let status = lab.labcli_as(ALICE).arg("status").stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.lines().any(|l| l == "2 claims wait for a rockpro64 board"), "{text}");
     std::thread::sleep(Duration::from_secs(3));
     ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": held["handle"]})]).remove(0));
     let out = bob.wait_with_output().unwrap();

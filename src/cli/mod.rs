@@ -227,6 +227,13 @@ fn single(mut session: Session, defaults: &Defaults, json: bool, mut call: Call)
     }
     // A closed stdout is not worth a different status: the request was done.
     let _ = if json { out(&format!("{result}\n")) } else { out(&output::render(call.name(), &result)) };
+    if let (Call::Status { mine: false }, false) = (&call, json) {
+        // The queues below the boards (from `classes`; a lab that cannot
+        // say has shown its boards already).
+        if let Ok(classes) = session.result(|id, as_user| Ok(named_request_line(id, "classes", as_user))) {
+            let _ = out(&output::waiting_lines(&classes));
+        }
+    }
     Ok(EXIT_OK)
 }
 

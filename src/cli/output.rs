@@ -92,6 +92,20 @@ fn render_classes(result: &Value) -> Option<String> {
     Some(table(&["CLASS", "TOTAL", "AVAILABLE", "WAITING"], &rows))
 }
 
+/// Under `status`: `2 claims wait for a rockpro64 board`, a line for each
+/// class whose queue is not empty.
+pub fn waiting_lines(classes: &Value) -> String {
+    let mut out = String::new();
+    for c in classes.as_array().into_iter().flatten() {
+        let n = c["waiting"].as_u64().unwrap_or(0);
+        if n > 0 {
+            let (claims, wait) = if n == 1 { ("claim", "waits") } else { ("claims", "wait") };
+            out.push_str(&format!("{n} {claims} {wait} for a {} board\n", field(c, "class")));
+        }
+    }
+    out
+}
+
 fn render_status(result: &Value) -> Option<String> {
     let list = result.as_array()?;
     if list.is_empty() {
@@ -322,6 +336,17 @@ mod tests {
             "CLASS      TOTAL  AVAILABLE  WAITING\nrockpro64  3      2          0\nimx8       10     0          4\n"
         );
         assert_eq!(render("classes", &json!([])), "no board classes\n");
+    }
+
+    #[test]
+    fn waiters_under_the_status_table() {
+        let classes = json!([{"class": "rpi4", "waiting": 0}, {"class": "rockpro64", "waiting": 1},
+                             {"class": "imx\u{1b}[2J8", "waiting": 3}]);
+        assert_eq!(
+            waiting_lines(&classes),
+            "1 claim waits for a rockpro64 board\n3 claims wait for a imx\\u{1b}[2J8 board\n"
+        );
+        assert_eq!(waiting_lines(&json!([])), "");
     }
 
     #[test]
