@@ -344,7 +344,7 @@ impl Registry {
         self.cancel_lease(&board, ctx);
         self.forget_jail(&board);
         self.changed(&board);
-        info!(board = %board, user = %c.user, by = %by, "{}", how.as_str());
+        info!(board = %board, user = %c.user, by = %by, handle_id = %crate::util::handle_id(&c.handle), "{}", how.as_str());
         let detach = self
             .board_addr(&board, ctx)
             .map(|a| a.send(Detach { handle: c.handle.clone(), by: by.to_string(), power_off: true }));
