@@ -133,6 +133,11 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                         continue;
                     };
                     if r["ok"] != true {
+                        // The host that took it stopped answering: a claim
+                        // may stand that nobody was told of.
+                        if r["error"]["code"] == "in_doubt" {
+                            uncertain.lock().unwrap().push((sent, now_ms()));
+                        }
                         if r["error"]["code"] == "unavailable" {
                             tally.unavailable.fetch_add(1, Ordering::Relaxed);
                         }
@@ -194,7 +199,13 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                                 }
                                 true
                             }
+                            // No answer, or the host that took it stopped
+                            // answering: it may have been done.
                             None => {
+                                lost_before = true;
+                                false
+                            }
+                            Some(r) if r["error"]["code"] == "in_doubt" => {
                                 lost_before = true;
                                 false
                             }

@@ -36,6 +36,9 @@ pub enum Code {
     Timeout,
     /// The lab's shared state (etcd) cannot be reached: try again later.
     Unavailable,
+    /// The host that owns the board stopped answering after it took the
+    /// request: it may have been done (the message says how to find out).
+    InDoubt,
     Internal,
 }
 
@@ -55,6 +58,7 @@ impl Code {
             Code::Busy => "busy",
             Code::Timeout => "timeout",
             Code::Unavailable => "unavailable",
+            Code::InDoubt => "in_doubt",
             Code::Internal => "internal",
         }
     }

@@ -214,6 +214,7 @@ impl Registry {
                 }
                 return ready(Err(ledger_err(e)));
             }
+            die_at("claim_kept");
             if act.book.claim_of(&board).is_none_or(|now| now.handle != c.handle) {
                 return ready(Err(ApiError::new(
                     Code::NotClaimed,
@@ -300,6 +301,7 @@ impl Registry {
     /// board detached, and the ledger keeps it when it can.
     fn end_claim(&mut self, handle: &str, how: Ending, by: &str, ctx: &mut Context<Self>) -> Fut {
         if matches!(how, Ending::Release | Ending::ForceRelease) {
+            die_at("release_asked");
             let Some(c) = self.book.board_of_handle(handle).and_then(|b| self.book.claim_of(b)).cloned() else {
                 return ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile")));
             };
@@ -309,6 +311,7 @@ impl Registry {
                 if let Err(e) = kept {
                     return ready(Err(ledger_err(e)));
                 }
+                die_at("release_kept");
                 match act.book.end(&c.handle, true) {
                     Some(c) => act.detach(c, how, &by, Box::pin(async { Ok(()) }), ctx),
                     None => ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile"))),
@@ -566,4 +569,18 @@ impl Registry {
             }
         }
     }
+}
+
+/// Test-only (`fault-injection`): labd kills itself (SIGKILL, as a crash
+/// or `kill -9` would) at `point` when `LABD_FAULT_DIE` names it: a host
+/// that stops answering after it took a request (`claim_kept`,
+/// `release_kept`) or before it did anything (`release_asked`).
+fn die_at(point: &str) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("LABD_FAULT_DIE").is_ok_and(|p| p == point) {
+        tracing::warn!("dying at {point} (LABD_FAULT_DIE)");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = point;
 }
