@@ -12,12 +12,14 @@
 //! Files: [`claims`] (claim, release, renew, maintenance, waiters,
 //! leases), [`boards`] (starting and supervising board actors, their
 //! reports), [`console`] (who may use which console), [`status`] (the
-//! snapshot, the dump and the latest events), [`watchdog`] (systemd's
+//! snapshot, the dump and the latest events), [`history`] (the event
+//! log for `history`, and its pruning), [`watchdog`] (systemd's
 //! watchdog, pinged from this actor's loop).
 
 mod boards;
 mod claims;
 mod console;
+mod history;
 mod status;
 mod watchdog;
 
@@ -119,7 +121,12 @@ impl Registry {
     ) -> Result<Self, RegistryError> {
         let pairs: Vec<(String, String)> = cfg.boards.iter().map(|b| (b.name.clone(), b.class.clone())).collect();
         db.sync_boards(&pairs)?;
-        let policy = Policy { lease_default: cfg.lease.default, lease_max: cfg.lease.max };
+        let policy = Policy {
+            lease_default: cfg.lease.default,
+            lease_max: cfg.lease.max,
+            max_total: cfg.lease.max_total,
+            max_claims_per_user: cfg.policy.max_claims_per_user,
+        };
         let mut book = ClaimBook::new(policy, &pairs);
         let (claims, maintenance) = ledger.load().await?;
         for gone in book.restore(claims, &maintenance) {
@@ -216,6 +223,7 @@ impl Actor for Registry {
         for c in &claims {
             self.arm_lease(c, ctx);
         }
+        self.start_pruning(ctx);
         info!(boards = names.len(), claims = claims.len(), "registry started");
     }
 }
