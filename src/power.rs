@@ -266,8 +266,12 @@ impl SwitchClient {
                     last = Some(e);
                 }
                 Err(_) => {
+                    // An SNMPv3 agent that answered discovery (the session
+                    // is kept only then) and not the request drops what it
+                    // cannot decrypt: a wrong priv_key, most likely.
+                    last = (self.sw.version == SnmpVersion::V3 && self.session.is_some())
+                        .then(|| v3::silent(&self.sw, op.name()));
                     self.session = None;
-                    last = None;
                 }
             }
         }

@@ -53,3 +53,19 @@ pub(super) fn refused(sw: &Switch, what: &str, e: snmp2::Error) -> PowerError {
         why,
     }
 }
+
+/// The error for an agent that answered discovery, then not a request:
+/// what net-snmp does with a request it cannot decrypt.
+pub(super) fn silent(sw: &Switch, what: &str) -> PowerError {
+    PowerError::Credentials {
+        switch: sw.name.clone(),
+        host: sw.host.clone(),
+        user: sw.usm.as_ref().map(|u| u.user.clone()).unwrap_or_default(),
+        what: what.to_string(),
+        why: format!(
+            "it answered discovery but not the request within {} ms, as an agent does with a request it cannot \
+             decrypt (wrong priv_key?)",
+            sw.timeout.as_millis()
+        ),
+    }
+}
