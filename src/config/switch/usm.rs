@@ -194,3 +194,89 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, name: &str, whole: &Range<usize>, sw: 
     let priv_key = key(ctx, p("priv_key"), &sw.priv_key, &sw.priv_key_file, whole);
     Some(Usm { user, auth, auth_key: auth_key?, privacy, priv_key: priv_key? })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use crate::config::switch_usm::{AuthProtocol, PrivProtocol};
+    use crate::config::{Config, SnmpVersion};
+
+    const LAB: &str = "[daemon]\nstate = \"/tmp/x.db\"\njail = \"none\"\n[switches.poe1]\nhost = \"192.0.2.1\"\n";
+
+    fn load(extra: &str) -> Result<Config, Vec<String>> {
+        let text = format!("{LAB}{extra}");
+        Config::from_texts(Path::new("/etc/boardlab"), &text, &[], Vec::new())
+            .map_err(|e| e.0.into_iter().map(|e| format!("{}: {}", e.line, e.message)).collect())
+    }
+
+    #[test]
+    fn a_v3_switch_has_a_user_and_two_keys_that_never_print() {
+        let c =
+            load("version = 3\nuser = \"boardlab\"\nauth_key = \"auth-pass-1\"\npriv_key = \"priv-pass-1\"\n").unwrap();
+        let sw = &c.switches["poe1"];
+        assert_eq!(sw.version, SnmpVersion::V3);
+        let usm = sw.usm.as_ref().unwrap();
+        assert_eq!((usm.user.as_str(), usm.auth, usm.privacy), ("boardlab", AuthProtocol::Sha1, PrivProtocol::Aes128));
+        assert_eq!(usm.auth_key.expose(), b"auth-pass-1");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("auth-pass-1") && !shown.contains("priv-pass-1"), "{shown}");
+        assert!(shown.contains("<secret>"));
+        let c = load("version = \"3\"\nuser = \"u\"\nauth_key = \"12345678\"\npriv_key = \"12345678\"\nauth_protocol = \"SHA-256\"\n")
+            .unwrap();
+        assert_eq!(c.switches["poe1"].usm.as_ref().unwrap().auth, AuthProtocol::Sha256);
+        assert_eq!(load("version = 1\n").unwrap().switches["poe1"].version, SnmpVersion::V1);
+    }
+
+    #[test]
+    fn v3_mistakes_are_errors_that_never_quote_a_key() {
+        let e = load("version = 3\n").unwrap_err();
+        assert_eq!(e, vec!["4: switches.poe1.user is required with version = 3"]);
+        let e = load("version = 3\nuser = \"u\"\nauth_key = \"short\"\npriv_key = \"x\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            vec![
+                "8: switches.poe1.auth_key must be 8 to 256 characters long (it is 5)",
+                "9: switches.poe1.priv_key must be 8 to 256 characters long (it is 1)"
+            ]
+        );
+        let e = load(
+            "version = 3\nuser = \"u\"\nauth_key = \"12345678\"\npriv_key = \"12345678\"\npriv_protocol = \"DES\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e, vec!["10: switches.poe1.priv_protocol \"DES\" is not AES (AES-128)"]);
+        let e = load("user = \"u\"\n").unwrap_err();
+        assert_eq!(e, vec!["6: switches.poe1.user is for SNMPv3: set version = 3, or remove it"]);
+        let e = load("version = 2\n").unwrap_err();
+        assert_eq!(e, vec!["6: switches.poe1.version 2 is not \"1\", \"2c\" or 3"]);
+    }
+
+    #[test]
+    fn key_files_must_be_private() {
+        let d = tempfile::tempdir().unwrap();
+        let auth = d.path().join("auth");
+        let privacy = d.path().join("priv");
+        std::fs::write(&auth, "auth-from-file\n").unwrap();
+        std::fs::write(&privacy, "priv-from-file").unwrap();
+        for p in [&auth, &privacy] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let text = format!(
+            "version = 3\nuser = \"u\"\nauth_key_file = {:?}\npriv_key_file = {:?}\n",
+            auth.display().to_string(),
+            privacy.display().to_string()
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(c.switches["poe1"].usm.as_ref().unwrap().auth_key.expose(), b"auth-from-file");
+        std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("has mode 0640: its group and others may not read or write it"), "{e:?}");
+        let both = format!("{text}auth_key = \"inline-key\"\n");
+        std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&both).unwrap_err()[0].contains("auth_key and switches.poe1.auth_key_file are both set"));
+        let relative = "version = 3\nuser = \"u\"\nauth_key_file = \"k\"\npriv_key = \"12345678\"\n";
+        assert!(load(relative).unwrap_err()[0].contains("must be an absolute path"));
+    }
+}
