@@ -159,6 +159,7 @@ impl Registry {
             Ok(l) => l,
             Err(e) => return ready(Err(e.into())),
         };
+        self.count_elsewhere(&who.user);
         let waiters = &self.waiters;
         let live = |id: u64| waiters.get(&id).is_some_and(|w| !w.tx.is_closed());
         let now = now_unix_ms();

@@ -1,5 +1,6 @@
 //! `history`: the event log as a caller may see it, and its pruning
-//! after `[events] keep`.
+//! after `[events] keep`; and, for the per-user limits in a lab of
+//! several hosts, the other hosts' claims ([`FollowLab`]).
 //!
 //! Who sees what: everyone sees every board's events (what happened, when,
 //! who did it, whose claim it was about, an operator's reason), as
@@ -38,7 +39,28 @@ pub fn visible(e: crate::db::Event, caller: &str, admin: bool) -> EventView {
     EventView { at: rfc3339_ms(e.at), kind: e.kind, board: e.board, user: e.user, subject, detail }
 }
 
+/// The other hosts' boards (a lab of several), for the per-user limits.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FollowLab(pub tokio::sync::watch::Receiver<std::sync::Arc<crate::cluster::view::LabView>>);
+
+impl Handler<FollowLab> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: FollowLab, _ctx: &mut Context<Self>) {
+        self.lab = Some(msg.0);
+    }
+}
+
 impl Registry {
+    /// Tells the book how many claims `user` holds on the other hosts of
+    /// the lab, as this host last saw them.
+    pub(super) fn count_elsewhere(&mut self, user: &str) {
+        let Some(lab) = &self.lab else { return };
+        let n = lab.borrow().claimants.values().filter(|(u, _)| u == user).count();
+        self.book.held_elsewhere([(user.to_string(), n)].into());
+    }
+
     /// The events `q` asks for, read on the database's thread.
     pub(super) fn history(&mut self, who: &Identity, q: HistoryQuery) -> ResponseActFuture<Self, Answer> {
         let admin = who.admin && who.jail_handle.is_none();

@@ -42,6 +42,7 @@ use crate::protocol::{ApiError, Code, ConsoleState, JailInfo, PowerState};
 pub use boards::{BoardRestarted, BoardStatus, JailStatus, StopAll};
 pub use claims::Exec;
 pub use console::{ClaimNow, ConsoleGrant, HowIsClaim, OpenConsole};
+pub use history::FollowLab;
 pub use status::{with_handle, GetDump, GetEvents, Snapshot, StatusRow};
 pub use watchdog::StartWatchdog;
 
@@ -97,6 +98,9 @@ pub struct Registry {
     restarts_total: u64,
     /// What `/metrics` counts (claims, restarts; the boards' own).
     metrics: Arc<Metrics>,
+    /// The other hosts' boards, in a lab of several: their claims count
+    /// against a user's `max_claims_per_user`.
+    lab: Option<watch::Receiver<Arc<crate::cluster::view::LabView>>>,
 }
 
 /// Why the registry could not start.
@@ -183,6 +187,7 @@ impl Registry {
             started: Instant::now(),
             restarts_total: 0,
             metrics,
+            lab: None,
         };
         let names: Vec<String> = r.boards.keys().cloned().collect();
         for n in &names {
