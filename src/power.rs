@@ -210,16 +210,7 @@ impl SwitchClient {
             .map_err(|e| self.transport(format!("opening a UDP session: {e}")))?;
             let mut s = Box::new(s);
             if self.sw.version == SnmpVersion::V3 {
-                // The agent's engine ID, boots and time, before any request.
-                if let Err(e) = s.init().await {
-                    return Err(match e {
-                        e if v3::is_auth(&e) => v3::refused(&self.sw, "discovering the agent's engine", e),
-                        snmp2::Error::Receive | snmp2::Error::Send => self.transport(
-                            "did not answer SNMPv3 discovery: no SNMP agent is listening (connection refused)".into(),
-                        ),
-                        e => self.transport(format!("SNMPv3 discovery: {e}")),
-                    });
-                }
+                v3::discover(&mut s, &self.sw).await?;
             }
             self.session = Some(s);
         }

@@ -27,6 +27,19 @@ pub(super) fn security(usm: &Usm) -> Security {
         .with_auth(Auth::AuthPriv { cipher, privacy_password: usm.priv_key.expose().to_vec() })
 }
 
+/// Learns the agent's engine ID, boots and time, before any request.
+pub(super) async fn discover(s: &mut snmp2::AsyncSession, sw: &Switch) -> Result<(), PowerError> {
+    let transport = |what: String| PowerError::Transport { switch: sw.name.clone(), host: sw.host.clone(), what };
+    match s.init().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_auth(&e) => Err(refused(sw, "discovering the agent's engine", e)),
+        Err(snmp2::Error::Receive | snmp2::Error::Send) => {
+            Err(transport("did not answer SNMPv3 discovery: no SNMP agent is listening (connection refused)".into()))
+        }
+        Err(e) => Err(transport(format!("SNMPv3 discovery: {e}"))),
+    }
+}
+
 /// Whether `e` is the agent refusing the user or keys (as opposed to
 /// the network, or a reply to repeat).
 pub(super) fn is_auth(e: &snmp2::Error) -> bool {
