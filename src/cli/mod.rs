@@ -7,7 +7,7 @@
 //! - [`session`]: the connection, and the one rule for failures (exit
 //!   statuses 0 ok, 1 the lab refused, 2 usage, 3 labd unreachable).
 //! - [`handles`]: board names and `$LABD_HANDLE` → handles.
-//! - [`output`]: human rendering of results.
+//! - [`output`]: human rendering of results ([`history`]: the event log's).
 //! - [`client`]: the blocking socket connection.
 //! - [`console`]: the raw byte stream after a `console` reply; [`expect`]
 //!   watches it for a pattern.
@@ -25,6 +25,7 @@ pub mod console;
 pub mod expect;
 pub mod handles;
 pub mod help;
+pub mod history;
 pub mod output;
 pub mod progress;
 pub mod request;

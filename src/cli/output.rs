@@ -31,7 +31,7 @@ fn cell_text(s: &str) -> String {
 }
 
 /// A field of an object as cell text; `-` when absent or null.
-fn field(v: &Value, key: &str) -> String {
+pub(super) fn field(v: &Value, key: &str) -> String {
     match v.get(key) {
         None | Some(Value::Null) => "-".to_string(),
         Some(Value::String(s)) => cell_text(s),
@@ -41,7 +41,7 @@ fn field(v: &Value, key: &str) -> String {
 }
 
 /// Lays out rows under a header, columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -308,6 +308,7 @@ pub fn render(f: &str, result: &Value) -> String {
         "whoami" => render_whoami(result),
         "known_hosts" => render_known_hosts(result),
         "console_log" => render_log(result),
+        "history" => super::history::render(result),
         "dump" => None,
         _ => None,
     };

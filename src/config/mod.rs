@@ -30,8 +30,12 @@ pub use board::{Board, Console, ConsoleSource, Network};
 pub use cluster::{Cluster, PeerTls};
 pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use jail::{Ipv6Pool, JailConfig, JailSettings, Uplink};
-pub use policy::{ConsoleLogs, Lease, PowerPolicy};
+pub use policy::{ConsoleLogs, Events, Lease, PowerPolicy, UserPolicy, DEFAULT_EVENTS_KEEP};
 pub use switch::{SnmpVersion, Switch};
+/// `[switches.NAME]`'s SNMPv3 user and keys.
+pub mod switch_usm {
+    pub use super::switch::{AuthProtocol, PrivProtocol, Secret, Usm};
+}
 pub use web::{Web, WebAuth};
 
 /// One configuration problem, located in a file.
@@ -83,6 +87,10 @@ struct RawLab {
     #[serde(default)]
     lease: policy::RawLease,
     #[serde(default)]
+    policy: policy::RawUserPolicy,
+    #[serde(default)]
+    events: policy::RawEvents,
+    #[serde(default)]
     power: policy::RawPower,
     #[serde(default)]
     console: policy::RawConsoleLogs,
@@ -104,6 +112,10 @@ pub struct Config {
     pub dir: PathBuf,
     pub daemon: Daemon,
     pub lease: Lease,
+    /// `[policy]`: per-user limits.
+    pub policy: UserPolicy,
+    /// `[events]`: how long the event log is kept.
+    pub events: Events,
     pub power: PowerPolicy,
     pub console: ConsoleLogs,
     pub switches: BTreeMap<String, Switch>,
@@ -309,6 +321,8 @@ impl Config {
         let mut ctx = Ctx { file: &lab_path, text: lab_text, errors: &mut errors };
         let daemon = daemon::validate(&mut ctx, std::mem::take(&mut raw_lab.daemon));
         let lease = policy::validate_lease(&mut ctx, &raw_lab.lease);
+        let user_policy = policy::validate_user_policy(&mut ctx, &raw_lab.policy);
+        let events = policy::validate_events(&mut ctx, &raw_lab.events);
         let power = policy::validate_power(&mut ctx, &raw_lab.power);
         let console = policy::validate_console(&mut ctx, &raw_lab.console);
         let switches = switch::validate(&mut ctx, std::mem::take(&mut raw_lab.switches));
@@ -368,6 +382,8 @@ impl Config {
                 dir: dir.to_path_buf(),
                 daemon,
                 lease,
+                policy: user_policy,
+                events,
                 power,
                 console,
                 switches,

@@ -9,24 +9,36 @@ use toml::Spanned;
 use super::Ctx;
 use crate::ids::valid_name;
 
+mod usm;
+pub use usm::{AuthProtocol, PrivProtocol, Secret, Usm};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSwitch {
     pub(super) host: Spanned<String>,
     #[serde(default = "default_community")]
     pub(super) community: String,
+    /// `"1"`, `"2c"` or `3` (a string or a number).
     #[serde(default = "default_version")]
-    pub(super) version: Spanned<String>,
+    pub(super) version: Spanned<toml::Value>,
     pub(super) timeout: Option<Spanned<String>>,
     #[serde(default = "default_retries")]
     pub(super) retries: Spanned<u32>,
+    // SNMPv3 (`version = 3`): see `usm`.
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) auth_protocol: Option<Spanned<String>>,
+    pub(super) auth_key: Option<Spanned<String>>,
+    pub(super) auth_key_file: Option<Spanned<String>>,
+    pub(super) priv_protocol: Option<Spanned<String>>,
+    pub(super) priv_key: Option<Spanned<String>>,
+    pub(super) priv_key_file: Option<Spanned<String>>,
 }
 
 fn default_community() -> String {
     "private".into()
 }
-fn default_version() -> Spanned<String> {
-    Spanned::new(0..0, "2c".into())
+fn default_version() -> Spanned<toml::Value> {
+    Spanned::new(0..0, toml::Value::String("2c".into()))
 }
 fn default_retries() -> Spanned<u32> {
     Spanned::new(0..0, 1)
@@ -36,6 +48,8 @@ fn default_retries() -> Spanned<u32> {
 pub enum SnmpVersion {
     V1,
     V2c,
+    /// SNMPv3 with the user-based security model, authPriv.
+    V3,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +62,8 @@ pub struct Switch {
     pub timeout: Duration,
     /// Extra attempts after the first one.
     pub retries: u32,
+    /// SNMPv3's user and keys (`version = 3` only).
+    pub usm: Option<Usm>,
 }
 
 /// Validates every `[switches.NAME]`.
@@ -65,11 +81,14 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: BTreeMap<String, Spanned<RawSwitc
         if host.rsplit_once(':').map(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()).unwrap_or(true) {
             ctx.err(&sw.host.span(), format!("switches.{name}.host {:?} is not HOST or HOST:PORT", sw.host.get_ref()));
         }
-        let version = match sw.version.get_ref().as_str() {
-            "1" => SnmpVersion::V1,
-            "2c" => SnmpVersion::V2c,
+        let version = match sw.version.get_ref() {
+            toml::Value::String(s) if s == "1" => SnmpVersion::V1,
+            toml::Value::Integer(1) => SnmpVersion::V1,
+            toml::Value::String(s) if s == "2c" => SnmpVersion::V2c,
+            toml::Value::String(s) if s == "3" => SnmpVersion::V3,
+            toml::Value::Integer(3) => SnmpVersion::V3,
             other => {
-                ctx.err(&sw.version.span(), format!("switches.{name}.version {other:?} is not \"1\" or \"2c\""));
+                ctx.err(&sw.version.span(), format!("switches.{name}.version {other} is not \"1\", \"2c\" or 3"));
                 SnmpVersion::V2c
             }
         };
@@ -77,10 +96,9 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: BTreeMap<String, Spanned<RawSwitc
         if *sw.retries.get_ref() > 10 {
             ctx.err(&sw.retries.span(), format!("switches.{name}.retries ({}) is more than 10", sw.retries.get_ref()));
         }
-        switches.insert(
-            name.clone(),
-            Switch { name, host, community: sw.community, version, timeout, retries: *sw.retries.get_ref() },
-        );
+        let usm = usm::validate(ctx, &name, &span, &sw, version == SnmpVersion::V3);
+        let retries = *sw.retries.get_ref();
+        switches.insert(name.clone(), Switch { name, host, community: sw.community, version, timeout, retries, usm });
     }
     switches
 }

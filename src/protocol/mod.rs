@@ -5,12 +5,14 @@
 //! known function (`unknown_function`), and its arguments must fit that
 //! function exactly, with no unknown keys (`bad_request`).
 
+mod history;
 mod reply;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
+pub use history::{HistoryQuery, HISTORY_LIMIT, HISTORY_MAX};
 pub use reply::*;
 
 /// Longest request line accepted, newline excluded.
@@ -39,6 +41,9 @@ pub enum Code {
     /// The host that owns the board stopped answering after it took the
     /// request: it may have been done (the message says how to find out).
     InDoubt,
+    /// A per-user limit of the lab's policy (`policy.max_claims_per_user`,
+    /// `lease.max_total`): the message names it.
+    LimitReached,
     Internal,
 }
 
@@ -59,6 +64,7 @@ impl Code {
             Code::Timeout => "timeout",
             Code::Unavailable => "unavailable",
             Code::InDoubt => "in_doubt",
+            Code::LimitReached => "limit_reached",
             Code::Internal => "internal",
         }
     }
@@ -141,10 +147,16 @@ pub enum Call {
     Maintenance {
         board: String,
         on: bool,
+        /// The operator's reason, for `history` (checked by
+        /// [`crate::ids::check_reason`]).
+        reason: Option<String>,
     },
     ForceRelease {
         board: String,
+        reason: Option<String>,
     },
+    /// The event log, newest `limit` events that match, oldest first.
+    History(HistoryQuery),
     /// Test-only: makes a board actor panic. Exists only with the
     /// `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
@@ -201,9 +213,12 @@ impl Call {
             | Call::PowerCycle { .. }
             | Call::Console { .. }
             | Call::ConsoleLog { .. } => true,
-            Call::Claim { .. } | Call::Queue | Call::Dump | Call::Maintenance { .. } | Call::ForceRelease { .. } => {
-                false
-            }
+            Call::Claim { .. }
+            | Call::Queue
+            | Call::Dump
+            | Call::Maintenance { .. }
+            | Call::ForceRelease { .. }
+            | Call::History(_) => false,
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => false,
         }
@@ -229,6 +244,7 @@ impl Call {
             Call::Dump => "dump",
             Call::Maintenance { .. } => "maintenance",
             Call::ForceRelease { .. } => "force_release",
+            Call::History(_) => "history",
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => "debug_panic",
         }
@@ -313,6 +329,25 @@ struct BoardArgs {
 struct MaintenanceArgs {
     board: String,
     on: bool,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceReleaseArgs {
+    board: String,
+    reason: Option<String>,
+}
+
+/// An operator's reason, checked.
+fn reason(f: &str, r: Option<String>) -> ApiResult<Option<String>> {
+    match r {
+        Some(r) => match crate::ids::check_reason(&r) {
+            Ok(()) => Ok(Some(r)),
+            Err(e) => Err(ApiError::new(Code::BadRequest, format!("{f}: {e}"))),
+        },
+        None => Ok(None),
+    }
 }
 
 fn args<T: for<'de> Deserialize<'de>>(f: &str, m: Map<String, Value>) -> ApiResult<T> {
@@ -368,8 +403,11 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
         "known_hosts" => args::<NoArgs>(&f, m).map(|_| Call::KnownHosts),
         "queue" => args::<NoArgs>(&f, m).map(|_| Call::Queue),
         "dump" => args::<NoArgs>(&f, m).map(|_| Call::Dump),
-        "maintenance" => args::<MaintenanceArgs>(&f, m).map(|a| Call::Maintenance { board: a.board, on: a.on }),
-        "force_release" => args::<BoardArgs>(&f, m).map(|a| Call::ForceRelease { board: a.board }),
+        "maintenance" => args::<MaintenanceArgs>(&f, m)
+            .and_then(|a| Ok(Call::Maintenance { board: a.board, on: a.on, reason: reason(&f, a.reason)? })),
+        "force_release" => args::<ForceReleaseArgs>(&f, m)
+            .and_then(|a| Ok(Call::ForceRelease { board: a.board, reason: reason(&f, a.reason)? })),
+        "history" => args::<HistoryQuery>(&f, m).and_then(|q| q.checked().map(Call::History)),
         #[cfg(feature = "fault-injection")]
         "debug_panic" => args::<BoardArgs>(&f, m).map(|a| Call::DebugPanic { board: a.board }),
         _ => {
