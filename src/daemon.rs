@@ -196,6 +196,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         (Some(m), Some(cl)) => Some(m.start_view(&cl.prefix, snapshots.clone())),
         _ => None,
     };
+    if let Some(view) = &lab {
+        // The per-user limits count claims on every host.
+        registry.do_send(crate::actors::registry::FollowLab(view.clone()));
+    }
     let (peers, peer_listener) = match peer_tls {
         Some((mut p, l)) => {
             p.lookup = member.as_ref().map(|m| m.lookup());

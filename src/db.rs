@@ -24,6 +24,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::util::now_unix_ms;
 
+mod events;
+pub use events::EventQuery;
+
 /// A claim as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -44,6 +47,8 @@ pub struct Event {
     pub kind: String,
     pub board: Option<String>,
     pub user: Option<String>,
+    /// Whose claim the event is about (claims' events only).
+    pub subject: Option<String>,
     pub detail: Option<String>,
 }
 
@@ -343,6 +348,7 @@ impl Db {
             "claim",
             Some(&c.board),
             Some(&c.user),
+            Some(&c.user),
             Some(&format!("expires {}", crate::util::rfc3339_ms(c.expires_at))),
         )?;
         tx.commit()?;
@@ -354,13 +360,13 @@ impl Db {
     pub fn delete_claim(&self, handle: &str, kind: &str, by: &str, detail: Option<&str>) -> Result<bool, DbError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let board: Option<String> = tx
-            .prepare_cached("SELECT board FROM claims WHERE handle = ?1")?
-            .query_row(params![handle], |r| r.get(0))
+        let claim: Option<(String, String)> = tx
+            .prepare_cached("SELECT board, user FROM claims WHERE handle = ?1")?
+            .query_row(params![handle], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some(board) = board else { return Ok(false) };
+        let Some((board, claimant)) = claim else { return Ok(false) };
         tx.prepare_cached("DELETE FROM claims WHERE handle = ?1")?.execute(params![handle])?;
-        insert_event(&tx, kind, Some(&board), Some(by), detail)?;
+        insert_event(&tx, kind, Some(&board), Some(by), Some(&claimant), detail)?;
         tx.commit()?;
         Ok(true)
     }
@@ -368,26 +374,33 @@ impl Db {
     pub fn renew_claim(&self, handle: &str, expires_at: i64, by: &str) -> Result<bool, DbError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let board: Option<String> =
-            tx.query_row("SELECT board FROM claims WHERE handle = ?1", params![handle], |r| r.get(0)).optional()?;
-        let Some(board) = board else { return Ok(false) };
+        let claim: Option<(String, String)> = tx
+            .query_row("SELECT board, user FROM claims WHERE handle = ?1", params![handle], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((board, claimant)) = claim else { return Ok(false) };
         tx.execute("UPDATE claims SET expires_at = ?2 WHERE handle = ?1", params![handle, expires_at])?;
         insert_event(
             &tx,
             "renew",
             Some(&board),
             Some(by),
+            Some(&claimant),
             Some(&format!("expires {}", crate::util::rfc3339_ms(expires_at))),
         )?;
         tx.commit()?;
         Ok(true)
     }
 
-    pub fn set_maintenance(&self, board: &str, on: bool, by: &str) -> Result<(), DbError> {
+    /// A board into maintenance or out of it, with its event (`reason`:
+    /// the operator's, as its detail).
+    pub fn set_maintenance(&self, board: &str, on: bool, by: &str, reason: Option<&str>) -> Result<(), DbError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         tx.execute("UPDATE boards SET maintenance = ?2 WHERE name = ?1", params![board, on as i64])?;
-        insert_event(&tx, if on { "maintenance_on" } else { "maintenance_off" }, Some(board), Some(by), None)?;
+        let kind = if on { "maintenance_on" } else { "maintenance_off" };
+        insert_event(&tx, kind, Some(board), Some(by), None, reason)?;
         tx.commit()?;
         Ok(())
     }
@@ -400,25 +413,29 @@ impl Db {
         user: Option<&str>,
         detail: Option<&str>,
     ) -> Result<(), DbError> {
+        self.event_about(kind, board, user, None, detail)
+    }
+
+    /// Appends to the event log an event about `subject`'s claim.
+    pub fn event_about(
+        &self,
+        kind: &str,
+        board: Option<&str>,
+        user: Option<&str>,
+        subject: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), DbError> {
         let conn = self.lock();
-        insert_event(&conn, kind, board, user, detail)?;
+        insert_event(&conn, kind, board, user, subject, detail)?;
         Ok(())
     }
     /// The last `n` events, oldest first.
     pub fn recent_events(&self, n: u32) -> Result<Vec<Event>, DbError> {
         let conn = self.lock();
-        let mut st =
-            conn.prepare_cached("SELECT id, at, kind, board, user, detail FROM events ORDER BY id DESC LIMIT ?1")?;
-        let rows = st.query_map(params![n], |r| {
-            Ok(Event {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                kind: r.get(2)?,
-                board: r.get(3)?,
-                user: r.get(4)?,
-                detail: r.get(5)?,
-            })
-        })?;
+        let mut st = conn.prepare_cached(
+            "SELECT id, at, kind, board, user, subject, detail FROM events ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![n], events::row_event)?;
         let mut v: Vec<Event> = rows.collect::<Result<_, _>>()?;
         v.reverse();
         Ok(v)
@@ -517,15 +534,19 @@ fn lock_state(path: &Path) -> Result<std::fs::File, DbError> {
 }
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    for (table, column, decl) in
-        [("boards", "jail_index", "INTEGER"), ("claims", "jail", "TEXT"), ("boards", "link_id", "TEXT")]
-    {
+    for (table, column, decl) in [
+        ("boards", "jail_index", "INTEGER"),
+        ("claims", "jail", "TEXT"),
+        ("boards", "link_id", "TEXT"),
+        ("events", "subject", "TEXT"),
+    ] {
         let mut st = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
         if !st.exists(params![column])? {
             conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
         }
     }
     conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS boards_jail_index ON boards(jail_index)")?;
+    events::indexes(conn)?;
     // Jails were kept in the claims table by an older labd.
     conn.execute_batch(
         "INSERT OR IGNORE INTO jails(board, handle, record)
@@ -544,11 +565,12 @@ fn insert_event(
     kind: &str,
     board: Option<&str>,
     user: Option<&str>,
+    subject: Option<&str>,
     detail: Option<&str>,
 ) -> rusqlite::Result<()> {
-    let mut st =
-        conn.prepare_cached("INSERT INTO events(at, kind, board, user, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-    st.execute(params![now_unix_ms(), kind, board, user, detail])?;
+    let mut st = conn
+        .prepare_cached("INSERT INTO events(at, kind, board, user, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+    st.execute(params![now_unix_ms(), kind, board, user, subject, detail])?;
     Ok(())
 }
 
@@ -632,7 +654,7 @@ mod tests {
             db.sync_boards(&[("b1".into(), "c".into()), ("b2".into(), "c".into())]).unwrap();
             db.insert_claim(&claim("h1", "b1", "alice")).unwrap();
             db.insert_claim(&claim("h2", "b2", "bob")).unwrap();
-            db.set_maintenance("b2", true, "root").unwrap();
+            db.set_maintenance("b2", true, "root", None).unwrap();
         }
         let db = Db::open(&p).unwrap();
         assert_eq!(db.claims().unwrap().len(), 2);

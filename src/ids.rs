@@ -36,9 +36,68 @@ pub fn valid_ifname(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// Longest operator's reason (`--reason`), in characters.
+pub const MAX_REASON: usize = 200;
+
+/// An operator's reason for a maintenance or force-release: free text that
+/// others read in `history` and a claimant in the end of their claim, so it
+/// is one line of printable text: no control characters (escape sequences,
+/// newlines, tabs), no bidirectional overrides or invisible formatting
+/// characters that could make it read other than it is, not blank, at most
+/// [`MAX_REASON`] characters. Refused, never rewritten.
+pub fn check_reason(r: &str) -> Result<(), String> {
+    let n = r.chars().count();
+    if r.trim().is_empty() {
+        return Err("the reason is empty".into());
+    }
+    if n > MAX_REASON {
+        return Err(format!("the reason is {n} characters long; at most {MAX_REASON}"));
+    }
+    // Bidi embeddings, overrides and isolates; zero-width and other
+    // invisible formatting characters; the BOM; line and paragraph
+    // separators.
+    let hidden = |c: char| {
+        matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{00ad}')
+    };
+    if let Some((i, c)) = r.chars().enumerate().find(|(_, c)| c.is_control() || hidden(*c)) {
+        return Err(format!(
+            "the reason may not hold control or invisible characters ({} at character {})",
+            c.escape_unicode(),
+            i + 1
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_are_one_line_of_printable_text() {
+        assert!(check_reason("PSU swap, see ticket #42 (ça marche)").is_ok());
+        assert!(check_reason(&"é".repeat(MAX_REASON)).is_ok());
+        for bad in [
+            "",
+            "   ",
+            "clear\u{1b}[2J",
+            "\u{1b}]0;title\u{7}",
+            "two\nlines",
+            "tab\there",
+            "cr\rover",
+            "nul\0",
+            "c1\u{9b}31m",
+            "bidi \u{202e}gnp.exe",
+            "zero\u{200b}width",
+            "\u{2066}isolate",
+            "bom\u{feff}",
+            &"x".repeat(MAX_REASON + 1),
+        ] {
+            assert!(check_reason(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_reason("a\u{1b}b").unwrap_err().contains("\\u{1b} at character 2"));
+    }
 
     #[test]
     fn names() {

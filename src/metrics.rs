@@ -196,7 +196,7 @@ impl Metrics {
 
 /// The socket's functions, as `Call::name` spells them, and `invalid` for
 /// a line that named none.
-pub const FUNCTIONS: [&str; 18] = [
+pub const FUNCTIONS: [&str; 19] = [
     "classes",
     "status",
     "claim",
@@ -213,12 +213,13 @@ pub const FUNCTIONS: [&str; 18] = [
     "dump",
     "maintenance",
     "force_release",
+    "history",
     "debug_panic",
     "invalid",
 ];
 
 /// The error codes, in `Code`'s order (the outcome after `ok`).
-const CODES: [Code; 14] = [
+const CODES: [Code; 15] = [
     Code::BadRequest,
     Code::UnknownFunction,
     Code::UnknownClass,
@@ -232,6 +233,7 @@ const CODES: [Code; 14] = [
     Code::Busy,
     Code::Timeout,
     Code::Unavailable,
+    Code::LimitReached,
     Code::Internal,
 ];
 

@@ -1,5 +1,6 @@
 //! Power control through a PoE switch: POE-MIB (RFC 3621)
-//! `pethPsePortAdminEnable.<group>.<port>` over SNMP v1/v2c with snmp2.
+//! `pethPsePortAdminEnable.<group>.<port>` over SNMP v1/v2c, or v3 with
+//! authPriv (SHA, AES), with snmp2.
 //!
 //! Rules that keep the lab honest about power:
 //! - every set is read back, and only a read-back that matches counts;
@@ -16,6 +17,8 @@ use std::time::Duration;
 use snmp2::{AsyncSession, Oid, Value};
 
 use crate::config::{SnmpVersion, Switch};
+
+mod v3;
 
 /// `pethPsePortAdminEnable` column.
 pub const ADMIN_ENABLE: [u64; 11] = [1, 3, 6, 1, 2, 1, 105, 1, 1, 1, 3];
@@ -98,6 +101,12 @@ pub enum PowerError {
     BadValue { switch: String, oid: String, what: String },
     #[error("switch {switch} port {oid} reads back {got} after being set {want}")]
     NotApplied { switch: String, oid: String, want: &'static str, got: &'static str },
+    /// SNMPv3: the agent does not take labd's user or keys.
+    #[error(
+        "switch {switch} ({host}) refused SNMPv3 user {user:?} while {what}: {why}; check its user, auth_key and \
+         priv_key against the switch"
+    )]
+    Credentials { switch: String, host: String, user: String, what: String, why: String },
 }
 
 fn status_name(s: u32) -> String {
@@ -205,12 +214,19 @@ impl SwitchClient {
             let _ = getrandom::getrandom(&mut req_id);
             let start = i32::from_ne_bytes(req_id) & 0x3fff_ffff;
             let community = self.sw.community.as_bytes();
-            let s = match self.sw.version {
-                SnmpVersion::V1 => AsyncSession::new_v1(self.sw.host.as_str(), community, start).await,
-                SnmpVersion::V2c => AsyncSession::new_v2c(self.sw.host.as_str(), community, start).await,
+            let s = match (&self.sw.version, &self.sw.usm) {
+                (SnmpVersion::V1, _) => AsyncSession::new_v1(self.sw.host.as_str(), community, start).await,
+                (SnmpVersion::V3, Some(usm)) => {
+                    AsyncSession::new_v3(self.sw.host.as_str(), start, v3::security(usm)).await
+                }
+                _ => AsyncSession::new_v2c(self.sw.host.as_str(), community, start).await,
             }
             .map_err(|e| self.transport(format!("opening a UDP session: {e}")))?;
-            self.session = Some(Box::new(s));
+            let mut s = Box::new(s);
+            if self.sw.version == SnmpVersion::V3 {
+                v3::discover(&mut s, &self.sw).await?;
+            }
+            self.session = Some(s);
         }
         // Just set above when it was empty.
         let (name, host) = (self.sw.name.clone(), self.sw.host.clone());
@@ -249,15 +265,24 @@ impl SwitchClient {
                     self.session = None;
                     // An agent that answers with an error will answer the
                     // same again: no point retrying.
-                    if matches!(e, PowerError::Agent { .. } | PowerError::WrongOid { .. } | PowerError::BadValue { .. })
-                    {
+                    if matches!(
+                        e,
+                        PowerError::Agent { .. }
+                            | PowerError::WrongOid { .. }
+                            | PowerError::BadValue { .. }
+                            | PowerError::Credentials { .. }
+                    ) {
                         return Err(e);
                     }
                     last = Some(e);
                 }
                 Err(_) => {
+                    // An SNMPv3 agent that answered discovery (the session
+                    // is kept only then) and not the request drops what it
+                    // cannot decrypt: a wrong priv_key, most likely.
+                    last = (self.sw.version == SnmpVersion::V3 && self.session.is_some())
+                        .then(|| v3::silent(&self.sw, op.name()));
                     self.session = None;
-                    last = None;
                 }
             }
         }
@@ -286,6 +311,7 @@ impl SwitchClient {
         };
         let mut pdu = match res {
             Ok(p) => p,
+            Err(e) if v3::is_auth(&e) => return Err(v3::refused(&self.sw, op.name(), e)),
             // snmp2 folds the socket error away; on a connected UDP socket a
             // receive error is almost always ICMP port unreachable.
             Err(snmp2::Error::Receive) | Err(snmp2::Error::Send) => {
@@ -522,6 +548,7 @@ mod tests {
             version: SnmpVersion::V2c,
             timeout: Duration::from_millis(50),
             retries: 0,
+            usm: None,
             max_in_flight: 1,
         });
         let limit = switch_limit(&sw);

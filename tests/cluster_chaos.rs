@@ -133,6 +133,11 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                         continue;
                     };
                     if r["ok"] != true {
+                        // The host that took it stopped answering: a claim
+                        // may stand that nobody was told of.
+                        if r["error"]["code"] == "in_doubt" {
+                            uncertain.lock().unwrap().push((sent, now_ms()));
+                        }
                         if r["error"]["code"] == "unavailable" {
                             tally.unavailable.fetch_add(1, Ordering::Relaxed);
                         }
@@ -159,8 +164,10 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                         let f = if next(2) == 0 { "power_on" } else { "power_off" };
                         let _ = call(&socks[next(3)], &json!({"fn": f, "handle": handle}));
                     }
-                    // Release through any door until it is gone.
+                    // Release through any door until it is gone; every
+                    // attempt's answer is kept for a violation's report.
                     let mut lost_before = false;
+                    let mut attempts: Vec<String> = Vec::new();
                     loop {
                         if let Some(x) = held
                             .lock()
@@ -170,7 +177,14 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                         {
                             x.releasing = true;
                         }
-                        let r = call(&socks[next(3)], &json!({"fn": "release", "handle": handle}));
+                        let door = next(3);
+                        let r = call(&socks[door], &json!({"fn": "release", "handle": handle}));
+                        attempts.push(format!(
+                            "  release through lab{} at {}: {}",
+                            door + 1,
+                            now_ms(),
+                            r.as_ref().map_or("no answer".to_string(), |r| r.to_string())
+                        ));
                         let done = match &r {
                             Some(r) if r["ok"] == true => true,
                             Some(r) if r["error"]["code"] == "not_claimed" || r["error"]["code"] == "claim_ended" => {
@@ -178,13 +192,20 @@ fn claims_hold_across_three_front_doors_while_a_host_and_an_etcd_member_fail() {
                                 // answer was lost did release it.
                                 if !lost_before {
                                     violations.lock().unwrap().push(format!(
-                                        "client {client}'s live claim on {board} (granted {granted_at}) was not found by a front door at {}: {r}",
-                                        now_ms()
+                                        "client {client}'s live claim on {board} (granted {granted_at}) was not found by a front door at {}: {r}\n{}",
+                                        now_ms(),
+                                        attempts.join("\n")
                                     ));
                                 }
                                 true
                             }
+                            // No answer, or the host that took it stopped
+                            // answering: it may have been done.
                             None => {
+                                lost_before = true;
+                                false
+                            }
+                            Some(r) if r["error"]["code"] == "in_doubt" => {
                                 lost_before = true;
                                 false
                             }

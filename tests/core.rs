@@ -549,23 +549,30 @@ fn a_waiting_claim_shows_its_place_in_the_queue() {
         let r = lab.as_user(BOB, &[json!({"fn": "queue"})]).remove(0);
         r["result"] == json!([{"class": "rockpro64", "place": 1, "waiting": 1}])
     });
-    // root joins behind bob.
-    let root = std::thread::spawn({
-        let sock = lab.sock();
-        move || Conn::open(&sock).call(json!({"fn": "claim", "class": "rockpro64", "wait": 30}))
-    });
+    // root joins behind bob, with `labcli run --wait`.
+    let root = lab.labcli_as("root").args(["run", "rockpro64", "--wait", "30s", "--", "true"]).spawn().unwrap();
     lab.wait_for(Duration::from_secs(5), "root behind bob", || {
         ok(&lab.req(json!({"fn": "queue"}))) == &json!([{"class": "rockpro64", "place": 2, "waiting": 2}])
     });
-    // Nobody else's place is shown to alice.
+    // Nobody else's place is shown to alice; how many wait, is.
     assert_eq!(ok(&lab.as_user(ALICE, &[json!({"fn": "queue"})]).remove(0)), &json!([]));
+    let status = lab.labcli_as(ALICE).arg("status").stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.lines().any(|l| l == "2 claims wait for a rockpro64 board"), "{text}");
     std::thread::sleep(Duration::from_secs(3));
     ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": held["handle"]})]).remove(0));
     let out = bob.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("[waiting for a rockpro64: 1st of "), "bob's labcli said where it stood: {err}");
-    // root is served once bob's board comes back.
+    // root is served once bob's board comes back, and its command ran.
     ok(&lab.req(json!({"fn": "force_release", "board": "rockpro64-1"})));
-    assert_eq!(ok(&root.join().unwrap())["user"], "root");
+    let out = root.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("[waiting for a rockpro64: 2nd of 2 in the queue]"), "run --wait said where it stood: {err}");
+    assert!(
+        err.contains("labcli: claimed rockpro64-1; running \"true\"") && err.contains("labcli: released rockpro64-1"),
+        "{err}"
+    );
 }

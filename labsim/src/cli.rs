@@ -65,6 +65,10 @@ pub enum SimCommand {
         /// Where the lab's CA is kept, shared by its hosts [default: DIR/peer-ca]
         #[arg(long, value_name = "DIR", requires = "host")]
         ca: Option<PathBuf>,
+        /// The switch takes writes over SNMPv3 only (authPriv, SHA and AES; v1/v2c read-only),
+        /// and labd is configured for it
+        #[arg(long)]
+        snmpv3: bool,
     },
     /// Take the lab in DIR down: everything up made, and nothing else
     Down(Dir),

@@ -34,6 +34,8 @@ pub struct UpOptions {
     /// One host of a lab on etcd: boards named `HOST-CLASS-K`, and
     /// labd's `[cluster]` table.
     pub cluster: Option<SimCluster>,
+    /// Writes over SNMPv3 only (see [`snmpd::V3_USER`]).
+    pub snmpv3: bool,
 }
 
 /// Board names and classes: classes round-robin, counted per class from
@@ -163,6 +165,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
             None => None,
             Some(c) => Some(SimCluster { peer_port: free_tcp_port()?, ..c.clone() }),
         },
+        snmpv3: opts.snmpv3,
     };
     // Recorded before anything else is made, so `down` can undo a partial up.
     state.save()?;
@@ -290,15 +293,23 @@ pub fn lab_toml(state: &LabState) -> String {
          \n\
          [switches.poe1]\n\
          host = \"127.0.0.1:{port}\"\n\
-         community = {community}\n\
-         version = \"2c\"\n\
+         {access}\
          timeout = \"500ms\"\n\
          retries = 1\n",
         sock = d("labd.sock"),
         st = d("state.db"),
         logs = d("logs"),
         port = state.snmp_port,
-        community = q(snmpd::RW_COMMUNITY),
+        access = if state.snmpv3 {
+            format!(
+                "version = 3\nuser = {}\nauth_key = {}\npriv_key = {}\n",
+                q(snmpd::V3_USER),
+                q(snmpd::V3_AUTH_KEY),
+                q(snmpd::V3_PRIV_KEY)
+            )
+        } else {
+            format!("community = {}\nversion = \"2c\"\n", q(snmpd::RW_COMMUNITY))
+        },
     );
     text + &cluster
 }
@@ -516,6 +527,7 @@ mod tests {
             net,
             console: true,
             cluster: None,
+            snmpv3: false,
             boards: board_names(3, &["rockpro64".into(), "pine64".into()], None)
                 .into_iter()
                 .zip(1u32..)

@@ -13,8 +13,15 @@ use super::{proc, write_atomic, Result, SimError, ADMIN_ENABLE_OID, GROUP};
 
 /// Community with read access, as on a typical switch.
 pub const RO_COMMUNITY: &str = "public";
-/// Community with write access; the one labd is configured with.
+/// Community with write access; the one labd is configured with (none
+/// with `--snmpv3`, where v1/v2c may only read).
 pub const RW_COMMUNITY: &str = "private";
+/// `--snmpv3`: the one user with write access (authPriv, SHA and AES).
+pub const V3_USER: &str = "labsim";
+/// Its authentication passphrase (SHA-1).
+pub const V3_AUTH_KEY: &str = "labsim-auth-secret";
+/// Its privacy passphrase (AES-128).
+pub const V3_PRIV_KEY: &str = "labsim-priv-secret";
 
 /// Path of the generated snmpd.conf.
 pub fn conf_path(dir: &Path) -> PathBuf {
@@ -32,12 +39,23 @@ pub fn free_udp_port() -> Result<u16> {
 
 /// Writes snmpd.conf. `-C` on the command line keeps snmpd from reading any
 /// system configuration, so this file is the whole agent.
+///
+/// With `--snmpv3`, only the SNMPv3 user [`V3_USER`] may write, and only
+/// with authentication and privacy (`rwuser ... priv`); v1/v2c may read.
 pub fn write_conf(state: &LabState) -> Result<()> {
     let base = super::pass_persist::format_oid(&super::PORT_ENTRY_OID);
+    let write = if state.snmpv3 {
+        format!(
+            "createUser {V3_USER} SHA \"{V3_AUTH_KEY}\" AES \"{V3_PRIV_KEY}\"\n\
+             rwuser {V3_USER} priv\n"
+        )
+    } else {
+        format!("rwcommunity {RW_COMMUNITY} 127.0.0.1\n")
+    };
     let text = format!(
         "# Written by labsim for the lab in {dir}; removed by `labsim down`.\n\
          rocommunity {RO_COMMUNITY} 127.0.0.1\n\
-         rwcommunity {RW_COMMUNITY} 127.0.0.1\n\
+         {write}\
          pass_persist {base} {exe} pass-persist --dir {dir}\n",
         dir = state.dir.display(),
         exe = state.exe.display(),

@@ -36,6 +36,9 @@ pub struct LabState {
     /// `--host` and `--etcd`: this lab is one host of a lab on etcd.
     #[serde(default)]
     pub cluster: Option<SimCluster>,
+    /// `--snmpv3`: the switch takes writes over SNMPv3 only.
+    #[serde(default)]
+    pub snmpv3: bool,
 }
 
 /// One host of a lab whose claims are kept in etcd.

@@ -238,10 +238,11 @@ impl Inner {
         serde_json::to_string(&r).unwrap_or_default()
     }
 
-    fn event(&self, kind: &'static str, board: &str, user: &str, detail: Option<String>) {
-        let (board, user) = (board.to_string(), user.to_string());
+    /// Logs an event about `subject`'s claim (None: about no claim).
+    fn event(&self, kind: &'static str, board: &str, user: &str, subject: Option<&str>, detail: Option<String>) {
+        let (board, user, subject) = (board.to_string(), user.to_string(), subject.map(str::to_string));
         self.events.fire(move |d| {
-            if let Err(e) = d.event(kind, Some(&board), Some(&user), detail.as_deref()) {
+            if let Err(e) = d.event_about(kind, Some(&board), Some(&user), subject.as_deref(), detail.as_deref()) {
                 warn!("event log: {e}");
             }
         });
@@ -363,7 +364,7 @@ impl Ledger for EtcdLedger {
             if !r.succeeded() && first_kv(&r).is_none_or(|(v, _)| v != value.as_bytes()) {
                 return Err(LedgerError::Taken(claim.board));
             }
-            inner.event("claim", &claim.board, &claim.user, None);
+            inner.event("claim", &claim.board, &claim.user, Some(&claim.user), None);
             Ok(())
         }
         .boxed()
@@ -379,7 +380,7 @@ impl Ledger for EtcdLedger {
                 Err(e) => Err(e),
             };
             match done {
-                Ok(()) => inner.event(how.as_str(), &claim.board, &by, detail),
+                Ok(()) => inner.event(how.as_str(), &claim.board, &by, Some(&claim.user), detail),
                 Err(LedgerError::Unavailable(_)) if asked => {
                     // A release fails and the claim stands, also if etcd
                     // applies the removal later.
@@ -389,7 +390,7 @@ impl Ledger for EtcdLedger {
                     // An expiry (or an undone claim) ended here whatever
                     // etcd says; etcd hears of it when it answers.
                     inner.owed().insert(claim.board.clone(), Owed::Remove(value));
-                    inner.event(how.as_str(), &claim.board, &by, detail);
+                    inner.event(how.as_str(), &claim.board, &by, Some(&claim.user), detail);
                 }
                 Err(_) => {}
             }
@@ -434,6 +435,7 @@ impl Ledger for EtcdLedger {
                 "renew",
                 &claim.board,
                 &by,
+                Some(&claim.user),
                 Some(format!("expires {}", crate::util::rfc3339_ms(claim.expires_at))),
             );
             Ok(())
@@ -441,13 +443,13 @@ impl Ledger for EtcdLedger {
         .boxed()
     }
 
-    fn maintenance(&self, board: &str, on: bool, by: &str) -> LedgerFuture<()> {
+    fn maintenance(&self, board: &str, on: bool, by: &str, reason: Option<String>) -> LedgerFuture<()> {
         let (inner, board, by) = (self.inner.clone(), board.to_string(), by.to_string());
         async move {
             let key = inner.keys.maintenance(&board);
             let op = if on { TxnOp::put(key, by.clone(), None) } else { TxnOp::delete(key, None) };
             txn(&inner.client, inner.timeout, Txn::new().and_then([op])).await?;
-            inner.event(if on { "maintenance_on" } else { "maintenance_off" }, &board, &by, None);
+            inner.event(if on { "maintenance_on" } else { "maintenance_off" }, &board, &by, None, reason);
             Ok(())
         }
         .boxed()

@@ -59,13 +59,15 @@ pub trait Ledger: Send + Sync + 'static {
     fn load(&self) -> LedgerFuture<(Vec<Claim>, HashSet<String>)>;
     /// A new claim, with its event.
     fn claim(&self, c: &Claim) -> LedgerFuture<()>;
-    /// A claim ended, with its event (`by`: who ended it). A release
+    /// A claim ended, with its event (`by`: who ended it; `detail`: why,
+    /// an operator's reason for a force-release). A release
     /// (asked for) the ledger cannot keep fails and changes nothing; any
     /// other end (the registry ended it regardless) is kept as soon as
     /// the ledger can, before anything else about its board.
     fn end(&self, c: &Claim, how: Ending, by: &str, detail: Option<String>) -> LedgerFuture<()>;
     /// A claim's new lease end, with its event.
     fn renew(&self, c: &Claim, by: &str) -> LedgerFuture<()>;
-    /// A board into maintenance or out of it, with its event.
-    fn maintenance(&self, board: &str, on: bool, by: &str) -> LedgerFuture<()>;
+    /// A board into maintenance or out of it, with its event (`reason`:
+    /// the operator's, checked by [`crate::ids::check_reason`]).
+    fn maintenance(&self, board: &str, on: bool, by: &str, reason: Option<String>) -> LedgerFuture<()>;
 }

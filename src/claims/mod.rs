@@ -11,6 +11,7 @@
 
 pub mod etcd;
 pub mod ledger;
+mod limits;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -36,13 +37,26 @@ pub struct Claim {
     pub expires_at: i64,
 }
 
-/// How long claims last.
+/// How long claims last, and how much one user may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// The lease of a claim that asks for none.
     pub lease_default: Duration,
     /// The longest lease anyone may ask for.
     pub lease_max: Duration,
+    /// `[lease] max_total`: the longest a claim may be held from its grant
+    /// to its lease's end, renewals included.
+    pub max_total: Option<Duration>,
+    /// `[policy] max_claims_per_user`: claims one user may hold at once,
+    /// waiting claims (`claim --wait`) included.
+    pub max_claims_per_user: Option<usize>,
+}
+
+impl Policy {
+    /// Leases only, no per-user limits.
+    pub const fn leases(lease_default: Duration, lease_max: Duration) -> Policy {
+        Policy { lease_default, lease_max, max_total: None, max_claims_per_user: None }
+    }
 }
 
 /// Who is asking, as far as the rules care.
@@ -81,6 +95,9 @@ pub enum BookError {
     Operators { what: String, user: String },
     #[error("board {board} is claimed by {user}; wait for the release or force-release it first")]
     Claimed { board: String, user: String },
+    /// A per-user limit of the lab's policy: the message names it.
+    #[error("{0}")]
+    Limit(String),
     #[error("{0}")]
     Busy(String),
 }
@@ -97,6 +114,7 @@ impl BookError {
             BookError::HandleMismatch => Code::HandleMismatch,
             BookError::Operators { .. } => Code::PermissionDenied,
             BookError::Claimed { .. } | BookError::Busy(_) => Code::Busy,
+            BookError::Limit(_) => Code::LimitReached,
         }
     }
 }
@@ -211,6 +229,9 @@ pub struct ClaimBook {
     /// so that their claimants learn how and when instead of "no claim".
     ended: HashMap<String, Ended>,
     ended_order: VecDeque<String>,
+    /// Claims each user holds on the other hosts of a lab of several (see
+    /// [`ClaimBook::held_elsewhere`]): counted against their limit.
+    elsewhere: HashMap<String, usize>,
 }
 
 impl ClaimBook {
@@ -245,6 +266,7 @@ impl ClaimBook {
             next_waiter: 1,
             ended: HashMap::new(),
             ended_order: VecDeque::new(),
+            elsewhere: HashMap::new(),
         }
     }
 
@@ -441,6 +463,7 @@ impl ClaimBook {
             let known: Vec<&str> = self.classes.keys().map(String::as_str).collect();
             return Err(BookError::UnknownClass { class: class.into(), known: known.join(", ") });
         }
+        self.within_claims_limit(user, live)?;
         let queued = self.waiters.get(class).is_some_and(|q| q.iter().any(|w| live(w.id)));
         if !queued {
             if let Some(board) = self.pick(class).map(str::to_string) {

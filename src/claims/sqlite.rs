@@ -80,8 +80,11 @@ impl Ledger for SqliteLedger {
             .boxed()
     }
 
-    fn maintenance(&self, board: &str, on: bool, by: &str) -> LedgerFuture<()> {
+    fn maintenance(&self, board: &str, on: bool, by: &str, reason: Option<String>) -> LedgerFuture<()> {
         let (board, by) = (board.to_string(), by.to_string());
-        self.db.run(move |d| d.set_maintenance(&board, on, &by)).map(|r| r.and_then(|x| x).map_err(storage)).boxed()
+        self.db
+            .run(move |d| d.set_maintenance(&board, on, &by, reason.as_deref()))
+            .map(|r| r.and_then(|x| x).map_err(storage))
+            .boxed()
     }
 }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-const POLICY: Policy = Policy { lease_default: Duration::from_secs(3600), lease_max: Duration::from_secs(86400) };
+const POLICY: Policy = Policy::leases(Duration::from_secs(3600), Duration::from_secs(86400));
 
 fn book(boards: &[(&str, &str)]) -> ClaimBook {
     let v: Vec<(String, String)> = boards.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect();

@@ -16,8 +16,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use super::help::{ABOUT, AFTER_HELP};
 use super::usage::{self, UsageError};
 pub use super::values::{compile_regex, dur_secs, REGEX_SIZE_LIMIT};
-use super::values::{dur, non_empty, regex_text, tail_lines};
-use crate::protocol::Call;
+use super::values::{dur, history_limit, non_empty, reason, regex_text, tail_lines};
+use crate::protocol::{Call, HistoryQuery};
 
 /// `--wait` with no DUR: wait this many seconds (365 days), which is as good
 /// as forever for a lab and still an ordinary number for the daemon.
@@ -236,12 +236,40 @@ For CI:  labcli console rockpro64-1 --expect 'login: ' --since-claim --timeout 5
         /// on: out of service; off: back in
         #[arg(value_name = "on|off")]
         state: OnOff,
+        /// Why, for everyone's `history` (one line, at most 200 characters)
+        #[arg(long, value_name = "TEXT", value_parser = reason)]
+        reason: Option<String>,
     },
     /// End whoever's claim holds BOARD (admins)
     ForceRelease {
         /// The board's name
         #[arg(value_parser = non_empty)]
         board: String,
+        /// Why, for the claimant and everyone's `history` (one line, at most 200 characters)
+        #[arg(long, value_name = "TEXT", value_parser = reason)]
+        reason: Option<String>,
+    },
+    /// What happened in the lab: claims, releases, power, faults, maintenance (this host's log)
+    #[command(after_help = "\
+Everyone sees every board's events; the details of a claim's jail are its claimant's and the
+operators'. Events older than [events] keep (90 days by default) are gone.
+Example:  labcli history --board rockpro64-1 --since 7d --kind force_release")]
+    History {
+        /// Only this board's events
+        #[arg(long, value_name = "BOARD", value_parser = non_empty)]
+        board: Option<String>,
+        /// Only events by USER or about USER's claims
+        #[arg(long, value_name = "USER", value_parser = non_empty)]
+        user: Option<String>,
+        /// Only the events of the last DUR (30m, 12h, 7d)
+        #[arg(long, value_name = "DUR", value_parser = dur_secs)]
+        since: Option<u64>,
+        /// Only events of kind K (claim, renew, release, expire, force_release, maintenance_on, ...)
+        #[arg(long, value_name = "K", value_parser = non_empty)]
+        kind: Option<String>,
+        /// At most the newest N events [default: 100]
+        #[arg(long, value_name = "N", value_parser = history_limit)]
+        limit: Option<u32>,
     },
     /// The lab's ssh host CA line for ~/.ssh/known_hosts
     KnownHosts,
@@ -461,8 +489,11 @@ fn merge(early: Early, cmd: Option<Cmd>) -> Result<Option<Command>, UsageError> 
         Cmd::Log { handle, tail } => Call::ConsoleLog { handle: handle.handle, tail: value(early.tail, tail, "tail")? },
         Cmd::Whoami => Call::Whoami,
         Cmd::Dump => Call::Dump,
-        Cmd::Maintenance { board, state } => Call::Maintenance { board, on: state == OnOff::On },
-        Cmd::ForceRelease { board } => Call::ForceRelease { board },
+        Cmd::Maintenance { board, state, reason } => Call::Maintenance { board, on: state == OnOff::On, reason },
+        Cmd::ForceRelease { board, reason } => Call::ForceRelease { board, reason },
+        Cmd::History { board, user, since, kind, limit } => {
+            Call::History(HistoryQuery { board, user, since, kind, limit })
+        }
         Cmd::KnownHosts => return Ok(Some(Command::KnownHosts)),
     };
     Ok(Some(Command::Call(call)))

@@ -59,9 +59,9 @@ fn every_command() {
     assert_eq!(call("log"), Call::ConsoleLog { handle: None, tail: None });
     assert_eq!(call("whoami"), Call::Whoami);
     assert_eq!(call("dump"), Call::Dump);
-    assert_eq!(call("maintenance b1 on"), Call::Maintenance { board: "b1".into(), on: true });
-    assert_eq!(call("maintenance b1 off"), Call::Maintenance { board: "b1".into(), on: false });
-    assert_eq!(call("force-release b1"), Call::ForceRelease { board: "b1".into() });
+    assert_eq!(call("maintenance b1 on"), Call::Maintenance { board: "b1".into(), on: true, reason: None });
+    assert_eq!(call("maintenance b1 off"), Call::Maintenance { board: "b1".into(), on: false, reason: None });
+    assert_eq!(call("force-release b1"), Call::ForceRelease { board: "b1".into(), reason: None });
     assert_eq!(command("known-hosts"), Command::KnownHosts);
 }
 

@@ -7,7 +7,7 @@
 //! - [`session`]: the connection, and the one rule for failures (exit
 //!   statuses 0 ok, 1 the lab refused, 2 usage, 3 labd unreachable).
 //! - [`handles`]: board names and `$LABD_HANDLE` → handles.
-//! - [`output`]: human rendering of results.
+//! - [`output`]: human rendering of results ([`history`]: the event log's).
 //! - [`client`]: the blocking socket connection.
 //! - [`console`]: the raw byte stream after a `console` reply; [`expect`]
 //!   watches it for a pattern.
@@ -25,6 +25,7 @@ pub mod console;
 pub mod expect;
 pub mod handles;
 pub mod help;
+pub mod history;
 pub mod output;
 pub mod progress;
 pub mod request;
@@ -227,6 +228,13 @@ fn single(mut session: Session, defaults: &Defaults, json: bool, mut call: Call)
     }
     // A closed stdout is not worth a different status: the request was done.
     let _ = if json { out(&format!("{result}\n")) } else { out(&output::render(call.name(), &result)) };
+    if let (Call::Status { mine: false }, false) = (&call, json) {
+        // The queues below the boards (from `classes`; a lab that cannot
+        // say has shown its boards already).
+        if let Ok(classes) = session.result(|id, as_user| Ok(named_request_line(id, "classes", as_user))) {
+            let _ = out(&output::waiting_lines(&classes));
+        }
+    }
     Ok(EXIT_OK)
 }
 

@@ -31,7 +31,7 @@ fn cell_text(s: &str) -> String {
 }
 
 /// A field of an object as cell text; `-` when absent or null.
-fn field(v: &Value, key: &str) -> String {
+pub(super) fn field(v: &Value, key: &str) -> String {
     match v.get(key) {
         None | Some(Value::Null) => "-".to_string(),
         Some(Value::String(s)) => cell_text(s),
@@ -41,7 +41,7 @@ fn field(v: &Value, key: &str) -> String {
 }
 
 /// Lays out rows under a header, columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -90,6 +90,20 @@ fn render_classes(result: &Value) -> Option<String> {
         })
         .collect();
     Some(table(&["CLASS", "TOTAL", "AVAILABLE", "WAITING"], &rows))
+}
+
+/// Under `status`: `2 claims wait for a rockpro64 board`, a line for each
+/// class whose queue is not empty.
+pub fn waiting_lines(classes: &Value) -> String {
+    let mut out = String::new();
+    for c in classes.as_array().into_iter().flatten() {
+        let n = c["waiting"].as_u64().unwrap_or(0);
+        if n > 0 {
+            let (claims, wait) = if n == 1 { ("claim", "waits") } else { ("claims", "wait") };
+            out.push_str(&format!("{n} {claims} {wait} for a {} board\n", field(c, "class")));
+        }
+    }
+    out
 }
 
 fn render_status(result: &Value) -> Option<String> {
@@ -294,6 +308,7 @@ pub fn render(f: &str, result: &Value) -> String {
         "whoami" => render_whoami(result),
         "known_hosts" => render_known_hosts(result),
         "console_log" => render_log(result),
+        "history" => super::history::render(result),
         "dump" => None,
         _ => None,
     };
@@ -322,6 +337,17 @@ mod tests {
             "CLASS      TOTAL  AVAILABLE  WAITING\nrockpro64  3      2          0\nimx8       10     0          4\n"
         );
         assert_eq!(render("classes", &json!([])), "no board classes\n");
+    }
+
+    #[test]
+    fn waiters_under_the_status_table() {
+        let classes = json!([{"class": "rpi4", "waiting": 0}, {"class": "rockpro64", "waiting": 1},
+                             {"class": "imx\u{1b}[2J8", "waiting": 3}]);
+        assert_eq!(
+            waiting_lines(&classes),
+            "1 claim waits for a rockpro64 board\n3 claims wait for a imx\\u{1b}[2J8 board\n"
+        );
+        assert_eq!(waiting_lines(&json!([])), "");
     }
 
     #[test]

@@ -55,11 +55,22 @@ pub fn request_line(id: u64, call: &Call, as_user: Option<&str>) -> String {
             opt_u64(&mut fields, "tail", tail);
         }
         Call::Whoami | Call::KnownHosts | Call::Queue | Call::Dump => {}
-        Call::Maintenance { board, on } => {
+        Call::Maintenance { board, on, reason } => {
             fields.push(("board", Value::from(board.as_str())));
             fields.push(("on", Value::from(*on)));
+            opt_str(&mut fields, "reason", reason);
         }
-        Call::ForceRelease { board } => fields.push(("board", Value::from(board.as_str()))),
+        Call::ForceRelease { board, reason } => {
+            fields.push(("board", Value::from(board.as_str())));
+            opt_str(&mut fields, "reason", reason);
+        }
+        Call::History(q) => {
+            opt_str(&mut fields, "board", &q.board);
+            opt_str(&mut fields, "about", &q.user);
+            opt_u64(&mut fields, "since", &q.since);
+            opt_str(&mut fields, "kind", &q.kind);
+            opt_u64(&mut fields, "limit", &q.limit.map(u64::from));
+        }
         Call::Selftest { board, wait } => {
             fields.push(("board", Value::from(board.as_str())));
             opt_u64(&mut fields, "wait", wait);
@@ -140,6 +151,11 @@ mod tests {
         assert_eq!(line("whoami"), r#"{"id":1,"fn":"whoami"}"#);
         assert_eq!(line("maintenance b on"), r#"{"id":1,"fn":"maintenance","board":"b","on":true}"#);
         assert_eq!(line("force-release b"), r#"{"id":1,"fn":"force_release","board":"b"}"#);
+        assert_eq!(line("force-release b --reason psu"), r#"{"id":1,"fn":"force_release","board":"b","reason":"psu"}"#);
+        assert_eq!(
+            line("history --board b --user alice --since 2h --kind claim --limit 5"),
+            r#"{"id":1,"fn":"history","board":"b","about":"alice","since":7200,"kind":"claim","limit":5}"#
+        );
         assert_eq!(request_line(9, &Call::Whoami, Some("al\"ice")), r#"{"id":9,"fn":"whoami","as":"al\"ice"}"#);
     }
 
@@ -162,7 +178,11 @@ mod tests {
             "whoami",
             "dump",
             "maintenance b off",
+            "maintenance b on --reason psu",
             "force-release b",
+            "force-release b --reason broken",
+            "history",
+            "history --board b --since 1d --kind force_release --limit 10",
         ] {
             let c = call(s);
             let r = parse_request(&request_line(3, &c, Some("bob"))).unwrap();

@@ -71,7 +71,17 @@ pub fn run(mut session: Session, defaults: &Defaults, json: bool, spec: &RunSpec
         block(&set)?;
     }
     let call = Call::Claim { class: spec.class.clone(), power: spec.power, lease: spec.lease, wait: spec.wait };
+    // A claim that waits says where it stands in the queue meanwhile, as
+    // `claim --wait` does.
+    let progress = spec.wait.map(|_| {
+        super::progress::Progress::start(
+            session.socket().to_path_buf(),
+            session.as_user().map(str::to_string),
+            spec.class.clone(),
+        )
+    });
     let claim = session.result(|id, as_user| checked_request_line(id, &call, as_user))?;
+    drop(progress);
     block(&set)?;
     let socket = session.socket().to_path_buf();
     let as_user = session.as_user().map(str::to_string);

@@ -36,6 +36,20 @@ pub fn dur(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// An operator's `--reason`: one line of printable text, at most
+/// [`crate::ids::MAX_REASON`] characters.
+pub fn reason(text: &str) -> Result<String, String> {
+    crate::ids::check_reason(text).map(|()| text.to_string())
+}
+
+/// `history --limit N`: 1 to [`crate::protocol::HISTORY_MAX`].
+pub fn history_limit(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=crate::protocol::HISTORY_MAX).contains(&n) => Ok(n),
+        _ => Err(format!("{} is not a number from 1 to {}", shown(text), crate::protocol::HISTORY_MAX)),
+    }
+}
+
 pub fn tail_lines(text: &str) -> Result<u64, String> {
     let n: u64 = text.parse().map_err(|_| format!("{} is not a number of lines", shown(text)))?;
     if n == 0 {

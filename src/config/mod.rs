@@ -30,8 +30,12 @@ pub use board::{Board, Console, ConsoleSource, Network};
 pub use cluster::{Cluster, PeerTls};
 pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use jail::{Ipv6Pool, JailConfig, JailSettings, Uplink};
-pub use policy::{ConsoleLogs, Lease, PowerPolicy};
+pub use policy::{ConsoleLogs, Events, Lease, PowerPolicy, UserPolicy, DEFAULT_EVENTS_KEEP};
 pub use switch::{SnmpVersion, Switch};
+/// `[switches.NAME]`'s SNMPv3 user and keys.
+pub mod switch_usm {
+    pub use super::switch::{AuthProtocol, PrivProtocol, Secret, Usm};
+}
 pub use web::{Web, WebAuth};
 
 /// One configuration problem, located in a file.
@@ -83,6 +87,10 @@ struct RawLab {
     #[serde(default)]
     lease: policy::RawLease,
     #[serde(default)]
+    policy: policy::RawUserPolicy,
+    #[serde(default)]
+    events: policy::RawEvents,
+    #[serde(default)]
     power: policy::RawPower,
     #[serde(default)]
     console: policy::RawConsoleLogs,
@@ -104,6 +112,10 @@ pub struct Config {
     pub dir: PathBuf,
     pub daemon: Daemon,
     pub lease: Lease,
+    /// `[policy]`: per-user limits.
+    pub policy: UserPolicy,
+    /// `[events]`: how long the event log is kept.
+    pub events: Events,
     pub power: PowerPolicy,
     pub console: ConsoleLogs,
     pub switches: BTreeMap<String, Switch>,
@@ -179,18 +191,50 @@ fn key_span(text: &str, key: &str) -> std::ops::Range<usize> {
     0..0
 }
 
+/// `text` as a `T`, or every mistake in it: serde stops at the first, so
+/// the `key = value` line it names is set aside and the rest read again,
+/// until the file reads or a mistake is not on such a line (a syntax error:
+/// what follows it cannot be trusted). A field missing only because its
+/// line was set aside is not a mistake of its own.
 fn parse_toml<T: for<'de> Deserialize<'de>>(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
-    match toml::from_str::<T>(text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1)
-                .unwrap_or(0);
-            errors.push(ConfigError { file: file.to_path_buf(), line, message: e.message().trim().to_string() });
-            None
+    const MORE: usize = 20;
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut set_aside: Vec<String> = Vec::new();
+    for round in 0..=MORE {
+        let current: String = lines.concat();
+        let e = match toml::from_str::<T>(&current) {
+            Ok(v) => return (round == 0).then_some(v),
+            Err(e) => e,
+        };
+        let message = e.message().trim().to_string();
+        // A syntax error: reported once, and nothing after it is read.
+        let syntax = round == 0 && current.parse::<toml::Table>().is_err();
+        let caused_by_us = set_aside.iter().any(|k| message.starts_with(&format!("missing field `{k}`")));
+        let at = e.span().map(|s| current[..s.start.min(current.len())].bytes().filter(|&b| b == b'\n').count());
+        if !caused_by_us {
+            errors.push(ConfigError { file: file.to_path_buf(), line: at.map_or(0, |l| l + 1), message });
         }
+        // The key of the line the mistake is on, if it is a `key = value`
+        // line whose value ends on it.
+        let key = at.and_then(|l| lines.get(l)).and_then(|line| {
+            let t = line.trim();
+            let (k, v) = t.split_once('=')?;
+            let k = k.trim();
+            let simple = !k.is_empty()
+                && !t.starts_with('[')
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let v = v.trim();
+            let closed = v.starts_with('{') == v.ends_with('}') && v.starts_with('[') == v.ends_with(']');
+            (simple && closed).then(|| k.to_string())
+        });
+        let (Some(l), Some(k), false) = (at, key, syntax) else { return None };
+        if set_aside.contains(&k) && caused_by_us {
+            return None;
+        }
+        lines[l] = "\n";
+        set_aside.push(k);
     }
+    None
 }
 
 impl Config {
@@ -277,6 +321,8 @@ impl Config {
         let mut ctx = Ctx { file: &lab_path, text: lab_text, errors: &mut errors };
         let daemon = daemon::validate(&mut ctx, std::mem::take(&mut raw_lab.daemon));
         let lease = policy::validate_lease(&mut ctx, &raw_lab.lease);
+        let user_policy = policy::validate_user_policy(&mut ctx, &raw_lab.policy);
+        let events = policy::validate_events(&mut ctx, &raw_lab.events);
         let power = policy::validate_power(&mut ctx, &raw_lab.power);
         let console = policy::validate_console(&mut ctx, &raw_lab.console);
         let switches = switch::validate(&mut ctx, std::mem::take(&mut raw_lab.switches));
@@ -336,6 +382,8 @@ impl Config {
                 dir: dir.to_path_buf(),
                 daemon,
                 lease,
+                policy: user_policy,
+                events,
                 power,
                 console,
                 switches,

@@ -9,17 +9,29 @@ use toml::Spanned;
 use super::Ctx;
 use crate::ids::valid_name;
 
+mod usm;
+pub use usm::{AuthProtocol, PrivProtocol, Secret, Usm};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSwitch {
     pub(super) host: Spanned<String>,
     #[serde(default = "default_community")]
     pub(super) community: String,
+    /// `"1"`, `"2c"` or `3` (a string or a number).
     #[serde(default = "default_version")]
-    pub(super) version: Spanned<String>,
+    pub(super) version: Spanned<toml::Value>,
     pub(super) timeout: Option<Spanned<String>>,
     #[serde(default = "default_retries")]
     pub(super) retries: Spanned<u32>,
+    // SNMPv3 (`version = 3`): see `usm`.
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) auth_protocol: Option<Spanned<String>>,
+    pub(super) auth_key: Option<Spanned<String>>,
+    pub(super) auth_key_file: Option<Spanned<String>>,
+    pub(super) priv_protocol: Option<Spanned<String>>,
+    pub(super) priv_key: Option<Spanned<String>>,
+    pub(super) priv_key_file: Option<Spanned<String>>,
     #[serde(default = "default_max_in_flight")]
     pub(super) max_in_flight: Spanned<u32>,
 }
@@ -27,8 +39,8 @@ pub(super) struct RawSwitch {
 fn default_community() -> String {
     "private".into()
 }
-fn default_version() -> Spanned<String> {
-    Spanned::new(0..0, "2c".into())
+fn default_version() -> Spanned<toml::Value> {
+    Spanned::new(0..0, toml::Value::String("2c".into()))
 }
 fn default_retries() -> Spanned<u32> {
     Spanned::new(0..0, 1)
@@ -48,6 +60,8 @@ pub const MAX_IN_FLIGHT_LIMIT: u32 = 64;
 pub enum SnmpVersion {
     V1,
     V2c,
+    /// SNMPv3 with the user-based security model, authPriv.
+    V3,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +74,8 @@ pub struct Switch {
     pub timeout: Duration,
     /// Extra attempts after the first one.
     pub retries: u32,
+    /// SNMPv3's user and keys (`version = 3` only).
+    pub usm: Option<Usm>,
     /// SNMP requests in flight to the switch at once, across all its boards.
     pub max_in_flight: usize,
 }
@@ -79,11 +95,14 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: BTreeMap<String, Spanned<RawSwitc
         if host.rsplit_once(':').map(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()).unwrap_or(true) {
             ctx.err(&sw.host.span(), format!("switches.{name}.host {:?} is not HOST or HOST:PORT", sw.host.get_ref()));
         }
-        let version = match sw.version.get_ref().as_str() {
-            "1" => SnmpVersion::V1,
-            "2c" => SnmpVersion::V2c,
+        let version = match sw.version.get_ref() {
+            toml::Value::String(s) if s == "1" => SnmpVersion::V1,
+            toml::Value::Integer(1) => SnmpVersion::V1,
+            toml::Value::String(s) if s == "2c" => SnmpVersion::V2c,
+            toml::Value::String(s) if s == "3" => SnmpVersion::V3,
+            toml::Value::Integer(3) => SnmpVersion::V3,
             other => {
-                ctx.err(&sw.version.span(), format!("switches.{name}.version {other:?} is not \"1\" or \"2c\""));
+                ctx.err(&sw.version.span(), format!("switches.{name}.version {other} is not \"1\", \"2c\" or 3"));
                 SnmpVersion::V2c
             }
         };
@@ -91,6 +110,8 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: BTreeMap<String, Spanned<RawSwitc
         if *sw.retries.get_ref() > 10 {
             ctx.err(&sw.retries.span(), format!("switches.{name}.retries ({}) is more than 10", sw.retries.get_ref()));
         }
+        let usm = usm::validate(ctx, &name, &span, &sw, version == SnmpVersion::V3);
+        let retries = *sw.retries.get_ref();
         let max_in_flight = *sw.max_in_flight.get_ref();
         if max_in_flight == 0 || max_in_flight > MAX_IN_FLIGHT_LIMIT {
             ctx.err(
@@ -98,17 +119,10 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: BTreeMap<String, Spanned<RawSwitc
                 format!("switches.{name}.max_in_flight ({max_in_flight}) must be between 1 and {MAX_IN_FLIGHT_LIMIT}"),
             );
         }
+        let max_in_flight = max_in_flight.clamp(1, MAX_IN_FLIGHT_LIMIT) as usize;
         switches.insert(
             name.clone(),
-            Switch {
-                name,
-                host,
-                community: sw.community,
-                version,
-                timeout,
-                retries: *sw.retries.get_ref(),
-                max_in_flight: max_in_flight.clamp(1, MAX_IN_FLIGHT_LIMIT) as usize,
-            },
+            Switch { name, host, community: sw.community, version, timeout, retries, usm, max_in_flight },
         );
     }
     switches

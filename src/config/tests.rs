@@ -93,6 +93,22 @@ fn unknown_key_is_an_error_with_line() {
 }
 
 #[test]
+fn every_mistake_in_a_file_is_reported_not_only_the_first() {
+    let bad = BOARD
+        .replace("power_on_claim = true", "power_on_claim = \"yes\"\ncolour = \"red\"")
+        .replace("class = \"rockpro64\"", "class = 7");
+    let e = errs(LAB, &[("a.toml", &bad)]);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].starts_with("a.toml:2: invalid type: integer `7`, expected a string"), "{e:?}");
+    assert!(e[1].starts_with("a.toml:6: invalid type: string \"yes\", expected a boolean"), "{e:?}");
+    assert!(e[2].starts_with("a.toml:7: unknown field `colour`"), "{e:?}");
+    // A syntax error ends the list: what follows it is not read.
+    let broken = bad.replace("name  = \"rockpro64-1\"", "name  = \"rockpro64-1");
+    let e = errs(LAB, &[("a.toml", &broken)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+}
+
+#[test]
 fn unknown_switch_names_the_line_and_known_switches() {
     let bad = BOARD.replace("switch = \"poe1\"", "switch = \"poe9\"");
     let e = errs(LAB, &[("a.toml", &bad)]);

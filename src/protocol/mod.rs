@@ -5,6 +5,7 @@
 //! known function (`unknown_function`), and its arguments must fit that
 //! function exactly, with no unknown keys (`bad_request`).
 
+mod history;
 mod reply;
 mod selftest;
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
+pub use history::{HistoryQuery, HISTORY_LIMIT, HISTORY_MAX};
 pub use reply::*;
 pub use selftest::{SelftestReport, SelftestStep, Verdict};
 
@@ -38,6 +40,12 @@ pub enum Code {
     Timeout,
     /// The lab's shared state (etcd) cannot be reached: try again later.
     Unavailable,
+    /// The host that owns the board stopped answering after it took the
+    /// request: it may have been done (the message says how to find out).
+    InDoubt,
+    /// A per-user limit of the lab's policy (`policy.max_claims_per_user`,
+    /// `lease.max_total`): the message names it.
+    LimitReached,
     Internal,
 }
 
@@ -57,6 +65,8 @@ impl Code {
             Code::Busy => "busy",
             Code::Timeout => "timeout",
             Code::Unavailable => "unavailable",
+            Code::InDoubt => "in_doubt",
+            Code::LimitReached => "limit_reached",
             Code::Internal => "internal",
         }
     }
@@ -139,10 +149,16 @@ pub enum Call {
     Maintenance {
         board: String,
         on: bool,
+        /// The operator's reason, for `history` (checked by
+        /// [`crate::ids::check_reason`]).
+        reason: Option<String>,
     },
     ForceRelease {
         board: String,
+        reason: Option<String>,
     },
+    /// The event log, newest `limit` events that match, oldest first.
+    History(HistoryQuery),
     /// Operators: a board's commissioning check (`labd selftest`); waits
     /// up to `wait` seconds for each sign of life after power-on.
     Selftest {
@@ -210,6 +226,7 @@ impl Call {
             | Call::Dump
             | Call::Maintenance { .. }
             | Call::ForceRelease { .. }
+            | Call::History(_)
             | Call::Selftest { .. } => false,
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => false,
@@ -236,6 +253,7 @@ impl Call {
             Call::Dump => "dump",
             Call::Maintenance { .. } => "maintenance",
             Call::ForceRelease { .. } => "force_release",
+            Call::History(_) => "history",
             Call::Selftest { .. } => "selftest",
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => "debug_panic",
@@ -328,6 +346,25 @@ struct SelftestArgs {
 struct MaintenanceArgs {
     board: String,
     on: bool,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceReleaseArgs {
+    board: String,
+    reason: Option<String>,
+}
+
+/// An operator's reason, checked.
+fn reason(f: &str, r: Option<String>) -> ApiResult<Option<String>> {
+    match r {
+        Some(r) => match crate::ids::check_reason(&r) {
+            Ok(()) => Ok(Some(r)),
+            Err(e) => Err(ApiError::new(Code::BadRequest, format!("{f}: {e}"))),
+        },
+        None => Ok(None),
+    }
 }
 
 fn args<T: for<'de> Deserialize<'de>>(f: &str, m: Map<String, Value>) -> ApiResult<T> {
@@ -383,8 +420,11 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
         "known_hosts" => args::<NoArgs>(&f, m).map(|_| Call::KnownHosts),
         "queue" => args::<NoArgs>(&f, m).map(|_| Call::Queue),
         "dump" => args::<NoArgs>(&f, m).map(|_| Call::Dump),
-        "maintenance" => args::<MaintenanceArgs>(&f, m).map(|a| Call::Maintenance { board: a.board, on: a.on }),
-        "force_release" => args::<BoardArgs>(&f, m).map(|a| Call::ForceRelease { board: a.board }),
+        "maintenance" => args::<MaintenanceArgs>(&f, m)
+            .and_then(|a| Ok(Call::Maintenance { board: a.board, on: a.on, reason: reason(&f, a.reason)? })),
+        "force_release" => args::<ForceReleaseArgs>(&f, m)
+            .and_then(|a| Ok(Call::ForceRelease { board: a.board, reason: reason(&f, a.reason)? })),
+        "history" => args::<HistoryQuery>(&f, m).and_then(|q| q.checked().map(Call::History)),
         "selftest" => args::<SelftestArgs>(&f, m).map(|a| Call::Selftest { board: a.board, wait: a.wait }),
         #[cfg(feature = "fault-injection")]
         "debug_panic" => args::<BoardArgs>(&f, m).map(|a| Call::DebugPanic { board: a.board }),

@@ -21,6 +21,7 @@ pub enum Reply {
     Queue(Vec<QueuePlace>),
     Dump(Box<Dump>),
     Panicked(Panicked),
+    History(Vec<EventView>),
     Selftest(super::SelftestReport),
 }
 
@@ -136,7 +137,12 @@ pub struct EventView {
     pub at: String,
     pub kind: String,
     pub board: Option<String>,
+    /// Who did it (`labd` for what labd did by itself).
     pub user: Option<String>,
+    /// Whose claim it was about, when that is someone else (a
+    /// force-release: the claimant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     pub detail: Option<String>,
 }
 

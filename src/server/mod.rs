@@ -440,7 +440,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     if let Some(target) = remote {
                         let mut out = match target {
                             Err(e) => protocol::err_reply(&req.id, &e),
-                            Ok((host, addr)) => {
+                            Ok(peer::Remote { host, addr, .. }) => {
                                 let raw = serde_json::from_slice::<Value>(&buf).unwrap_or(Value::Null);
                                 match peer::console(&front, &host, &addr, &raw, &who.user, &mut reader, &mut w).await? {
                                     None => {

@@ -141,11 +141,24 @@ async fn reply_line<R: AsyncBufRead + Unpin>(r: &mut R, host: &str) -> Result<St
     }
 }
 
+/// A forwarded request without an answer: `sent` when `host` had it
+/// whole and may have acted on it before its answer was lost.
+pub struct Lost {
+    pub error: ApiError,
+    pub sent: bool,
+}
+
 /// `req` answered by `host`: its reply line, as it is.
 pub async fn call(front: &Front, host: &str, addr: &str, req: &Value, user: &str) -> Result<String, ApiError> {
-    let tls = open(front, host, addr, req, user).await?;
+    call_or_lost(front, host, addr, req, user).await.map_err(|l| l.error)
+}
+
+/// `req` answered by `host`, or how it was lost: before `host` had it
+/// (nothing done) or after (it may have been).
+pub async fn call_or_lost(front: &Front, host: &str, addr: &str, req: &Value, user: &str) -> Result<String, Lost> {
+    let tls = open(front, host, addr, req, user).await.map_err(|error| Lost { error, sent: false })?;
     let mut r = BufReader::new(tls);
-    reply_line(&mut r, host).await
+    reply_line(&mut r, host).await.map_err(|error| Lost { error, sent: true })
 }
 
 /// A console on `host`: its reply, then the bytes both ways until either
@@ -215,7 +228,7 @@ pub async fn console<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 /// that host is not in the lab now, or etcd cannot say. A handle neither
 /// this host nor the view knows is looked up in etcd (the view may lag a
 /// claim made a moment ago through another host).
-pub async fn remote_handle(front: &Front, handle: &str) -> Option<Result<(String, String), ApiError>> {
+pub async fn remote_handle(front: &Front, handle: &str) -> Option<Result<Remote, ApiError>> {
     let lab = front.lab.as_ref()?.borrow().clone();
     if front.snapshots.borrow().rows().iter().any(|r| r.handle.as_deref() == Some(handle)) {
         return None;
@@ -237,14 +250,20 @@ pub async fn remote_handle(front: &Front, handle: &str) -> Option<Result<(String
             }
         }
     };
-    let host = &host;
-    Some(match lab.peers.get(host) {
-        Some(addr) => Ok((host.clone(), addr.clone())),
+    Some(match lab.peers.get(&host) {
+        Some(addr) => Ok(Remote { addr: addr.clone(), host, board }),
         None => Err(ApiError::new(
             Code::Unavailable,
             format!("board {board} is on host {host}, which is not in the lab now; its claim is kept"),
         )),
     })
+}
+
+/// Another host's claim: where it lives, and its board.
+pub struct Remote {
+    pub host: String,
+    pub addr: String,
+    pub board: String,
 }
 
 /// The other hosts in the lab where `user` holds a board.
@@ -260,18 +279,22 @@ pub fn hosts_holding(front: &Front, user: &str) -> Vec<(String, String)> {
 /// The board an operator's call names (`maintenance`, `force-release`).
 pub fn board_of(call: &Call) -> Option<&str> {
     match call {
-        Call::Maintenance { board, .. } | Call::ForceRelease { board } | Call::Selftest { board, .. } => Some(board),
+        Call::Maintenance { board, .. } | Call::ForceRelease { board, .. } | Call::Selftest { board, .. } => {
+            Some(board)
+        }
+        // A board's history is in its own host's event log.
+        Call::History(q) => q.board.as_deref(),
         _ => None,
     }
 }
 
 /// Where a board lives, when it is another host's: `Err` when that host
 /// is not in the lab now.
-pub fn remote_board(front: &Front, board: &str) -> Option<Result<(String, String), ApiError>> {
+pub fn remote_board(front: &Front, board: &str) -> Option<Result<Remote, ApiError>> {
     let lab = front.lab.as_ref()?.borrow().clone();
     let row = lab.rows.iter().find(|r| r.board == board)?;
     Some(match lab.peers.get(&row.host) {
-        Some(addr) => Ok((row.host.clone(), addr.clone())),
+        Some(addr) => Ok(Remote { host: row.host.clone(), addr: addr.clone(), board: board.to_string() }),
         None => Err(ApiError::new(
             Code::Unavailable,
             format!("board {board} is on host {}, which is not in the lab now", row.host),

@@ -6,10 +6,11 @@
 use serde_json::Value;
 use tracing::info;
 
+use super::peer::Remote;
 use super::{answer, lab_wait, peer, Front};
 use crate::actors::Identity;
 use crate::cluster::view::LabView;
-use crate::protocol::{self, ApiError, Call, Code};
+use crate::protocol::{self, ApiError, Call, Code, PowerState, Released};
 
 /// A request on the main socket of a host in a lab of several: answered
 /// here, or by the host whose board it is about.
@@ -24,9 +25,10 @@ pub(super) async fn routed(front: &Front, who: Identity, id: Value, call: Call, 
     if let Some(remote) = remote {
         return match remote {
             Err(e) => protocol::err_reply(&id, &e),
-            Ok((host, addr)) => match peer::call(front, &host, &addr, &raw, &who.user).await {
+            Ok(r) => match peer::call_or_lost(front, &r.host, &r.addr, &raw, &who.user).await {
                 Ok(line) => line,
-                Err(e) => protocol::err_reply(&id, &e),
+                Err(lost) if lost.sent => answer_lost(front, &who, &id, &call, &r, lost.error).await,
+                Err(lost) => protocol::err_reply(&id, &lost.error),
             },
         };
     }
@@ -71,6 +73,56 @@ pub(super) async fn routed(front: &Front, who: Identity, id: Value, call: Call, 
     claim_now(front, who, id, call, raw).await
 }
 
+/// The answer to a request `r.host` took and did not answer (it stopped,
+/// or the link broke): never "nothing changed" unless that is known. A
+/// release is known done when etcd no longer holds the claim, and known
+/// not done when it still does; anything else may have been done.
+async fn answer_lost(front: &Front, who: &Identity, id: &Value, call: &Call, r: &Remote, e: ApiError) -> String {
+    let host = &r.host;
+    info!(host = %host, "a request forwarded to another host lost its answer: {}", e.message);
+    if let Call::Release { handle: Some(h) } = call {
+        let lookup = front.peers.as_ref().and_then(|p| p.lookup.as_ref());
+        if let Some(lookup) = lookup {
+            match lookup.find(h).await {
+                Ok(None) => {
+                    let done = Released {
+                        board: r.board.clone(),
+                        released: true,
+                        user: who.user.clone(),
+                        power: PowerState::Unknown,
+                        warning: Some(format!(
+                            "host {host} stopped answering after it released the claim; \
+                             it powers the board off when it is back"
+                        )),
+                    };
+                    return protocol::ok_reply(id, &done);
+                }
+                Ok(Some(_)) => {
+                    let e = ApiError::new(
+                        Code::Unavailable,
+                        format!(
+                            "host {host} stopped answering before it released the claim on {}, which stands \
+                             (the lab's shared state still holds it): release it again once the host is back",
+                            r.board
+                        ),
+                    );
+                    return protocol::err_reply(id, &e);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let e = ApiError::new(
+        Code::InDoubt,
+        format!(
+            "host {host} stopped answering after it took the request ({}): it may have been done; \
+             `labcli status --mine` shows your claims once the host is back",
+            e.message
+        ),
+    );
+    protocol::err_reply(id, &e)
+}
+
 /// A handle neither this host, its view nor etcd knows: answered here,
 /// unless another host where the user holds a board knows it (a claim
 /// whose record etcd lost for a moment: a failed release applied late,
@@ -102,7 +154,7 @@ pub(super) async fn claim_now(front: &Front, who: Identity, id: Value, call: Cal
     let hosts = peer::claim_hosts(front, class);
     let mut last = None;
     for (host, addr) in &hosts {
-        match peer::call(front, host, addr, &raw, &who.user).await {
+        match peer::call_or_lost(front, host, addr, &raw, &who.user).await {
             Ok(line) => {
                 let v = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
                 if v["ok"] == true || v["error"]["code"] != "no_device_available" {
@@ -110,7 +162,23 @@ pub(super) async fn claim_now(front: &Front, who: Identity, id: Value, call: Cal
                 }
                 last = Some(line);
             }
-            Err(e) => last = Some(protocol::err_reply(&id, &e)),
+            // A board may be claimed there: no other host is asked (two
+            // claims for one request), and the claimant learns how to
+            // find it (its handle is in `status --mine`).
+            Err(lost) if lost.sent => {
+                info!(host = %host, "a claim forwarded to another host lost its answer: {}", lost.error.message);
+                let e = ApiError::new(
+                    Code::InDoubt,
+                    format!(
+                        "host {host} stopped answering after it took the claim ({}): a board may have been \
+                         claimed for you there; `labcli status --mine` shows it, with its handle, once the \
+                         host is back (or its lease ends it)",
+                        lost.error.message
+                    ),
+                );
+                return protocol::err_reply(&id, &e);
+            }
+            Err(lost) => last = Some(protocol::err_reply(&id, &lost.error)),
         }
     }
     let local_has_class = front.snapshots.borrow().rows().iter().any(|r| &r.class == class);

@@ -25,7 +25,7 @@ fn ready(r: Answer) -> Fut {
     Box::pin(actix::fut::ready(r))
 }
 
-fn asker(who: &Identity) -> Asker<'_> {
+pub(super) fn asker(who: &Identity) -> Asker<'_> {
     Asker { user: &who.user, admin: who.admin, jail_handle: who.jail_handle.as_deref() }
 }
 
@@ -78,7 +78,7 @@ impl Handler<Exec> for Registry {
             Call::Release { handle } => match self.book.resolve(&asker(&who), handle.as_deref()) {
                 Ok(c) => {
                     let h = c.handle.clone();
-                    self.end_claim(&h, Ending::Release, &who.user, ctx)
+                    self.end_claim(&h, Ending::Release, &who.user, None, ctx)
                 }
                 Err(e) => {
                     if let Some(h) = handle.as_deref() {
@@ -114,16 +114,17 @@ impl Handler<Exec> for Registry {
                 Ok(()) => Box::pin(self.dump().map(|d, _, _| Ok(Reply::Dump(Box::new(d))))),
                 Err(e) => ready(Err(e.into())),
             },
-            Call::Maintenance { board, on } => self.maintenance(&who, &board, on, ctx),
+            Call::Maintenance { board, on, reason } => self.maintenance(&who, &board, on, reason, ctx),
+            Call::History(q) => self.history(&who, q),
             Call::Selftest { board, wait } => self.selftest(&who, &board, wait, ctx),
-            Call::ForceRelease { board } => {
+            Call::ForceRelease { board, reason } => {
                 let a = asker(&who);
                 let checked = self.book.operator(&a, "force-release").and_then(|()| self.book.board(&board));
                 if let Err(e) = checked {
                     return ready(Err(e.into()));
                 }
                 match self.book.claim_of(&board).map(|c| c.handle.clone()) {
-                    Some(h) => self.end_claim(&h, Ending::ForceRelease, &who.user, ctx),
+                    Some(h) => self.end_claim(&h, Ending::ForceRelease, &who.user, reason, ctx),
                     None => ready(Err(BookError::NotClaimed(board).into())),
                 }
             }
@@ -159,6 +160,7 @@ impl Registry {
             Ok(l) => l,
             Err(e) => return ready(Err(e.into())),
         };
+        self.count_elsewhere(&who.user);
         let waiters = &self.waiters;
         let live = |id: u64| waiters.get(&id).is_some_and(|w| !w.tx.is_closed());
         let now = now_unix_ms();
@@ -215,6 +217,7 @@ impl Registry {
                 }
                 return ready(Err(ledger_err(e)));
             }
+            die_at("claim_kept");
             if act.book.claim_of(&board).is_none_or(|now| now.handle != c.handle) {
                 return ready(Err(ApiError::new(
                     Code::NotClaimed,
@@ -299,19 +302,29 @@ impl Registry {
     /// ledger cannot keep it (a lab's etcd without quorum), it fails and
     /// nothing changed. An expiry happens whatever: the book first, the
     /// board detached, and the ledger keeps it when it can.
-    fn end_claim(&mut self, handle: &str, how: Ending, by: &str, ctx: &mut Context<Self>) -> Fut {
+    /// `detail`: why, for the event log (an operator's reason).
+    fn end_claim(
+        &mut self,
+        handle: &str,
+        how: Ending,
+        by: &str,
+        detail: Option<String>,
+        ctx: &mut Context<Self>,
+    ) -> Fut {
         if matches!(how, Ending::Release | Ending::ForceRelease) {
+            die_at("release_asked");
             let Some(c) = self.book.board_of_handle(handle).and_then(|b| self.book.claim_of(b)).cloned() else {
                 return ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile")));
             };
-            let kept = self.ledger.end(&c, how, by, None);
+            let kept = self.ledger.end(&c, how, by, detail.clone());
             let by = by.to_string();
             return Box::pin(actix::fut::wrap_future::<_, Self>(kept).then(move |kept, act, ctx| -> Fut {
                 if let Err(e) = kept {
                     return ready(Err(ledger_err(e)));
                 }
+                die_at("release_kept");
                 match act.book.end(&c.handle, true) {
-                    Some(c) => act.detach(c, how, &by, Box::pin(async { Ok(()) }), ctx),
+                    Some(c) => act.detach(c, how, &by, detail.as_deref(), Box::pin(async { Ok(()) }), ctx),
                     None => ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile"))),
                 }
             }));
@@ -319,20 +332,30 @@ impl Registry {
         let Some(c) = self.book.end(handle, true) else {
             return ready(Err(ApiError::new(Code::NotClaimed, "the claim ended meanwhile")));
         };
-        let kept = self.ledger.end(&c, how, by, None);
-        self.detach(c, how, by, kept, ctx)
+        let kept = self.ledger.end(&c, how, by, detail.clone());
+        self.detach(c, how, by, detail.as_deref(), kept, ctx)
     }
 
     /// `c` ended in the book: its board is detached (jail removed, power
-    /// off) while `kept` finishes.
-    fn detach(&mut self, c: Claim, how: Ending, by: &str, kept: LedgerFuture<()>, ctx: &mut Context<Self>) -> Fut {
+    /// off) while `kept` finishes. Its claimant learns how, and an
+    /// operator's reason (`detail`).
+    fn detach(
+        &mut self,
+        c: Claim,
+        how: Ending,
+        by: &str,
+        detail: Option<&str>,
+        kept: LedgerFuture<()>,
+        ctx: &mut Context<Self>,
+    ) -> Fut {
         let board = c.board.clone();
-        let said = match how {
-            Ending::Expire => "expired".to_string(),
-            Ending::ForceRelease => format!("was force-released by {by}"),
-            Ending::Release if by == c.user => "was released".to_string(),
-            Ending::Release => format!("was released by {by}"),
-            Ending::RolledBack | Ending::Dropped => "was undone".to_string(),
+        let said = match (how, detail) {
+            (Ending::Expire, _) => "expired".to_string(),
+            (Ending::ForceRelease, Some(why)) => format!("was force-released by {by} ({why})"),
+            (Ending::ForceRelease, None) => format!("was force-released by {by}"),
+            (Ending::Release, _) if by == c.user => "was released".to_string(),
+            (Ending::Release, _) => format!("was released by {by}"),
+            (Ending::RolledBack | Ending::Dropped, _) => "was undone".to_string(),
         };
         match how {
             Ending::Release => self.metrics.claims_released.inc(),
@@ -345,7 +368,7 @@ impl Registry {
         self.cancel_lease(&board, ctx);
         self.forget_jail(&board);
         self.changed(&board);
-        info!(board = %board, user = %c.user, by = %by, "{}", how.as_str());
+        info!(board = %board, user = %c.user, by = %by, handle_id = %crate::util::handle_id(&c.handle), "{}", how.as_str());
         let detach = self
             .board_addr(&board, ctx)
             .map(|a| a.send(Detach { handle: c.handle.clone(), by: by.to_string(), power_off: true }));
@@ -417,7 +440,7 @@ impl Registry {
                 if let Err(Ok(Reply::Claim(v))) = waiting.tx.send(res) {
                     // The waiter left while its board was being prepared.
                     info!(board = %v.board.board, "waiter left; releasing the board it was given");
-                    let f = act.end_claim(&v.handle, Ending::Release, "labd", ctx);
+                    let f = act.end_claim(&v.handle, Ending::Release, "labd", None, ctx);
                     ctx.spawn(f.map(|_, _, _| ()));
                 }
             }));
@@ -464,11 +487,10 @@ impl Registry {
             Ok(c) => c.clone(),
             Err(e) => return ready(Err(e.into())),
         };
-        let lease = match self.book.lease(lease) {
-            Ok(l) => l,
+        let expires = match self.book.lease(lease).and_then(|l| self.book.renewal(&c, l, now_unix_ms())) {
+            Ok(at) => at,
             Err(e) => return ready(Err(e.into())),
         };
-        let expires = now_unix_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         self.book.renew(&c.handle, expires);
         let renewed = Claim { expires_at: expires, ..c.clone() };
         self.arm_lease(&renewed, ctx);
@@ -502,14 +524,21 @@ impl Registry {
         }))
     }
 
-    fn maintenance(&mut self, who: &Identity, board: &str, on: bool, _ctx: &mut Context<Self>) -> Fut {
+    fn maintenance(
+        &mut self,
+        who: &Identity,
+        board: &str,
+        on: bool,
+        reason: Option<String>,
+        _ctx: &mut Context<Self>,
+    ) -> Fut {
         let a = asker(who);
         let became = match self.book.operator(&a, "maintenance").and_then(|()| self.book.set_maintenance(board, on)) {
             Ok(b) => b,
             Err(e) => return ready(Err(e.into())),
         };
         self.changed(board);
-        let kept = self.ledger.maintenance(board, on, &who.user);
+        let kept = self.ledger.maintenance(board, on, &who.user, reason);
         let board = board.to_string();
         Box::pin(actix::fut::wrap_future::<_, Self>(kept).map(move |r, act, ctx| {
             if let Err(e) = r {
@@ -539,7 +568,7 @@ impl Registry {
                     e.lease_timer = None;
                 }
             }
-            let f = act.end_claim(&handle, Ending::Expire, "labd", ctx);
+            let f = act.end_claim(&handle, Ending::Expire, "labd", None, ctx);
             ctx.spawn(f.map(|_, _, _| ()));
         });
         if let Some(e) = self.boards.get_mut(&c.board) {
@@ -567,4 +596,18 @@ impl Registry {
             }
         }
     }
+}
+
+/// Test-only (`fault-injection`): labd kills itself (SIGKILL, as a crash
+/// or `kill -9` would) at `point` when `LABD_FAULT_DIE` names it: a host
+/// that stops answering after it took a request (`claim_kept`,
+/// `release_kept`) or before it did anything (`release_asked`).
+fn die_at(point: &str) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("LABD_FAULT_DIE").is_ok_and(|p| p == point) {
+        tracing::warn!("dying at {point} (LABD_FAULT_DIE)");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = point;
 }

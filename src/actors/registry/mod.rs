@@ -12,12 +12,14 @@
 //! Files: [`claims`] (claim, release, renew, maintenance, waiters,
 //! leases), [`boards`] (starting and supervising board actors, their
 //! reports), [`console`] (who may use which console), [`status`] (the
-//! snapshot, the dump and the latest events), [`watchdog`] (systemd's
+//! snapshot, the dump and the latest events), [`history`] (the event
+//! log for `history`, and its pruning), [`watchdog`] (systemd's
 //! watchdog, pinged from this actor's loop).
 
 mod boards;
 mod claims;
 mod console;
+mod history;
 mod selftest;
 mod status;
 mod watchdog;
@@ -41,6 +43,7 @@ use crate::protocol::{ApiError, Code, ConsoleState, JailInfo, PowerState};
 pub use boards::{BoardRestarted, BoardStatus, JailStatus, StopAll};
 pub use claims::Exec;
 pub use console::{ClaimNow, ConsoleGrant, HowIsClaim, OpenConsole};
+pub use history::FollowLab;
 pub use status::{with_handle, GetDump, GetEvents, Snapshot, StatusRow};
 pub use watchdog::StartWatchdog;
 
@@ -98,6 +101,9 @@ pub struct Registry {
     restarts_total: u64,
     /// What `/metrics` counts (claims, restarts; the boards' own).
     metrics: Arc<Metrics>,
+    /// The other hosts' boards, in a lab of several: their claims count
+    /// against a user's `max_claims_per_user`.
+    lab: Option<watch::Receiver<Arc<crate::cluster::view::LabView>>>,
 }
 
 /// Why the registry could not start.
@@ -122,7 +128,12 @@ impl Registry {
     ) -> Result<Self, RegistryError> {
         let pairs: Vec<(String, String)> = cfg.boards.iter().map(|b| (b.name.clone(), b.class.clone())).collect();
         db.sync_boards(&pairs)?;
-        let policy = Policy { lease_default: cfg.lease.default, lease_max: cfg.lease.max };
+        let policy = Policy {
+            lease_default: cfg.lease.default,
+            lease_max: cfg.lease.max,
+            max_total: cfg.lease.max_total,
+            max_claims_per_user: cfg.policy.max_claims_per_user,
+        };
         let mut book = ClaimBook::new(policy, &pairs);
         let (claims, maintenance) = ledger.load().await?;
         for gone in book.restore(claims, &maintenance) {
@@ -184,6 +195,7 @@ impl Registry {
             started: Instant::now(),
             restarts_total: 0,
             metrics,
+            lab: None,
         };
         let names: Vec<String> = r.boards.keys().cloned().collect();
         for n in &names {
@@ -224,6 +236,7 @@ impl Actor for Registry {
         for c in &claims {
             self.arm_lease(c, ctx);
         }
+        self.start_pruning(ctx);
         info!(boards = names.len(), claims = claims.len(), "registry started");
     }
 }

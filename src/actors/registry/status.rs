@@ -292,7 +292,7 @@ impl Registry {
 
 /// An event of the log as the dump and the status page show it.
 fn event_view(e: crate::db::Event) -> EventView {
-    EventView { at: rfc3339_ms(e.at), kind: e.kind, board: e.board, user: e.user, detail: e.detail }
+    super::history::visible(e, "", true)
 }
 
 /// The dump, for SIGUSR1.
