@@ -107,6 +107,13 @@ pub enum PowerError {
          priv_key against the switch"
     )]
     Credentials { switch: String, host: String, user: String, what: String, why: String },
+    /// Every place of the switch's `max_in_flight` stayed taken for as long
+    /// as one request may take: its other requests are not answered.
+    #[error(
+        "switch {switch} ({host}) did not answer: no place among its {max_in_flight} requests in flight came free \
+         within {waited_ms} ms"
+    )]
+    Queued { switch: String, host: String, max_in_flight: usize, waited_ms: u128 },
 }
 
 fn status_name(s: u32) -> String {
@@ -241,9 +248,25 @@ impl SwitchClient {
     /// dropped after any failure.
     async fn request(&mut self, op: Op, oid: &[u64]) -> Result<Vec<Reading>, PowerError> {
         // The place is held for the request and its retries: a retry is
-        // the same request to the switch. The semaphore is never closed.
+        // the same request to the switch. A request waits for a place as
+        // long as it could take itself, no longer: when the switch is
+        // silent, the requests queued behind those timing out fail as soon
+        // as they would have without the bound. The semaphore is never closed.
         let _place = match &self.limit {
-            Some(l) => l.clone().acquire_owned().await.ok(),
+            Some(l) => {
+                let budget = self.sw.timeout.saturating_mul(self.sw.retries.saturating_add(1));
+                match tokio::time::timeout(budget, l.clone().acquire_owned()).await {
+                    Ok(place) => place.ok(),
+                    Err(_) => {
+                        return Err(PowerError::Queued {
+                            switch: self.sw.name.clone(),
+                            host: self.sw.host.clone(),
+                            max_in_flight: self.sw.max_in_flight,
+                            waited_ms: budget.as_millis(),
+                        })
+                    }
+                }
+            }
             None => None,
         };
         let t0 = std::time::Instant::now();
@@ -553,12 +576,21 @@ mod tests {
         });
         let limit = switch_limit(&sw);
         let held = limit.clone().acquire_owned().await.unwrap();
-        let mut c = SwitchClient::new(sw).with_limit(limit);
-        // While the only place is taken the request does not start (no
-        // timeout of its own runs); once it is free it runs and fails.
-        assert!(tokio::time::timeout(Duration::from_millis(200), c.get(1, 1)).await.is_err());
-        drop(held);
-        let r = tokio::time::timeout(Duration::from_secs(2), c.get(1, 1)).await;
-        assert!(matches!(r, Ok(Err(_))), "{r:?}");
+        let mut c = SwitchClient::new(sw).with_limit(limit.clone());
+        // While the only place is taken the request waits, as long as it
+        // could take itself (50 ms, one attempt), then says why it failed.
+        let e = c.get(1, 1).await.unwrap_err();
+        assert!(matches!(e, PowerError::Queued { max_in_flight: 1, waited_ms: 50, .. }), "{e}");
+        assert!(e.to_string().contains("no place among its 1 requests in flight came free within 50 ms"), "{e}");
+        // A place that comes free in time is taken: the request runs (and
+        // fails, nothing answers there), and gives its place back.
+        let freed = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(held);
+        });
+        let e = c.get(1, 1).await.unwrap_err();
+        assert!(!matches!(e, PowerError::Queued { .. }), "{e}");
+        freed.await.unwrap();
+        assert_eq!(limit.available_permits(), 1);
     }
 }
