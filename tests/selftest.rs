@@ -3,8 +3,8 @@
 //! that boot): a healthy board passes every step and no claim is granted
 //! on it while it is tested; a board whose console is silent fails at the
 //! console; one whose port delivers no power fails at detection; a
-//! claimed board is refused and left alone; and every board tested ends
-//! as it was.
+//! claimed board is refused and left alone; every board tested ends as it
+//! was; and a board file's `console.selftest` pattern is what passes.
 
 mod common;
 
@@ -164,4 +164,27 @@ fn selftest_commissions_boards_and_names_the_broken_step() {
     lab.stop_labd();
     let (o, text) = run(&lab, &["pine64-1"]);
     assert!(o.status.code() == Some(3) && text.contains("selftest runs through the running labd"), "{text}");
+
+    // The board file's console.selftest: what the console must show.
+    std::fs::remove_file(lab.path().join("tty/wire.pine64-1")).unwrap();
+    std::fs::remove_file(lab.path().join(format!("switch/splitter.1.{}", lab.board_port("rock5-1")))).unwrap();
+    for (board, pattern) in [("pine64-1", "Net: +eth0"), ("rock5-1", "Linux version")] {
+        let f = lab.path().join(format!("boards.d/{board}.toml"));
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.contains("baud = 115200 }"), "{text}");
+        std::fs::write(&f, text.replace("baud = 115200 }", &format!("baud = 115200, selftest = \"{pattern}\" }}")))
+            .unwrap();
+    }
+    lab.start_labd();
+    for b in ["pine64-1", "rock5-1"] {
+        lab.wait_for(Duration::from_secs(20), "the board ready", || lab.board(b)["console"] == "attached");
+    }
+    let (o, text) = run(&lab, &["pine64-1", "rock5-1", "--wait", "4"]);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert_eq!(verdict(&text, "pine64-1", "console"), "pass", "{text}");
+    assert!(text.contains("\"Net: +eth0\" seen"), "{text}");
+    assert_eq!(verdict(&text, "rock5-1", "console"), "FAIL", "{text}");
+    assert!(text.contains("\"Linux version\" not seen in"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("rock5-1 ") && l.ends_with(" FAIL at console")), "{text}");
+    assert!(text.contains("selftest: 2 boards, 1 passed, 1 failed (rock5-1 at console)"), "{text}");
 }
