@@ -99,7 +99,11 @@ fn labd_powers_boards_over_snmpv3_and_the_switch_refuses_v2c_writes() {
 /// with a fault that says what to check; the wrong key not in the log.
 fn wrong_key_is_refused(key: &str, wrong: &str, says: &str) {
     let lab = v3_lab(|t| t.replace(key, wrong));
-    lab.wait_for(Duration::from_secs(20), "the board's fault", || lab.board("rockpro64-1")["state"] == "faulted");
+    // Both boards: a claim must not find one whose first read is still
+    // under way.
+    lab.wait_for(Duration::from_secs(20), "both boards' faults", || {
+        ["rockpro64-1", "rockpro64-2"].iter().all(|b| lab.board(b)["state"] == "faulted")
+    });
     let r = lab.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64", "power": true})]).remove(0);
     assert_eq!(code(&r), "no_device_available", "{r}");
     let b = lab.board("rockpro64-1");
@@ -129,7 +133,11 @@ fn a_v2c_labd_cannot_power_the_v3_switch() {
         let end = t.find("timeout").unwrap();
         format!("{}community = \"private\"\nversion = \"2c\"\n{}", &t[..start], &t[end..])
     });
-    lab.wait_for(Duration::from_secs(20), "the board's fault", || lab.board("rockpro64-1")["state"] == "faulted");
+    // Both boards: a claim must not find one whose first read is still
+    // under way.
+    lab.wait_for(Duration::from_secs(20), "both boards' faults", || {
+        ["rockpro64-1", "rockpro64-2"].iter().all(|b| lab.board(b)["state"] == "faulted")
+    });
     let r = lab.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64", "power": true})]).remove(0);
     assert_eq!(code(&r), "no_device_available", "{r}");
     assert_eq!(lab.switch_power("rockpro64-1"), "off");

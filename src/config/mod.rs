@@ -456,3 +456,26 @@ pub fn parse_size(s: &str) -> Option<u64> {
     }
     digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
+
+/// The text of a secret's file (a password hash, an SNMPv3 key): a file
+/// of root's (or labd's user's) that neither its group nor others may
+/// read or write, of at most `max` bytes.
+pub(crate) fn read_private_file(path: &Path, max: u64) -> Result<String, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !m.is_file() {
+        return Err("is not a file".into());
+    }
+    let mode = m.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("has mode {mode:04o}: its group and others may not read or write it (chmod 0600)"));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if m.uid() != 0 && m.uid() != me {
+        return Err(format!("belongs to uid {}: it must belong to root", m.uid()));
+    }
+    if m.len() > max {
+        return Err(format!("is larger than {max} bytes: it should hold one secret"));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+}

@@ -112,20 +112,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: Option<Spanned<RawWeb>>) -> Optio
 /// Reads the password hash: one argon2 PHC string, in a file of root's
 /// that neither its group nor others may read or write.
 pub fn read_hash(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let m = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if !m.is_file() {
-        return Err("is not a file".into());
-    }
-    let mode = m.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!("has mode {mode:04o}: its group and others may not read or write it (chmod 0600)"));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if m.uid() != 0 && m.uid() != me {
-        return Err(format!("belongs to uid {}: it must belong to root", m.uid()));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let text = super::read_private_file(path, 4096)?;
     let hash = text.trim();
     match argon2::PasswordHash::new(hash) {
         Ok(h) if h.algorithm.as_str().starts_with("argon2") => Ok(hash.to_string()),

@@ -67,23 +67,7 @@ const KEY_MAX: usize = 256;
 /// Reads a key file: one line (its end trimmed), in a file of root's (or
 /// labd's user's) that neither its group nor others may read or write.
 pub fn read_key_file(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let m = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if !m.is_file() {
-        return Err("is not a file".into());
-    }
-    let mode = m.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!("has mode {mode:04o}: its group and others may not read or write it (chmod 0600)"));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if m.uid() != 0 && m.uid() != me {
-        return Err(format!("belongs to uid {}: it must belong to root", m.uid()));
-    }
-    if m.len() > 4096 {
-        return Err("is larger than 4096 bytes: it should hold one key".into());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let text = super::super::read_private_file(path, 4096)?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
