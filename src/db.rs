@@ -25,6 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::util::now_unix_ms;
 
 mod events;
+mod health;
 pub use events::EventQuery;
 
 /// A claim as stored.
@@ -539,6 +540,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("claims", "jail", "TEXT"),
         ("boards", "link_id", "TEXT"),
         ("events", "subject", "TEXT"),
+        ("boards", "unhealthy", "TEXT"),
     ] {
         let mut st = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
         if !st.exists(params![column])? {

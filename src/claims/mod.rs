@@ -10,6 +10,7 @@
 //! detach the board, reply).
 
 pub mod etcd;
+mod health;
 pub mod ledger;
 mod limits;
 pub mod sqlite;
@@ -19,6 +20,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+pub use health::{CheckEnd, CheckResult};
 pub use ledger::{Ledger, LedgerError};
 
 use crate::protocol::{BoardState, Code};
@@ -189,6 +191,14 @@ struct Slot {
     returning: bool,
     /// An operator's selftest runs on it: out of service until it ends.
     testing: bool,
+    /// A health check runs on it: not claimable until it ends.
+    checking: bool,
+    /// It failed its class's health check that many times in a row: why
+    /// (the last failure). Not claimable until a check passes.
+    unhealthy: Option<String>,
+    /// Health checks failed in a row, and the last one's failure.
+    failures: u32,
+    last_failure: Option<String>,
 }
 
 impl Slot {
@@ -196,6 +206,8 @@ impl Slot {
         self.alive
             && !self.maintenance
             && !self.testing
+            && !self.checking
+            && self.unhealthy.is_none()
             && self.fault.is_none()
             && self.claim.is_none()
             && !self.returning
@@ -208,6 +220,10 @@ impl Slot {
             BoardState::Maintenance
         } else if self.fault.is_some() {
             BoardState::Faulted
+        } else if self.checking {
+            BoardState::Checking
+        } else if self.unhealthy.is_some() {
+            BoardState::Unhealthy
         } else if self.claim.is_some() {
             BoardState::Claimed
         } else {
@@ -251,6 +267,10 @@ impl ClaimBook {
                     fault: None,
                     returning: false,
                     testing: false,
+                    checking: false,
+                    unhealthy: None,
+                    failures: 0,
+                    last_failure: None,
                 },
             );
         }
@@ -601,8 +621,14 @@ impl ClaimBook {
         if let Some(c) = &slot.claim {
             return Err(BookError::Claimed { board: board.into(), user: c.user.clone() });
         }
-        if slot.returning || slot.testing {
-            let what = if slot.testing { "under a selftest already" } else { "being returned from a claim" };
+        if slot.returning || slot.testing || slot.checking {
+            let what = if slot.testing {
+                "under a selftest already"
+            } else if slot.checking {
+                "under a health check"
+            } else {
+                "being returned from a claim"
+            };
             return Err(BookError::Busy(format!("board {board} is {what}; try again in a moment")));
         }
         slot.testing = true;

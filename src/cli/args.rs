@@ -240,6 +240,12 @@ For CI:  labcli console rockpro64-1 --expect 'login: ' --since-claim --timeout 5
         #[arg(long, value_name = "TEXT", value_parser = reason)]
         reason: Option<String>,
     },
+    /// Run BOARD's health check now: power on, its console, power off (admins)
+    Health {
+        /// The board's name
+        #[arg(value_parser = non_empty)]
+        board: String,
+    },
     /// End whoever's claim holds BOARD (admins)
     ForceRelease {
         /// The board's name
@@ -491,6 +497,7 @@ fn merge(early: Early, cmd: Option<Cmd>) -> Result<Option<Command>, UsageError> 
         Cmd::Dump => Call::Dump,
         Cmd::Maintenance { board, state, reason } => Call::Maintenance { board, on: state == OnOff::On, reason },
         Cmd::ForceRelease { board, reason } => Call::ForceRelease { board, reason },
+        Cmd::Health { board } => Call::Health { board },
         Cmd::History { board, user, since, kind, limit } => {
             Call::History(HistoryQuery { board, user, since, kind, limit })
         }

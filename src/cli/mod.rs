@@ -235,6 +235,10 @@ fn single(mut session: Session, defaults: &Defaults, json: bool, mut call: Call)
             let _ = out(&output::waiting_lines(&classes));
         }
     }
+    // A health check that ran and failed: like `labd selftest`.
+    if matches!(call, Call::Health { .. }) && result.get("pass") == Some(&serde_json::Value::Bool(false)) {
+        return Ok(session::EXIT_ERROR_REPLY);
+    }
     Ok(EXIT_OK)
 }
 

@@ -112,6 +112,7 @@ fn render_status(result: &Value) -> Option<String> {
         return Some("no boards\n".into());
     }
     let with_note = list.iter().any(|b| !matches!(b.get("fault"), None | Some(Value::Null)));
+    let with_health = list.iter().any(|b| !matches!(b.get("health"), None | Some(Value::Null)));
     let with_console = list.iter().any(|b| !matches!(b.get("console"), None | Some(Value::Null)));
     let with_host = list.iter().any(|b| b.get("host").is_some_and(Value::is_string));
     // `status --mine`: the caller's own claims carry their handles.
@@ -125,6 +126,9 @@ fn render_status(result: &Value) -> Option<String> {
     }
     if with_note {
         header.push("FAULT");
+    }
+    if with_health {
+        header.push("HEALTH");
     }
     if with_handle {
         header.push("HANDLE");
@@ -154,6 +158,9 @@ fn render_status(result: &Value) -> Option<String> {
             }
             if with_note {
                 row.push(field(b, "fault"));
+            }
+            if with_health {
+                row.push(field(b, "health"));
             }
             if with_handle {
                 row.push(field(b, "handle"));
@@ -241,6 +248,32 @@ fn render_released(result: &Value) -> Option<String> {
     Some(format!("released {}\n", field(result, "board")))
 }
 
+/// A health check: a line a step (as `labd selftest`), then the verdict
+/// and where the board stands.
+fn render_health(result: &Value) -> Option<String> {
+    let board = field(result, "board");
+    let mut out = String::new();
+    for s in result.get("steps")?.as_array()? {
+        let verdict = match s.get("verdict").and_then(Value::as_str) {
+            Some("fail") => "FAIL".to_string(),
+            _ => field(s, "verdict"),
+        };
+        out.push_str(&format!(
+            "{board}  {:<9}  {verdict:<4}  {:>6} ms  {}\n",
+            field(s, "step"),
+            field(s, "ms"),
+            field(s, "detail")
+        ));
+    }
+    let verdict = if result.get("pass") == Some(&Value::Bool(true)) { "PASS" } else { "FAIL" };
+    out.push_str(&format!("{board}  {verdict}; state {}", field(result, "state")));
+    if !matches!(result.get("health"), None | Some(Value::Null)) {
+        out.push_str(&format!(" ({})", field(result, "health")));
+    }
+    out.push('\n');
+    Some(out)
+}
+
 fn render_whoami(result: &Value) -> Option<String> {
     let user = result.get("user")?;
     let mut out = match user {
@@ -309,6 +342,7 @@ pub fn render(f: &str, result: &Value) -> String {
         "known_hosts" => render_known_hosts(result),
         "console_log" => render_log(result),
         "history" => super::history::render(result),
+        "health" => render_health(result),
         "dump" => None,
         _ => None,
     };

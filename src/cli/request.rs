@@ -75,6 +75,7 @@ pub fn request_line(id: u64, call: &Call, as_user: Option<&str>) -> String {
             fields.push(("board", Value::from(board.as_str())));
             opt_u64(&mut fields, "wait", wait);
         }
+        Call::Health { board } => fields.push(("board", Value::from(board.as_str()))),
         #[cfg(feature = "fault-injection")]
         Call::DebugPanic { board } => fields.push(("board", Value::from(board.as_str()))),
     }

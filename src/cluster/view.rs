@@ -232,6 +232,7 @@ impl Known {
                         console: None,
                         host: Some(b.host.clone()),
                         delivery: None,
+                        health: None,
                     };
                     RemoteRow {
                         board: name.clone(),

@@ -19,6 +19,7 @@ use crate::util::parse_duration;
 mod board;
 mod cluster;
 mod daemon;
+mod health;
 pub mod jail;
 mod policy;
 mod switch;
@@ -29,6 +30,7 @@ pub mod web;
 pub use board::{Board, Console, ConsoleSource, Network};
 pub use cluster::{Cluster, PeerTls};
 pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use health::Health;
 pub use jail::{Ipv6Pool, JailConfig, JailSettings, Uplink};
 pub use policy::{ConsoleLogs, Events, Lease, PowerPolicy, UserPolicy, DEFAULT_EVENTS_KEEP};
 pub use switch::{SnmpVersion, Switch};
@@ -100,6 +102,8 @@ struct RawLab {
     jail: jail::RawJail,
     cluster: Option<Spanned<cluster::RawCluster>>,
     web: Option<Spanned<web::RawWeb>>,
+    #[serde(default)]
+    health: BTreeMap<String, Spanned<health::RawHealth>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -127,6 +131,8 @@ pub struct Config {
     pub cluster: Option<Cluster>,
     /// `[web]`: the status page and `/metrics` (None: not served).
     pub web: Option<Web>,
+    /// `[health.CLASS]`: health checks by class.
+    pub health: BTreeMap<String, Health>,
     /// What is not wrong but probably not meant (a `boards.d/notes.txt`
     /// that is not read): `labd check` prints them, labd logs them.
     pub warnings: Vec<String>,
@@ -329,6 +335,7 @@ impl Config {
         let jail = jail::validate(&mut ctx, std::mem::take(&mut raw_lab.jail), dir, lease.max);
         let cluster = cluster::validate(&mut ctx, raw_lab.cluster.take());
         let web = web::validate(&mut ctx, raw_lab.web.take());
+        let health_checks = health::validate(&mut ctx, std::mem::take(&mut raw_lab.health));
 
         let mut boards: Vec<Board> = Vec::new();
         let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
@@ -372,6 +379,9 @@ impl Config {
             seen_names.insert(board.name.clone(), file.clone());
             boards.push(board);
         }
+        let classes: std::collections::BTreeSet<String> = boards.iter().map(|b| b.class.clone()).collect();
+        let mut ctx = Ctx { file: &lab_path, text: lab_text, errors: &mut errors };
+        let health = health::check_classes(&mut ctx, health_checks, &classes);
         if daemon.jail == JailMode::Linux {
             jail::capacity(&jail, boards.len(), &lab_path, &mut errors);
         }
@@ -391,6 +401,7 @@ impl Config {
                 boards,
                 cluster,
                 web,
+                health,
                 warnings,
             })
         } else {

@@ -15,7 +15,7 @@ use std::fmt;
 
 pub use history::{HistoryQuery, HISTORY_LIMIT, HISTORY_MAX};
 pub use reply::*;
-pub use selftest::{SelftestReport, SelftestStep, Verdict};
+pub use selftest::{HealthReport, SelftestReport, SelftestStep, Verdict};
 
 /// Longest request line accepted, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -165,6 +165,11 @@ pub enum Call {
         board: String,
         wait: Option<u64>,
     },
+    /// Operators: runs the board's class health check now (`labcli
+    /// health`); waits for it.
+    Health {
+        board: String,
+    },
     /// Test-only: makes a board actor panic. Exists only with the
     /// `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
@@ -227,7 +232,8 @@ impl Call {
             | Call::Maintenance { .. }
             | Call::ForceRelease { .. }
             | Call::History(_)
-            | Call::Selftest { .. } => false,
+            | Call::Selftest { .. }
+            | Call::Health { .. } => false,
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => false,
         }
@@ -255,6 +261,7 @@ impl Call {
             Call::ForceRelease { .. } => "force_release",
             Call::History(_) => "history",
             Call::Selftest { .. } => "selftest",
+            Call::Health { .. } => "health",
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => "debug_panic",
         }
@@ -426,6 +433,7 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
             .and_then(|a| Ok(Call::ForceRelease { board: a.board, reason: reason(&f, a.reason)? })),
         "history" => args::<HistoryQuery>(&f, m).and_then(|q| q.checked().map(Call::History)),
         "selftest" => args::<SelftestArgs>(&f, m).map(|a| Call::Selftest { board: a.board, wait: a.wait }),
+        "health" => args::<BoardArgs>(&f, m).map(|a| Call::Health { board: a.board }),
         #[cfg(feature = "fault-injection")]
         "debug_panic" => args::<BoardArgs>(&f, m).map(|a| Call::DebugPanic { board: a.board }),
         _ => {
@@ -462,6 +470,10 @@ pub struct BoardView {
     /// switch says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
+    /// What the board's health checks said lately: why it is
+    /// `unhealthy`, or how many failed in a row so far (absent: healthy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -472,6 +484,12 @@ pub enum BoardState {
     Maintenance,
     Faulted,
     Offline,
+    /// Its class's health check runs on it (after a release, on the
+    /// schedule, or asked for): not claimable until it ends.
+    Checking,
+    /// It failed its class's health check `failures` times in a row: never
+    /// granted until a check passes.
+    Unhealthy,
 }
 
 impl BoardState {
@@ -482,6 +500,8 @@ impl BoardState {
             BoardState::Maintenance => "maintenance",
             BoardState::Faulted => "faulted",
             BoardState::Offline => "offline",
+            BoardState::Checking => "checking",
+            BoardState::Unhealthy => "unhealthy",
         }
     }
 }

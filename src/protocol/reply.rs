@@ -23,6 +23,7 @@ pub enum Reply {
     Panicked(Panicked),
     History(Vec<EventView>),
     Selftest(super::SelftestReport),
+    Health(super::HealthReport),
 }
 
 /// A class and its counts (`classes`).

@@ -48,3 +48,18 @@ impl SelftestReport {
         self.steps.iter().find(|s| s.verdict == Verdict::Fail)
     }
 }
+
+/// A health check run now (`health`): its steps, and where the board
+/// stands after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    #[serde(flatten)]
+    pub check: SelftestReport,
+    /// The board's state after the check.
+    pub state: super::BoardState,
+    /// Failed checks in a row now.
+    pub failures: u32,
+    /// Why it is unhealthy, or its failures so far (absent: healthy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+}

@@ -279,9 +279,10 @@ pub fn hosts_holding(front: &Front, user: &str) -> Vec<(String, String)> {
 /// The board an operator's call names (`maintenance`, `force-release`).
 pub fn board_of(call: &Call) -> Option<&str> {
     match call {
-        Call::Maintenance { board, .. } | Call::ForceRelease { board, .. } | Call::Selftest { board, .. } => {
-            Some(board)
-        }
+        Call::Maintenance { board, .. }
+        | Call::ForceRelease { board, .. }
+        | Call::Selftest { board, .. }
+        | Call::Health { board } => Some(board),
         // A board's history is in its own host's event log.
         Call::History(q) => q.board.as_deref(),
         _ => None,

@@ -15,8 +15,15 @@ use crate::actors::registry::Snapshot;
 use crate::metrics::Labels;
 use crate::protocol::BoardState;
 
-const STATES: [BoardState; 5] =
-    [BoardState::Available, BoardState::Claimed, BoardState::Maintenance, BoardState::Faulted, BoardState::Offline];
+const STATES: [BoardState; 7] = [
+    BoardState::Available,
+    BoardState::Claimed,
+    BoardState::Maintenance,
+    BoardState::Faulted,
+    BoardState::Offline,
+    BoardState::Checking,
+    BoardState::Unhealthy,
+];
 
 /// Boards by class and state, claims held and claims waiting per class.
 #[derive(Debug)]

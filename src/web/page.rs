@@ -34,6 +34,8 @@ pub struct Row {
     pub expires_ms: Option<i64>,
     pub console: Option<String>,
     pub fault: Option<String>,
+    /// What its health checks said lately (why it is unhealthy).
+    pub health: Option<String>,
 }
 
 impl Row {
@@ -51,6 +53,7 @@ impl Row {
                 expires_at: v.expires_at.as_deref().map(clean),
                 console: v.console.as_deref().map(clean),
                 fault: v.fault.as_deref().map(clean),
+                health: v.health.as_deref().map(clean),
             },
             // Not reported yet (the placeholder `{}` of a starting board).
             Err(_) => Row {
@@ -64,6 +67,7 @@ impl Row {
                 expires_ms: None,
                 console: None,
                 fault: None,
+                health: None,
             },
         }
     }
@@ -285,7 +289,7 @@ pub fn render_rows(page: &Page, now: i64) -> String {
             out,
             "<tr data-board=\"{b}\"><td class=\"board\">{b}</td><td>{c}</td><td class=\"state s-{st}\">{st}</td>\
              <td>{u}</td><td class=\"power p-{p}\">{p}</td><td class=\"left\" title=\"{exp}\">{left}</td>\
-             <td>{con}</td><td class=\"fault\">{f}</td></tr>",
+             <td>{con}</td><td class=\"fault\">{f}</td><td class=\"health\">{h}</td></tr>",
             b = escape(&r.board),
             c = escape(&r.class),
             st = escape(&r.state),
@@ -294,6 +298,7 @@ pub fn render_rows(page: &Page, now: i64) -> String {
             exp = cell(r.expires_at.as_deref()),
             con = cell(r.console.as_deref()),
             f = cell(r.fault.as_deref()),
+            h = cell(r.health.as_deref()),
         );
     }
     out

@@ -54,7 +54,7 @@ pub use duty::Duty;
 pub use jail::{JailCtx, Reinit, Shutdown};
 pub use link::LinkPhase;
 pub use power::{Power, PowerAction};
-pub use selftest::Selftest;
+pub use selftest::{HealthCheck, Selftest};
 
 /// First delay before re-probing a silent switch.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);

@@ -117,6 +117,7 @@ impl Handler<Exec> for Registry {
             Call::Maintenance { board, on, reason } => self.maintenance(&who, &board, on, reason, ctx),
             Call::History(q) => self.history(&who, q),
             Call::Selftest { board, wait } => self.selftest(&who, &board, wait, ctx),
+            Call::Health { board } => self.health_now(&who, &board, ctx),
             Call::ForceRelease { board, reason } => {
                 let a = asker(&who);
                 let checked = self.book.operator(&a, "force-release").and_then(|()| self.book.board(&board));
@@ -287,11 +288,12 @@ impl Registry {
         self.changed(&board);
         let Some(addr) = self.board_addr(&board, ctx) else { return };
         let detach = addr.send(Detach { handle: c.handle.clone(), by: c.user.clone(), power_off: true });
+        let claimant = c.user.clone();
         ctx.spawn(actix::fut::wrap_future::<_, Self>(detach).map(move |r, act: &mut Self, ctx| {
             if let Ok(Ok(p)) = r {
                 act.set_power(&board, p);
             }
-            act.returned(&board, ctx);
+            act.returned(&board, &claimant, ctx);
         }));
     }
 
@@ -397,7 +399,7 @@ impl Registry {
                     reply.warning = Some(format!("the board could not be powered off: {}", e.message));
                 }
             }
-            act.returned(&board, ctx);
+            act.returned(&board, &c.user, ctx);
             match kept {
                 Ok(()) => Ok(Reply::Released(reply)),
                 Err(e) => Err(ApiError::new(
@@ -411,10 +413,15 @@ impl Registry {
         }))
     }
 
-    /// The board is back from its last claim: claimable again, and the
-    /// first waiters of its class get it.
-    pub(super) fn returned(&mut self, board: &str, ctx: &mut Context<Self>) {
+    /// The board is back from `claimant`'s claim: checked first when its
+    /// class has a health check after releases (its end serves the
+    /// waiters), else claimable again and the first waiters of its class
+    /// get it.
+    pub(super) fn returned(&mut self, board: &str, claimant: &str, ctx: &mut Context<Self>) {
         if self.book.returned(board).is_some() {
+            if self.check_after_release(board, claimant, ctx) {
+                return;
+            }
             self.changed(board);
             self.serve_class_of(board, ctx);
         }

@@ -19,6 +19,7 @@
 mod boards;
 mod claims;
 mod console;
+mod health;
 mod history;
 mod selftest;
 mod status;
@@ -104,6 +105,8 @@ pub struct Registry {
     /// The other hosts' boards, in a lab of several: their claims count
     /// against a user's `max_claims_per_user`.
     lab: Option<watch::Receiver<Arc<crate::cluster::view::LabView>>>,
+    /// When idle boards were last health-checked (`[health.CLASS] every`).
+    schedule: health::Schedule,
 }
 
 /// Why the registry could not start.
@@ -143,6 +146,9 @@ impl Registry {
                 error!(board = %gone.board, "cannot drop the claim: {e}");
             }
         }
+        // Unhealthy boards stay so across restarts (this host's own
+        // database, whichever ledger keeps the claims).
+        book.restore_unhealthy(&db.unhealthy()?);
         let jails = boards::JailShared::new(&cfg, &db)?;
         let mut jail_records = HashMap::new();
         for b in &cfg.boards {
@@ -196,6 +202,7 @@ impl Registry {
             restarts_total: 0,
             metrics,
             lab: None,
+            schedule: health::Schedule::default(),
         };
         let names: Vec<String> = r.boards.keys().cloned().collect();
         for n in &names {
@@ -237,6 +244,7 @@ impl Actor for Registry {
             self.arm_lease(c, ctx);
         }
         self.start_pruning(ctx);
+        self.start_health_schedule(ctx);
         info!(boards = names.len(), claims = claims.len(), "registry started");
     }
 }

@@ -53,19 +53,22 @@ impl Registry {
         };
         let board = board.to_string();
         let by = who.user.clone();
-        Box::pin(actix::fut::wrap_future::<_, Self>(addr.send(Selftest { wait })).map(move |r, act, ctx| {
-            let became = act.book.end_test(&board);
-            act.changed(&board);
-            if let Some(class) = became {
-                act.serve(&class, ctx);
-            }
-            let report = r.map_err(|e| ApiError::new(Code::Internal, format!("board actor unavailable: {e}")))??;
-            let verdict = match report.first_failure() {
-                None => "pass".to_string(),
-                Some(s) => format!("fail at {}: {}", s.step, s.detail),
-            };
-            act.event("selftest", &board, Some(&by), Some(verdict));
-            Ok(Reply::Selftest(report))
-        }))
+        Box::pin(actix::fut::wrap_future::<_, Self>(addr.send(Selftest { wait, health: None })).map(
+            move |r, act, ctx| {
+                let became = act.book.end_test(&board);
+                act.changed(&board);
+                if let Some(class) = became {
+                    act.serve(&class, ctx);
+                }
+                let report =
+                    r.map_err(|e| ApiError::new(Code::Internal, format!("board actor unavailable: {e}")))??;
+                let verdict = match report.first_failure() {
+                    None => "pass".to_string(),
+                    Some(s) => format!("fail at {}: {}", s.step, s.detail),
+                };
+                act.event("selftest", &board, Some(&by), Some(verdict));
+                Ok(Reply::Selftest(report))
+            },
+        ))
     }
 }

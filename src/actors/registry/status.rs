@@ -142,6 +142,7 @@ impl Registry {
             console: e.console.map(|s| s.as_str().to_string()),
             host: self.cfg.cluster.as_ref().map(|c| c.host.clone()),
             delivery: e.delivery.filter(|_| e.power == crate::protocol::PowerState::On).map(|d| d.as_str().to_string()),
+            health: self.book.health_note(name).map(str::to_string),
         })
     }
 

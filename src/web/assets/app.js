@@ -37,6 +37,7 @@
     l.title = b.expires_at || "";
     cell(tr, b.console);
     cell(tr, b.fault, "fault");
+    cell(tr, b.health, "health");
     expires[b.board] = b.expires_ms;
     return tr;
   }

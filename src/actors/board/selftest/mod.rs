@@ -32,6 +32,17 @@ use crate::protocol::{ApiError, Code, PowerState, SelftestReport, SelftestStep, 
 pub struct Selftest {
     /// How long each sign of life after power-on is waited for.
     pub wait: Duration,
+    /// A class's health check rather than an operator's selftest.
+    pub health: Option<HealthCheck>,
+}
+
+/// What a health check asks of the selftest's machinery: the console's
+/// pattern (else the board file's `console.selftest`, else any byte),
+/// whether the DHCP request counts, and the port left off at the end.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub pattern: Option<String>,
+    pub dhcp: bool,
 }
 
 /// What the test works with, taken from the actor when it starts.
@@ -46,6 +57,11 @@ struct Plan {
     network: Option<Network>,
     link_id: Option<LinkId>,
     wait: Duration,
+    /// Whether the link and the board's DHCP request are part of it.
+    dhcp: bool,
+    /// Whether the port is left off at the end (a health check), rather
+    /// than as it was.
+    off_after: bool,
 }
 
 /// What the test left, for the actor to take up.
@@ -95,10 +111,16 @@ impl Handler<Selftest> for BoardActor {
             portno: self.cfg.port,
             cycle_delay: self.policy.cycle_delay,
             console: self.console.clone(),
-            pattern: self.cfg.console.as_ref().and_then(|c| c.selftest.clone()),
+            pattern: msg
+                .health
+                .as_ref()
+                .and_then(|h| h.pattern.clone())
+                .or_else(|| self.cfg.console.as_ref().and_then(|c| c.selftest.clone())),
             network: self.link.network.clone(),
             link_id: self.link.id.clone(),
             wait: msg.wait,
+            dhcp: msg.health.as_ref().is_none_or(|h| h.dhcp),
+            off_after: msg.health.is_some(),
         };
         let slot = self.jail_cell.slot.clone();
         let generation = self.generation;
@@ -160,6 +182,10 @@ impl Plan {
 
         let t = Instant::now();
         let link = match &self.network {
+            _ if !self.dhcp => {
+                s.add("link", Verdict::Skip, t, "not part of the check (no dhcp in its [health.CLASS])");
+                None
+            }
             None => {
                 s.add("link", Verdict::Skip, t, "the board file names no network");
                 None
@@ -211,7 +237,7 @@ impl Plan {
             let (det, con, dhcp) = tokio::join!(
                 steps::detection(&self.port, group, portno, until.min(on_at + steps::DETECTION_WAIT)),
                 steps::console_output(session, self.pattern.as_deref(), until),
-                steps::dhcp_request(link.as_ref(), until),
+                steps::dhcp_request(link.as_ref(), until, self.dhcp),
             );
             for (name, (verdict, detail, at)) in [("detection", det), ("console", con), ("dhcp", dhcp)] {
                 let ms = at.map(|a| a.saturating_duration_since(on_at)).unwrap_or_else(|| on_at.elapsed());
@@ -223,18 +249,23 @@ impl Plan {
         let t = Instant::now();
         let mut back = Vec::new();
         let mut failed = Vec::new();
-        let power = match was {
+        let end = if self.off_after { PortState::Off } else { was };
+        let power = match end {
             PortState::On if powered => {
                 back.push("port left on, as it was".to_string());
                 Some(PowerState::On)
             }
-            _ => match self.port.lock().await.set(group, portno, was == PortState::On).await {
+            _ => match self.port.lock().await.set(group, portno, end == PortState::On).await {
+                Ok(()) if end == was => {
+                    back.push(format!("port {} again (read back)", end.as_str()));
+                    Some(end.into())
+                }
                 Ok(()) => {
-                    back.push(format!("port {} again (read back)", was.as_str()));
-                    Some(was.into())
+                    back.push(format!("port {} (read back)", end.as_str()));
+                    Some(end.into())
                 }
                 Err(e) => {
-                    failed.push(format!("the port could not be set {} again: {e}", was.as_str()));
+                    failed.push(format!("the port could not be set {}: {e}", end.as_str()));
                     None
                 }
             },
