@@ -14,7 +14,9 @@
 //! reports), [`console`] (who may use which console), [`status`] (the
 //! snapshot, the dump and the latest events), [`history`] (the event
 //! log for `history`, and its pruning), [`watchdog`] (systemd's
-//! watchdog, pinged from this actor's loop).
+//! watchdog, pinged from this actor's loop), [`selftest`] (operators'
+//! selftests), [`health`] (health checks after releases, on a schedule,
+//! and asked for).
 
 mod boards;
 mod claims;
