@@ -44,6 +44,8 @@ fn examples_load() {
     assert!(config.switches.contains_key("poe1"));
     assert!(config.daemon.trusted_gateways.contains("lab"));
     assert_eq!(config.web.map(|w| w.listen.to_string()).as_deref(), Some("127.0.0.1:7480"));
+    let h = &config.health["rockpro64"];
+    assert_eq!((h.failures, h.dhcp, h.every.map(|e| e.as_secs())), (3, true, Some(6 * 3600)));
 }
 
 /// The README describes both ways of naming a console and a network link;
