@@ -121,7 +121,7 @@ fn a_silent_board_goes_unhealthy_stays_so_and_comes_back() {
     assert!(!o.status.success() && said.contains("permission_denied"), "{said}");
     let (o, text) = root_cli(&lab, &["health", "rockpro64-1"]);
     assert_eq!(o.status.code(), Some(1), "{text}");
-    assert!(text.contains("rockpro64-1  FAIL; state unhealthy"), "{text}");
+    assert!(text.contains("rockpro64-1  FAIL; state unhealthy (failed 3 health checks in a row"), "{text}");
 
     // Its console back, a waiter of the class, then `labcli health`: the
     // check passes, the board is healthy again and the waiter gets it.

@@ -32,10 +32,14 @@ pub struct CheckEnd {
 
 impl ClaimBook {
     /// Puts back the boards that were unhealthy when labd stopped (board →
-    /// why), as the state database kept them.
-    pub fn restore_unhealthy(&mut self, unhealthy: &HashMap<String, String>) {
+    /// why), as the state database kept them, as having failed their
+    /// class's `threshold` checks in a row.
+    pub fn restore_unhealthy(&mut self, unhealthy: &HashMap<String, String>, threshold: &dyn Fn(&str) -> u32) {
         for (name, slot) in &mut self.boards {
             slot.unhealthy = unhealthy.get(name).cloned();
+            if slot.unhealthy.is_some() {
+                slot.failures = threshold(&slot.class);
+            }
         }
     }
 
@@ -86,7 +90,12 @@ impl ClaimBook {
             }
             CheckResult::Fail(why) => {
                 slot.failures = slot.failures.saturating_add(1);
-                let note = format!("failed {} of {threshold} health checks in a row: {why}", slot.failures);
+                let n = slot.failures;
+                let note = if n <= threshold {
+                    format!("failed {n} of {threshold} health checks in a row: {why}")
+                } else {
+                    format!("failed {n} health checks in a row ({threshold} make it unhealthy): {why}")
+                };
                 if slot.failures >= threshold && slot.unhealthy.is_none() {
                     end.unhealthy = Some(note.clone());
                 }
@@ -206,8 +215,12 @@ mod tests {
     #[test]
     fn unhealthy_boards_come_back_from_the_database_and_maintenance_wins() {
         let mut b = book();
-        b.restore_unhealthy(&[("rp-1".to_string(), "why".to_string())].into_iter().collect());
+        b.restore_unhealthy(&[("rp-1".to_string(), "why".to_string())].into_iter().collect(), &|_| 2);
         assert_eq!(b.state("rp-1"), BoardState::Unhealthy);
+        b.begin_check("rp-1").unwrap();
+        let e = b.end_check("rp-1", &CheckResult::Fail("console: silent".into()), 2);
+        assert_eq!((e.unhealthy, e.failures), (None, 3), "unhealthy already");
+        assert!(b.health_note("rp-1").unwrap().starts_with("failed 3 health checks in a row (2 make it unhealthy)"));
         b.set_maintenance("rp-1", true).unwrap();
         assert_eq!(b.state("rp-1"), BoardState::Maintenance);
         assert_eq!(b.set_maintenance("rp-1", false).unwrap(), None, "still unhealthy: not offered");

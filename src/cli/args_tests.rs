@@ -62,6 +62,7 @@ fn every_command() {
     assert_eq!(call("maintenance b1 on"), Call::Maintenance { board: "b1".into(), on: true, reason: None });
     assert_eq!(call("maintenance b1 off"), Call::Maintenance { board: "b1".into(), on: false, reason: None });
     assert_eq!(call("force-release b1"), Call::ForceRelease { board: "b1".into(), reason: None });
+    assert_eq!(call("health b1"), Call::Health { board: "b1".into() });
     assert_eq!(command("known-hosts"), Command::KnownHosts);
 }
 

@@ -441,6 +441,25 @@ mod tests {
     }
 
     #[test]
+    fn health_checks_a_line_a_step_then_the_verdict() {
+        let r = json!({"board": "b1", "pass": false, "state": "unhealthy", "failures": 2,
+            "health": "failed 2 of 2 health checks in a row: console: silent\u{1b}[2J",
+            "steps": [{"step": "power", "verdict": "pass", "ms": 1003, "detail": "off, on"},
+                      {"step": "console", "verdict": "fail", "ms": 3000, "detail": "not a byte"}]});
+        let out = render("health", &r);
+        assert!(out.contains("b1  console    FAIL    3000 ms  not a byte\n"), "{out}");
+        assert!(
+            out.contains("b1  FAIL; state unhealthy (failed 2 of 2 health checks in a row: console: silent"),
+            "{out}"
+        );
+        assert!(!out.contains('\u{1b}'), "no escape sequence from labd reaches the terminal: {out}");
+        let b = json!([{"board": "b1", "class": "c", "state": "unhealthy", "user": null, "power": "off",
+            "health": "failed 3 of 3"}]);
+        let out = render("status", &b);
+        assert!(out.contains("HEALTH") && out.contains("failed 3 of 3"), "{out}");
+    }
+
+    #[test]
     fn status_shows_faults() {
         let mut b = board("b1", "faulted", Value::Null);
         b["fault"] = json!("switch\u{1b}[2J timeout");

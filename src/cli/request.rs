@@ -152,6 +152,7 @@ mod tests {
         assert_eq!(line("whoami"), r#"{"id":1,"fn":"whoami"}"#);
         assert_eq!(line("maintenance b on"), r#"{"id":1,"fn":"maintenance","board":"b","on":true}"#);
         assert_eq!(line("force-release b"), r#"{"id":1,"fn":"force_release","board":"b"}"#);
+        assert_eq!(line("health b"), r#"{"id":1,"fn":"health","board":"b"}"#);
         assert_eq!(line("force-release b --reason psu"), r#"{"id":1,"fn":"force_release","board":"b","reason":"psu"}"#);
         assert_eq!(
             line("history --board b --user alice --since 2h --kind claim --limit 5"),

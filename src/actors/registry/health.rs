@@ -33,7 +33,7 @@ pub(super) struct Schedule {
     running: usize,
 }
 
-/// Why a check runs, for its event.
+/// Why a check runs, for its events and notes.
 enum Trigger {
     /// After `claimant`'s claim ended.
     Release(String),
@@ -138,13 +138,18 @@ impl Registry {
         info!(board = %board, "health check");
         let msg = Selftest { wait: h.timeout, health: Some(HealthCheck { pattern: h.console.clone(), dhcp: h.dhcp }) };
         let (board, by) = (board.to_string(), by.to_string());
+        let when = match &why {
+            Trigger::Release(c) => format!(" (after {c}'s claim)"),
+            Trigger::Schedule => " (scheduled)".to_string(),
+            Trigger::Asked => String::new(),
+        };
         Ok(Box::pin(actix::fut::wrap_future::<_, Self>(addr.send(msg)).map(move |r, act, ctx| {
             let report = r.map_err(|e| ApiError::new(Code::Internal, format!("board actor unavailable: {e}")));
             let report = report.and_then(|r| r);
             let result = match &report {
                 Ok(rep) => match rep.first_failure() {
                     None => CheckResult::Pass,
-                    Some(s) => CheckResult::Fail(format!("{}: {}", s.step, s.detail)),
+                    Some(s) => CheckResult::Fail(format!("{}: {}{when}", s.step, s.detail)),
                 },
                 Err(e) => {
                     warn!(board = %board, "health check not run: {}", e.message);
@@ -154,14 +159,9 @@ impl Registry {
             act.schedule.last.insert(board.clone(), Instant::now());
             let end = act.book.end_check(&board, &result, h.failures);
             act.changed(&board);
-            let when = match &why {
-                Trigger::Release(c) => format!(" (after {c}'s claim)"),
-                Trigger::Schedule => " (scheduled)".to_string(),
-                Trigger::Asked => String::new(),
-            };
             let verdict = match &result {
                 CheckResult::Pass => Some(format!("pass{when}")),
-                CheckResult::Fail(f) => Some(format!("fail {}/{} at {f}{when}", end.failures, h.failures)),
+                CheckResult::Fail(f) => Some(format!("fail {}/{} at {f}", end.failures, h.failures)),
                 CheckResult::NotRun => None,
             };
             if let Some(v) = verdict {
@@ -169,7 +169,7 @@ impl Registry {
             }
             if let Some(note) = &end.unhealthy {
                 warn!(board = %board, "unhealthy: {note}");
-                act.persist_health(&board, Some(format!("{note}{when}")), &by);
+                act.persist_health(&board, Some(note.clone()), &by);
             } else if end.healthy {
                 info!(board = %board, "healthy again");
                 act.persist_health(&board, None, &by);
