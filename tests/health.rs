@@ -187,11 +187,11 @@ fn a_silent_board_goes_unhealthy_stays_so_and_comes_back() {
 
 /// chromium shows `board`'s row with `state` and `note` in its health cell.
 fn page_shows(lab: &Lab, port: u16, board: &str, state: &str, note: &str) {
-    let driver = browser::Driver::start(lab.path());
+    let driver = common::browser::Driver::start(lab.path());
     let profile = lab.path().join("chrome");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let c = browser::session(&driver, &profile).await;
+        let c = driver.session(&profile).await;
         c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
         let script = format!(
             "return Array.from(document.querySelectorAll('#boards tbody tr')).some(r => r.dataset.board === '{board}'
@@ -208,70 +208,4 @@ fn page_shows(lab: &Lab, port: u16, board: &str, state: &str, note: &str) {
         }
         c.close().await.unwrap();
     });
-}
-
-mod browser {
-    use std::time::Duration;
-
-    use super::common;
-    use common::ports::free_port;
-    use serde_json::json;
-
-    /// chromedriver (Debian's `chromium-driver`) in a process group of
-    /// its own, with the chromium it starts: all of it ended when dropped.
-    pub struct Driver {
-        child: std::process::Child,
-        pub port: u16,
-    }
-
-    impl Driver {
-        pub fn start(dir: &std::path::Path) -> Driver {
-            use std::os::unix::process::CommandExt;
-            let exe = "/usr/bin/chromedriver";
-            assert!(std::path::Path::new(exe).exists(), "the browser check needs Debian's chromium-driver");
-            let port = free_port();
-            let child = std::process::Command::new(exe)
-                .arg(format!("--port={port}"))
-                .arg(format!("--log-path={}", dir.join("chromedriver.log").display()))
-                .process_group(0)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("chromedriver");
-            common::sweep::started(dir, child.id());
-            let d = Driver { child, port };
-            let t0 = std::time::Instant::now();
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(t0.elapsed() < Duration::from_secs(30), "chromedriver did not listen");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            d
-        }
-    }
-
-    impl Drop for Driver {
-        fn drop(&mut self) {
-            let pg = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-
-    pub async fn session(d: &Driver, profile: &std::path::Path) -> fantoccini::Client {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--no-first-run", "--disable-background-networking", "--disable-sync",
-                         format!("--user-data-dir={}", profile.display())],
-            }),
-        );
-        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", d.port))
-            .await
-            .expect("a chromium session")
-    }
 }

@@ -200,51 +200,6 @@ fn handle_shaped(t: &str) -> bool {
     })
 }
 
-/// chromedriver (Debian's `chromium-driver`) in a process group of its
-/// own, with the chromium it starts: all of it is ended when dropped.
-struct Driver {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start(dir: &std::path::Path) -> Driver {
-        use std::os::unix::process::CommandExt;
-        let exe = "/usr/bin/chromedriver";
-        assert!(
-            std::path::Path::new(exe).exists() && std::path::Path::new("/usr/bin/chromium").exists(),
-            "the browser test needs Debian's chromium and chromium-driver (make deps)"
-        );
-        let port = free_port();
-        let child = std::process::Command::new(exe)
-            .arg(format!("--port={port}"))
-            // Names the lab's dir, so a sweep after a killed test finds it.
-            .arg(format!("--log-path={}", dir.join("chromedriver.log").display()))
-            .process_group(0)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver");
-        common::sweep::started(dir, child.id());
-        let d = Driver { child, port };
-        let t0 = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(30), "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // The group is chromedriver's (its pid): chromium and its helpers.
-        let pg = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs `script` in the page until it returns `true` (or `limit`).
 async fn until_true(c: &fantoccini::Client, limit: Duration, what: &str, script: &str) {
     let t0 = std::time::Instant::now();
@@ -264,26 +219,11 @@ const TABLE: &str = "return Array.from(document.querySelectorAll('#boards tbody 
 #[test]
 fn the_page_in_chromium_follows_a_claim_without_a_reload() {
     let (lab, addr) = lab_with_page("");
-    let driver = Driver::start(lab.path());
+    let driver = common::browser::Driver::start(lab.path());
     let profile = lab.path().join("chrome");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--disable-quic", "--no-first-run", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync", "--window-size=1100,700",
-                         format!("--user-data-dir={}", profile.display())],
-            }),
-        );
-        let c = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-            .expect("a chromium session");
+        let c = driver.session(&profile).await;
         c.goto(&format!("http://{addr}/")).await.unwrap();
         let slow = Duration::from_secs(60);
         until_true(&c, slow, "the event stream", "return document.body.dataset.live === '1';").await;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bins;
+pub mod browser;
 pub mod etcd;
 pub mod http;
 pub mod jails;
