@@ -294,6 +294,7 @@ pub fn render(f: &str, result: &Value) -> String {
         "whoami" => render_whoami(result),
         "known_hosts" => render_known_hosts(result),
         "console_log" => render_log(result),
+        "sd" => super::sd::render(result),
         "dump" => None,
         _ => None,
     };

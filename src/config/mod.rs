@@ -21,6 +21,7 @@ mod cluster;
 mod daemon;
 pub mod jail;
 mod policy;
+pub mod storage;
 mod switch;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ pub use cluster::{Cluster, PeerTls};
 pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use jail::{Ipv6Pool, JailConfig, JailSettings, Uplink};
 pub use policy::{ConsoleLogs, Lease, PowerPolicy};
+pub use storage::{SdWireVariant, Storage, StorageLab, UsbSdMuxFind};
 pub use switch::{SnmpVersion, Switch};
 pub use web::{Web, WebAuth};
 
@@ -92,6 +94,8 @@ struct RawLab {
     jail: jail::RawJail,
     cluster: Option<Spanned<cluster::RawCluster>>,
     web: Option<Spanned<web::RawWeb>>,
+    #[serde(default)]
+    storage: storage::RawStorageLab,
 }
 
 // ---------------------------------------------------------------------------
@@ -115,6 +119,8 @@ pub struct Config {
     pub cluster: Option<Cluster>,
     /// `[web]`: the status page and `/metrics` (None: not served).
     pub web: Option<Web>,
+    /// `[storage]`: what happens to the boards' microSD cards.
+    pub storage: StorageLab,
     /// What is not wrong but probably not meant (a `boards.d/notes.txt`
     /// that is not read): `labd check` prints them, labd logs them.
     pub warnings: Vec<String>,
@@ -283,6 +289,7 @@ impl Config {
         let jail = jail::validate(&mut ctx, std::mem::take(&mut raw_lab.jail), dir, lease.max);
         let cluster = cluster::validate(&mut ctx, raw_lab.cluster.take());
         let web = web::validate(&mut ctx, raw_lab.web.take());
+        let storage = storage::validate_lab(&raw_lab.storage);
 
         let mut boards: Vec<Board> = Vec::new();
         let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
@@ -343,6 +350,7 @@ impl Config {
                 boards,
                 cluster,
                 web,
+                storage,
                 warnings,
             })
         } else {

@@ -6,12 +6,14 @@
 //! function exactly, with no unknown keys (`bad_request`).
 
 mod reply;
+mod sd;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
 pub use reply::*;
+pub use sd::*;
 
 /// Longest request line accepted, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -141,6 +143,8 @@ pub enum Call {
     ForceRelease {
         board: String,
     },
+    /// A claimed board's microSD card (see [`sd`]).
+    Sd(SdArgs),
     /// Test-only: makes a board actor panic. Exists only with the
     /// `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
@@ -161,6 +165,7 @@ impl Call {
             | Call::PowerCycle { handle }
             | Call::Console { handle, .. }
             | Call::ConsoleLog { handle, .. } => Some(handle),
+            Call::Sd(a) => Some(&mut a.handle),
             _ => None,
         }
     }
@@ -176,6 +181,7 @@ impl Call {
             | Call::PowerCycle { handle }
             | Call::Console { handle, .. }
             | Call::ConsoleLog { handle, .. } => handle.as_deref(),
+            Call::Sd(a) => a.handle.as_deref(),
             _ => None,
         }
     }
@@ -196,7 +202,8 @@ impl Call {
             | Call::PowerOff { .. }
             | Call::PowerCycle { .. }
             | Call::Console { .. }
-            | Call::ConsoleLog { .. } => true,
+            | Call::ConsoleLog { .. }
+            | Call::Sd(_) => true,
             Call::Claim { .. } | Call::Queue | Call::Dump | Call::Maintenance { .. } | Call::ForceRelease { .. } => {
                 false
             }
@@ -225,6 +232,7 @@ impl Call {
             Call::Dump => "dump",
             Call::Maintenance { .. } => "maintenance",
             Call::ForceRelease { .. } => "force_release",
+            Call::Sd(_) => "sd",
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => "debug_panic",
         }
@@ -366,6 +374,7 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
         "dump" => args::<NoArgs>(&f, m).map(|_| Call::Dump),
         "maintenance" => args::<MaintenanceArgs>(&f, m).map(|a| Call::Maintenance { board: a.board, on: a.on }),
         "force_release" => args::<BoardArgs>(&f, m).map(|a| Call::ForceRelease { board: a.board }),
+        "sd" => args::<SdArgs>(&f, m).map(Call::Sd),
         #[cfg(feature = "fault-injection")]
         "debug_panic" => args::<BoardArgs>(&f, m).map(|a| Call::DebugPanic { board: a.board }),
         _ => {
@@ -530,6 +539,8 @@ mod tests {
             (r#"{"fn": "power_cycle"}"#, true),
             (r#"{"fn": "console"}"#, true),
             (r#"{"fn": "console_log"}"#, true),
+            (r#"{"fn": "sd", "action": "status"}"#, true),
+            (r#"{"fn": "sd", "action": "flash", "path": "/x", "power_off": true}"#, true),
             (r#"{"fn": "claim", "class": "x"}"#, false),
             (r#"{"fn": "dump"}"#, false),
             (r#"{"fn": "maintenance", "board": "b", "on": true}"#, false),

@@ -21,6 +21,7 @@ pub enum Reply {
     Queue(Vec<QueuePlace>),
     Dump(Box<Dump>),
     Panicked(Panicked),
+    Sd(Box<super::SdView>),
 }
 
 /// A class and its counts (`classes`).

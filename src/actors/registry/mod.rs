@@ -19,6 +19,7 @@ mod boards;
 mod claims;
 mod console;
 mod status;
+mod storage;
 mod watchdog;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
