@@ -44,6 +44,9 @@ struct CardState {
     busy: Option<&'static str>,
     flashed: Option<SdFlashed>,
     error: Option<String>,
+    /// The card's size, once seen on the host side: an image too large
+    /// for it is refused before the card is touched.
+    size: Option<u64>,
 }
 
 /// The board's card, kept across a supervised restart of its actor.
@@ -240,6 +243,9 @@ impl BoardActor {
                     if let Some(f) = up.flashed {
                         st.flashed = Some(f);
                     }
+                    if up.size.is_some() {
+                        st.size = up.size;
+                    }
                     st.error = None;
                     Ok(v)
                 }
@@ -345,12 +351,19 @@ struct CardUpdate {
     device: Option<PathBuf>,
     in_jail: bool,
     flashed: Option<SdFlashed>,
+    /// The card's size, when it was seen.
+    size: Option<u64>,
 }
 
 impl CardUpdate {
     fn at(side: Side) -> CardUpdate {
-        CardUpdate { side, device: None, in_jail: false, flashed: None }
+        CardUpdate { side, device: None, in_jail: false, flashed: None, size: None }
     }
+}
+
+/// The size of the card at `dev`, if it can be read.
+fn card_size(dev: &std::path::Path) -> Option<u64> {
+    std::fs::File::open(dev).ok().and_then(|f| crate::storage::size_of(&f).ok())
 }
 
 /// Where a failed card operation left the card.

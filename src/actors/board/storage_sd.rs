@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use actix::prelude::*;
 use tracing::info;
 
-use super::{away, flash_api, open_api, open_bmap, ready, After, CardError, CardUpdate, Fut, JailFacts};
+use super::{away, card_size, flash_api, open_api, open_bmap, ready, After, CardError, CardUpdate, Fut, JailFacts};
 use crate::actors::board::{BoardActor, PowerAction};
 use crate::protocol::{ApiError, Code, PowerState, SdAction, SdArgs, SdFlashed, SdView};
 use crate::storage::flash::{self, Packing};
@@ -120,7 +120,13 @@ impl BoardActor {
             let Some(dev) = dev else {
                 return Err(CardError::unknown(ApiError::new(Code::DeviceFault, "the mux gave no card device")));
             };
-            let mut up = CardUpdate { side: Side::Host, device: Some(dev.clone()), in_jail: false, flashed: None };
+            let mut up = CardUpdate {
+                side: Side::Host,
+                device: Some(dev.clone()),
+                in_jail: false,
+                flashed: None,
+                size: card_size(&dev),
+            };
             if let (Some(d), Some(j)) = (&dir, jail) {
                 if let Err(e) = node::plug(d, &dev, j.uid) {
                     let _ = mux.set(Side::Off);
@@ -161,6 +167,7 @@ impl BoardActor {
         };
         let Some(card) = &self.card else { return ready(Err(ApiError::new(Code::Internal, "no card"))) };
         let (dir, progress, board) = (card.dir.clone(), card.progress.clone(), self.name().to_string());
+        let known_size = card.state().size;
         progress.phase.store(0, Ordering::Relaxed);
         progress.done.store(0, Ordering::Relaxed);
         progress.total.store(0, Ordering::Relaxed);
@@ -178,6 +185,23 @@ impl BoardActor {
                 .map_err(|e| ApiError::new(Code::BadRequest, format!("reading the image: {e}")))?;
             let packing = Packing::sniff(&head);
             let used_bmap = bmap.is_some();
+            // Too large for the card as last seen: refused before the card
+            // is touched (a packed image without a bmap is checked while
+            // it is written).
+            let need = match &bmap {
+                Some((size, _, _)) => Some(*size),
+                None if packing == Packing::Raw => image.metadata().ok().map(|m| m.len()),
+                None => None,
+            };
+            if let (Some(need), Some(card)) = (need, known_size) {
+                if need > card {
+                    return Err(ApiError::new(
+                        Code::BadRequest,
+                        format!("the image is {need} bytes and the card only {card}: it does not fit"),
+                    )
+                    .into());
+                }
+            }
             let back = None;
             match away(mux, dir.as_ref(), back, Side::Off) {
                 Ok(()) => {}
@@ -189,6 +213,7 @@ impl BoardActor {
                 Ok(None) => return Err(CardError::unknown(ApiError::new(Code::DeviceFault, "no card device"))),
                 Err(e) => return Err(CardError::unknown(super::api(e))),
             };
+            let size = card_size(&dev);
             let done = match flash::flash(image, packing, bmap, &dev, &progress) {
                 Ok(d) => d,
                 Err(e) => {
@@ -224,7 +249,7 @@ impl BoardActor {
                 seconds,
                 mb_per_s: if seconds > 0.0 { done.written as f64 / seconds / 1e6 } else { 0.0 },
             };
-            Ok(((), CardUpdate { side: Side::Board, device: None, in_jail: false, flashed: Some(flashed) }))
+            Ok(((), CardUpdate { side: Side::Board, device: None, in_jail: false, flashed: Some(flashed), size }))
         })
     }
 }
