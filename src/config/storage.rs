@@ -217,3 +217,53 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: Spanned<RawStorage>) -> Option<St
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const LAB: &str = "[switches.poe1]\nhost = \"192.0.2.10:161\"\ncommunity = \"private\"\n";
+
+    fn board(storage: &str) -> Result<Option<Storage>, Vec<String>> {
+        let text = format!("name = \"b1\"\nclass = \"c\"\npower = {{ switch = \"poe1\", port = 1 }}\n{storage}\n");
+        Config::from_texts(Path::new("/cfg"), LAB, &[(PathBuf::from("/cfg/boards.d/b1.toml"), text)], vec![])
+            .map(|c| c.boards[0].storage.clone())
+            .map_err(|e| e.0.iter().map(|e| format!("{}: {}", e.line, e.message)).collect())
+    }
+
+    #[test]
+    fn each_mux_loads() {
+        assert_eq!(board("").unwrap(), None);
+        assert_eq!(
+            board("storage = { mux = \"sim\", image = \"/l/sd/b1.img\", control = \"/l/sd/b1.mux\" }").unwrap(),
+            Some(Storage::Sim { image: "/l/sd/b1.img".into(), control: "/l/sd/b1.mux".into() })
+        );
+        let m = board("storage = { mux = \"usbsdmux\", match = { ID_SERIAL_SHORT = \"000000001234\" } }").unwrap();
+        assert_eq!(m, Some(Storage::UsbSdMux(UsbSdMuxFind::Match([("ID_SERIAL_SHORT".into(), "000000001234".into())].into()))));
+        let m = board("storage = { mux = \"usbsdmux\", control = \"/dev/sg1\", card = \"/dev/sdb\" }").unwrap();
+        assert_eq!(m, Some(Storage::UsbSdMux(UsbSdMuxFind::Paths { control: "/dev/sg1".into(), card: "/dev/sdb".into() })));
+        let m = board("storage = { mux = \"sdwire\", variant = \"sdwire3\", serial = \"sdw-7\" }").unwrap();
+        assert_eq!(m, Some(Storage::SdWire { variant: SdWireVariant::SdWire3, serial: "sdw-7".into() }));
+        assert_eq!(StorageLab::default(), StorageLab { wipe_on_release: false });
+    }
+
+    #[test]
+    fn mistakes_are_named_on_their_line() {
+        for (storage, want) in [
+            ("storage = { mux = \"floppy\" }", "4: storage.mux \"floppy\" must be \"usbsdmux\", \"sdwire\" or \"sim\""),
+            ("storage = { mux = \"sim\", image = \"rel.img\", control = \"/c\" }", "4: storage.image \"rel.img\" must be an absolute path without '..'"),
+            ("storage = { mux = \"sim\", image = \"/a/../b\", control = \"/c\" }", "4: storage.image \"/a/../b\" must be an absolute path without '..'"),
+            ("storage = { mux = \"sim\", control = \"/c\" }", "4: storage.image is missing"),
+            ("storage = { mux = \"usbsdmux\" }", "4: storage with mux = \"usbsdmux\" needs `match"),
+            ("storage = { mux = \"usbsdmux\", control = \"/dev/sg1\" }", "4: storage with mux = \"usbsdmux\" needs `match"),
+            ("storage = { mux = \"sdwire\", serial = \"x\" }", "4: storage.variant None of an sdwire must be"),
+            ("storage = { mux = \"sdwire\", variant = \"sdwirec\" }", "4: storage.serial None must be"),
+            ("storage = { mux = \"sim\", image = \"/i\", control = \"/c\", serial = \"x\" }", "4: storage with mux = \"sim\" does not take serial"),
+            ("storage = { mux = \"sim\", colour = \"red\" }", "unknown field `colour`"),
+        ] {
+            let errs = board(storage).unwrap_err();
+            assert!(errs.iter().any(|e| e.contains(want)), "{storage}: {errs:?}");
+        }
+    }
+}
