@@ -240,9 +240,15 @@ mod tests {
             Some(Storage::Sim { image: "/l/sd/b1.img".into(), control: "/l/sd/b1.mux".into() })
         );
         let m = board("storage = { mux = \"usbsdmux\", match = { ID_SERIAL_SHORT = \"000000001234\" } }").unwrap();
-        assert_eq!(m, Some(Storage::UsbSdMux(UsbSdMuxFind::Match([("ID_SERIAL_SHORT".into(), "000000001234".into())].into()))));
+        assert_eq!(
+            m,
+            Some(Storage::UsbSdMux(UsbSdMuxFind::Match([("ID_SERIAL_SHORT".into(), "000000001234".into())].into())))
+        );
         let m = board("storage = { mux = \"usbsdmux\", control = \"/dev/sg1\", card = \"/dev/sdb\" }").unwrap();
-        assert_eq!(m, Some(Storage::UsbSdMux(UsbSdMuxFind::Paths { control: "/dev/sg1".into(), card: "/dev/sdb".into() })));
+        assert_eq!(
+            m,
+            Some(Storage::UsbSdMux(UsbSdMuxFind::Paths { control: "/dev/sg1".into(), card: "/dev/sdb".into() }))
+        );
         let m = board("storage = { mux = \"sdwire\", variant = \"sdwire3\", serial = \"sdw-7\" }").unwrap();
         assert_eq!(m, Some(Storage::SdWire { variant: SdWireVariant::SdWire3, serial: "sdw-7".into() }));
         assert_eq!(StorageLab::default(), StorageLab { wipe_on_release: false });
@@ -252,14 +258,26 @@ mod tests {
     fn mistakes_are_named_on_their_line() {
         for (storage, want) in [
             ("storage = { mux = \"floppy\" }", "4: storage.mux \"floppy\" must be \"usbsdmux\", \"sdwire\" or \"sim\""),
-            ("storage = { mux = \"sim\", image = \"rel.img\", control = \"/c\" }", "4: storage.image \"rel.img\" must be an absolute path without '..'"),
-            ("storage = { mux = \"sim\", image = \"/a/../b\", control = \"/c\" }", "4: storage.image \"/a/../b\" must be an absolute path without '..'"),
+            (
+                "storage = { mux = \"sim\", image = \"rel.img\", control = \"/c\" }",
+                "4: storage.image \"rel.img\" must be an absolute path without '..'",
+            ),
+            (
+                "storage = { mux = \"sim\", image = \"/a/../b\", control = \"/c\" }",
+                "4: storage.image \"/a/../b\" must be an absolute path without '..'",
+            ),
             ("storage = { mux = \"sim\", control = \"/c\" }", "4: storage.image is missing"),
             ("storage = { mux = \"usbsdmux\" }", "4: storage with mux = \"usbsdmux\" needs `match"),
-            ("storage = { mux = \"usbsdmux\", control = \"/dev/sg1\" }", "4: storage with mux = \"usbsdmux\" needs `match"),
+            (
+                "storage = { mux = \"usbsdmux\", control = \"/dev/sg1\" }",
+                "4: storage with mux = \"usbsdmux\" needs `match",
+            ),
             ("storage = { mux = \"sdwire\", serial = \"x\" }", "4: storage.variant None of an sdwire must be"),
             ("storage = { mux = \"sdwire\", variant = \"sdwirec\" }", "4: storage.serial None must be"),
-            ("storage = { mux = \"sim\", image = \"/i\", control = \"/c\", serial = \"x\" }", "4: storage with mux = \"sim\" does not take serial"),
+            (
+                "storage = { mux = \"sim\", image = \"/i\", control = \"/c\", serial = \"x\" }",
+                "4: storage with mux = \"sim\" does not take serial",
+            ),
             ("storage = { mux = \"sim\", colour = \"red\" }", "unknown field `colour`"),
         ] {
             let errs = board(storage).unwrap_err();
