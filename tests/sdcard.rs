@@ -85,6 +85,12 @@ fn a_card_from_the_jail_to_the_board_and_back_and_nothing_left() {
     // Never both: no power-on while the host has the card.
     let m = refused(&login, "power-on", "busy");
     assert!(m.contains("on the host side"), "{m}");
+    // Nor is the card taken from a jail process that holds it open.
+    login.ok("nohup sleep 60 < /dev/sdcard > /dev/null 2>&1 & echo $! > /root/holder");
+    let m = refused(&login, "sd board", "busy");
+    assert!(m.contains("still open"), "{m}");
+    assert_eq!((mux_side().as_str(), login.run("test -b /dev/sdcard").status.code()), ("host", Some(0)), "unchanged");
+    login.ok("kill $(cat /root/holder); sleep 0.5");
 
     // The jail writes a FAT image with boot.scr (sfdisk, mkfs.vfat, mtools).
     login.ok("set -e; cd /root; rm -f fat.img; truncate -s 40M fat.img; \

@@ -167,7 +167,10 @@ impl BoardActor {
         };
         let Some(card) = &self.card else { return ready(Err(ApiError::new(Code::Internal, "no card"))) };
         let (dir, progress, board) = (card.dir.clone(), card.progress.clone(), self.name().to_string());
-        let known_size = card.state().size;
+        let (known_size, back) = {
+            let st = card.state();
+            (st.size, st.in_jail.then(|| st.device.clone()).flatten())
+        };
         progress.phase.store(0, Ordering::Relaxed);
         progress.done.store(0, Ordering::Relaxed);
         progress.total.store(0, Ordering::Relaxed);
@@ -202,7 +205,9 @@ impl BoardActor {
                     .into());
                 }
             }
-            let back = None;
+            // Through off: the jail lets go of the card (a card it still
+            // holds open is refused, its node put back) before labd writes.
+            let back = back.zip(Some(j.uid));
             match away(mux, dir.as_ref(), back, Side::Off) {
                 Ok(()) => {}
                 Err(e) if e.code == Code::Busy => return Err(CardError::from(e)),
