@@ -520,6 +520,9 @@ mod tests {
         assert_eq!(code(r#"{"fn": "claim", "class": "x", "lease": 1e300}"#), Code::BadRequest);
         assert_eq!(code(r#"{"fn": "status", "colour": 1}"#), Code::BadRequest);
         assert_eq!(code(r#"{"fn": 5}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "sd"}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "sd", "action": "eject"}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "sd", "action": "host", "power_off": "yes"}"#), Code::BadRequest);
         let (id, _) = parse_request(r#"{"id": "x", "fn": "nope"}"#).unwrap_err();
         assert_eq!(id, serde_json::json!("x"));
     }
