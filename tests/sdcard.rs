@@ -214,13 +214,25 @@ fn a_card_from_the_jail_to_the_board_and_back_and_nothing_left() {
 }
 
 #[test]
-fn without_jails_a_card_switches_and_flash_says_why_not() {
-    let mut lab = Lab::create(1, "rockpro64", &["--sd", "--no-net"], |t| t);
-    lab.start_labd();
+fn without_jails_a_card_switches_is_wiped_and_flash_says_why_not() {
+    let mut lab =
+        Lab::create(1, "rockpro64", &["--sd", "--no-net"], |t| format!("{t}\n[storage]\nwipe_on_release = true\n"));
     let dir = lab.path().to_path_buf();
+    let board = "rockpro64-1".to_string();
+    let (img, mux) = (dir.join(format!("sd/{board}.img")), dir.join(format!("sd/{board}.mux")));
+    // What a labd killed with the card on the host side leaves: the mux
+    // on host, a loop device. labd's start puts the card in a known state.
+    std::fs::write(&mux, "host\n").unwrap();
+    let o = Command::new("losetup").args(["--find", "--show"]).arg(&img).output().unwrap();
+    assert!(o.status.success());
+    lab.start_labd();
+    lab.wait_for(Duration::from_secs(10), "the card off at start", || {
+        std::fs::read_to_string(&mux).unwrap().trim() == "off" && loops_of(&img).is_empty()
+    });
     let r = lab.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64", "power": true})]).remove(0);
     let claim = ok(&r).clone();
-    let (handle, board) = (claim["handle"].clone(), claim["board"].as_str().unwrap().to_string());
+    let handle = claim["handle"].clone();
+    assert_eq!(claim["board"], board.as_str());
     let sd = |action: &str, extra: Value| {
         let mut req = json!({"fn": "sd", "handle": handle, "action": action});
         if let (Some(m), Some(e)) = (req.as_object_mut(), extra.as_object()) {
@@ -242,9 +254,23 @@ fn without_jails_a_card_switches_and_flash_says_why_not() {
         let r = lab.as_user(ALICE, &[bad]).remove(0);
         assert_eq!(code(&r), "bad_request", "{r}");
     }
+    // wipe_on_release: what the claim left on the card is gone after it.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+        f.write_all_at(b"left-by-alice", 4096 * 1000).unwrap();
+        f.sync_all().unwrap();
+    }
+    ok(&lab.as_user(ALICE, &[json!({"fn": "release", "handle": handle})]).remove(0));
+    let mut buf = [1u8; 13];
+    std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(&img).unwrap(), &mut buf, 4096 * 1000).unwrap();
+    assert_eq!(buf, [0u8; 13], "the card was wiped at release");
+    assert_eq!(std::fs::read_to_string(&mux).unwrap().trim(), "off");
+    assert!(loops_of(&img).is_empty());
     // Host side, then labd stops: nothing of the card outlives it.
-    let r = sd("host", json!({}));
-    ok(&r);
+    let r = lab.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64"})]).remove(0);
+    let h = ok(&r)["handle"].clone();
+    ok(&lab.as_user(ALICE, &[json!({"fn": "sd", "handle": h, "action": "host"})]).remove(0));
     assert!(lab.stop_labd().success());
-    assert!(loops_of(&dir.join(format!("sd/{board}.img"))).is_empty(), "labd's stop took the card off the host");
+    assert!(loops_of(&img).is_empty(), "labd's stop took the card off the host");
 }

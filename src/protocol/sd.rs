@@ -1,7 +1,9 @@
 //! The `sd` function: a claimed board's microSD card.
 //!
-//!     {"fn": "sd", "handle": "bl-...", "action": "host", "power_off": true}
-//!     {"fn": "sd", "action": "flash", "path": "/root/card.img"}
+//! ```text
+//! {"fn": "sd", "handle": "bl-...", "action": "host", "power_off": true}
+//! {"fn": "sd", "action": "flash", "path": "/root/card.img"}
+//! ```
 //!
 //! `action` is `host`, `board`, `off`, `status` or `flash` (with `path`,
 //! an image file in the claim's jail). `power_off` lets `host` and

@@ -136,3 +136,13 @@ fn hostile_bmaps_are_errors_not_panics() {
         assert!(matches!(r, Err(FlashError::Image(_))), "{bad}: {r:?}");
     }
 }
+
+#[test]
+fn a_wipe_zeroes_the_whole_card() {
+    let d = tempfile::tempdir().unwrap();
+    let c = card(d.path(), 3 * CHUNK + 512);
+    wipe(&c).unwrap();
+    let after = std::fs::read(&c).unwrap();
+    assert_eq!(after.len(), 3 * CHUNK + 512);
+    assert!(after.iter().all(|&x| x == 0));
+}
