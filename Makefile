@@ -37,9 +37,14 @@ CARGO ?= cargo
 #   umockdev              recorded USB serial adapters fed to libudev (tests/udev.rs)
 #   chromium chromium-driver  headless Chromium and chromedriver (WebDriver): the
 #                         status page in a real browser (tests/web.rs)
+#   dosfstools mtools fdisk  mkfs.vfat, mcopy and sfdisk: the FAT card image a
+#                         jail writes to /dev/sdcard (tests/sdcard.rs)
+#   bmap-tools            bmaptool create: the .bmap of an image for `sd flash`
+#                         (tests/sdcard.rs, make bench)
 DEB_PACKAGES := snmpd snmp dnsmasq-base openssh-server openssh-client iproute2 \
 	nftables libudev-dev pkg-config procps nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils socat iputils-ping \
-	e2fsprogs mount etcd-server etcd-client protobuf-compiler openssl umockdev chromium chromium-driver
+	e2fsprogs mount etcd-server etcd-client protobuf-compiler openssl umockdev chromium chromium-driver \
+	dosfstools mtools fdisk bmap-tools
 
 # Unprivileged local accounts the tests connect as (SO_PEERCRED identities):
 # two users and the trusted ssh gateway account.

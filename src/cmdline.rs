@@ -99,6 +99,16 @@ pub enum LabjailCommand {
         /// The pty to pass in
         pty: String,
     },
+    /// Open a file of a jail as the jail's root and pass it to labd on
+    /// stdout (a Unix socket): an image for `labcli sd flash`
+    Open {
+        /// The jail init's pid
+        pid: String,
+        /// The jail init's start time (in clock ticks since boot)
+        start: String,
+        /// The file's path in the jail
+        path: String,
+    },
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod power;
 pub mod protocol;
 pub mod server;
 pub mod sshca;
+pub mod storage;
 pub mod systemd;
 pub mod util;
 pub mod web;

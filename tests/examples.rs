@@ -63,6 +63,7 @@ fn examples_cover_every_form() {
     assert!(b.iter().any(|b| matches!(b.network, Some(Network::Vlan { .. }))));
     assert!(b.iter().any(|b| matches!(b.network, Some(Network::Interface(_)))));
     assert!(b.iter().any(|b| b.power_on_claim) && b.iter().any(|b| !b.power_on_claim));
+    assert!(b.iter().any(|b| b.storage.is_some()), "a board with a microSD card");
     let rock = b.iter().find(|b| b.name == "rockpro64-1").expect("rockpro64-1");
     assert_eq!(rock.console.as_ref().map(|c| c.baud), Some(1_500_000));
 }

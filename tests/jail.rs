@@ -197,6 +197,7 @@ fn jail_end_to_end() {
             host_cert: None,
             jail_socket: (i == 0).then(|| sock.clone()),
             console: (i == 0).then(|| pty_slave.clone()),
+            sdcard: None,
             labcli: LABCLI.into(),
             link_id: None,
             cgroups: jail::cgroup::detect(),

@@ -6,7 +6,9 @@
 //! and then loops every ~25 ms:
 //!
 //! * it reads its switch port file and follows power transitions: power-on
-//!   prints a boot banner and starts a net boot (DHCP, then TFTP of the boot
+//!   prints a boot banner, boots from its microSD card when the lab has
+//!   cards (`--sd`) and the card is on the board's side (see
+//!   [`super::sdcard`]), and otherwise starts a net boot (DHCP, then TFTP of the boot
 //!   file, then, if DHCP named an NFS root (option 17), an NFSv4 read of
 //!   `hello.txt` from it) in a worker thread; power-off cancels the worker,
 //!   drops the lease and goes silent at once;
@@ -101,6 +103,8 @@ struct Board {
     rx: Receiver<(u64, Msg)>,
     /// The command line being typed.
     line: Vec<u8>,
+    /// The microSD card's image and mux control file (`labsim up --sd`).
+    card: Option<(PathBuf, PathBuf)>,
 }
 
 /// Longest command line kept; extra bytes are still echoed.
@@ -144,6 +148,7 @@ pub fn run(dir: &Path, name: &str) -> Result<()> {
         tx,
         rx,
         line: Vec::new(),
+        card: state.sd.then(|| super::sdcard::paths(dir, name)),
     };
     board.run_loop();
     board.power_off();
@@ -251,6 +256,16 @@ impl Board {
             net = if self.mac.is_some() { "eth0" } else { "no network" },
         );
         self.emit(banner.as_bytes());
+        if let Some((img, mux)) = self.card.clone() {
+            let (lines, booted) = super::sdcard::boot_lines(&img, &mux);
+            for l in lines {
+                self.emit(format!("{l}\r\n").as_bytes());
+            }
+            if booted {
+                self.emit(b"=> ");
+                return;
+            }
+        }
         self.start_boot();
     }
 

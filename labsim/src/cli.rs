@@ -56,6 +56,9 @@ pub enum SimCommand {
         /// No pty (serial console) per board
         #[arg(long)]
         no_console: bool,
+        /// A simulated microSD card and mux per board (labd's `sim` mux; boards boot from the card)
+        #[arg(long)]
+        sd: bool,
         /// One host of a lab on etcd: this host's name (boards are named HOST-CLASS-K)
         #[arg(long, value_name = "NAME")]
         host: Option<String>,

@@ -31,6 +31,8 @@ pub struct UpOptions {
     pub net: bool,
     /// Create a pty per board.
     pub console: bool,
+    /// A simulated microSD card and mux per board.
+    pub sd: bool,
     /// One host of a lab on etcd: boards named `HOST-CLASS-K`, and
     /// labd's `[cluster]` table.
     pub cluster: Option<SimCluster>,
@@ -160,6 +162,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
         snmpd_pid: None,
         net: opts.net,
         console: opts.console,
+        sd: opts.sd,
         boards,
         cluster: match &opts.cluster {
             None => None,
@@ -194,6 +197,9 @@ fn build(state: &mut LabState) -> Result<()> {
     let store = PortStore::new(&dir);
     for b in &state.boards {
         store.set(GROUP, b.port, OFF)?;
+        if state.sd {
+            crate::sdcard::create(&dir, &b.name).map_err(SimError::io("creating the card of", &dir.join("sd")))?;
+        }
     }
     snmpd::write_conf(state)?;
     snmpd::start(state)?;
@@ -327,6 +333,14 @@ pub fn board_toml(state: &LabState, b: &BoardState) -> String {
     if let Some(h) = &b.host_if {
         s.push_str(&format!("network = {{ interface = {} }}\n", q(h)));
     }
+    if state.sd {
+        let (img, mux) = crate::sdcard::paths(&state.dir, &b.name);
+        s.push_str(&format!(
+            "storage = {{ mux = \"sim\", image = {}, control = {} }}\n",
+            q(&img.to_string_lossy()),
+            q(&mux.to_string_lossy())
+        ));
+    }
     s
 }
 
@@ -362,6 +376,19 @@ fn teardown(state: &LabState) -> Vec<String> {
             problems.push(e.to_string());
         }
     }
+    if state.sd {
+        // A card left on the host side by a labd that was killed.
+        for b in &state.boards {
+            let (img, _) = crate::sdcard::paths(&state.dir, &b.name);
+            if let Ok(o) = Command::new("losetup").arg("-n").arg("-O").arg("NAME").arg("-j").arg(&img).output() {
+                for dev in String::from_utf8_lossy(&o.stdout).lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    if let Err(e) = proc::run("losetup", &["-d", dev]) {
+                        problems.push(format!("detaching {dev}: {e}"));
+                    }
+                }
+            }
+        }
+    }
     let dir = &state.dir;
     let result = if state.created_dir {
         std::fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))
@@ -393,7 +420,7 @@ fn remove_our_files(state: &LabState) -> std::result::Result<(), String> {
     for f in ["lab.toml", "snmpd.conf", "snmpd.pid", "logs/snmpd.log", "logs/snmpd.stdio.log"] {
         rm(dir.join(f), false);
     }
-    for d in ["switch", "tty", "run", "snmp-persist"] {
+    for d in ["switch", "tty", "run", "snmp-persist", "sd"] {
         rm(dir.join(d), true);
     }
     // Shared directories go only if nothing else (labd's logs) lives there.
@@ -526,6 +553,7 @@ mod tests {
             snmpd_pid: None,
             net,
             console: true,
+            sd: false,
             cluster: None,
             snmpv3: false,
             boards: board_names(3, &["rockpro64".into(), "pine64".into()], None)

@@ -45,6 +45,7 @@ pub mod peer_certs;
 pub mod ports;
 pub mod proc;
 pub mod pty;
+pub mod sdcard;
 pub mod slaac;
 pub mod snmpd;
 pub mod state;

@@ -22,7 +22,7 @@ enum Cmd {
 
 fn cmd(args: Labsim) -> Cmd {
     match args.command {
-        SimCommand::Up { dir, boards, classes, no_net, no_console, host, etcd, ca, snmpv3 } => {
+        SimCommand::Up { dir, boards, classes, no_net, no_console, sd, host, etcd, ca, snmpv3 } => {
             let classes: Vec<String> = classes.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
             let etcd = etcd.iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
             Cmd::Up(UpOptions {
@@ -31,6 +31,7 @@ fn cmd(args: Labsim) -> Cmd {
                 classes: if classes.is_empty() { vec![DEFAULT_CLASS.to_string()] } else { classes },
                 net: !no_net,
                 console: !no_console,
+                sd,
                 cluster: host.map(|host| SimCluster { host, etcd, ca_dir: ca, peer_port: 0 }),
                 snmpv3,
             })

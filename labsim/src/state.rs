@@ -31,6 +31,9 @@ pub struct LabState {
     pub net: bool,
     /// Whether boards have serial consoles (`--no-console` clears it).
     pub console: bool,
+    /// Whether boards have simulated microSD cards (`--sd`).
+    #[serde(default)]
+    pub sd: bool,
     /// One entry per board, in port order.
     pub boards: Vec<BoardState>,
     /// `--host` and `--etcd`: this lab is one host of a lab on etcd.

@@ -10,6 +10,7 @@ fn main() {
     let code = match Labjail::parse().command {
         LabjailCommand::Start => boardlab::jail::init::start_main(),
         LabjailCommand::Console { pid, start, pty } => boardlab::jail::console::console_main(&[pid, start, pty]),
+        LabjailCommand::Open { pid, start, path } => boardlab::storage::jailfile::open_main(&pid, &start, &path),
     };
     std::process::exit(code);
 }

@@ -279,6 +279,24 @@ Example:  labcli history --board rockpro64-1 --since 7d --kind force_release")]
     },
     /// The lab's ssh host CA line for ~/.ssh/known_hosts
     KnownHosts,
+    /// The board's microSD card: to the host (/dev/sdcard in the jail), the board, off; or flash an image
+    #[command(after_help = "\
+sd [HANDLE|BOARD] host|board|off|status
+sd [HANDLE|BOARD] flash PATH
+host: the card appears in the claim's jail as /dev/sdcard (the board must be
+off; --power-off switches it off first). board: the card leaves the jail and
+is connected to the board. off: neither. flash: PATH is an image file in the
+jail (raw, .gz or .xz; with PATH.bmap beside it only the mapped blocks are
+written); it is written with progress on stderr, read back and verified, and
+the card goes to the board.")]
+    Sd {
+        /// [HANDLE|BOARD] ACTION [PATH]
+        #[arg(value_name = "WORDS", num_args = 1..=3, required = true)]
+        words: Vec<String>,
+        /// With host or flash: power the board off first instead of refusing
+        #[arg(long)]
+        power_off: bool,
+    },
     /// Claim a board of CLASS, run COMMAND with it, release it when COMMAND ends
     #[command(after_help = "\
 COMMAND runs with LABD_HANDLE, LABD_BOARD, LABD_SOCKET and, when the claim has a
@@ -502,6 +520,7 @@ fn merge(early: Early, cmd: Option<Cmd>) -> Result<Option<Command>, UsageError> 
             Call::History(HistoryQuery { board, user, since, kind, limit })
         }
         Cmd::KnownHosts => return Ok(Some(Command::KnownHosts)),
+        Cmd::Sd { words, power_off } => super::sd::call(&words, power_off)?,
     };
     Ok(Some(Command::Call(call)))
 }

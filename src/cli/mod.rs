@@ -30,6 +30,7 @@ pub mod output;
 pub mod progress;
 pub mod request;
 pub mod run;
+pub mod sd;
 pub mod session;
 pub mod stdin;
 pub mod usage;
@@ -211,8 +212,10 @@ fn single(mut session: Session, defaults: &Defaults, json: bool, mut call: Call)
         )),
         _ => None,
     };
+    let _flash = sd::FlashProgress::start(&call, session.socket().to_path_buf(), session.as_user().map(str::to_string));
     let result = session.result(|id, as_user| checked_request_line(id, &call, as_user))?;
     drop(_progress);
+    drop(_flash);
     if let Call::Console { read_only, .. } = call {
         let socket = session.socket().to_path_buf();
         let Some(client) = session.into_client() else { return Ok(EXIT_OK) };

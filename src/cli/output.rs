@@ -343,6 +343,7 @@ pub fn render(f: &str, result: &Value) -> String {
         "console_log" => render_log(result),
         "history" => super::history::render(result),
         "health" => render_health(result),
+        "sd" => super::sd::render(result),
         "dump" => None,
         _ => None,
     };

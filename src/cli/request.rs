@@ -76,6 +76,14 @@ pub fn request_line(id: u64, call: &Call, as_user: Option<&str>) -> String {
             opt_u64(&mut fields, "wait", wait);
         }
         Call::Health { board } => fields.push(("board", Value::from(board.as_str()))),
+        Call::Sd(a) => {
+            opt_str(&mut fields, "handle", &a.handle);
+            fields.push(("action", Value::from(a.action.as_str())));
+            opt_str(&mut fields, "path", &a.path);
+            if a.power_off {
+                fields.push(("power_off", Value::from(true)));
+            }
+        }
         #[cfg(feature = "fault-injection")]
         Call::DebugPanic { board } => fields.push(("board", Value::from(board.as_str()))),
     }

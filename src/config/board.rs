@@ -20,6 +20,7 @@ pub(super) struct RawBoard {
     pub(super) network: Option<Spanned<RawNetwork>>,
     #[serde(default)]
     pub(super) power_on_claim: bool,
+    pub(super) storage: Option<Spanned<super::storage::RawStorage>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +95,8 @@ pub struct Board {
     pub console: Option<Console>,
     pub network: Option<Network>,
     pub power_on_claim: bool,
+    /// The board's microSD card and its mux.
+    pub storage: Option<super::storage::Storage>,
 }
 
 /// Validates one board file.
@@ -196,6 +199,7 @@ pub(super) fn validate(
             }
         }
     });
+    let storage = raw.storage.and_then(|s| super::storage::validate(ctx, s));
     if ctx.errors.len() > before {
         return None;
     }
@@ -209,5 +213,6 @@ pub(super) fn validate(
         console,
         network,
         power_on_claim: raw.power_on_claim,
+        storage,
     })
 }

@@ -22,6 +22,7 @@ mod daemon;
 mod health;
 pub mod jail;
 mod policy;
+pub mod storage;
 mod switch;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ pub use daemon::{Daemon, JailMode, DEFAULT_CONNECTIONS_PER_USER, DEFAULT_IDLE_TI
 pub use health::Health;
 pub use jail::{Ipv6Pool, JailConfig, JailSettings, Uplink};
 pub use policy::{ConsoleLogs, Events, Lease, PowerPolicy, UserPolicy, DEFAULT_EVENTS_KEEP};
+pub use storage::{SdWireVariant, Storage, StorageLab, UsbSdMuxFind};
 pub use switch::{SnmpVersion, Switch};
 /// `[switches.NAME]`'s SNMPv3 user and keys.
 pub mod switch_usm {
@@ -104,6 +106,8 @@ struct RawLab {
     web: Option<Spanned<web::RawWeb>>,
     #[serde(default)]
     health: BTreeMap<String, Spanned<health::RawHealth>>,
+    #[serde(default)]
+    storage: storage::RawStorageLab,
 }
 
 // ---------------------------------------------------------------------------
@@ -133,6 +137,8 @@ pub struct Config {
     pub web: Option<Web>,
     /// `[health.CLASS]`: health checks by class.
     pub health: BTreeMap<String, Health>,
+    /// `[storage]`: what happens to the boards' microSD cards.
+    pub storage: StorageLab,
     /// What is not wrong but probably not meant (a `boards.d/notes.txt`
     /// that is not read): `labd check` prints them, labd logs them.
     pub warnings: Vec<String>,
@@ -336,6 +342,7 @@ impl Config {
         let cluster = cluster::validate(&mut ctx, raw_lab.cluster.take());
         let web = web::validate(&mut ctx, raw_lab.web.take());
         let health_checks = health::validate(&mut ctx, std::mem::take(&mut raw_lab.health));
+        let storage = storage::validate_lab(&raw_lab.storage);
 
         let mut boards: Vec<Board> = Vec::new();
         let mut seen_names: HashMap<String, PathBuf> = HashMap::new();
@@ -402,6 +409,7 @@ impl Config {
                 cluster,
                 web,
                 health,
+                storage,
                 warnings,
             })
         } else {

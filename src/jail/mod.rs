@@ -119,6 +119,9 @@ pub struct JailSpec {
     pub jail_socket: Option<PathBuf>,
     /// Host pty slave bound at /dev/console-board in the jail.
     pub console: Option<PathBuf>,
+    /// The board's card directory (made here if missing), bound at
+    /// /dev/.sd in the jail: a board with a microSD card.
+    pub sdcard: Option<PathBuf>,
     /// labcli, bound at /usr/local/bin/labcli in the jail.
     pub labcli: PathBuf,
     /// The board link's identity as recorded on the host (see
@@ -240,6 +243,13 @@ impl Jail {
             Some(c) => c.open_procs()?,
             None => Vec::new(),
         };
+        if let Some(sd) = &spec.sdcard {
+            crate::storage::node::ensure_dir(sd).map_err(|source| JailError::Io {
+                what: "making the card's directory",
+                path: sd.clone(),
+                source,
+            })?;
+        }
         if let Some(c) = &spec.console {
             std::os::unix::fs::chown(c, Some(plan.host_uid), Some(plan.host_uid)).map_err(|source| JailError::Io {
                 what: "handing the console to the jail",
@@ -253,6 +263,7 @@ impl Jail {
             host_uid: plan.host_uid,
             data_dir: plan.data_dir.clone(),
             console: spec.console.clone(),
+            sdcard: spec.sdcard.clone(),
             jail_socket: spec.jail_socket.clone(),
             labcli: spec.labcli.clone(),
             jail_ip: plan.jail_ip,

@@ -234,6 +234,7 @@ pub(crate) mod tests_support {
             host_cert: None,
             jail_socket: None,
             console: None,
+            sdcard: None,
             labcli: PathBuf::from("/usr/local/bin/labcli"),
             link_id: None,
             cgroups: crate::jail::cgroup::Hierarchy::None { why: "unit test".into() },

@@ -7,6 +7,7 @@
 
 mod history;
 mod reply;
+mod sd;
 mod selftest;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use std::fmt;
 
 pub use history::{HistoryQuery, HISTORY_LIMIT, HISTORY_MAX};
 pub use reply::*;
+pub use sd::*;
 pub use selftest::{HealthReport, SelftestReport, SelftestStep, Verdict};
 
 /// Longest request line accepted, newline excluded.
@@ -170,6 +172,8 @@ pub enum Call {
     Health {
         board: String,
     },
+    /// A claimed board's microSD card (see [`sd`]).
+    Sd(SdArgs),
     /// Test-only: makes a board actor panic. Exists only with the
     /// `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
@@ -190,6 +194,7 @@ impl Call {
             | Call::PowerCycle { handle }
             | Call::Console { handle, .. }
             | Call::ConsoleLog { handle, .. } => Some(handle),
+            Call::Sd(a) => Some(&mut a.handle),
             _ => None,
         }
     }
@@ -205,6 +210,7 @@ impl Call {
             | Call::PowerCycle { handle }
             | Call::Console { handle, .. }
             | Call::ConsoleLog { handle, .. } => handle.as_deref(),
+            Call::Sd(a) => a.handle.as_deref(),
             _ => None,
         }
     }
@@ -225,7 +231,8 @@ impl Call {
             | Call::PowerOff { .. }
             | Call::PowerCycle { .. }
             | Call::Console { .. }
-            | Call::ConsoleLog { .. } => true,
+            | Call::ConsoleLog { .. }
+            | Call::Sd(_) => true,
             Call::Claim { .. }
             | Call::Queue
             | Call::Dump
@@ -262,6 +269,7 @@ impl Call {
             Call::History(_) => "history",
             Call::Selftest { .. } => "selftest",
             Call::Health { .. } => "health",
+            Call::Sd(_) => "sd",
             #[cfg(feature = "fault-injection")]
             Call::DebugPanic { .. } => "debug_panic",
         }
@@ -434,6 +442,7 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ApiError)> {
         "history" => args::<HistoryQuery>(&f, m).and_then(|q| q.checked().map(Call::History)),
         "selftest" => args::<SelftestArgs>(&f, m).map(|a| Call::Selftest { board: a.board, wait: a.wait }),
         "health" => args::<BoardArgs>(&f, m).map(|a| Call::Health { board: a.board }),
+        "sd" => args::<SdArgs>(&f, m).map(Call::Sd),
         #[cfg(feature = "fault-injection")]
         "debug_panic" => args::<BoardArgs>(&f, m).map(|a| Call::DebugPanic { board: a.board }),
         _ => {
@@ -591,6 +600,9 @@ mod tests {
         assert_eq!(code(r#"{"fn": "claim", "class": "x", "lease": 1e300}"#), Code::BadRequest);
         assert_eq!(code(r#"{"fn": "status", "colour": 1}"#), Code::BadRequest);
         assert_eq!(code(r#"{"fn": 5}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "sd"}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "sd", "action": "eject"}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"fn": "sd", "action": "host", "power_off": "yes"}"#), Code::BadRequest);
         let (id, _) = parse_request(r#"{"id": "x", "fn": "nope"}"#).unwrap_err();
         assert_eq!(id, serde_json::json!("x"));
     }
@@ -610,6 +622,8 @@ mod tests {
             (r#"{"fn": "power_cycle"}"#, true),
             (r#"{"fn": "console"}"#, true),
             (r#"{"fn": "console_log"}"#, true),
+            (r#"{"fn": "sd", "action": "status"}"#, true),
+            (r#"{"fn": "sd", "action": "flash", "path": "/x", "power_off": true}"#, true),
             (r#"{"fn": "claim", "class": "x"}"#, false),
             (r#"{"fn": "dump"}"#, false),
             (r#"{"fn": "maintenance", "board": "b", "on": true}"#, false),

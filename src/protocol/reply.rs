@@ -24,6 +24,7 @@ pub enum Reply {
     History(Vec<EventView>),
     Selftest(super::SelftestReport),
     Health(super::HealthReport),
+    Sd(Box<super::SdView>),
 }
 
 /// A class and its counts (`classes`).

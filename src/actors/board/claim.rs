@@ -120,7 +120,9 @@ impl Handler<Detach> for BoardActor {
             c.remove_logs(&msg.handle);
         }
         let (power_off, by, handle) = (msg.power_off, msg.by, msg.handle);
-        let teardown = self.teardown_jail(&handle, true);
+        // The jail first (its processes gone, nothing holds the card),
+        // then the card off.
+        let teardown = self.teardown_jail(&handle, true).then(|_, act: &mut Self, _| act.card_release(true));
         Box::pin(teardown.then(
             move |_, act: &mut Self, ctx| -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
                 act.prepare_next(ctx);

@@ -156,12 +156,14 @@ struct BuildJob {
     link_id: Option<LinkId>,
     claim: Claim,
     console: Option<PathBuf>,
+    /// The board's card directory, when it has a card.
+    sdcard: Option<PathBuf>,
     db: Db,
 }
 
 /// Builds the claim's jail (blocking, holding the board's jail lock).
 fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
-    let BuildJob { jc, cell, board, network, link_id, claim, console, db } = job;
+    let BuildJob { jc, cell, board, network, link_id, claim, console, sdcard, db } = job;
     let (board, network) = (board.as_str(), &network);
     let check = || check_blocking(network, link_id.as_ref());
     if !cell.is_current(&claim.handle) {
@@ -196,6 +198,7 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
             host_cert: jc.cert(&claim),
             jail_socket: Some(jc.socket_dir.clone()),
             console,
+            sdcard: sdcard.clone(),
             labcli: jc.labcli.clone(),
             link_id: link_id.clone(),
             cgroups: jc.cgroups.clone(),
@@ -278,7 +281,9 @@ impl BoardActor {
         let (user, handle) = (claim.user.clone(), claim.handle.clone());
         let (cell, db, link_id) = (self.jail_cell.clone(), self.db().clone(), self.link.id.clone());
         let root_dir = jc.settings.root_dir.display().to_string();
-        let job = BuildJob { jc, cell, board: board.clone(), network, link_id, claim, console: console_path, db };
+        let sdcard = self.card_dir();
+        let job =
+            BuildJob { jc, cell, board: board.clone(), network, link_id, claim, console: console_path, sdcard, db };
         let build_seconds = self.metrics.jail_build_seconds.clone();
         let work = async move {
             let mut slot = job.cell.slot.clone().lock_owned().await;
@@ -524,9 +529,9 @@ impl Handler<Reinit> for BoardActor {
         };
         self.duty = Duty::Reinitializing(claim.clone());
         self.event("reinit", Some(&claim.user), None);
-        let down = self.teardown_jail(&claim.handle, true);
-        let up = self.build_jail(claim.clone());
-        Box::pin(down.then(move |_, _, _| up).map(move |r, act: &mut Self, _| {
+        let claim2 = claim.clone();
+        let down = self.teardown_jail(&claim.handle, true).then(|_, act: &mut Self, _| act.card_release(false));
+        Box::pin(down.then(move |_, act: &mut Self, _| act.build_jail(claim2)).map(move |r, act: &mut Self, _| {
             if act.duty == Duty::Reinitializing(claim.clone()) {
                 act.duty = Duty::Serving(claim);
             }
@@ -549,6 +554,6 @@ impl Handler<Shutdown> for BoardActor {
         let handle = self.claim().map(|c| c.handle.clone()).unwrap_or_default();
         self.duty = Duty::Stopped;
         self.jail_cell.set_current(None);
-        self.teardown_jail(&handle, false)
+        Box::pin(self.teardown_jail(&handle, false).then(|_, act: &mut Self, _| act.card_shutdown()))
     }
 }

@@ -1,8 +1,8 @@
 //! The board actor: owns one board's four resources, one file each: its
 //! PoE port ([`power`]), its serial console ([`console`]: adapter, pump,
 //! log, sessions), its network link ([`link`]: the VLAN sub-interface or
-//! dedicated interface, parked while the board is free) and the claim's
-//! jail ([`jail`]). What it does for the lab is one [`Duty`]; claims come
+//! dedicated interface, parked while the board is free), the claim's
+//! jail ([`jail`]) and, where it has one, its microSD card ([`storage`]). What it does for the lab is one [`Duty`]; claims come
 //! and go through [`claim`] (Attach, Detach).
 //!
 //! It is the only code that touches the board's switch port, so power
@@ -28,6 +28,7 @@ mod jail;
 mod link;
 mod power;
 mod selftest;
+mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,7 @@ pub use jail::{JailCtx, Reinit, Shutdown};
 pub use link::LinkPhase;
 pub use power::{Power, PowerAction};
 pub use selftest::{HealthCheck, Selftest};
+pub use storage::Sd;
 
 /// First delay before re-probing a silent switch.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -116,6 +118,8 @@ pub struct BoardActor {
     power_metrics: Arc<SwitchMetrics>,
     /// labd's counters (jail build times).
     metrics: Arc<Metrics>,
+    /// The board's microSD card and its mux, if it has one.
+    card: Option<storage::Card>,
 }
 
 /// What a board actor is made of; the registry assembles it.
@@ -143,6 +147,8 @@ pub struct BoardParts {
     /// The record of the claim's running jail, from the state database.
     pub jail_record: Option<(String, String)>,
     pub metrics: Arc<Metrics>,
+    /// `[storage] wipe_on_release`: the card is wiped when a claim ends.
+    pub sd_wipe: bool,
 }
 
 impl BoardActor {
@@ -164,7 +170,12 @@ impl BoardActor {
             claim,
             jail_record,
             metrics,
+            sd_wipe,
         } = p;
+        let card = cfg.storage.clone().map(|s| {
+            let dir = jail_ctx.as_ref().map(|jc| crate::storage::node::board_dir(&jc.settings.root_dir, &cfg.name));
+            storage::Card::new(&cfg.name, s, dir, sd_wipe)
+        });
         let power_metrics = metrics.switch(&switch.name);
         let link = link::LinkState::new(cfg.network.clone(), link_id);
         let console = console.map(Console::start);
@@ -200,6 +211,7 @@ impl BoardActor {
             link,
             power_metrics,
             metrics,
+            card,
         }
     }
 
@@ -264,6 +276,7 @@ impl Actor for BoardActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.watch_console(ctx);
         self.adopt_jail(ctx);
+        self.card_start(ctx);
         match self.initial_power.take() {
             Some(state) => {
                 self.healthy(state, ctx);

@@ -264,6 +264,9 @@ impl Handler<Power> for BoardActor {
         if let Err(e) = self.duty.can_power(self.name(), msg.handle.as_deref()) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
+        if let Err(e) = self.card_allows_power(msg.action) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
         self.switch_power(msg.action, msg.by)
     }
 }

@@ -105,6 +105,7 @@ impl Registry {
             claim,
             jail_record,
             metrics: self.metrics.clone(),
+            sd_wipe: self.cfg.storage.wipe_on_release,
         };
         let addr = Supervisor::start(move |_| BoardActor::new(parts));
         e.addr = Some(addr.clone());

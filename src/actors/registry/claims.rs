@@ -19,9 +19,9 @@ use crate::util::{format_duration, new_handle, now_unix_ms};
 const MAX_WAIT: Duration = Duration::from_secs(365 * 86400);
 
 pub(super) type Answer = Result<Reply, ApiError>;
-type Fut = ResponseActFuture<Registry, Answer>;
+pub(super) type Fut = ResponseActFuture<Registry, Answer>;
 
-fn ready(r: Answer) -> Fut {
+pub(super) fn ready(r: Answer) -> Fut {
     Box::pin(actix::fut::ready(r))
 }
 
@@ -29,11 +29,11 @@ pub(super) fn asker(who: &Identity) -> Asker<'_> {
     Asker { user: &who.user, admin: who.admin, jail_handle: who.jail_handle.as_deref() }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(Code::Internal, format!("board actor unavailable: {e}"))
 }
 
-fn vanished() -> ApiError {
+pub(super) fn vanished() -> ApiError {
     ApiError::new(Code::Internal, "board vanished")
 }
 
@@ -91,6 +91,7 @@ impl Handler<Exec> for Registry {
             Call::PowerOff { handle } => self.power(&who, handle.as_deref(), PowerAction::Off, ctx),
             Call::PowerCycle { handle } => self.power(&who, handle.as_deref(), PowerAction::Cycle, ctx),
             Call::ConsoleLog { handle, tail } => self.console_log(&who, handle, tail, ctx),
+            Call::Sd(args) => self.sd(&who, args, ctx),
             // The front end answers these itself (from the published
             // snapshot, or by turning the connection into a console).
             Call::Classes { .. } | Call::Status { .. } | Call::Console { .. } | Call::KnownHosts => ready(Err(

@@ -25,6 +25,7 @@ mod health;
 mod history;
 mod selftest;
 mod status;
+mod storage;
 mod watchdog;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -87,6 +87,9 @@ pub const HOST_ETC: &str = "/.host-etc";
 /// Device nodes bound from the host's /dev (a user namespace cannot mknod).
 pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// The directory of the card's node in the jail's /dev (/dev/sdcard
+/// points into it).
+pub const SDCARD_DIR: &str = ".sd";
 /// The board console's name inside the jail.
 pub const CONSOLE_NAME: &str = "console-board";
 /// Where the labd jail socket appears inside the jail.

@@ -121,6 +121,13 @@ pub fn root_steps(cfg: &InitConfig, host: &dyn Fn(&Path) -> HostEntry) -> Vec<Ro
         v.push(File { dst: dev.join(CONSOLE_NAME) });
         v.push(Bind { src: c.clone(), dst: dev.join(CONSOLE_NAME), ro: false, dev: true });
     }
+    if let Some(sd) = &cfg.sdcard {
+        // The card's node appears and goes in the bound directory while
+        // the jail runs; the symlink dangles while the card is elsewhere.
+        v.push(Dir { dst: dev.join(SDCARD_DIR), mode: 0o755 });
+        v.push(Bind { src: sd.clone(), dst: dev.join(SDCARD_DIR), ro: false, dev: true });
+        v.push(Symlink { target: Path::new(SDCARD_DIR).join(crate::storage::node::NODE), dst: dev.join("sdcard") });
+    }
     v.push(RemountRo { dst: dev });
     let run = r.join("run");
     v.push(Tmpfs { dst: run.clone(), options: format!("mode=0755,size=16m,uid={uid},gid={uid}") });
@@ -301,6 +308,7 @@ mod tests {
             board_net: "172.30.1.0/24".parse().unwrap(),
             etc_fresh: true,
             ipv6: false,
+            sdcard: Some("/srv/jails/.sd/b1".into()),
         }
     }
 
@@ -341,6 +349,13 @@ mod tests {
             ro: false,
             dev: true
         }));
+        assert!(s.contains(&RootStep::Bind {
+            src: "/srv/jails/.sd/b1".into(),
+            dst: r.join("dev/.sd"),
+            ro: false,
+            dev: true
+        }));
+        assert!(s.contains(&RootStep::Symlink { target: ".sd/sdcard".into(), dst: r.join("dev/sdcard") }));
         assert!(s.iter().all(|x| !matches!(x, RootStep::Bind { src, .. } if src == Path::new("/lib"))));
         assert_eq!(s.last(), Some(&RootStep::RemountRo { dst: r.into() }));
     }

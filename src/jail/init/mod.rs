@@ -62,6 +62,11 @@ pub struct InitConfig {
     /// The board link carries the claim's /64: the jail routes IPv6.
     #[serde(default)]
     pub ipv6: bool,
+    /// The board's card directory on the host (see
+    /// [`crate::storage::node`]), bound at /dev/.sd with device nodes
+    /// allowed; /dev/sdcard points into it.
+    #[serde(default)]
+    pub sdcard: Option<PathBuf>,
 }
 
 /// How long each phase may take before labd gives up.

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 mod cluster;
 mod jails;
+mod sd;
 
 fn exe_dir() -> PathBuf {
     std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."))
@@ -295,7 +296,7 @@ fn main() {
     println!("machine: {}", machine());
     println!();
     let mut rows = Vec::new();
-    // `--load`, `--console`, `--jail`, `--socket`, `--cluster`: only that section.
+    // `--load`, `--console`, `--jail`, `--socket`, `--cluster`, `--sd`: only that section.
     let only = |flag: &str| std::env::args().any(|a| a == flag);
     let result = if only("--load") {
         load_bench(quick, &mut rows)
@@ -307,6 +308,8 @@ fn main() {
         socket_bench(n, &mut rows)
     } else if only("--cluster") {
         cluster::cluster_bench(quick, &mut rows)
+    } else if only("--sd") {
+        sd::sd_bench(quick, &mut rows)
     } else {
         run(n, quick, &mut rows)
     };
@@ -322,6 +325,7 @@ fn run(n: usize, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     console_bench(quick, rows)?;
     socket_bench(n, rows)?;
     cluster::cluster_bench(quick, rows)?;
+    sd::sd_bench(quick, rows)?;
     rest(n, quick, rows)
 }
 
