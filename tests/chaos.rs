@@ -209,7 +209,8 @@ impl Ledger {
                 self.violations.push(format!("{board} granted to {user} at {claimed_at}, while in maintenance: {r}"));
             }
         }
-        let forced = |b: &str| self.forcing.get(b).is_some_and(|(from, to)| now >= *from && now <= to + SLACK_MS);
+        let forced =
+            |b: &str| self.forcing.get(b).is_some_and(|(from, to)| now >= *from && now <= to.saturating_add(SLACK_MS));
         for (h, other) in &self.held {
             if other.board == board
                 && *h != handle
@@ -237,7 +238,10 @@ impl Ledger {
     fn not_claimed(&mut self, handle: &str, sent: i64, what: &str) {
         if let Some(h) = self.held.remove(handle) {
             let now = now_ms();
-            let forced = self.forcing.get(&h.board).is_some_and(|(from, to)| now >= *from && sent <= to + SLACK_MS);
+            let forced = self
+                .forcing
+                .get(&h.board)
+                .is_some_and(|(from, to)| now >= *from && sent <= to.saturating_add(SLACK_MS));
             if h.expires_min > sent + SLACK_MS && !forced {
                 self.violations.push(format!(
                     "{what}: {} lost {} (claimed {}) {} ms before its lease ended",

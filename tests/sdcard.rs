@@ -247,6 +247,14 @@ fn without_jails_a_card_switches_is_wiped_and_flash_says_why_not() {
     assert!(!loops_of(&dir.join(format!("sd/{board}.img"))).is_empty());
     let r = sd("off", json!({}));
     assert_eq!(ok(&r)["side"], "off");
+    // Reinit puts a card on the host side off, its loop device with it.
+    let r = sd("host", json!({}));
+    assert_eq!(ok(&r)["side"], "host", "{r}");
+    ok(&lab.as_user(ALICE, &[json!({"fn": "reinit", "handle": handle})]).remove(0));
+    assert_eq!(std::fs::read_to_string(&mux).unwrap().trim(), "off", "reinit took the card off");
+    assert!(loops_of(&img).is_empty());
+    let r = sd("status", json!({}));
+    assert_eq!(ok(&r)["side"], "off", "{r}");
     let r = sd("flash", json!({"path": "/root/x.img"}));
     assert_eq!(code(&r), "bad_request", "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("no jails"), "{r}");
