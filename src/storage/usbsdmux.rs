@@ -213,30 +213,33 @@ impl UsbSdMux {
         }
     }
 
-    fn run(&self, steps: &[Step]) -> Result<(), StorageError> {
+    /// The control node, opened, with its path (for errors).
+    fn control(&self) -> Result<(std::fs::File, PathBuf), StorageError> {
         let (control, _) = self.nodes()?;
         let dev = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&control)
             .map_err(|e| StorageError::Missing(format!("the USB-SD-Mux's control {}: {e}", control.display())))?;
+        Ok((dev, control))
+    }
+
+    fn run(&self, steps: &[Step]) -> Result<(), StorageError> {
+        let (dev, control) = self.control()?;
         let fail = |e: String| StorageError::Device(format!("USB-SD-Mux {}: {e}", control.display()));
+        let write = |reg: u8, value: u8| {
+            let mut data = [0u8; BUF];
+            data[0] = reg;
+            data[1] = value;
+            sg_io(&dev, &write_cdb(PCA9536, 2), &mut data, SG_DXFER_TO_DEV).map_err(fail)
+        };
         for s in steps {
             match *s {
-                Step::Write(reg, value) => {
-                    let mut data = [0u8; BUF];
-                    data[0] = reg;
-                    data[1] = value;
-                    sg_io(&dev, &write_cdb(PCA9536, 2), &mut data, SG_DXFER_TO_DEV).map_err(fail)?;
-                }
+                Step::Write(reg, value) => write(reg, value)?,
                 Step::ClearBits(reg, mask) => {
                     let mut data = [0u8; BUF];
                     sg_io(&dev, &write_read_cdb(PCA9536, &[reg], 1), &mut data, SG_DXFER_FROM_DEV).map_err(fail)?;
-                    let value = data[0] & !mask;
-                    let mut data = [0u8; BUF];
-                    data[0] = reg;
-                    data[1] = value;
-                    sg_io(&dev, &write_cdb(PCA9536, 2), &mut data, SG_DXFER_TO_DEV).map_err(fail)?;
+                    write(reg, data[0] & !mask)?;
                 }
                 Step::Sleep(d) => std::thread::sleep(d),
             }
@@ -259,12 +262,7 @@ impl Mux for UsbSdMux {
     }
 
     fn get(&mut self) -> Result<Option<Side>, StorageError> {
-        let (control, _) = self.nodes()?;
-        let dev = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&control)
-            .map_err(|e| StorageError::Missing(format!("the USB-SD-Mux's control {}: {e}", control.display())))?;
+        let (dev, control) = self.control()?;
         let mut data = [0u8; BUF];
         sg_io(&dev, &write_read_cdb(PCA9536, &[REG_OUTPUT], 1), &mut data, SG_DXFER_FROM_DEV)
             .map_err(|e| StorageError::Device(format!("USB-SD-Mux {}: {e}", control.display())))?;
