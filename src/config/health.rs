@@ -120,18 +120,9 @@ pub(super) fn check_classes(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::time::Duration;
 
-    use crate::config::Config;
-
-    const BOARD: &str = "name = \"b1\"\nclass = \"c\"\npower = { switch = \"poe1\", port = 1 }\n";
-
-    fn load(health: &str) -> Result<Config, Vec<String>> {
-        let lab = format!("[switches.poe1]\nhost = \"192.0.2.10:161\"\n{health}");
-        Config::from_texts(Path::new("/x"), &lab, &[("/x/boards.d/b1.toml".into(), BOARD.into())], vec![])
-            .map_err(|e| e.0.iter().map(|e| format!("{}: {}", e.line, e.message)).collect())
-    }
+    use crate::config::test_lab::load;
 
     #[test]
     fn defaults_and_values() {

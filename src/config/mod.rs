@@ -498,3 +498,22 @@ pub(crate) fn read_private_file(path: &Path, max: u64) -> Result<String, String>
     }
     std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
 }
+
+/// For the sections' unit tests: lab.toml with one switch `poe1` and
+/// `extra` after it, one board `b1` of class `c` on it, loaded;
+/// errors as `LINE: MESSAGE`.
+#[cfg(test)]
+pub(crate) mod test_lab {
+    use std::path::Path;
+
+    use super::Config;
+
+    const LAB: &str = "[switches.poe1]\nhost = \"192.0.2.10:161\"\n";
+    const BOARD: &str = "name = \"b1\"\nclass = \"c\"\npower = { switch = \"poe1\", port = 1 }\n";
+
+    pub fn load(extra: &str) -> Result<Config, Vec<String>> {
+        let lab = format!("{LAB}{extra}");
+        Config::from_texts(Path::new("/x"), &lab, &[("/x/boards.d/b1.toml".into(), BOARD.into())], Vec::new())
+            .map_err(|e| e.0.iter().map(|e| format!("{}: {}", e.line, e.message)).collect())
+    }
+}

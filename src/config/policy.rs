@@ -175,18 +175,9 @@ pub(super) fn validate_console(ctx: &mut Ctx<'_>, raw: &RawConsoleLogs) -> Conso
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::time::Duration;
 
-    use crate::config::Config;
-
-    const LAB: &str = "[daemon]\nstate = \"/tmp/x.db\"\njail = \"none\"\n[switches.poe1]\nhost = \"192.0.2.1\"\n";
-
-    fn load(extra: &str) -> Result<Config, Vec<String>> {
-        let text = format!("{LAB}{extra}");
-        Config::from_texts(Path::new("/etc/boardlab"), &text, &[], Vec::new())
-            .map_err(|e| e.0.into_iter().map(|e| format!("{}: {}", e.line, e.message)).collect())
-    }
+    use crate::config::test_lab::load;
 
     #[test]
     fn limits_and_event_keeping_default_to_none_and_90_days() {
@@ -205,11 +196,11 @@ mod tests {
     #[test]
     fn bad_limits_are_errors_with_their_line() {
         let e = load("[lease]\nmax = \"1d\"\nmax_total = \"12h\"\n").unwrap_err();
-        assert_eq!(e, vec!["8: lease.max_total (12h) is shorter than lease.max (1d): a claim could be granted a lease it may not hold"]);
+        assert_eq!(e, vec!["5: lease.max_total (12h) is shorter than lease.max (1d): a claim could be granted a lease it may not hold"]);
         let e = load("[policy]\nmax_claims_per_user = 0\n").unwrap_err();
-        assert_eq!(e, vec!["7: policy.max_claims_per_user (0) must be between 1 and 100000"]);
+        assert_eq!(e, vec!["4: policy.max_claims_per_user (0) must be between 1 and 100000"]);
         let e = load("[events]\nkeep = \"10m\"\n").unwrap_err();
-        assert_eq!(e, vec!["7: events.keep (10m) must be at least 1h"]);
+        assert_eq!(e, vec!["4: events.keep (10m) must be at least 1h"]);
         let e = load("[policy]\nmax_claims = 3\n").unwrap_err();
         assert!(e[0].contains("unknown field `max_claims`"), "{e:?}");
     }

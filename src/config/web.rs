@@ -142,17 +142,8 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
 
-    use crate::config::Config;
-
-    const BOARD: &str = "name = \"b1\"\nclass = \"c\"\npower = { switch = \"poe1\", port = 1 }\n";
-
-    fn load(web: &str) -> Result<Config, Vec<String>> {
-        let lab = format!("[switches.poe1]\nhost = \"192.0.2.10:161\"\n{web}");
-        Config::from_texts(Path::new("/x"), &lab, &[("/x/boards.d/b1.toml".into(), BOARD.into())], vec![])
-            .map_err(|e| e.0.iter().map(|e| format!("{}: {}", e.line, e.message)).collect())
-    }
+    use crate::config::test_lab::load;
 
     #[test]
     fn off_without_the_table_and_loopback_by_default() {

@@ -182,18 +182,11 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, name: &str, whole: &Range<usize>, sw: 
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
 
     use crate::config::switch_usm::{AuthProtocol, PrivProtocol};
-    use crate::config::{Config, SnmpVersion};
+    use crate::config::SnmpVersion;
 
-    const LAB: &str = "[daemon]\nstate = \"/tmp/x.db\"\njail = \"none\"\n[switches.poe1]\nhost = \"192.0.2.1\"\n";
-
-    fn load(extra: &str) -> Result<Config, Vec<String>> {
-        let text = format!("{LAB}{extra}");
-        Config::from_texts(Path::new("/etc/boardlab"), &text, &[], Vec::new())
-            .map_err(|e| e.0.into_iter().map(|e| format!("{}: {}", e.line, e.message)).collect())
-    }
+    use crate::config::test_lab::load;
 
     #[test]
     fn a_v3_switch_has_a_user_and_two_keys_that_never_print() {
@@ -216,24 +209,24 @@ mod tests {
     #[test]
     fn v3_mistakes_are_errors_that_never_quote_a_key() {
         let e = load("version = 3\n").unwrap_err();
-        assert_eq!(e, vec!["4: switches.poe1.user is required with version = 3"]);
+        assert_eq!(e, vec!["1: switches.poe1.user is required with version = 3"]);
         let e = load("version = 3\nuser = \"u\"\nauth_key = \"short\"\npriv_key = \"x\"\n").unwrap_err();
         assert_eq!(
             e,
             vec![
-                "8: switches.poe1.auth_key must be 8 to 256 characters long (it is 5)",
-                "9: switches.poe1.priv_key must be 8 to 256 characters long (it is 1)"
+                "5: switches.poe1.auth_key must be 8 to 256 characters long (it is 5)",
+                "6: switches.poe1.priv_key must be 8 to 256 characters long (it is 1)"
             ]
         );
         let e = load(
             "version = 3\nuser = \"u\"\nauth_key = \"12345678\"\npriv_key = \"12345678\"\npriv_protocol = \"DES\"\n",
         )
         .unwrap_err();
-        assert_eq!(e, vec!["10: switches.poe1.priv_protocol \"DES\" is not AES (AES-128)"]);
+        assert_eq!(e, vec!["7: switches.poe1.priv_protocol \"DES\" is not AES (AES-128)"]);
         let e = load("user = \"u\"\n").unwrap_err();
-        assert_eq!(e, vec!["6: switches.poe1.user is for SNMPv3: set version = 3, or remove it"]);
+        assert_eq!(e, vec!["3: switches.poe1.user is for SNMPv3: set version = 3, or remove it"]);
         let e = load("version = 2\n").unwrap_err();
-        assert_eq!(e, vec!["6: switches.poe1.version 2 is not \"1\", \"2c\" or 3"]);
+        assert_eq!(e, vec!["3: switches.poe1.version 2 is not \"1\", \"2c\" or 3"]);
     }
 
     #[test]
