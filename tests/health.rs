@@ -197,15 +197,8 @@ fn page_shows(lab: &Lab, port: u16, board: &str, state: &str, note: &str) {
             "return Array.from(document.querySelectorAll('#boards tbody tr')).some(r => r.dataset.board === '{board}'
                 && r.cells[2].textContent === '{state}' && r.cells[8].textContent.includes('{note}'));"
         );
-        let t0 = std::time::Instant::now();
-        loop {
-            if c.execute(&script, vec![]).await.ok() == Some(Value::Bool(true)) {
-                break;
-            }
-            let rows = c.execute("return document.querySelector('#boards tbody').textContent;", vec![]).await;
-            assert!(t0.elapsed() < Duration::from_secs(60), "the page does not show {board} {state}: {rows:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let what = format!("the page to show {board} {state}");
+        common::browser::until_true(&c, Duration::from_secs(60), &what, &script).await;
         c.close().await.unwrap();
     });
 }

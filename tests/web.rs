@@ -8,10 +8,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::browser::until_true;
 use common::http::{get, Stream};
 use common::ports::free_port;
 use common::{ok, Lab, ALICE, BOB};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A lab of 3 boards whose labd serves the page on a free port.
 fn lab_with_page(extra: &str) -> (Lab, SocketAddr) {
@@ -198,18 +199,6 @@ fn handle_shaped(t: &str) -> bool {
             .get(i + 3..i + 35)
             .is_some_and(|h| h.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)))
     })
-}
-
-/// Runs `script` in the page until it returns `true` (or `limit`).
-async fn until_true(c: &fantoccini::Client, limit: Duration, what: &str, script: &str) {
-    let t0 = std::time::Instant::now();
-    loop {
-        if c.execute(script, vec![]).await.ok() == Some(Value::Bool(true)) {
-            return;
-        }
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The boards table as the page shows it: one array of cell texts a row.

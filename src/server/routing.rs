@@ -112,15 +112,20 @@ async fn answer_lost(front: &Front, who: &Identity, id: &Value, call: &Call, r: 
             }
         }
     }
-    let e = ApiError::new(
+    protocol::err_reply(id, &in_doubt(host, "the request", "it may have been done", &e))
+}
+
+/// `host` took `what` and its answer (`e`) was lost: `may` says what may
+/// have happened; the claimant's way to find out follows.
+fn in_doubt(host: &str, what: &str, may: &str, e: &ApiError) -> ApiError {
+    ApiError::new(
         Code::InDoubt,
         format!(
-            "host {host} stopped answering after it took the request ({}): it may have been done; \
-             `labcli status --mine` shows your claims once the host is back",
+            "host {host} stopped answering after it took {what} ({}): {may}; `labcli status --mine` shows \
+             your claims, with their handles, once the host is back",
             e.message
         ),
-    );
-    protocol::err_reply(id, &e)
+    )
 }
 
 /// A handle neither this host, its view nor etcd knows: answered here,
@@ -167,16 +172,8 @@ pub(super) async fn claim_now(front: &Front, who: Identity, id: Value, call: Cal
             // find it (its handle is in `status --mine`).
             Err(lost) if lost.sent => {
                 info!(host = %host, "a claim forwarded to another host lost its answer: {}", lost.error.message);
-                let e = ApiError::new(
-                    Code::InDoubt,
-                    format!(
-                        "host {host} stopped answering after it took the claim ({}): a board may have been \
-                         claimed for you there; `labcli status --mine` shows it, with its handle, once the \
-                         host is back (or its lease ends it)",
-                        lost.error.message
-                    ),
-                );
-                return protocol::err_reply(&id, &e);
+                let may = "a board may have been claimed for you there (or its lease ends it)";
+                return protocol::err_reply(&id, &in_doubt(host, "the claim", may, &lost.error));
             }
             Err(lost) => last = Some(protocol::err_reply(&id, &lost.error)),
         }

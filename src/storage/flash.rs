@@ -314,15 +314,8 @@ impl Source {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Source::Raw(f, pos) => {
-                let mut n = 0;
-                while n < buf.len() {
-                    match f.read_at(&mut buf[n..], *pos + n as u64) {
-                        Ok(0) => break,
-                        Ok(k) => n += k,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+                let at = *pos;
+                let n = fill(buf, |b, done| f.read_at(b, at + done as u64))?;
                 *pos += n as u64;
                 Ok(n)
             }
@@ -333,9 +326,15 @@ impl Source {
 
 /// Reads until `buf` is full or the input ends.
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    fill(buf, |b, _| r.read(b))
+}
+
+/// Fills `buf` with `read(rest of buf, bytes so far)` until it is full or
+/// `read` gives 0 (the end), retrying an interrupted read.
+fn fill(buf: &mut [u8], mut read: impl FnMut(&mut [u8], usize) -> std::io::Result<usize>) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match r.read(&mut buf[n..]) {
+        match read(&mut buf[n..], n) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

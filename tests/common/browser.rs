@@ -72,3 +72,19 @@ impl Drop for Driver {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `script` in the page until it returns `true`; past `limit` the
+/// test fails naming `what`, with the boards table as the page shows it.
+pub async fn until_true(c: &fantoccini::Client, limit: Duration, what: &str, script: &str) {
+    let t0 = Instant::now();
+    loop {
+        if c.execute(script, vec![]).await.ok() == Some(serde_json::Value::Bool(true)) {
+            return;
+        }
+        if t0.elapsed() >= limit {
+            let rows = c.execute("return document.querySelector('#boards tbody')?.textContent;", vec![]).await;
+            panic!("timed out waiting for {what}; the boards table: {rows:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
