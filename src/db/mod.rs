@@ -24,9 +24,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::util::now_unix_ms;
 
+mod boards;
 mod events;
 mod health;
+mod ipv6;
+mod writer;
 pub use events::EventQuery;
+pub use writer::DbWriter;
 
 /// A claim as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,165 +157,6 @@ impl Db {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (statements are atomic), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes the boards table match the configuration (claims on boards
-    /// no longer configured are the claim book's to drop).
-    pub fn sync_boards(&self, boards: &[(String, String)]) -> Result<(), DbError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        for (name, class) in boards {
-            tx.execute(
-                "INSERT INTO boards(name, class) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET class = excluded.class",
-                params![name, class],
-            )?;
-        }
-        let names: std::collections::HashSet<&str> = boards.iter().map(|(n, _)| n.as_str()).collect();
-        let mut st = tx.prepare("SELECT name FROM boards")?;
-        let stale: Vec<String> = st
-            .query_map([], |r| r.get::<_, String>(0))?
-            .filter_map(Result::ok)
-            .filter(|n| !names.contains(n.as_str()))
-            .collect();
-        drop(st);
-        for n in stale {
-            tx.execute("DELETE FROM boards WHERE name = ?1", params![n])?;
-        }
-        // Every board gets a stable jail index (its addresses and uids
-        // derive from it): the smallest one free, kept for as long as the
-        // board is configured.
-        let mut used: std::collections::BTreeSet<i64> = {
-            let mut st = tx.prepare("SELECT jail_index FROM boards WHERE jail_index IS NOT NULL")?;
-            let v = st.query_map([], |r| r.get::<_, i64>(0))?.collect::<Result<_, _>>()?;
-            v
-        };
-        let without: Vec<String> = {
-            let mut st = tx.prepare("SELECT name FROM boards WHERE jail_index IS NULL ORDER BY name")?;
-            let v = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
-            v
-        };
-        let mut next = 0i64;
-        for n in without {
-            while used.contains(&next) {
-                next += 1;
-            }
-            tx.execute("UPDATE boards SET jail_index = ?2 WHERE name = ?1", params![n, next])?;
-            used.insert(next);
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Board name → jail index.
-    pub fn jail_indexes(&self) -> Result<std::collections::HashMap<String, u32>, DbError> {
-        let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT name, jail_index FROM boards WHERE jail_index IS NOT NULL")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        let mut m = std::collections::HashMap::new();
-        for row in rows {
-            let (n, i) = row?;
-            if let Ok(i) = u32::try_from(i) {
-                m.insert(n, i);
-            }
-        }
-        Ok(m)
-    }
-
-    /// The board link identities recorded on the host (serde JSON of
-    /// `link::LinkId`), by board.
-    pub fn link_ids(&self) -> Result<std::collections::HashMap<String, String>, DbError> {
-        let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT name, link_id FROM boards WHERE link_id IS NOT NULL")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Records the identity of a board's link (the board actor, once it
-    /// has checked the link on the host).
-    pub fn set_link_id(&self, board: &str, id: &str) -> Result<(), DbError> {
-        let conn = self.lock();
-        conn.prepare_cached("UPDATE boards SET link_id = ?2 WHERE name = ?1")?.execute(params![board, id])?;
-        Ok(())
-    }
-
-    /// The /64 of `handle`'s jail on `board`: the one it holds (a rebuild),
-    /// else a new one from `pick`, given every /64 held or cooling down
-    /// (a /64 the board held for another claim is released first). One
-    /// transaction: two boards never get the same /64. `None` when `pick`
-    /// finds none free.
-    pub fn take_ipv6_prefix(
-        &self,
-        board: &str,
-        handle: &str,
-        reuse_after_ms: i64,
-        pick: impl FnOnce(&std::collections::HashSet<String>) -> Option<String>,
-    ) -> Result<Option<String>, DbError> {
-        let now = now_unix_ms();
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let held: Option<String> = tx
-            .query_row(
-                "SELECT prefix FROM ipv6_prefixes WHERE board = ?1 AND handle = ?2",
-                params![board, handle],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(p) = held {
-            return Ok(Some(p));
-        }
-        tx.execute(
-            "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL",
-            params![board, now.saturating_add(reuse_after_ms)],
-        )?;
-        tx.execute("DELETE FROM ipv6_prefixes WHERE handle IS NULL AND free_after <= ?1", params![now])?;
-        let blocked: std::collections::HashSet<String> = {
-            let mut st = tx.prepare("SELECT prefix FROM ipv6_prefixes")?;
-            let v = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
-            v
-        };
-        let Some(p) = pick(&blocked) else {
-            tx.commit()?;
-            return Ok(None);
-        };
-        tx.execute(
-            "INSERT INTO ipv6_prefixes(prefix, board, handle, free_after) VALUES (?1, ?2, ?3, 0)",
-            params![p, board, handle],
-        )?;
-        tx.commit()?;
-        Ok(Some(p))
-    }
-
-    /// Releases the /64 `board` holds, if any: it cools down for
-    /// `reuse_after_ms` before any claim may draw it again.
-    pub fn release_ipv6_prefix(&self, board: &str, reuse_after_ms: i64) -> Result<(), DbError> {
-        let conn = self.lock();
-        conn.prepare_cached(
-            "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL",
-        )?
-        .execute(params![board, now_unix_ms().saturating_add(reuse_after_ms)])?;
-        Ok(())
-    }
-
-    /// The running jail of a board's claim (serde JSON of `jail::Jail`)
-    /// and the claim's handle: what a board actor adopts at start. The
-    /// board actor is this table's only writer.
-    pub fn jail_of(&self, board: &str) -> Result<Option<(String, String)>, DbError> {
-        let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT handle, record FROM jails WHERE board = ?1")?;
-        Ok(st.query_row(params![board], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
-    }
-
-    /// Records (`Some`) or forgets (`None`) a board's running jail.
-    pub fn set_jail(&self, board: &str, jail: Option<(&str, &str)>) -> Result<(), DbError> {
-        let conn = self.lock();
-        match jail {
-            Some((handle, record)) => conn
-                .prepare_cached("INSERT OR REPLACE INTO jails(board, handle, record) VALUES (?1, ?2, ?3)")?
-                .execute(params![board, handle, record])?,
-            None => conn.prepare_cached("DELETE FROM jails WHERE board = ?1")?.execute(params![board])?,
-        };
-        Ok(())
     }
 
     pub fn claims(&self) -> Result<Vec<Claim>, DbError> {
@@ -443,54 +288,6 @@ impl Db {
     }
 }
 
-/// Columns added after the first release, for databases made before them.
-/// A job for the writer thread.
-type Job = Box<dyn FnOnce(&Db) + Send>;
-
-/// The state database on a thread of its own: every statement runs there,
-/// in the order it was submitted, never on the actors' loop. Cheap to
-/// clone; the thread ends when the last handle is dropped.
-#[derive(Clone)]
-pub struct DbWriter {
-    tx: std::sync::mpsc::Sender<Job>,
-}
-
-impl DbWriter {
-    /// Starts the thread that owns `db` from now on.
-    pub fn start(db: Db) -> Result<DbWriter, DbError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("labd-db".into())
-            .spawn(move || {
-                for job in rx {
-                    job(&db);
-                }
-            })
-            .map_err(|source| DbError::CreateDir { path: "(the state database's thread)".into(), source })?;
-        Ok(DbWriter { tx })
-    }
-
-    /// Runs `f` on the writer thread; the result comes back when it is done.
-    pub fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Db) -> T + Send + 'static,
-    ) -> impl std::future::Future<Output = Result<T, DbError>> + Send + 'static {
-        let (otx, orx) = tokio::sync::oneshot::channel();
-        let sent = self.tx.send(Box::new(move |db| {
-            let _ = otx.send(f(db));
-        }));
-        async move {
-            sent.map_err(|_| DbError::Gone)?;
-            orx.await.map_err(|_| DbError::Gone)
-        }
-    }
-
-    /// Runs `f` on the writer thread, in turn, without waiting for it.
-    pub fn fire(&self, f: impl FnOnce(&Db) + Send + 'static) {
-        let _ = self.tx.send(Box::new(f));
-    }
-}
-
 /// Makes labd's own directory 0700 (`walk`: 0711, for a directory that
 /// also holds the socket users connect to), unless it is a shared one
 /// (world-writable and sticky, like /tmp), which is left as it is.
@@ -534,6 +331,7 @@ fn lock_state(path: &Path) -> Result<std::fs::File, DbError> {
     Ok(f)
 }
 
+/// Columns added after the first release, for databases made before them.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     for (table, column, decl) in [
         ("boards", "jail_index", "INTEGER"),
@@ -577,111 +375,4 @@ fn insert_event(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claim(h: &str, b: &str, u: &str) -> Claim {
-        Claim { handle: h.into(), board: b.into(), user: u.into(), claimed_at: 1, expires_at: 2 }
-    }
-
-    #[test]
-    fn a_second_opener_is_told_who_holds_the_state() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("s.db");
-        let db = Db::open(&path).unwrap();
-        let t0 = std::time::Instant::now();
-        match Db::open(&path) {
-            Err(DbError::Running { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
-            Err(e) => panic!("{e}"),
-            Ok(_) => panic!("opened twice"),
-        }
-        assert!(t0.elapsed() < std::time::Duration::from_secs(1), "at once, not after a busy wait");
-        drop(db);
-        Db::open(&path).unwrap();
-    }
-
-    #[test]
-    fn ipv6_prefixes_are_held_per_claim_and_cool_down() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("s.db");
-        let pool: ipnet::Ipv6Net = "2001:db8:4200:10::/62".parse().unwrap();
-        let pick = |blocked: &std::collections::HashSet<String>| {
-            let blocked = blocked.iter().filter_map(|p| p.parse().ok()).collect();
-            crate::jail::v6pool::pick(&pool, &blocked, crate::jail::v6pool::os_random).map(|p| p.to_string())
-        };
-        let hour = 3_600_000;
-        let db = Db::open(&path).unwrap();
-        let a = db.take_ipv6_prefix("b1", "h1", hour, pick).unwrap().unwrap();
-        // A rebuild of the same claim keeps its /64, also after a restart.
-        drop(db);
-        let db = Db::open(&path).unwrap();
-        assert_eq!(db.take_ipv6_prefix("b1", "h1", hour, pick).unwrap().as_ref(), Some(&a));
-        let b = db.take_ipv6_prefix("b2", "h2", hour, pick).unwrap().unwrap();
-        assert_ne!(a, b);
-        // The next claim of b1 gets another; a is cooling down, and with
-        // a, b and c taken only the fourth is left.
-        let c = db.take_ipv6_prefix("b1", "h3", hour, pick).unwrap().unwrap();
-        assert!(c != a && c != b);
-        db.release_ipv6_prefix("b2", hour).unwrap();
-        let d4 = db.take_ipv6_prefix("b3", "h4", hour, pick).unwrap().unwrap();
-        assert!(![&a, &b, &c].contains(&&d4));
-        assert_eq!(db.take_ipv6_prefix("b4", "h5", hour, pick).unwrap(), None, "all four held or cooling");
-        // With no cool-down, a released /64 comes back.
-        db.release_ipv6_prefix("b3", 0).unwrap();
-        assert_eq!(db.take_ipv6_prefix("b4", "h5", hour, pick).unwrap(), Some(d4));
-    }
-
-    #[test]
-    fn one_claim_per_board_and_events() {
-        let d = tempfile::tempdir().unwrap();
-        let db = Db::open(&d.path().join("s.db")).unwrap();
-        db.sync_boards(&[("b1".into(), "c".into()), ("b2".into(), "c".into())]).unwrap();
-        db.insert_claim(&claim("h1", "b1", "alice")).unwrap();
-        assert!(matches!(db.insert_claim(&claim("h2", "b1", "bob")), Err(DbError::AlreadyClaimed(_))));
-        assert!(db.renew_claim("h1", 99, "alice").unwrap());
-        assert!(!db.renew_claim("nope", 99, "alice").unwrap());
-        assert_eq!(db.claims().unwrap()[0].expires_at, 99);
-        assert!(db.delete_claim("h1", "release", "alice", None).unwrap());
-        assert!(!db.delete_claim("h1", "release", "alice", None).unwrap());
-        let kinds: Vec<String> = db.recent_events(10).unwrap().into_iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, vec!["claim", "renew", "release"]);
-    }
-
-    #[test]
-    fn claims_survive_reopen_and_removed_boards_leave_the_table() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("s.db");
-        {
-            let db = Db::open(&p).unwrap();
-            db.sync_boards(&[("b1".into(), "c".into()), ("b2".into(), "c".into())]).unwrap();
-            db.insert_claim(&claim("h1", "b1", "alice")).unwrap();
-            db.insert_claim(&claim("h2", "b2", "bob")).unwrap();
-            db.set_maintenance("b2", true, "root", None).unwrap();
-        }
-        let db = Db::open(&p).unwrap();
-        assert_eq!(db.claims().unwrap().len(), 2);
-        db.sync_boards(&[("b1".into(), "c".into())]).unwrap();
-        assert!(db.maintenance().unwrap().is_empty(), "b2 is gone from the boards table");
-        // The claim on b2 is the claim book's to drop (through the ledger).
-        assert_eq!(db.claims().unwrap().len(), 2);
-        assert!(db.delete_claim("h2", "claim_dropped", "bob", None).unwrap());
-        assert_eq!(db.claims().unwrap(), vec![claim("h1", "b1", "alice")]);
-    }
-
-    #[test]
-    fn jail_indexes_are_stable_and_reused() {
-        let d = tempfile::tempdir().unwrap();
-        let db = Db::open(&d.path().join("s.db")).unwrap();
-        let b = |names: &[&str]| names.iter().map(|n| (n.to_string(), "c".to_string())).collect::<Vec<_>>();
-        db.sync_boards(&b(&["b", "c", "a"])).unwrap();
-        let m = db.jail_indexes().unwrap();
-        assert_eq!((m["a"], m["b"], m["c"]), (0, 1, 2));
-        db.sync_boards(&b(&["a", "c", "d"])).unwrap();
-        let m = db.jail_indexes().unwrap();
-        assert_eq!((m["a"], m["c"], m["d"]), (0, 2, 1), "d takes b's freed index; others keep theirs");
-        db.set_jail("a", Some(("h1", "{}"))).unwrap();
-        assert_eq!(db.jail_of("a").unwrap(), Some(("h1".to_string(), "{}".to_string())));
-        db.set_jail("a", None).unwrap();
-        assert_eq!(db.jail_of("a").unwrap(), None);
-    }
-}
+mod tests;

@@ -1,0 +1,68 @@
+//! The claims' IPv6 /64s (`[jail] ipv6_pool`): which /64 each claim's
+//! jail holds and which cool down after a release, so that no /64 is
+//! handed out twice or again too soon.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Db, DbError};
+use crate::util::now_unix_ms;
+
+impl Db {
+    /// The /64 of `handle`'s jail on `board`: the one it holds (a rebuild),
+    /// else a new one from `pick`, given every /64 held or cooling down
+    /// (a /64 the board held for another claim is released first). One
+    /// transaction: two boards never get the same /64. `None` when `pick`
+    /// finds none free.
+    pub fn take_ipv6_prefix(
+        &self,
+        board: &str,
+        handle: &str,
+        reuse_after_ms: i64,
+        pick: impl FnOnce(&std::collections::HashSet<String>) -> Option<String>,
+    ) -> Result<Option<String>, DbError> {
+        let now = now_unix_ms();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let held: Option<String> = tx
+            .query_row(
+                "SELECT prefix FROM ipv6_prefixes WHERE board = ?1 AND handle = ?2",
+                params![board, handle],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(p) = held {
+            return Ok(Some(p));
+        }
+        tx.execute(
+            "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL",
+            params![board, now.saturating_add(reuse_after_ms)],
+        )?;
+        tx.execute("DELETE FROM ipv6_prefixes WHERE handle IS NULL AND free_after <= ?1", params![now])?;
+        let blocked: std::collections::HashSet<String> = {
+            let mut st = tx.prepare("SELECT prefix FROM ipv6_prefixes")?;
+            let v = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+            v
+        };
+        let Some(p) = pick(&blocked) else {
+            tx.commit()?;
+            return Ok(None);
+        };
+        tx.execute(
+            "INSERT INTO ipv6_prefixes(prefix, board, handle, free_after) VALUES (?1, ?2, ?3, 0)",
+            params![p, board, handle],
+        )?;
+        tx.commit()?;
+        Ok(Some(p))
+    }
+
+    /// Releases the /64 `board` holds, if any: it cools down for
+    /// `reuse_after_ms` before any claim may draw it again.
+    pub fn release_ipv6_prefix(&self, board: &str, reuse_after_ms: i64) -> Result<(), DbError> {
+        let conn = self.lock();
+        conn.prepare_cached(
+            "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL",
+        )?
+        .execute(params![board, now_unix_ms().saturating_add(reuse_after_ms)])?;
+        Ok(())
+    }
+}
