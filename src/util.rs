@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const UNITS: [(&str, u64); 5] = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 
 /// Shows at most 40 characters of a user's text in a message, quoted.
-fn shown(text: &str) -> String {
+/// A user-supplied string in a message: at most 40 characters, quoted
+/// and escaped (so control characters and quotes show as such).
+pub fn shown(text: &str) -> String {
     let mut s: String = text.chars().take(40).collect();
     if s.len() < text.len() {
         s.push('…');

@@ -9,10 +9,12 @@
 //! does what the answer says (persist through a [`Ledger`], attach or
 //! detach the board, reply).
 
+mod error;
 pub mod etcd;
 mod health;
 pub mod ledger;
 mod limits;
+mod service;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -20,10 +22,11 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+pub use error::{shown, BookError};
 pub use health::{CheckEnd, CheckResult};
 pub use ledger::{Ledger, LedgerError};
 
-use crate::protocol::{BoardState, Code};
+use crate::protocol::BoardState;
 use crate::util::format_duration;
 
 /// A claim: a board held by a user until `expires_at`.
@@ -69,71 +72,6 @@ pub struct Asker<'a> {
     pub admin: bool,
     /// On a jail's socket: the handle of the jail's own claim.
     pub jail_handle: Option<&'a str>,
-}
-
-/// Why the book says no. Each has its protocol code ([`BookError::code`]);
-/// the message quotes the caller's own input, shortened.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BookError {
-    #[error("no class {} (classes: {known})", shown(.class))]
-    UnknownClass { class: String, known: String },
-    #[error("no board is named {}", shown(.0))]
-    UnknownBoard(String),
-    #[error("no {class} board is available ({summary})")]
-    NoneAvailable { class: String, summary: String },
-    #[error("you hold no claim with handle {}", shown(.0))]
-    NotYours(String),
-    #[error("a HANDLE is required (the one `claim` returned)")]
-    HandleRequired,
-    #[error("a jail's socket acts only on the jail's own claim")]
-    HandleMismatch,
-    #[error("board {0} is not claimed")]
-    NotClaimed(String),
-    #[error("{0}")]
-    BadLease(String),
-    #[error("your claim on {board} {how} at {}", crate::util::rfc3339_ms(*.at))]
-    Ended { board: String, how: String, at: i64 },
-    #[error("{what} is for operators (root and daemon.admins); you are {user}")]
-    Operators { what: String, user: String },
-    #[error("board {board} is claimed by {user}; wait for the release or force-release it first")]
-    Claimed { board: String, user: String },
-    /// A per-user limit of the lab's policy: the message names it.
-    #[error("{0}")]
-    Limit(String),
-    #[error("{0}")]
-    Busy(String),
-}
-
-impl BookError {
-    pub fn code(&self) -> Code {
-        match self {
-            BookError::UnknownClass { .. } => Code::UnknownClass,
-            BookError::UnknownBoard(_) => Code::UnknownBoard,
-            BookError::NoneAvailable { .. } => Code::NoDeviceAvailable,
-            BookError::NotYours(_) | BookError::NotClaimed(_) => Code::NotClaimed,
-            BookError::Ended { .. } => Code::ClaimEnded,
-            BookError::HandleRequired | BookError::BadLease(_) => Code::BadRequest,
-            BookError::HandleMismatch => Code::HandleMismatch,
-            BookError::Operators { .. } => Code::PermissionDenied,
-            BookError::Claimed { .. } | BookError::Busy(_) => Code::Busy,
-            BookError::Limit(_) => Code::LimitReached,
-        }
-    }
-}
-
-impl From<BookError> for crate::protocol::ApiError {
-    fn from(e: BookError) -> Self {
-        crate::protocol::ApiError::new(e.code(), e.to_string())
-    }
-}
-
-/// A user-supplied string, shortened and quoted for an error message.
-pub fn shown(s: &str) -> String {
-    let mut t: String = s.chars().take(40).collect();
-    if t.len() < s.len() {
-        t.push('…');
-    }
-    format!("{t:?}")
 }
 
 /// Someone waiting for a board of a class.
@@ -583,14 +521,6 @@ impl ClaimBook {
         self.ended.get(handle)
     }
 
-    /// The board is back from its last claim: claimable again. Returns its
-    /// class, whose waiters the caller should now serve.
-    pub fn returned(&mut self, board: &str) -> Option<String> {
-        let slot = self.boards.get_mut(board)?;
-        slot.returning = false;
-        Some(slot.class.clone())
-    }
-
     /// A new lease end for `handle`'s claim; false if it ended meanwhile.
     pub fn renew(&mut self, handle: &str, expires_at: i64) -> bool {
         let Some(board) = self.by_handle.get(handle) else { return false };
@@ -601,61 +531,5 @@ impl ClaimBook {
             }
             _ => false,
         }
-    }
-
-    /// What the board's actor says of its health. Returns the board's
-    /// class when it became claimable by this (its waiters may be served).
-    pub fn health(&mut self, board: &str, alive: bool, fault: Option<String>) -> Option<String> {
-        let slot = self.boards.get_mut(board)?;
-        let was = slot.claimable();
-        slot.alive = alive;
-        slot.fault = fault;
-        (!was && slot.claimable()).then(|| slot.class.clone())
-    }
-
-    /// An operator's selftest begins on `board`: it must be neither
-    /// claimed, nor being returned from a claim, nor under test already;
-    /// no claim is granted on it until [`ClaimBook::end_test`].
-    pub fn begin_test(&mut self, board: &str) -> Result<(), BookError> {
-        let slot = self.boards.get_mut(board).ok_or_else(|| BookError::UnknownBoard(board.into()))?;
-        if let Some(c) = &slot.claim {
-            return Err(BookError::Claimed { board: board.into(), user: c.user.clone() });
-        }
-        if slot.returning || slot.testing || slot.checking {
-            let what = if slot.testing {
-                "under a selftest already"
-            } else if slot.checking {
-                "under a health check"
-            } else {
-                "being returned from a claim"
-            };
-            return Err(BookError::Busy(format!("board {board} is {what}; try again in a moment")));
-        }
-        slot.testing = true;
-        Ok(())
-    }
-
-    /// The selftest on `board` ended. Returns its class when the board
-    /// became claimable by this (its waiters may be served).
-    pub fn end_test(&mut self, board: &str) -> Option<String> {
-        let slot = self.boards.get_mut(board)?;
-        let was = slot.claimable();
-        slot.testing = false;
-        (!was && slot.claimable()).then(|| slot.class.clone())
-    }
-
-    /// Takes a board out of service or puts it back (operators). A claimed
-    /// board cannot go into maintenance. Returns its class when it became
-    /// claimable by this.
-    pub fn set_maintenance(&mut self, board: &str, on: bool) -> Result<Option<String>, BookError> {
-        let slot = self.boards.get_mut(board).ok_or_else(|| BookError::UnknownBoard(board.into()))?;
-        if on {
-            if let Some(c) = &slot.claim {
-                return Err(BookError::Claimed { board: board.into(), user: c.user.clone() });
-            }
-        }
-        let was = slot.claimable();
-        slot.maintenance = on;
-        Ok((!was && slot.claimable()).then(|| slot.class.clone()))
     }
 }

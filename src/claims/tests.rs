@@ -8,6 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::protocol::Code;
 
 const POLICY: Policy = Policy::leases(Duration::from_secs(3600), Duration::from_secs(86400));
 

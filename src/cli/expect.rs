@@ -17,9 +17,10 @@ use super::args::{compile_regex, ExpectSpec};
 use super::handles::{self, Defaults};
 use super::request::request_line;
 use super::session::{Failure, Session, EXIT_ERROR_REPLY, EXIT_OK, EXIT_UNREACHABLE};
-use super::usage::{shown, UsageError};
+use super::usage::UsageError;
 use crate::protocol::Call;
 use crate::util::format_duration;
+use crate::util::shown;
 
 /// How much of the recent output a match may span.
 pub const WINDOW: usize = 64 * 1024;

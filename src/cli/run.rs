@@ -25,6 +25,7 @@ use super::handles::Defaults;
 use super::request::{checked_request_line, request_line};
 use super::session::{err, report, Failure, Session, EXIT_ERROR_REPLY};
 use crate::protocol::Call;
+use crate::util::shown;
 
 /// Exit status when COMMAND could not be started (as in sh).
 const EXIT_NOT_STARTED: i32 = 127;
@@ -155,8 +156,4 @@ fn wait(mut child: Child, set: &SigSet) -> ExitStatus {
             }
         }
     }
-}
-
-fn shown(word: &str) -> String {
-    super::usage::shown(word)
 }

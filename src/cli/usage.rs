@@ -9,6 +9,8 @@ use std::fmt;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
+use crate::util::shown;
+
 /// A usage error, shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageError(pub String);
@@ -23,16 +25,6 @@ impl std::error::Error for UsageError {}
 
 /// Longest usage message, in characters.
 const MAX_MESSAGE: usize = 1000;
-
-/// Shows at most this many characters of a user's word in an error, so that
-/// a huge or binary argument cannot flood the terminal.
-pub fn shown(word: &str) -> String {
-    let mut s: String = word.chars().take(40).collect();
-    if s.len() < word.len() {
-        s.push('…');
-    }
-    format!("{s:?}")
-}
 
 fn string(e: &clap::Error, kind: ContextKind) -> Option<&str> {
     match e.get(kind) {

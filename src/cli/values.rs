@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::usage::shown;
+use crate::util::shown;
 
 /// A value that may not be empty.
 pub fn non_empty(s: &str) -> Result<String, String> {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, Code};
 use crate::ids::{valid_name, valid_user};
+use crate::util::shown;
 
 /// Events a `history` answers with when it names no `limit`.
 pub const HISTORY_LIMIT: u32 = 100;
@@ -44,7 +45,6 @@ impl HistoryQuery {
     /// The query, or a `bad_request` naming what is wrong with it.
     pub fn checked(self) -> ApiResult<HistoryQuery> {
         let bad = |m: String| Err(ApiError::new(Code::BadRequest, format!("history: {m}")));
-        let shown = |s: &str| crate::claims::shown(s);
         if let Some(b) = self.board.as_deref().filter(|b| !valid_name(b)) {
             return bad(format!("{} is not a board name", shown(b)));
         }
