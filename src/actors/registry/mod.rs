@@ -22,6 +22,7 @@ mod boards;
 mod claims;
 mod console;
 mod health;
+mod held;
 mod history;
 mod selftest;
 mod status;
