@@ -12,6 +12,7 @@ pub mod flash;
 pub mod jailfile;
 pub mod node;
 pub mod sdwire;
+mod sg;
 pub mod sim;
 pub mod sysfs;
 pub mod usbsdmux;
