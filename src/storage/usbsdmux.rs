@@ -180,7 +180,10 @@ pub enum Step {
     Update(u8, u8, u8),
     /// If every pin is still an input (configuration 0xFF, as at power-up),
     /// write `output` to the output register, then make `pins` outputs.
-    Adopt { output: u8, pins: u8 },
+    Adopt {
+        output: u8,
+        pins: u8,
+    },
     Sleep(Duration),
 }
 
@@ -225,11 +228,10 @@ impl UsbSdMux {
     fn control(&self) -> Result<(std::fs::File, PathBuf, Model), StorageError> {
         let (control, _) = self.nodes()?;
         let model = Model::of_node(Path::new("/sys"), &control)?;
-        let dev = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&control)
-            .map_err(|e| StorageError::Missing(format!("the {}'s control {}: {e}", model.name, control.display())))?;
+        let dev =
+            std::fs::OpenOptions::new().read(true).write(true).open(&control).map_err(|e| {
+                StorageError::Missing(format!("the {}'s control {}: {e}", model.name, control.display()))
+            })?;
         Ok((dev, control, model))
     }
 
@@ -248,7 +250,7 @@ impl UsbSdMux {
                 Step::Adopt { output, pins } => {
                     if read(REG_CONFIG)? == 0xFF {
                         write(REG_OUTPUT, output)?;
-                        write(REG_CONFIG, 0xFF & !pins)?;
+                        write(REG_CONFIG, !pins)?;
                     }
                 }
                 Step::Sleep(d) => std::thread::sleep(d),
