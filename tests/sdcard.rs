@@ -81,6 +81,12 @@ fn a_card_from_the_jail_to_the_board_and_back_and_nothing_left() {
     assert_eq!(login.ok("stat -L -c '%F %a %u' /dev/sdcard").trim(), "block special file 600 0");
     assert!(bob.run("test -e /dev/sdcard").status.code() == Some(1), "not in another jail");
     assert!(!loops_of(&img).is_empty(), "the card reader (a loop device) is there");
+    // Operators see where each card is in the dump.
+    let d = lab.req(json!({"fn": "dump"}));
+    let sd_of = |b: &str| ok(&d)["boards"].as_array().unwrap().iter().find(|x| x["board"] == b).unwrap()["sd"].clone();
+    assert_eq!((sd_of(&board)["side"].as_str(), sd_of(&board)["mux"].as_str()), (Some("host"), Some("sim")), "{d}");
+    assert_eq!(sd_of(&board)["device"], "/dev/sdcard");
+    assert_eq!(sd_of(&bob_board)["side"], "off");
 
     // Never both: no power-on while the host has the card.
     let m = refused(&login, "power-on", "busy");

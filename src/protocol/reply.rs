@@ -132,6 +132,9 @@ pub struct DumpBoard {
     pub restarts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console_detail: Option<ConsoleStatus>,
+    /// The board's microSD card, where it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sd: Option<super::SdView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

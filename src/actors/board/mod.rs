@@ -56,7 +56,7 @@ pub use jail::{JailCtx, Reinit, Shutdown};
 pub use link::LinkPhase;
 pub use power::{Power, PowerAction};
 pub use selftest::{HealthCheck, Selftest};
-pub use storage::Sd;
+pub use storage::{Sd, SdDetail};
 
 /// First delay before re-probing a silent switch.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);

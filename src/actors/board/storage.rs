@@ -176,7 +176,7 @@ impl BoardActor {
         Ok(())
     }
 
-    fn sd_view(&self) -> Option<SdView> {
+    pub(super) fn sd_view(&self) -> Option<SdView> {
         let card = self.card.as_ref()?;
         let st = card.state();
         let p = &card.progress;
@@ -413,3 +413,16 @@ impl std::ops::Deref for CardError {
 #[path = "storage_sd.rs"]
 mod sd;
 pub use sd::Sd;
+
+/// The card's state, for the operators' dump (None: the board has none).
+#[derive(Message)]
+#[rtype(result = "Option<SdView>")]
+pub struct SdDetail;
+
+impl Handler<SdDetail> for BoardActor {
+    type Result = Option<SdView>;
+
+    fn handle(&mut self, _msg: SdDetail, _ctx: &mut Context<Self>) -> Self::Result {
+        self.sd_view()
+    }
+}

@@ -243,6 +243,7 @@ impl Registry {
                     maintenance: self.book.maintenance(name),
                     restarts: e.restarts,
                     console_detail: None,
+                    sd: None,
                 })
             })
             .collect();
@@ -255,12 +256,14 @@ impl Registry {
         };
         let waiters = self.book.waiting();
         let events = self.db.run(|db| db.recent_events(50));
-        let consoles: Vec<(usize, Addr<super::BoardActor>)> = self
+        // Each board's console and card, asked of its actor.
+        let actors: Vec<(String, bool, bool, Addr<super::BoardActor>)> = self
             .boards
-            .values()
-            .enumerate()
-            .filter(|(_, e)| e.cfg.console.is_some())
-            .filter_map(|(i, e)| e.addr.clone().map(|a| (i, a)))
+            .iter()
+            .filter(|(_, e)| e.cfg.console.is_some() || e.cfg.storage.is_some())
+            .filter_map(|(n, e)| {
+                e.addr.clone().map(|a| (n.clone(), e.cfg.console.is_some(), e.cfg.storage.is_some(), a))
+            })
             .collect();
         let work = async move {
             let events = match events.await {
@@ -270,19 +273,28 @@ impl Registry {
                     Vec::new()
                 }
             };
-            let details = futures::future::join_all(
-                consoles
-                    .into_iter()
-                    .map(|(i, a)| async move { (i, a.send(crate::actors::board::ConsoleDetail).await) }),
-            )
+            let details = futures::future::join_all(actors.into_iter().map(|(name, console, sd, a)| async move {
+                let console = match console {
+                    true => a.send(crate::actors::board::ConsoleDetail).await.ok().flatten(),
+                    false => None,
+                };
+                let sd = match sd {
+                    true => a.send(crate::actors::board::SdDetail).await.ok().flatten(),
+                    false => None,
+                };
+                (name, console, sd)
+            }))
             .await;
             (events, details)
         };
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(move |(events, details), _, _| {
             let mut boards = boards;
-            for (i, d) in details {
-                if let (Some(b), Ok(d)) = (boards.get_mut(i), d) {
-                    b.console_detail = d;
+            let at: std::collections::HashMap<String, usize> =
+                boards.iter().enumerate().map(|(i, b)| (b.view.board.clone(), i)).collect();
+            for (name, console, sd) in details {
+                if let Some(b) = at.get(&name).and_then(|&i| boards.get_mut(i)) {
+                    b.console_detail = console;
+                    b.sd = sd;
                 }
             }
             let events = events.into_iter().map(event_view).collect();
