@@ -28,7 +28,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::Config;
-use crate::protocol::Code;
+use crate::protocol::{Code, FUNCTIONS};
 
 /// Label sets: a list of (name, value) pairs.
 pub type Labels = Vec<(&'static str, String)>;
@@ -194,57 +194,19 @@ impl Metrics {
     }
 }
 
-/// The socket's functions, as `Call::name` spells them, and `invalid` for
-/// a line that named none.
-pub const FUNCTIONS: [&str; 19] = [
-    "classes",
-    "status",
-    "claim",
-    "renew",
-    "reinit",
-    "release",
-    "power_on",
-    "power_off",
-    "power_cycle",
-    "console",
-    "console_log",
-    "whoami",
-    "known_hosts",
-    "dump",
-    "maintenance",
-    "force_release",
-    "history",
-    "debug_panic",
-    "invalid",
-];
+/// The rows of the requests' table: the socket's functions, then
+/// `invalid` for a line that named none.
+const ROWS: usize = FUNCTIONS.len() + 1;
 
-/// The error codes, in `Code`'s order (the outcome after `ok`).
-const CODES: [Code; 15] = [
-    Code::BadRequest,
-    Code::UnknownFunction,
-    Code::UnknownClass,
-    Code::UnknownBoard,
-    Code::NoDeviceAvailable,
-    Code::NotClaimed,
-    Code::ClaimEnded,
-    Code::HandleMismatch,
-    Code::PermissionDenied,
-    Code::DeviceFault,
-    Code::Busy,
-    Code::Timeout,
-    Code::Unavailable,
-    Code::LimitReached,
-    Code::Internal,
-];
-
-const OUTCOMES: usize = CODES.len() + 1;
+/// The outcomes: `ok`, then each error code.
+const OUTCOMES: usize = Code::ALL.len() + 1;
 
 /// Requests answered on labd's sockets, by function and outcome (`ok` or
 /// the error code): a fixed table of atomics, so counting is one add.
 /// Only the pairs that happened are shown.
 #[derive(Debug)]
 pub struct Requests {
-    cells: [[AtomicU64; OUTCOMES]; FUNCTIONS.len()],
+    cells: [[AtomicU64; OUTCOMES]; ROWS],
 }
 
 impl Default for Requests {
@@ -254,27 +216,25 @@ impl Default for Requests {
 }
 
 impl Requests {
-    /// Counts one answer to `function` (a name of [`FUNCTIONS`]; any other
-    /// counts as `invalid`).
-    pub fn count(&self, function: &str, outcome: Result<(), Code>) {
-        let f = FUNCTIONS.iter().position(|n| *n == function).unwrap_or(FUNCTIONS.len() - 1);
+    /// The cell of `function` (a name of [`FUNCTIONS`]; any other is
+    /// `invalid`) and `outcome`.
+    fn cell(&self, function: &str, outcome: Result<(), Code>) -> &AtomicU64 {
+        let f = FUNCTIONS.iter().position(|n| *n == function).unwrap_or(FUNCTIONS.len());
         let o = match outcome {
             Ok(()) => 0,
-            Err(c) => 1 + CODES.iter().position(|x| *x == c).unwrap_or(CODES.len() - 1),
+            Err(c) => 1 + c as usize,
         };
-        if let Some(cell) = self.cells.get(f).and_then(|r| r.get(o)) {
-            cell.fetch_add(1, Ordering::Relaxed);
-        }
+        &self.cells[f.min(ROWS - 1)][o.min(OUTCOMES - 1)]
+    }
+
+    /// Counts one answer to `function` with `outcome`.
+    pub fn count(&self, function: &str, outcome: Result<(), Code>) {
+        self.cell(function, outcome).fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many answers `function` got with `outcome`.
     pub fn get(&self, function: &str, outcome: Result<(), Code>) -> u64 {
-        let Some(f) = FUNCTIONS.iter().position(|n| *n == function) else { return 0 };
-        let o = match outcome {
-            Ok(()) => 0,
-            Err(c) => 1 + CODES.iter().position(|x| *x == c).unwrap_or(CODES.len() - 1),
-        };
-        self.cells[f][o].load(Ordering::Relaxed)
+        self.cell(function, outcome).load(Ordering::Relaxed)
     }
 }
 
@@ -292,8 +252,9 @@ impl Collector for Requests {
                 if n == 0 {
                     continue;
                 }
-                let outcome = if o == 0 { "ok" } else { CODES.get(o - 1).map_or("internal", |c| c.as_str()) };
-                let labels: Labels = vec![("function", FUNCTIONS[f].to_string()), ("outcome", outcome.to_string())];
+                let outcome = if o == 0 { "ok" } else { Code::ALL.get(o - 1).map_or("internal", |c| c.as_str()) };
+                let function = FUNCTIONS.get(f).copied().unwrap_or("invalid");
+                let labels: Labels = vec![("function", function.to_string()), ("outcome", outcome.to_string())];
                 ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
             }
         }
@@ -355,13 +316,36 @@ mod tests {
         }
     }
 
+    /// Every function and every code has its own cell: the ones added
+    /// after the table was first written (queue, selftest, health, sd;
+    /// in_doubt) were once counted as `invalid` and `internal`.
     #[test]
-    fn every_function_has_a_row() {
-        for f in ["classes", "status", "claim", "dump", "force_release", "debug_panic"] {
-            assert!(FUNCTIONS.contains(&f));
+    fn every_function_and_code_has_its_own_cell() {
+        let r = Requests::default();
+        for f in FUNCTIONS {
+            for c in Code::ALL {
+                r.count(f, Err(c));
+            }
+            r.count(f, Ok(()));
         }
-        for c in CODES {
-            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        r.count("frobnicate", Err(Code::UnknownFunction));
+        for f in FUNCTIONS {
+            assert_eq!(r.get(f, Ok(())), 1, "{f}");
+            for c in Code::ALL {
+                assert_eq!(r.get(f, Err(c)), 1, "{f} {c:?}");
+            }
+        }
+        assert_eq!(r.get("invalid", Err(Code::UnknownFunction)), 1);
+        let mut reg = Registry::with_prefix(PREFIX);
+        reg.register_collector(Box::new(std::sync::Arc::new(r)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        for want in [
+            "boardlab_requests_total{function=\"sd\",outcome=\"ok\"} 1",
+            "boardlab_requests_total{function=\"queue\",outcome=\"in_doubt\"} 1",
+            "boardlab_requests_total{function=\"invalid\",outcome=\"unknown_function\"} 1",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
         }
     }
 }

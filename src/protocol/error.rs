@@ -33,6 +33,26 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in declaration order (`ALL[c as usize] == c`).
+    pub const ALL: [Code; 16] = [
+        Code::BadRequest,
+        Code::UnknownFunction,
+        Code::UnknownClass,
+        Code::UnknownBoard,
+        Code::NoDeviceAvailable,
+        Code::NotClaimed,
+        Code::ClaimEnded,
+        Code::HandleMismatch,
+        Code::PermissionDenied,
+        Code::DeviceFault,
+        Code::Busy,
+        Code::Timeout,
+        Code::Unavailable,
+        Code::InDoubt,
+        Code::LimitReached,
+        Code::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::BadRequest => "bad_request",
@@ -77,3 +97,20 @@ impl fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::Code;
+
+    /// `ALL` holds every code once, in order: a code added to the enum
+    /// and not here fails (its index is past the end, or two collide).
+    #[test]
+    fn all_is_every_code_in_order() {
+        for (i, c) in Code::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?}");
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        // The last variant closes the list.
+        assert_eq!(Code::Internal as usize, Code::ALL.len() - 1);
+    }
+}

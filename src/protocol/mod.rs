@@ -20,7 +20,7 @@ pub use board::{BoardState, BoardView, PowerState};
 pub use error::{ApiError, ApiResult, Code};
 pub use history::{HistoryQuery, HISTORY_LIMIT, HISTORY_MAX};
 pub use reply::*;
-pub use request::{parse_request, salvage_id, Call, Request};
+pub use request::{parse_request, salvage_id, Call, Request, FUNCTIONS};
 pub use sd::*;
 pub use selftest::{HealthReport, SelftestReport, SelftestStep, Verdict};
 

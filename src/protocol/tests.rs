@@ -82,3 +82,20 @@ fn user_field_is_ignored_and_as_is_kept() {
     assert_eq!(r.call, Call::Whoami);
     assert_eq!(r.on_behalf_of.as_deref(), Some("bob"));
 }
+
+/// Every listed function is known to the parser (its bare call parses or
+/// wants arguments, never "unknown"), and names itself as listed.
+#[test]
+fn every_listed_function_parses_and_names_itself() {
+    for f in FUNCTIONS {
+        if f == "debug_panic" && !cfg!(feature = "fault-injection") {
+            continue;
+        }
+        match parse_request(&serde_json::json!({"fn": f}).to_string()) {
+            Ok(r) => assert_eq!(r.call.name(), f),
+            Err((_, e)) => assert_eq!(e.code, Code::BadRequest, "{f}: {e}"),
+        }
+    }
+    let e = parse_request(r#"{"fn": "frobnicate"}"#).unwrap_err().1;
+    assert_eq!(e.code, Code::UnknownFunction);
+}
