@@ -298,7 +298,7 @@ struct V6Lab {
     la: Login,
     inet: Net,
     far: Net,
-    /// Addresses in `inet`: allowed, denied; in `far`: denied.
+    /// Addresses in `inet`: allowed, denied; in `far` (denied).
     inet_ok: &'static str,
     inet_denied: &'static str,
     far_addr: &'static str,
@@ -640,14 +640,15 @@ fn the_host_is_out_of_reach_over_ipv6_from_jail_and_board() {
 fn a_reinit_flood_that_drains_the_pool_is_refused_clearly_and_breaks_nothing() {
     let _turn = one_at_a_time();
     static NET: JailNet = JailNet { pool: "10.201.3.0/24", board_net: "172.21.48.0/20", uid_base: 11_900_000 };
-    const POOL: &str = "2001:db8:4403:40::/62";
+    // The smallest pool labd takes: 16 /64s.
+    const POOL: &str = "2001:db8:4403:40::/60";
     let mut lab = jail_lab(2, "rockpro64", &NET, &format!("ipv6_pool = \"{POOL}\""), "");
     let dir = lab.path().to_path_buf();
     lab.start_labd();
     let a = claim(&lab, ALICE);
     let mut seen = vec![prefix_of(&a)];
     let mut refused = None;
-    for _ in 0..6 {
+    for _ in 0..20 {
         let r = lab.as_user(ALICE, &[json!({"fn": "reinit", "handle": a["handle"]})]).remove(0);
         if r["ok"] == true {
             let p = prefix_of(&r["result"]);
@@ -658,8 +659,8 @@ fn a_reinit_flood_that_drains_the_pool_is_refused_clearly_and_breaks_nothing() {
             break;
         }
     }
-    assert_eq!(seen.len(), 4, "a /62 has four /64s: {seen:?}");
-    let r = refused.expect("a fifth /64 from a /62");
+    assert_eq!(seen.len(), 16, "a /60 has 16 /64s: {seen:?}");
+    let r = refused.expect("a 17th /64 from a /60");
     let msg = r["error"]["message"].as_str().unwrap_or_default().to_string();
     assert!(msg.contains("no /64 of the IPv6 pool") && msg.contains(POOL), "{r}");
 
@@ -713,7 +714,7 @@ fn a_jails_etc_ssh_cannot_steer_the_renewed_host_certificate() {
     std::fs::write(&kh, format!("{}\n", c["jail"]["host_key"].as_str().unwrap())).unwrap();
     let l = Login {
         key: common::jails::key_of(&dir, ALICE),
-        known_hosts: kh,
+        known_hosts: kh.clone(),
         ip: c["jail"]["ip"].as_str().unwrap().to_string(),
         via_netns: None,
     };
@@ -755,20 +756,32 @@ fn a_jails_etc_ssh_cannot_steer_the_renewed_host_certificate() {
     let mut breaches: Vec<String> = Vec::new();
     let first = read_cert();
 
-    // 1. /etc/ssh a symlink to a host directory.
-    l.ok(&format!("mv /etc/ssh /etc/ssh.real && ln -s {} /etc/ssh", victim_dir.display()));
+    // 1. /etc/ssh a symlink to a host directory (put back a few seconds
+    //    later, in the background: the jail's sshd needs its own to let
+    //    anyone in).
+    l.ok(&format!(
+        "mv /etc/ssh /etc/ssh.real && ln -s {} /etc/ssh && \
+         setsid -f sh -c 'sleep 4; rm /etc/ssh; mv /etc/ssh.real /etc/ssh' </dev/null >/dev/null 2>&1",
+        victim_dir.display()
+    ));
     let t0 = Instant::now();
     renew(2 * 3600);
-    std::thread::sleep(Duration::from_millis(500));
     assert!(t0.elapsed() < Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(6));
     breaches.extend(untouched("/etc/ssh a symlink"));
-    l.ok("rm /etc/ssh && mv /etc/ssh.real /etc/ssh");
+    l.ok("test -d /etc/ssh && ! test -L /etc/ssh");
 
     // 2. The certificate and labd's temporary name symlinks to host
-    //    files, and another key in place of the public one.
+    //    files, and another key pair in place of the jail's (which its
+    //    sshd serves from now on: trusted here too, to get back in).
+    let evil = l.ok("ssh-keygen -q -t ed25519 -N '' -f /tmp/evil && cat /tmp/evil.pub");
+    let evil = evil.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let mut lines = std::fs::read_to_string(&kh).unwrap();
+    lines.push_str(&format!("{} {evil}\n", l.ip));
+    std::fs::write(&kh, lines).unwrap();
     l.ok(&format!(
         "cd /etc/ssh && ln -sf {} ssh_host_ed25519_key-cert.pub && ln -sf {} .ssh_host_ed25519_key-cert.pub.labd && \
-         ssh-keygen -q -t ed25519 -N '' -f /tmp/evil && cp /tmp/evil.pub ssh_host_ed25519_key.pub",
+         cp /tmp/evil ssh_host_ed25519_key && cp /tmp/evil.pub ssh_host_ed25519_key.pub",
         victim.display(),
         victim_tmp.display()
     ));
@@ -804,9 +817,8 @@ fn a_jails_etc_ssh_cannot_steer_the_renewed_host_certificate() {
     }
     breaches.extend(untouched("after all"));
 
-    // The jail still works with its own key and certificate (the real
-    // public key back), and everything goes at release.
-    l.ok("cp /etc/ssh/ssh_host_ed25519_key.pub /tmp/x; ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key > /etc/ssh/ssh_host_ed25519_key.pub");
+    // The jail still answers (with the key its root put in), and
+    // everything goes at release.
     l.ok("true");
     release(&lab, ALICE, &c);
     drop(lab);
