@@ -322,11 +322,14 @@ struct Nets {
 }
 
 fn v6_lab(n: &Nets) -> V6Lab {
-    let inet = Net::new(&format!("{}i", n.tag), &format!("{}/48", n.inet_host), &[
-        &format!("{}/48", n.inet_ok),
-        &format!("{}/48", n.inet_denied),
-    ], n.inet_host);
-    let far = Net::new(&format!("{}f", n.tag), &format!("{}/24", n.far_host), &[&format!("{}/24", n.far_addr)], n.far_host);
+    let inet = Net::new(
+        &format!("{}i", n.tag),
+        &format!("{}/48", n.inet_host),
+        &[&format!("{}/48", n.inet_ok), &format!("{}/48", n.inet_denied)],
+        n.inet_host,
+    );
+    let far =
+        Net::new(&format!("{}f", n.tag), &format!("{}/24", n.far_host), &[&format!("{}/24", n.far_addr)], n.far_host);
     let extra = format!(
         "nat_interface = \"{}\"\nipv6_pool = \"{}\"\ndeny_out = [\"{}\", \"{}\"]",
         inet.host_if, n.pool, n.denied64, n.far24
@@ -337,18 +340,7 @@ fn v6_lab(n: &Nets) -> V6Lab {
     let b = claim(&lab, BOB);
     let la = Login::new(lab.path(), ALICE, &a["jail"], &format!("{}a", n.tag));
     la.ok("true");
-    V6Lab {
-        lab,
-        net: n.net,
-        a,
-        b,
-        la,
-        inet,
-        far,
-        inet_ok: n.inet_ok,
-        inet_denied: n.inet_denied,
-        far_addr: n.far_addr,
-    }
+    V6Lab { lab, net: n.net, a, b, la, inet, far, inet_ok: n.inet_ok, inet_denied: n.inet_denied, far_addr: n.far_addr }
 }
 
 impl V6Lab {
@@ -745,7 +737,11 @@ fn a_jails_etc_ssh_cannot_steer_the_renewed_host_certificate() {
             let m = std::fs::symlink_metadata(f).unwrap();
             let text = std::fs::read_to_string(f).unwrap_or_default();
             if text != "untouched\n" || std::os::unix::fs::MetadataExt::uid(&m) != 0 {
-                bad.push(format!("{what}: {} was changed ({text:?}, uid {})", f.display(), std::os::unix::fs::MetadataExt::uid(&m)));
+                bad.push(format!(
+                    "{what}: {} was changed ({text:?}, uid {})",
+                    f.display(),
+                    std::os::unix::fs::MetadataExt::uid(&m)
+                ));
             }
         }
         if std::fs::read_dir(&victim_dir).unwrap().next().is_some() {
@@ -811,7 +807,11 @@ fn a_jails_etc_ssh_cannot_steer_the_renewed_host_certificate() {
     let r = lab.as_user(ALICE, &[json!({"fn": "renew", "handle": c["handle"], "lease": 10u64.pow(9)})]).remove(0);
     std::thread::sleep(Duration::from_millis(500));
     let cert = read_cert();
-    let end = if r["ok"] == true { unix(&r["result"]["expires_at"]) } else { unix(&c["expires_at"]).max(cert.valid_before()) };
+    let end = if r["ok"] == true {
+        unix(&r["result"]["expires_at"])
+    } else {
+        unix(&c["expires_at"]).max(cert.valid_before())
+    };
     if cert.valid_before() > end + 1 {
         breaches.push(format!("a certificate valid to {} beyond the lease {end}", cert.valid_before()));
     }
