@@ -799,7 +799,15 @@ fn a_jails_etc_ssh_cannot_steer_the_renewed_host_certificate() {
     }
 
     // 3. A FIFO under labd's temporary name: labd must not hang on it.
-    l.ok("mkfifo /etc/ssh/.ssh_host_ed25519_key-cert.pub.labd");
+    // (The renew's reload restarts the jail's sshd: a moment without it.)
+    let again = |cmd: &str| {
+        let t0 = Instant::now();
+        while !l.run(cmd).status.success() {
+            assert!(t0.elapsed() < Duration::from_secs(15), "{cmd:?} in the jail kept failing");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    again("mkfifo /etc/ssh/.ssh_host_ed25519_key-cert.pub.labd");
     let before = read_cert().serial();
     renew(3600);
     lab.wait_for(Duration::from_secs(10), "a certificate past the FIFO", || read_cert().serial() != before);
@@ -819,7 +827,7 @@ fn a_jails_etc_ssh_cannot_steer_the_renewed_host_certificate() {
 
     // The jail still answers (with the key its root put in), and
     // everything goes at release.
-    l.ok("true");
+    again("true");
     release(&lab, ALICE, &c);
     drop(lab);
     let left = leftovers(&dir, NET.uid_base, 1);
