@@ -20,8 +20,12 @@ use crate::jail::JailSettings;
 /// management networks and every switch). Without a /64, no IPv6 at all.
 /// Replies to connections made *to* the jail (ssh from a user) pass, and
 /// only its own /64 is routed to it. Input from the jail to the host
-/// itself is only ping of its gateway, neighbour discovery on the link,
-/// and replies.
+/// itself is only ping of its gateway, neighbour discovery on the link
+/// (from the jail's link-local address), and replies. Whatever comes in
+/// by the uplink with another source than the jail's own (its IPv4
+/// address; its /64 or its link-local address) is dropped first, in
+/// prerouting: nothing of the host answers, complains or delivers to a
+/// forged source.
 pub fn host_ruleset(plan: &Plan, s: &JailSettings, out: &Egress) -> String {
     let t = &plan.nft_table;
     let up = &plan.uplink_host;
@@ -75,17 +79,34 @@ pub fn host_ruleset(plan: &Plan, s: &JailSettings, out: &Egress) -> String {
         }
         None => format!("\t\toifname \"{up}\" meta nfproto ipv6 drop\n"),
     };
-    let input6 = if v6.is_some() {
-        format!(
-            "\t\tiifname \"{up}\" ip6 hoplimit 255 icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept
+    // What comes in by the uplink carries the jail's own source or is
+    // dropped before anything looks at it (conntrack, routing, the
+    // forward path's ICMP errors, local sockets): a forged source would
+    // otherwise pass as a reply of a flow the host has open (input accepts
+    // "established"), or make the host ping or complain (time exceeded,
+    // sent before the forward chain sees the packet) to someone else.
+    // IPv6: the claim's /64, or the jail's link-local address.
+    let (spoof6, input6) = match v6 {
+        Some((prefix, _)) => (
+            format!("\t\tiifname \"{up}\" ip6 saddr != {{ {prefix}, {JAIL_LINK_LOCAL} }} drop\n"),
+            // Neighbour discovery from the jail's link-local address only:
+            // every other source of a solicitation becomes a neighbour
+            // entry of the host's one table, and a full table resolves
+            // nothing on any interface.
+            format!(
+                "\t\tiifname \"{up}\" ip6 saddr {JAIL_LINK_LOCAL} ip6 hoplimit 255 icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept
 \t\tiifname \"{up}\" ip6 daddr {HOST_LINK_LOCAL} icmpv6 type echo-request accept
 "
-        )
-    } else {
-        String::new()
+            ),
+        ),
+        None => (format!("\t\tiifname \"{up}\" meta nfproto ipv6 drop\n"), String::new()),
     };
     format!(
         "table inet {t} {{
+\tchain prerouting {{
+\t\ttype filter hook prerouting priority raw; policy accept;
+\t\tiifname \"{up}\" ip saddr != {jail} drop
+{spoof6}\t}}
 \tchain forward {{
 \t\ttype filter hook forward priority filter; policy accept;
 \t\tiifname \"{up}\" jump from_jail
@@ -107,6 +128,7 @@ pub fn host_ruleset(plan: &Plan, s: &JailSettings, out: &Egress) -> String {
 }}
 ",
         gw = plan.gateway,
+        jail = plan.jail_ip,
     )
 }
 
@@ -222,6 +244,11 @@ mod tests {
         assert!(r.contains("meta nfproto ipv4 oifname != \"eth0\" drop"), "{r}");
         assert!(r.contains("ip saddr 10.240.0.14 oifname \"eth0\" masquerade"), "{r}");
         assert!(r.contains("iifname \"blju3\" ip daddr 10.240.0.13 icmp type echo-request accept"), "{r}");
+        // Forged sources die before conntrack, routing and input.
+        let pre = &r[r.find("chain prerouting").unwrap()..r.find("chain forward").unwrap()];
+        assert!(pre.contains("type filter hook prerouting priority raw;"), "{pre}");
+        assert!(pre.contains("iifname \"blju3\" ip saddr != 10.240.0.14 drop"), "{pre}");
+        assert!(pre.contains("iifname \"blju3\" meta nfproto ipv6 drop"), "{pre}");
         // Without a /64, no IPv6 either way, and no neighbour discovery.
         assert!(r.contains("\t\tmeta nfproto ipv6 drop\n"), "{r}");
         assert!(r.contains("oifname \"blju3\" meta nfproto ipv6 drop"), "{r}");
@@ -267,9 +294,18 @@ mod tests {
         // Towards the jail: only its own /64, never from another jail's.
         assert!(r.contains("oifname \"blju3\" ip6 saddr 2001:db8:4200::/48 drop"), "{r}");
         assert!(r.contains("oifname \"blju3\" ip6 daddr != 2001:db8:4200:ab12::/64 drop"), "{r}");
-        // The host: neighbour discovery on the link and ping, nothing else.
+        // Forged sources die before conntrack, routing and input: only
+        // the claim's /64 and the jail's link-local address come in.
+        let pre = &r[r.find("chain prerouting").unwrap()..r.find("chain forward").unwrap()];
+        assert!(pre.contains("iifname \"blju3\" ip6 saddr != { 2001:db8:4200:ab12::/64, fe80::2 } drop"), "{pre}");
+        assert!(pre.contains("iifname \"blju3\" ip saddr != 10.240.0.14 drop"), "{pre}");
+        assert!(!pre.replace("policy accept", "").contains("accept"), "{pre}");
+        // The host: neighbour discovery on the link, from the jail's
+        // link-local address only, and ping, nothing else.
         let input = &r[r.find("chain input").unwrap()..r.find("chain postrouting").unwrap()];
-        assert!(input.contains("ip6 hoplimit 255 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"));
+        assert!(input.contains(
+            "ip6 saddr fe80::2 ip6 hoplimit 255 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+        ));
         assert!(input.trim_end().trim_end_matches('}').trim_end().ends_with("iifname \"blju3\" drop"), "{input}");
         // Not masqueraded: routed.
         assert!(!r.contains("ip6 saddr 2001:db8:4200:ab12::/64 oifname"), "{r}");

@@ -1,0 +1,836 @@
+//! Attacks on the IPv6 of the jails (issue 12) and on their SSH host
+//! certificates, as the claimant would make them: root in the jail (raw
+//! sockets, its own addresses, routes and tunnels) and in control of the
+//! board. Each test asserts that the attack gets nowhere and that the lab
+//! is whole afterwards (the victim's jail answers, nothing is left).
+//!
+//! Packets are made by a small Python tool ([`PKT`]) run inside the jail
+//! over ssh as its root (or, for the board, inside the board's network
+//! namespace); what arrives is seen by sniffers (a packet socket) in the
+//! namespaces of the would-be victims, looking for a marker that only the
+//! attack's packets carry.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv6Addr, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::jails::{board_link, jail_lab, leftovers, netns_list, one_at_a_time, sh, JailNet, Listener, Login, Net};
+use common::*;
+use ipnet::Ipv6Net;
+use serde_json::{json, Value};
+
+/// Makes and sends packets, or sniffs for a marker. Run as root of a
+/// network namespace (the jail's, or the board's).
+const PKT: &str = r#"
+import socket, struct, sys, time
+
+def csum(b):
+    if len(b) % 2:
+        b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+def a6(x):
+    return socket.inet_pton(socket.AF_INET6, x)
+
+def n6(x):
+    return int.from_bytes(a6(x), 'big')
+
+def s6(n):
+    return socket.inet_ntop(socket.AF_INET6, n.to_bytes(16, 'big'))
+
+def with_sum(src, dst, nh, seg, at):
+    ph = a6(src) + a6(dst) + struct.pack('!I3xB', len(seg), nh)
+    c = csum(ph + seg)
+    return seg[:at] + struct.pack('!H', c) + seg[at + 2:]
+
+def hdr6(src, dst, nh, plen, hlim):
+    return struct.pack('!IHBB', 6 << 28, plen, nh, hlim) + a6(src) + a6(dst)
+
+def send6(p, dst, ifn):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    scope = socket.if_nametoindex(ifn) if ifn != '-' else 0
+    try:
+        s.sendto(p, (dst, 0, 0, scope))
+    except OSError as e:
+        print('send', dst, e, file=sys.stderr)
+    s.close()
+
+def send4(p, dst):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        s.sendto(p, (dst, 0))
+    except OSError as e:
+        print('send', dst, e, file=sys.stderr)
+    s.close()
+
+def hdr4(src, dst, proto, plen, ttl):
+    return struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + plen, 0, 0, ttl, proto, 0,
+                       socket.inet_aton(src), socket.inet_aton(dst))
+
+def udp6(src, dst, sport, dport, data):
+    seg = struct.pack('!HHHH', sport, dport, 8 + len(data), 0) + data
+    return with_sum(src, dst, 17, seg, 6)
+
+def icmp6(src, dst, typ, code, body):
+    return with_sum(src, dst, 58, struct.pack('!BBH', typ, code, 0) + body, 2)
+
+def mac(ifn):
+    return bytes.fromhex(open('/sys/class/net/%s/address' % ifn).read().strip().replace(':', ''))
+
+def describe(f):
+    et = struct.unpack('!H', f[12:14])[0]
+    if et == 0x86dd:
+        return 'ipv6 %s > %s nh %d' % (socket.inet_ntop(socket.AF_INET6, f[22:38]),
+                                       socket.inet_ntop(socket.AF_INET6, f[38:54]), f[20])
+    if et == 0x0800:
+        return 'ipv4 %s > %s proto %d' % (socket.inet_ntoa(f[26:30]), socket.inet_ntoa(f[30:34]), f[23])
+    return 'ethertype %04x' % et
+
+cmd, a = sys.argv[1], sys.argv[2:]
+if cmd == 'udp6':
+    # SRC SPORT DST DPORT DATA HLIM IF [hbh|frag]
+    src, sport, dst, dport, data, hlim, ifn = a[0], int(a[1]), a[2], int(a[3]), a[4].encode(), int(a[5]), a[6]
+    how = a[7] if len(a) > 7 else ''
+    seg = udp6(src, dst, sport, dport, data)
+    if how == 'hbh':
+        ext = bytes([17, 0, 1, 4, 0, 0, 0, 0])
+        send6(hdr6(src, dst, 0, len(ext) + len(seg), hlim) + ext + seg, dst, ifn)
+    elif how == 'frag':
+        first, rest = seg[:16], seg[16:]
+        f1 = struct.pack('!BBHI', 17, 0, 1, 0x4242) + first
+        f2 = struct.pack('!BBHI', 17, 0, 2 << 3, 0x4242) + rest
+        for f in (f1, f2):
+            send6(hdr6(src, dst, 44, len(f), hlim) + f, dst, ifn)
+    else:
+        send6(hdr6(src, dst, 17, len(seg), hlim) + seg, dst, ifn)
+elif cmd == 'udp4':
+    # SRC SPORT DST DPORT DATA TTL
+    src, sport, dst, dport, data, ttl = a[0], int(a[1]), a[2], int(a[3]), a[4].encode(), int(a[5])
+    seg = struct.pack('!HHHH', sport, dport, 8 + len(data), 0) + data
+    send4(hdr4(src, dst, 17, len(seg), ttl) + seg, dst)
+elif cmd == 'echo6':
+    # SRC DST DATA IF
+    src, dst, data, ifn = a[0], a[1], a[2].encode(), a[3]
+    p = icmp6(src, dst, 128, 0, struct.pack('!HH', 0x4242, 1) + data)
+    send6(hdr6(src, dst, 58, len(p), 64) + p, dst, ifn)
+elif cmd == 'echo4':
+    # SRC DST DATA
+    src, dst, data = a[0], a[1], a[2].encode()
+    body = struct.pack('!BBHHH', 8, 0, 0, 0x4242, 1) + data
+    body = body[:2] + struct.pack('!H', csum(body)) + body[4:]
+    send4(hdr4(src, dst, 1, len(body), 64) + body, dst)
+elif cmd == 'ns6':
+    # FIRST_SRC COUNT TARGET DST IF: neighbour solicitations from COUNT sources
+    base, n, target, dst, ifn = n6(a[0]), int(a[1]), a[2], a[3], a[4]
+    for i in range(n):
+        src = s6(base + i)
+        p = icmp6(src, dst, 135, 0, struct.pack('!I', 0) + a6(target) + bytes([1, 1]) + mac(ifn))
+        send6(hdr6(src, dst, 58, len(p), 255) + p, dst, ifn)
+elif cmd == 'ra6':
+    # SRC DST IF PREFIX ROUTE: a router advertisement (default route,
+    # an autoconfiguration prefix, a route to ROUTE/64)
+    src, dst, ifn, prefix, route = a[0], a[1], a[2], a[3], a[4]
+    body = struct.pack('!BBHII', 64, 0, 1800, 0, 0) + bytes([1, 1]) + mac(ifn)
+    body += struct.pack('!BBBBIII', 3, 4, 64, 0xc0, 86400, 14400, 0) + a6(prefix)
+    body += struct.pack('!BBBBI', 24, 3, 64, 0x08, 86400) + a6(route)
+    p = icmp6(src, dst, 134, 0, body)
+    send6(hdr6(src, dst, 58, len(p), 255) + p, dst, ifn)
+elif cmd == 'redirect6':
+    # SRC DST IF TARGET DEST: "DEST is better reached through TARGET"
+    src, dst, ifn, target, dest = a[0], a[1], a[2], a[3], a[4]
+    body = struct.pack('!I', 0) + a6(target) + a6(dest) + bytes([2, 1]) + mac(ifn)
+    p = icmp6(src, dst, 137, 0, body)
+    send6(hdr6(src, dst, 58, len(p), 255) + p, dst, ifn)
+elif cmd == 'sniff':
+    # SECONDS MARKER: every frame that arrives here carrying MARKER
+    secs, marker = float(a[0]), a[1].encode()
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.settimeout(0.2)
+    print('READY', flush=True)
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            f, addr = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        if addr[2] != 4 and marker in f:
+            print('HIT', addr[0], describe(f), flush=True)
+else:
+    sys.exit('unknown command ' + cmd)
+"#;
+
+/// Runs [`PKT`] with `args` inside the jail, as its root, over ssh.
+fn jail_pkt(l: &Login, args: &str) -> Output {
+    let mut c = l.command(&format!("python3 - {args}"));
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(PKT.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "pkt {args} in the jail: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// Runs [`PKT`] with `args` in the network namespace `ns` (the board's).
+fn ns_pkt(ns: &str, args: &[&str]) -> Output {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(PKT.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "pkt {args:?} in {ns}: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// Watches a network namespace for frames carrying a marker; killed on
+/// drop.
+struct Sniffer {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    what: String,
+}
+
+impl Sniffer {
+    fn start(ns: &str, secs: u32, marker: &str, what: &str) -> Sniffer {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-", "sniff", &secs.to_string(), marker])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(PKT.as_bytes()).unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        assert_eq!(first.trim(), "READY", "the sniffer in {ns} did not start");
+        Sniffer { child, out, what: what.to_string() }
+    }
+
+    /// Waits for the sniffer's end; what it saw, prefixed with what it
+    /// watched.
+    fn hits(mut self) -> Vec<String> {
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+        let _ = self.child.wait();
+        rest.lines().filter(|l| l.starts_with("HIT")).map(|l| format!("{}: {l}", self.what)).collect()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A marker no other packet carries.
+fn marker(tag: &str) -> String {
+    let mut b = [0u8; 6];
+    getrandom::getrandom(&mut b).unwrap();
+    format!("bl{tag}{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+fn claim(lab: &Lab, user: &str) -> Value {
+    let r = lab.as_user(user, &[json!({"fn": "claim", "class": "rockpro64"})]).remove(0);
+    ok(&r).clone()
+}
+
+fn release(lab: &Lab, user: &str, c: &Value) {
+    ok(&lab.as_user(user, &[json!({"fn": "release", "handle": c["handle"]})]).remove(0));
+}
+
+fn prefix_of(c: &Value) -> Ipv6Net {
+    c["jail"]["board_prefix"].as_str().unwrap_or_else(|| panic!("no board_prefix in {c}")).parse().unwrap()
+}
+
+fn addr_in(p: &Ipv6Net, low: u128) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(p.network()) | low)
+}
+
+/// The network namespace of `board`'s jail.
+fn jail_ns(board: &str) -> String {
+    netns_list()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|n| n.starts_with("blj") && n.ends_with(&format!("-{board}")))
+        .unwrap_or_else(|| panic!("no jail namespace for {board}"))
+        .to_string()
+}
+
+/// The host's end of the claim's uplink: where its /64 is routed.
+fn uplink_of(c: &Value) -> String {
+    let p = prefix_of(c).to_string();
+    let o = sh(&["ip", "-6", "-j", "route", "show", &p]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v[0]["dev"].as_str().unwrap_or_else(|| panic!("no route to {p}: {v}")).to_string()
+}
+
+/// ssh into the claim's jail over IPv6 (host key checked): the host
+/// still routes the claim's /64 to its jail.
+fn login6(lab: &Lab, user: &str, c: &Value, tag: &str) -> Login {
+    let ip6 = c["jail"]["ipv6"].as_str().unwrap().to_string();
+    let key = c["jail"]["known_hosts"].as_str().unwrap().split_once(' ').unwrap().1.to_string();
+    let mut l = Login::new(lab.path(), user, &c["jail"], tag);
+    std::fs::write(&l.known_hosts, format!("{ip6} {key}\n")).unwrap();
+    l.ip = ip6;
+    l
+}
+
+/// Two jailed claims (alice's, the attacker's, and bob's, the victim's)
+/// with IPv6, and an "internet" the jails' traffic leaves by: `inet`
+/// (IPv6, the NAT interface, with a denied /64 on it) and `far` (IPv4,
+/// denied). Tear-down order: the lab, then the networks.
+struct V6Lab {
+    lab: Lab,
+    net: &'static JailNet,
+    a: Value,
+    b: Value,
+    la: Login,
+    inet: Net,
+    far: Net,
+    /// Addresses in `inet`: allowed, denied; in `far` (denied).
+    inet_ok: &'static str,
+    inet_denied: &'static str,
+    far_addr: &'static str,
+}
+
+/// Addresses of one test's networks (each test its own).
+struct Nets {
+    net: &'static JailNet,
+    pool: &'static str,
+    tag: &'static str,
+    /// The host's end and the far end of `inet` (a /48), its denied /64's
+    /// far address.
+    inet_host: &'static str,
+    inet_ok: &'static str,
+    inet_denied: &'static str,
+    denied64: &'static str,
+    /// IPv4: the host's end and the far end, a /24.
+    far_host: &'static str,
+    far_addr: &'static str,
+    far24: &'static str,
+}
+
+fn v6_lab(n: &Nets) -> V6Lab {
+    let inet = Net::new(
+        &format!("{}i", n.tag),
+        &format!("{}/48", n.inet_host),
+        &[&format!("{}/48", n.inet_ok), &format!("{}/48", n.inet_denied)],
+        n.inet_host,
+    );
+    let far =
+        Net::new(&format!("{}f", n.tag), &format!("{}/24", n.far_host), &[&format!("{}/24", n.far_addr)], n.far_host);
+    let extra = format!(
+        "nat_interface = \"{}\"\nipv6_pool = \"{}\"\ndeny_out = [\"{}\", \"{}\"]",
+        inet.host_if, n.pool, n.denied64, n.far24
+    );
+    let mut lab = jail_lab(2, "rockpro64", n.net, &extra, "");
+    lab.start_labd();
+    let a = claim(&lab, ALICE);
+    let b = claim(&lab, BOB);
+    let la = Login::new(lab.path(), ALICE, &a["jail"], &format!("{}a", n.tag));
+    la.ok("true");
+    V6Lab { lab, net: n.net, a, b, la, inet, far, inet_ok: n.inet_ok, inet_denied: n.inet_denied, far_addr: n.far_addr }
+}
+
+impl V6Lab {
+    /// The lab is whole: bob's jail answers over IPv6 and IPv4, alice's
+    /// too; both claims end; nothing of the jails is left.
+    fn whole_and_gone(self, tag: &str) {
+        let V6Lab { lab, net, a, b, la, inet, far, .. } = self;
+        login6(&lab, BOB, &b, &format!("{tag}b6")).ok("true");
+        Login::new(lab.path(), BOB, &b["jail"], &format!("{tag}b4")).ok("true");
+        la.ok("true");
+        release(&lab, ALICE, &a);
+        release(&lab, BOB, &b);
+        let s = lab.req(json!({"fn": "status"}));
+        assert!(ok(&s).as_array().unwrap().iter().all(|x| x["state"] == "available"), "{s}");
+        let dir = lab.path().to_path_buf();
+        drop(lab);
+        let left = leftovers(&dir, net.uid_base, 2);
+        assert!(left.is_empty(), "left behind: {left:#?}");
+        drop((inet, far));
+    }
+}
+
+/// Spoofed sources: alice's jail sends with addresses that are not its
+/// own. It must not reach a socket of the host through a flow the host
+/// has open (conntrack calls the forged reply "established", which the
+/// input chain lets in), nor make the host answer or complain on its
+/// behalf to someone else: a ping of the host's `fe80::1` or gateway, or
+/// a packet whose hop limit ends at the host (its "time exceeded" is sent
+/// before the forward chain ever sees the packet) must not bring anything
+/// to bob's jail, a denied prefix or the outside.
+#[test]
+fn spoofed_sources_from_a_jail_reach_no_host_socket_and_no_one_else() {
+    let _turn = one_at_a_time();
+    static NET: JailNet = JailNet { pool: "10.201.0.0/24", board_net: "172.21.0.0/20", uid_base: 11_000_000 };
+    let v = v6_lab(&Nets {
+        net: &NET,
+        pool: "2001:db8:4400::/48",
+        tag: "v6s",
+        inet_host: "fd6c:1::1",
+        inet_ok: "fd6c:1::2",
+        inet_denied: "fd6c:1:0:9::2",
+        denied64: "fd6c:1:0:9::/64",
+        far_host: "10.201.250.1",
+        far_addr: "10.201.250.2",
+        far24: "10.201.250.0/24",
+    });
+    let pb = prefix_of(&v.b);
+    let b_ns = jail_ns(v.b["board"].as_str().unwrap());
+    let b_ip4 = v.b["jail"]["ip"].as_str().unwrap().to_string();
+    let a_gw4 = {
+        // The jail's gateway: its default route.
+        let r = v.la.ok("ip -4 route show default");
+        r.split_whitespace().nth(2).unwrap().to_string()
+    };
+    let mut breaches: Vec<String> = Vec::new();
+
+    // 1. Into the host's own flows: a UDP socket of the host talking to
+    //    the outside, and a forged answer from the jail.
+    let flows: [(&str, &str, IpAddr, &str); 2] = [
+        ("v6", &v.inet.ns, "fd6c:1::1".parse().unwrap(), v.inet_ok),
+        ("v4", &v.far.ns, "10.201.250.1".parse().unwrap(), v.far_addr),
+    ];
+    for (tag, ns, host_addr, remote) in flows {
+        let far_end = Listener::in_netns(Some(ns), remote.parse().unwrap());
+        let sock = UdpSocket::bind((host_addr, 0)).unwrap();
+        sock.connect((remote.parse::<IpAddr>().unwrap(), far_end.port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        sock.send(b"hello").unwrap();
+        let cport = sock.local_addr().unwrap().port();
+        let m = marker("flow");
+        let cmd = if tag == "v6" {
+            format!("udp6 {remote} {} {host_addr} {cport} {m} 64 -", far_end.port)
+        } else {
+            format!("udp4 {remote} {} {host_addr} {cport} {m} 64", far_end.port)
+        };
+        jail_pkt(&v.la, &cmd);
+        let mut buf = [0u8; 256];
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(1) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                if buf[..n].windows(m.len()).any(|w| w == m.as_bytes()) {
+                    breaches.push(format!("a forged {tag} datagram from [{remote}] reached the host's socket"));
+                }
+            }
+        }
+        assert!(!far_end.hits().is_empty(), "control: the host's flow to {remote} works");
+    }
+
+    // 2. Reflections: the host answering, or complaining, to an address
+    //    alice's jail made up.
+    let m = marker("refl");
+    let secs = 6;
+    let sniffers = vec![
+        Sniffer::start(&b_ns, secs, &m, "bob's jail"),
+        Sniffer::start(&v.inet.ns, secs, &m, "the outside (allowed and denied)"),
+        Sniffer::start(&v.far.ns, secs, &m, "a denied IPv4 network"),
+    ];
+    let b1 = addr_in(&pb, 1);
+    let b_other = addr_in(&pb, 0x4242);
+    for victim in [b1.to_string(), b_other.to_string(), v.inet_denied.to_string(), v.inet_ok.to_string()] {
+        jail_pkt(&v.la, &format!("echo6 {victim} fe80::1 {m} uplink"));
+        jail_pkt(&v.la, &format!("udp6 {victim} 4000 {} 4000 {m} 1 uplink", v.inet_ok));
+        jail_pkt(&v.la, &format!("udp6 {victim} 4000 {} 4000 {m} 64 uplink", v.inet_ok));
+    }
+    for victim in [b_ip4.as_str(), v.far_addr] {
+        jail_pkt(&v.la, &format!("echo4 {victim} {a_gw4} {m}"));
+        jail_pkt(&v.la, &format!("udp4 {victim} 4000 {} 4000 {m} 1", v.far_addr));
+    }
+    for s in sniffers {
+        breaches.extend(s.hits());
+    }
+    assert!(breaches.is_empty(), "spoofed sources got through:\n{}", breaches.join("\n"));
+    v.whole_and_gone("v6s");
+}
+
+/// Neighbour discovery and router advertisements up the uplink: the
+/// host must not take a route, an address or a redirect from a jail, nor
+/// let a jail fill its neighbour table (one table for every interface:
+/// when full, the host resolves no neighbour anywhere).
+#[test]
+fn neighbour_discovery_from_a_jail_moves_no_route_and_fills_no_table() {
+    let _turn = one_at_a_time();
+    static NET: JailNet = JailNet { pool: "10.201.1.0/24", board_net: "172.21.16.0/20", uid_base: 11_300_000 };
+    let v = v6_lab(&Nets {
+        net: &NET,
+        pool: "2001:db8:4401::/48",
+        tag: "v6n",
+        inet_host: "fd6c:2::1",
+        inet_ok: "fd6c:2::2",
+        inet_denied: "fd6c:2:0:9::2",
+        denied64: "fd6c:2:0:9::/64",
+        far_host: "10.201.251.1",
+        far_addr: "10.201.251.2",
+        far24: "10.201.251.0/24",
+    });
+    let (pa, pb) = (prefix_of(&v.a), prefix_of(&v.b));
+    let (up_a, up_b) = (uplink_of(&v.a), uplink_of(&v.b));
+    let routes_before = String::from_utf8_lossy(&sh(&["ip", "-6", "route", "show", "table", "all"]).stdout).to_string();
+    let mut breaches: Vec<String> = Vec::new();
+
+    // Router advertisements (to all nodes and to the host), a redirect of
+    // bob's /64, and neighbour solicitations from 300 made-up sources:
+    // link-local ones, alice's own /64's, bob's, the outside's.
+    let rogue: Ipv6Net = "fd6c:99::/64".parse().unwrap();
+    for dst in ["ff02::1", "fe80::1"] {
+        jail_pkt(&v.la, &format!("ra6 fe80::2 {dst} uplink {} {}", rogue.network(), pb.network()));
+        jail_pkt(&v.la, &format!("redirect6 fe80::2 {dst} uplink fe80::2 {}", addr_in(&pb, 1)));
+    }
+    let sources = [
+        ("fe80::1:0".to_string(), 100),
+        (addr_in(&pa, 0x1_0000).to_string(), 100),
+        (addr_in(&pb, 0x1_0000).to_string(), 50),
+        ("fd6c:2::100".to_string(), 50),
+    ];
+    for (first, n) in &sources {
+        jail_pkt(&v.la, &format!("ns6 {first} {n} fe80::1 ff02::1:ff00:1 uplink"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let neigh = String::from_utf8_lossy(&sh(&["ip", "-6", "neigh", "show", "dev", &up_a]).stdout).to_string();
+    let entries: Vec<&str> = neigh.lines().filter(|l| !l.trim().is_empty()).collect();
+    if entries.len() > 4 {
+        breaches.push(format!(
+            "alice's jail made {} neighbour entries on the host's {up_a} (of {} solicitations), e.g. {:?}",
+            entries.len(),
+            sources.iter().map(|s| s.1).sum::<u32>(),
+            &entries[..entries.len().min(3)]
+        ));
+    }
+    let addrs = String::from_utf8_lossy(&sh(&["ip", "-6", "addr", "show"]).stdout).to_string();
+    if addrs.contains("fd6c:99:") {
+        breaches.push(format!("the host took an address from alice's advertisement:\n{addrs}"));
+    }
+    let routes = String::from_utf8_lossy(&sh(&["ip", "-6", "route", "show", "table", "all"]).stdout).to_string();
+    for l in routes.lines() {
+        if l.contains(&up_a) && !routes_before.lines().any(|b| b == l) {
+            breaches.push(format!("a new host route through alice's uplink: {l}"));
+        }
+    }
+    for target in [addr_in(&pb, 1), addr_in(&pb, 7)] {
+        let r = String::from_utf8_lossy(&sh(&["ip", "-6", "route", "get", &target.to_string()]).stdout).to_string();
+        if !r.contains(&format!("dev {up_b}")) {
+            breaches.push(format!("bob's {target} is no longer routed to his uplink {up_b}: {r}"));
+        }
+    }
+    // Cleaned up whatever the attack made, whether it held or not (the
+    // neighbour entries go with the link anyway).
+    let _ = sh(&["ip", "-6", "neigh", "flush", "dev", &up_a]);
+    assert!(breaches.is_empty(), "neighbour discovery from a jail:\n{}", breaches.join("\n"));
+    v.whole_and_gone("v6n");
+}
+
+/// The host itself over IPv6, every way a jail's root might try: its
+/// `fe80::1` on the uplink, all-nodes and all-routers multicast, its
+/// address on another network, an IPv4-mapped address, with extension
+/// headers and fragments, through IPv4-in-IPv6 and IPv6-in-IPv4 tunnels;
+/// and from alice's board (which she controls), with her jail's address
+/// as the source, to the host and to bob. Only ping of `fe80::1` works.
+#[test]
+fn the_host_is_out_of_reach_over_ipv6_from_jail_and_board() {
+    let _turn = one_at_a_time();
+    static NET: JailNet = JailNet { pool: "10.201.2.0/24", board_net: "172.21.32.0/20", uid_base: 11_600_000 };
+    let v = v6_lab(&Nets {
+        net: &NET,
+        pool: "2001:db8:4402::/48",
+        tag: "v6h",
+        inet_host: "fd6c:3::1",
+        inet_ok: "fd6c:3::2",
+        inet_denied: "fd6c:3:0:9::2",
+        denied64: "fd6c:3:0:9::/64",
+        far_host: "10.201.252.1",
+        far_addr: "10.201.252.2",
+        far24: "10.201.252.0/24",
+    });
+    let (pa, pb) = (prefix_of(&v.a), prefix_of(&v.b));
+    let a1 = addr_in(&pa, 1);
+    let b_ns = jail_ns(v.b["board"].as_str().unwrap());
+    // Listeners on every address of the host (UDP and TCP, both
+    // families), and in bob's jail.
+    let host = Listener::new(IpAddr::from([0u16; 8]));
+    let bob = Listener::in_netns(Some(&b_ns), IpAddr::V6(addr_in(&pb, 1)));
+    let p = host.port;
+    let gw4 = v.la.ok("ip -4 route show default").split_whitespace().nth(2).unwrap().to_string();
+
+    // Control: ping of fe80::1 is allowed.
+    v.la.ok("ping -6 -c 1 -W 2 fe80::1%uplink");
+    let socat = |dst: &str| {
+        format!(
+            "echo v6 | timeout 3 socat -u - UDP6-SENDTO:[{dst}]:{p}; timeout 3 socat -u OPEN:/etc/hostname TCP6:[{dst}]:{p},connect-timeout=1;"
+        )
+    };
+    let mut script = String::new();
+    for dst in ["fe80::1%uplink", "ff02::1%uplink", "ff02::2%uplink", "fd6c:3::1", &format!("::ffff:{gw4}")] {
+        script.push_str(&socat(dst));
+    }
+    let _ = v.la.run(&script);
+    let m = marker("host");
+    for how in ["", "hbh", "frag"] {
+        for dst in ["fe80::1", "fd6c:3::1", "ff02::1"] {
+            jail_pkt(&v.la, &format!("udp6 {a1} 5000 {dst} {p} {m}-{how}-padding-for-fragments 64 uplink {how}"));
+        }
+    }
+    // Tunnels from the jail to the host (made if the kernel lets the
+    // jail's root make them; either way nothing may arrive).
+    let tunnels = format!(
+        "ip link add blt4 type sit local {jail4} remote {gw4} ttl 64 && ip link set blt4 up && \
+         ip -6 addr add fd6c:77::2/64 dev blt4 nodad; \
+         ip link add blt6 type ip6tnl mode any local {a1} remote fd6c:3::1 && ip link set blt6 up && \
+         ip addr add 10.201.77.2/24 dev blt6 && ip -6 addr add fd6c:78::2/64 dev blt6 nodad; \
+         echo t | timeout 3 socat -u - UDP6-SENDTO:[fd6c:77::1]:{p}; \
+         echo t | timeout 3 socat -u - UDP4-SENDTO:10.201.77.1:{p}; \
+         echo t | timeout 3 socat -u - UDP6-SENDTO:[fd6c:78::1]:{p}; ip -d link show; true",
+        jail4 = v.a["jail"]["ip"].as_str().unwrap(),
+    );
+    let t = v.la.run(&tunnels);
+    eprintln!("tunnels in the jail: {}{}", String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&t.stderr));
+
+    // From alice's board: her jail's address as the source, to the host,
+    // to bob's jail; and an advertisement of bob's /64 to her jail.
+    let (_, board_ns) = board_link(&v.lab, v.a["board"].as_str().unwrap());
+    let had_default = !sh(&["ip", "-n", &board_ns, "-6", "route", "show", "default"]).stdout.is_empty();
+    if !had_default {
+        let o = sh(&["ip", "-n", &board_ns, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"]);
+        assert!(o.status.success(), "{o:?}");
+    }
+    for dst in ["fe80::1", "fd6c:3::1", &addr_in(&pb, 1).to_string()] {
+        let dport = if dst.starts_with("fe80") || dst.starts_with("fd6c") { p } else { bob.port };
+        ns_pkt(&board_ns, &["udp6", &a1.to_string(), "5001", dst, &dport.to_string(), &m, "64", "eth0"]);
+    }
+    ns_pkt(&board_ns, &["ra6", "fe80::bad", "ff02::1", "eth0", &pb.network().to_string(), &pb.network().to_string()]);
+    std::thread::sleep(Duration::from_millis(700));
+    let mut breaches: Vec<String> = Vec::new();
+    breaches.extend(host.hits().into_iter().map(|h| format!("the host: {h}")));
+    breaches.extend(bob.hits().into_iter().map(|h| format!("bob's jail: {h}")));
+    // Clean up the tunnels and the board's route whatever happened (the
+    // tunnels die with the jail anyway).
+    if !had_default {
+        let _ = sh(&["ip", "-n", &board_ns, "-6", "route", "del", "default", "via", "fe80::1", "dev", "eth0"]);
+    }
+    let _ = v.la.run("ip link del blt4; ip link del blt6; true");
+    drop((host, bob));
+    assert!(breaches.is_empty(), "reached:\n{}", breaches.join("\n"));
+    v.whole_and_gone("v6h");
+}
+
+/// A claimant reinits over and over to use up the pool: another user is
+/// told clearly that no /64 is free, holds nothing, and the lab is whole
+/// (the attacker's own claim keeps its board and can be released).
+#[test]
+fn a_reinit_flood_that_drains_the_pool_is_refused_clearly_and_breaks_nothing() {
+    let _turn = one_at_a_time();
+    static NET: JailNet = JailNet { pool: "10.201.3.0/24", board_net: "172.21.48.0/20", uid_base: 11_900_000 };
+    // The smallest pool labd takes: 16 /64s.
+    const POOL: &str = "2001:db8:4403:40::/60";
+    let mut lab = jail_lab(2, "rockpro64", &NET, &format!("ipv6_pool = \"{POOL}\""), "");
+    let dir = lab.path().to_path_buf();
+    lab.start_labd();
+    let a = claim(&lab, ALICE);
+    let mut seen = vec![prefix_of(&a)];
+    let mut refused = None;
+    for _ in 0..20 {
+        let r = lab.as_user(ALICE, &[json!({"fn": "reinit", "handle": a["handle"]})]).remove(0);
+        if r["ok"] == true {
+            let p = prefix_of(&r["result"]);
+            assert!(!seen.contains(&p), "{p} again within the cool-down");
+            seen.push(p);
+        } else {
+            refused = Some(r);
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 16, "a /60 has 16 /64s: {seen:?}");
+    let r = refused.expect("a 17th /64 from a /60");
+    let msg = r["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains("no /64 of the IPv6 pool") && msg.contains(POOL), "{r}");
+
+    // Bob: refused, clearly, holding nothing.
+    let r = lab.as_user(BOB, &[json!({"fn": "claim", "class": "rockpro64"})]).remove(0);
+    assert_eq!(r["ok"], false, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("no /64 of the IPv6 pool") && msg.contains(POOL), "{r}");
+    let s = lab.req(json!({"fn": "status"}));
+    let rows = ok(&s).as_array().unwrap().clone();
+    assert_eq!(rows.iter().filter(|b| b["state"] == "available").count(), 1, "bob holds nothing: {s}");
+
+    // Alice still holds her board and can release it; then both boards
+    // are free (the pool is still cooling: a claim is refused again).
+    release(&lab, ALICE, &a);
+    let s = lab.req(json!({"fn": "status"}));
+    assert!(ok(&s).as_array().unwrap().iter().all(|b| b["state"] == "available"), "{s}");
+    let r = lab.as_user(BOB, &[json!({"fn": "claim", "class": "rockpro64"})]).remove(0);
+    assert_eq!(r["ok"], false, "the pool cools down: {r}");
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 2);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+/// The jail's root prepares its `/etc/ssh` before a renew: the
+/// certificate's directory as a symlink to a host directory, the
+/// certificate and labd's temporary name as symlinks to host files, a
+/// FIFO, another public key. labd follows nothing, writes no host file,
+/// certifies only the key it recorded for the claim's names and the
+/// lease, and hangs on nothing.
+#[test]
+fn a_jails_etc_ssh_cannot_steer_the_renewed_host_certificate() {
+    let _turn = one_at_a_time();
+    static NET: JailNet = JailNet { pool: "10.201.4.0/24", board_net: "172.21.64.0/20", uid_base: 12_200_000 };
+    let mut lab = jail_lab(1, "rockpro64", &NET, "ipv6_pool = \"2001:db8:4404::/48\"", "");
+    let dir = lab.path().to_path_buf();
+    {
+        let mut toml = std::fs::OpenOptions::new().append(true).open(dir.join("lab.toml")).unwrap();
+        writeln!(toml, "host_ca = \"{}\"", dir.join("host_ca").display()).unwrap();
+    }
+    let o = Command::new(LABD).args(["ca", "init", "--config"]).arg(&dir).output().unwrap();
+    assert!(o.status.success(), "labd ca init: {}", String::from_utf8_lossy(&o.stderr));
+    lab.start_labd();
+    let c = ok(&lab.as_user(ALICE, &[json!({"fn": "claim", "class": "rockpro64", "lease": 3600})]).remove(0)).clone();
+    let board = c["board"].as_str().unwrap().to_string();
+    let name = c["jail"]["host_name"].as_str().unwrap().to_string();
+    let ip6 = c["jail"]["ipv6"].as_str().unwrap().to_string();
+    let recorded = c["jail"]["host_key"].as_str().unwrap().split_whitespace().nth(2).unwrap().to_string();
+    // Logged in with the plain host key (the reply's `host_key` line).
+    let kh = dir.join("known_hosts.certs");
+    std::fs::write(&kh, format!("{}\n", c["jail"]["host_key"].as_str().unwrap())).unwrap();
+    let l = Login {
+        key: common::jails::key_of(&dir, ALICE),
+        known_hosts: kh.clone(),
+        ip: c["jail"]["ip"].as_str().unwrap().to_string(),
+        via_netns: None,
+    };
+    // Host files the jail names by their host paths.
+    let victim_dir = dir.join("victim-ssh");
+    std::fs::create_dir(&victim_dir).unwrap();
+    let victim = dir.join("victim-file");
+    let victim_tmp = dir.join("victim-tmp");
+    for f in [&victim, &victim_tmp] {
+        std::fs::write(f, "untouched\n").unwrap();
+    }
+    let cert_path = dir.join(format!("jails/{board}/etc/ssh/ssh_host_ed25519_key-cert.pub"));
+    let read_cert = || {
+        let t = std::fs::read_to_string(&cert_path).unwrap();
+        ssh_key::Certificate::from_openssh(t.trim()).unwrap()
+    };
+    let renew = |lease: u64| {
+        let r = lab.as_user(ALICE, &[json!({"fn": "renew", "handle": c["handle"], "lease": lease})]).remove(0);
+        ok(&r).clone()
+    };
+    let unix = |v: &Value| {
+        let t = time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339);
+        u64::try_from(t.unwrap().unix_timestamp()).unwrap()
+    };
+    let untouched = |what: &str| {
+        let mut bad = Vec::new();
+        for f in [&victim, &victim_tmp] {
+            let m = std::fs::symlink_metadata(f).unwrap();
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            if text != "untouched\n" || std::os::unix::fs::MetadataExt::uid(&m) != 0 {
+                bad.push(format!(
+                    "{what}: {} was changed ({text:?}, uid {})",
+                    f.display(),
+                    std::os::unix::fs::MetadataExt::uid(&m)
+                ));
+            }
+        }
+        if std::fs::read_dir(&victim_dir).unwrap().next().is_some() {
+            bad.push(format!("{what}: labd wrote into {}", victim_dir.display()));
+        }
+        bad
+    };
+    let mut breaches: Vec<String> = Vec::new();
+    let first = read_cert();
+
+    // 1. /etc/ssh a symlink to a host directory (put back a few seconds
+    //    later, in the background: the jail's sshd needs its own to let
+    //    anyone in).
+    l.ok(&format!(
+        "mv /etc/ssh /etc/ssh.real && ln -s {} /etc/ssh && \
+         setsid -f sh -c 'sleep 4; rm /etc/ssh; mv /etc/ssh.real /etc/ssh' </dev/null >/dev/null 2>&1",
+        victim_dir.display()
+    ));
+    let t0 = Instant::now();
+    renew(2 * 3600);
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(6));
+    breaches.extend(untouched("/etc/ssh a symlink"));
+    l.ok("test -d /etc/ssh && ! test -L /etc/ssh");
+
+    // 2. The certificate and labd's temporary name symlinks to host
+    //    files, and another key pair in place of the jail's (which its
+    //    sshd serves from now on: trusted here too, to get back in).
+    let evil = l.ok("ssh-keygen -q -t ed25519 -N '' -f /tmp/evil && cat /tmp/evil.pub");
+    let evil = evil.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let mut lines = std::fs::read_to_string(&kh).unwrap();
+    lines.push_str(&format!("{} {evil}\n", l.ip));
+    std::fs::write(&kh, lines).unwrap();
+    l.ok(&format!(
+        "cd /etc/ssh && ln -sf {} ssh_host_ed25519_key-cert.pub && ln -sf {} .ssh_host_ed25519_key-cert.pub.labd && \
+         cp /tmp/evil ssh_host_ed25519_key && cp /tmp/evil.pub ssh_host_ed25519_key.pub",
+        victim.display(),
+        victim_tmp.display()
+    ));
+    let r = renew(3 * 3600);
+    lab.wait_for(Duration::from_secs(10), "the renewed certificate", || {
+        std::fs::symlink_metadata(&cert_path).map(|m| m.is_file()).unwrap_or(false)
+    });
+    breaches.extend(untouched("symlinked certificate"));
+    let cert = read_cert();
+    let certified = ssh_key::PublicKey::new(cert.public_key().clone(), "").to_openssh().unwrap();
+    if certified.split_whitespace().nth(1) != Some(recorded.as_str()) {
+        breaches.push(format!("labd certified another key than the claim's: {certified}"));
+    }
+    if cert.valid_principals() != [name.clone(), ip6.clone()] {
+        breaches.push(format!("principals {:?}, not the claim's [{name}, {ip6}]", cert.valid_principals()));
+    }
+    if cert.valid_before() > unix(&r["expires_at"]) + 1 || cert.valid_after() != first.valid_after() {
+        breaches.push(format!("valid {}..{}, lease ends {}", cert.valid_after(), cert.valid_before(), r["expires_at"]));
+    }
+
+    // 3. A FIFO under labd's temporary name: labd must not hang on it.
+    // (The renew's reload restarts the jail's sshd: a moment without it.)
+    let again = |cmd: &str| {
+        let t0 = Instant::now();
+        while !l.run(cmd).status.success() {
+            assert!(t0.elapsed() < Duration::from_secs(15), "{cmd:?} in the jail kept failing");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    again("mkfifo /etc/ssh/.ssh_host_ed25519_key-cert.pub.labd");
+    let before = read_cert().serial();
+    renew(3600);
+    lab.wait_for(Duration::from_secs(10), "a certificate past the FIFO", || read_cert().serial() != before);
+    // labd answers, and a lease beyond lease.max is refused or capped.
+    let r = lab.as_user(ALICE, &[json!({"fn": "renew", "handle": c["handle"], "lease": 10u64.pow(9)})]).remove(0);
+    std::thread::sleep(Duration::from_millis(500));
+    let cert = read_cert();
+    let end = if r["ok"] == true {
+        unix(&r["result"]["expires_at"])
+    } else {
+        unix(&c["expires_at"]).max(cert.valid_before())
+    };
+    if cert.valid_before() > end + 1 {
+        breaches.push(format!("a certificate valid to {} beyond the lease {end}", cert.valid_before()));
+    }
+    breaches.extend(untouched("after all"));
+
+    // The jail still answers (with the key its root put in), and
+    // everything goes at release.
+    again("true");
+    release(&lab, ALICE, &c);
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 1);
+    assert!(breaches.is_empty(), "host certificates:\n{}", breaches.join("\n"));
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
