@@ -118,8 +118,12 @@ fn each_claim_gets_a_random_64_routed_to_its_board_and_isolated_like_ipv4() {
     // denied /64 on it, and a second network the jails must not reach.
     let inet = Net::new("v6i", "fd6a:1::1/48", &["fd6a:1::2/48", "fd6a:1:0:9::2/48"], "fd6a:1::1");
     let other = Net::new("v6o", "fd6b:1::1/64", &["fd6b:1::2/64"], "fd6b:1::1");
-    let extra =
-        format!("nat_interface = \"{}\"\nipv6_pool = \"{POOL}\"\ndeny_out = [\"fd6a:1:0:9::/64\"]", inet.host_if);
+    // Every /64 of the pool goes to alice in turn below: none of hers
+    // comes back to her before the pool is used up.
+    let extra = format!(
+        "nat_interface = \"{}\"\nipv6_pool = \"{POOL}\"\nipv6_fresh_per_user = 16\ndeny_out = [\"fd6a:1:0:9::/64\"]",
+        inet.host_if
+    );
     let mut lab = jail_lab(2, "rockpro64", &NET, &extra, "");
     let dir = lab.path().to_path_buf();
     lab.start_labd();

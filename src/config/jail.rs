@@ -35,6 +35,7 @@ pub(super) struct RawJail {
     pub(super) parallel_builds: Option<Spanned<i64>>,
     pub(super) ipv6_pool: Option<Spanned<String>>,
     pub(super) ipv6_cooldown: Option<Spanned<String>>,
+    pub(super) ipv6_fresh_per_user: Option<Spanned<i64>>,
     pub(super) host_ca: Option<Spanned<String>>,
 }
 
@@ -91,7 +92,15 @@ pub struct Ipv6Pool {
     /// `ipv6_cooldown`, or `lease.max` if that is longer: a released /64
     /// comes back only once no host certificate naming it can be valid.
     pub reuse_after: std::time::Duration,
+    /// `ipv6_fresh_per_user`: how many of a user's /64s may cool down at
+    /// once; beyond that the user's next claim or reinit gets back the
+    /// one of their own that cooled longest, so no user drains the pool
+    /// for everyone by claiming, releasing or reiniting in a loop.
+    pub fresh_per_user: u32,
 }
+
+/// Default `[jail] ipv6_fresh_per_user`.
+pub const DEFAULT_IPV6_FRESH_PER_USER: u32 = 4;
 
 /// Shortest and longest `[jail] ipv6_pool` prefix.
 pub const IPV6_POOL_PREFIXES: std::ops::RangeInclusive<u8> = 40..=60;
@@ -417,6 +426,9 @@ fn ipv6_pool(ctx: &mut Ctx<'_>, raw: &RawJail, uplink: &Uplink, lease_max: std::
         if let Some(c) = &raw.ipv6_cooldown {
             ctx.err(&c.span(), "jail.ipv6_cooldown is only used with jail.ipv6_pool");
         }
+        if let Some(c) = &raw.ipv6_fresh_per_user {
+            ctx.err(&c.span(), "jail.ipv6_fresh_per_user is only used with jail.ipv6_pool");
+        }
         return None;
     };
     let pool = match v.get_ref().parse::<ipnet::Ipv6Net>() {
@@ -448,7 +460,17 @@ fn ipv6_pool(ctx: &mut Ctx<'_>, raw: &RawJail, uplink: &Uplink, lease_max: std::
         return None;
     }
     let cooldown = ctx.duration(&raw.ipv6_cooldown, "jail.ipv6_cooldown", DEFAULT_IPV6_COOLDOWN);
-    Some(Ipv6Pool { pool, reuse_after: cooldown.max(lease_max) })
+    let fresh_per_user = match &raw.ipv6_fresh_per_user {
+        None => DEFAULT_IPV6_FRESH_PER_USER,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(k) if (1..=1024).contains(&k) => k,
+            _ => {
+                ctx.err(&n.span(), format!("jail.ipv6_fresh_per_user ({}) must be between 1 and 1024", n.get_ref()));
+                DEFAULT_IPV6_FRESH_PER_USER
+            }
+        },
+    };
+    Some(Ipv6Pool { pool, reuse_after: cooldown.max(lease_max), fresh_per_user })
 }
 
 /// Least `[jail] memory_max`: sshd, dnsmasq and ganesha must fit.

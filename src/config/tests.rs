@@ -213,6 +213,7 @@ fn ipv6_pool_is_validated() {
     assert_eq!(v6.pool, "2001:db8:4200::/48".parse::<ipnet::Ipv6Net>().unwrap());
     // The cool-down is at least the longest lease (24 h by default).
     assert_eq!(v6.reuse_after, std::time::Duration::from_secs(86400));
+    assert_eq!(v6.fresh_per_user, 4);
     let d = dir_with(
         &format!("{LAB}\n[jail]\nipv6_pool = \"2001:db8:4200::/48\"\nipv6_cooldown = \"30d\"\n"),
         &[("a.toml", BOARD)],
@@ -238,6 +239,14 @@ fn ipv6_pool_is_validated() {
         vec!["lab.toml:19: jail.ipv6_cooldown is only used with jail.ipv6_pool".to_string()]
     );
     assert_eq!(
+        with("ipv6_fresh_per_user = 8"),
+        vec!["lab.toml:19: jail.ipv6_fresh_per_user is only used with jail.ipv6_pool".to_string()]
+    );
+    assert_eq!(
+        with("ipv6_pool = \"2001:db8:4200::/48\"\nipv6_fresh_per_user = 0"),
+        vec!["lab.toml:20: jail.ipv6_fresh_per_user (0) must be between 1 and 1024".to_string()]
+    );
+    assert_eq!(
         with("ipv6_pool = \"2001:db8:4200::/48\"\nuplink = \"macvlan\"\nmacvlan_parent = \"eth0\""),
         vec!["lab.toml:19: jail.ipv6_pool needs uplink = \"routed\" (the host routes each claim's /64 to its jail)"
             .to_string()]
@@ -248,7 +257,7 @@ fn ipv6_pool_is_validated() {
 fn jail_section_errors_name_the_line() {
     let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
     // "[jail]" is line 18 of LAB + jail, the first key line 19.
-    assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`, `parallel_builds`, `ipv6_pool`, `ipv6_cooldown`, `host_ca`".to_string()]);
+    assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`, `parallel_builds`, `ipv6_pool`, `ipv6_cooldown`, `ipv6_fresh_per_user`, `host_ca`".to_string()]);
     assert_eq!(
         with("deny_out = [\"192.168.0.0/16\", \"10.0.0.1/8\", \"mgmt\"]"),
         vec![

@@ -30,6 +30,7 @@ mod health;
 mod ipv6;
 mod writer;
 pub use events::EventQuery;
+pub use ipv6::Cooling;
 pub use writer::DbWriter;
 
 /// A claim as stored.
@@ -107,6 +108,7 @@ CREATE TABLE IF NOT EXISTS ipv6_prefixes (
     prefix     TEXT PRIMARY KEY,
     board      TEXT,
     handle     TEXT,
+    user       TEXT,
     free_after INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -339,6 +341,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("boards", "link_id", "TEXT"),
         ("events", "subject", "TEXT"),
         ("boards", "unhealthy", "TEXT"),
+        ("ipv6_prefixes", "user", "TEXT"),
     ] {
         let mut st = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
         if !st.exists(params![column])? {

@@ -20,35 +20,72 @@ fn a_second_opener_is_told_who_holds_the_state() {
     Db::open(&path).unwrap();
 }
 
+fn pool_picker(pool: &str) -> impl Fn(&std::collections::HashSet<String>) -> Option<String> + Copy + '_ {
+    move |blocked: &std::collections::HashSet<String>| {
+        let pool: ipnet::Ipv6Net = pool.parse().unwrap();
+        let blocked = blocked.iter().filter_map(|p| p.parse().ok()).collect();
+        crate::jail::v6pool::pick(&pool, &blocked, crate::jail::v6pool::os_random).map(|p| p.to_string())
+    }
+}
+
+const HOUR: Cooling = Cooling { reuse_after_ms: 3_600_000, per_user: 4 };
+
 #[test]
 fn ipv6_prefixes_are_held_per_claim_and_cool_down() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("s.db");
-    let pool: ipnet::Ipv6Net = "2001:db8:4200:10::/62".parse().unwrap();
-    let pick = |blocked: &std::collections::HashSet<String>| {
-        let blocked = blocked.iter().filter_map(|p| p.parse().ok()).collect();
-        crate::jail::v6pool::pick(&pool, &blocked, crate::jail::v6pool::os_random).map(|p| p.to_string())
-    };
-    let hour = 3_600_000;
+    let pick = pool_picker("2001:db8:4200:10::/62");
     let db = Db::open(&path).unwrap();
-    let a = db.take_ipv6_prefix("b1", "h1", hour, pick).unwrap().unwrap();
+    let a = db.take_ipv6_prefix("b1", "h1", "alice", HOUR, pick).unwrap().unwrap();
     // A rebuild of the same claim keeps its /64, also after a restart.
     drop(db);
     let db = Db::open(&path).unwrap();
-    assert_eq!(db.take_ipv6_prefix("b1", "h1", hour, pick).unwrap().as_ref(), Some(&a));
-    let b = db.take_ipv6_prefix("b2", "h2", hour, pick).unwrap().unwrap();
+    assert_eq!(db.take_ipv6_prefix("b1", "h1", "alice", HOUR, pick).unwrap().as_ref(), Some(&a));
+    let b = db.take_ipv6_prefix("b2", "h2", "bob", HOUR, pick).unwrap().unwrap();
     assert_ne!(a, b);
     // The next claim of b1 gets another; a is cooling down, and with
     // a, b and c taken only the fourth is left.
-    let c = db.take_ipv6_prefix("b1", "h3", hour, pick).unwrap().unwrap();
+    let c = db.take_ipv6_prefix("b1", "h3", "carol", HOUR, pick).unwrap().unwrap();
     assert!(c != a && c != b);
-    db.release_ipv6_prefix("b2", hour).unwrap();
-    let d4 = db.take_ipv6_prefix("b3", "h4", hour, pick).unwrap().unwrap();
+    db.release_ipv6_prefix("b2", HOUR.reuse_after_ms).unwrap();
+    let d4 = db.take_ipv6_prefix("b3", "h4", "dave", HOUR, pick).unwrap().unwrap();
     assert!(![&a, &b, &c].contains(&&d4));
-    assert_eq!(db.take_ipv6_prefix("b4", "h5", hour, pick).unwrap(), None, "all four held or cooling");
+    assert_eq!(db.take_ipv6_prefix("b4", "h5", "erin", HOUR, pick).unwrap(), None, "all four held or cooling");
     // With no cool-down, a released /64 comes back.
     db.release_ipv6_prefix("b3", 0).unwrap();
-    assert_eq!(db.take_ipv6_prefix("b4", "h5", hour, pick).unwrap(), Some(d4));
+    assert_eq!(db.take_ipv6_prefix("b4", "h5", "erin", HOUR, pick).unwrap(), Some(d4));
+}
+
+/// A user who claims and releases (or reinits) in a loop cools down at
+/// most `per_user` /64s: then they get their own back, the one that
+/// cooled longest, and everyone else still finds fresh ones.
+#[test]
+fn a_user_cools_down_at_most_per_user_prefixes_and_then_gets_their_own_back() {
+    let d = tempfile::tempdir().unwrap();
+    let db = Db::open(&d.path().join("s.db")).unwrap();
+    let pick = pool_picker("2001:db8:4200:10::/60");
+    let two = Cooling { reuse_after_ms: 3_600_000, per_user: 2 };
+    let mut mine = Vec::new();
+    for i in 0..6 {
+        let p = db.take_ipv6_prefix("b1", &format!("h{i}"), "alice", two, pick).unwrap().unwrap();
+        db.release_ipv6_prefix("b1", two.reuse_after_ms).unwrap();
+        mine.push(p);
+        // Releases a millisecond apart, so "cooled longest" is one.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // Two fresh ones, then (two cooling) the one of hers that cooled
+    // longest, round and round.
+    assert_ne!(mine[0], mine[1]);
+    let (p0, p1) = (mine[0].clone(), mine[1].clone());
+    assert_eq!(&mine[2..], &[p0.clone(), p1.clone(), p0, p1], "{mine:?}");
+    // bob is unaffected: he gets a fresh one, none of alice's.
+    let b = db.take_ipv6_prefix("b2", "hb", "bob", two, pick).unwrap().unwrap();
+    assert!(!mine.contains(&b));
+    // Survives a restart: the users of cooling /64s are kept.
+    drop(db);
+    let db = Db::open(&d.path().join("s.db")).unwrap();
+    let again = db.take_ipv6_prefix("b1", "h9", "alice", two, pick).unwrap().unwrap();
+    assert!(mine[..2].contains(&again), "{again} is one of hers");
 }
 
 #[test]

@@ -120,14 +120,15 @@ fn remove_claim_key(jc: &JailCtx, handle: &str) {
 
 /// The claim's /64, if the lab has IPv6: the one its jail holds (a
 /// rebuild), else a fresh random one (see [`crate::jail::v6pool`]).
-fn take_prefix(jc: &JailCtx, db: &Db, board: &str, handle: &str) -> Result<Option<ipnet::Ipv6Net>, String> {
+fn take_prefix(jc: &JailCtx, db: &Db, board: &str, claim: &Claim) -> Result<Option<ipnet::Ipv6Net>, String> {
     let Some(v6) = jc.settings.ipv6 else { return Ok(None) };
     let reuse_after = i64::try_from(v6.reuse_after.as_millis()).unwrap_or(i64::MAX);
     let pick = |blocked: &std::collections::HashSet<String>| {
         let blocked = blocked.iter().filter_map(|p| p.parse().ok()).collect();
         v6pool::pick(&v6.pool, &blocked, v6pool::os_random).map(|p| p.to_string())
     };
-    match db.take_ipv6_prefix(board, handle, reuse_after, pick) {
+    let cooling = crate::db::Cooling { reuse_after_ms: reuse_after, per_user: v6.fresh_per_user };
+    match db.take_ipv6_prefix(board, &claim.handle, &claim.user, cooling, pick) {
         Ok(Some(p)) => p.parse().map(Some).map_err(|e| format!("the claim's IPv6 prefix {p:?}: {e}")),
         Ok(None) => Err(format!(
             "no /64 of the IPv6 pool {} is free (all held, or released within {})",
@@ -202,7 +203,7 @@ fn build_blocking(job: BuildJob, slot: &mut Option<Jail>) -> Built {
             labcli: jc.labcli.clone(),
             link_id: link_id.clone(),
             cgroups: jc.cgroups.clone(),
-            ipv6_prefix: take_prefix(&jc, &db, board, &claim.handle)?,
+            ipv6_prefix: take_prefix(&jc, &db, board, &claim)?,
         })
     })();
     let spec = match spec {

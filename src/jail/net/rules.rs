@@ -271,6 +271,7 @@ mod tests {
         s.settings.ipv6 = Some(crate::config::Ipv6Pool {
             pool: "2001:db8:4200::/48".parse().unwrap(),
             reuse_after: std::time::Duration::from_secs(3600),
+            fresh_per_user: 4,
         });
         s.settings.deny_out = vec!["fd00::/8".parse().unwrap()];
         s.ipv6_prefix = Some("2001:db8:4200:ab12::/64".parse().unwrap());
