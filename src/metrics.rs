@@ -48,6 +48,9 @@ pub struct Metrics {
     /// Board actors restarted (a supervised restart after a panic, or a
     /// new actor for one that died), by board.
     actor_restarts: Family<Labels, Counter>,
+    /// Health checks run, by board and result (`pass`, `fail`, or
+    /// `not_run`: the board was busy or its actor gone).
+    health_checks: Family<Labels, Counter>,
     /// Claims' jails built, in seconds (the build itself, not its wait).
     pub jail_build_seconds: Histogram,
     /// Socket requests by function and outcome.
@@ -93,6 +96,8 @@ impl Metrics {
         let claims_force_released = counter(reg, "claims_force_released", "Claims ended by an operator");
         let actor_restarts = Family::<Labels, Counter>::default();
         reg.register("actor_restarts", "Board actors restarted, by board", actor_restarts.clone());
+        let health_checks = Family::<Labels, Counter>::default();
+        reg.register("health_checks", "Health checks run, by board and result", health_checks.clone());
         let jail_build_seconds = Histogram::new(exponential_buckets(0.025, 2.0, 12));
         reg.register_with_unit(
             "jail_build_duration",
@@ -160,6 +165,7 @@ impl Metrics {
             claims_expired,
             claims_force_released,
             actor_restarts,
+            health_checks,
             jail_build_seconds,
             requests,
             switches,
@@ -186,6 +192,12 @@ impl Metrics {
     /// A board's console counters.
     pub fn console(&self, board: &str) -> ConsoleMetrics {
         self.consoles.get(board).cloned().unwrap_or_default()
+    }
+
+    /// A health check of `board` ended with `result` (minutes apart at
+    /// most per board: the family's lock is fine).
+    pub fn health_checked(&self, board: &str, result: &str) {
+        self.health_checks.get_or_create(&vec![("board", board.to_string()), ("result", result.to_string())]).inc();
     }
 
     /// A board actor was restarted (rare: the family's lock is fine).
@@ -303,6 +315,7 @@ mod tests {
         m.switch("poe2").cycle_failed.inc();
         m.console("b").read.inc_by(7);
         m.actor_restarted("a");
+        m.health_checked("a", "fail");
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
         for want in [
@@ -310,6 +323,7 @@ mod tests {
             "boardlab_power_failures_total{switch=\"poe2\",action=\"cycle\"} 1",
             "boardlab_console_read_bytes_total{board=\"b\"} 7",
             "boardlab_actor_restarts_total{board=\"a\"} 1",
+            "boardlab_health_checks_total{board=\"a\",result=\"fail\"} 1",
             "boardlab_claims_granted_total 0",
         ] {
             assert!(text.contains(want), "{want} in\n{text}");

@@ -107,6 +107,13 @@ fn a_silent_board_goes_unhealthy_stays_so_and_comes_back() {
 
     // The page says so too (a real browser, the table's row).
     page_shows(&lab, port, "rockpro64-1", "unhealthy", "failed 2 of 2");
+    // And /metrics counts the checks: one passed, two failed.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let m = common::http::scrape(addr);
+    let checks = |result: &str| {
+        common::http::value(&m, "boardlab_health_checks_total", &[("board", "rockpro64-1"), ("result", result)])
+    };
+    assert_eq!((checks("pass"), checks("fail"), checks("not_run")), (1.0, 2.0, 0.0));
 
     // kill -9: still unhealthy after the restart.
     lab.kill9_labd();

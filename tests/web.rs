@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::browser::until_true;
-use common::http::{get, Stream};
+use common::http::{get, scrape, value, Stream};
 use common::ports::free_port;
 use common::{ok, Lab, ALICE, BOB};
 use serde_json::json;
@@ -23,29 +23,6 @@ fn lab_with_page(extra: &str) -> (Lab, SocketAddr) {
     // The page listens right after the socket does.
     lab.wait_for(Duration::from_secs(20), "the status page", || std::net::TcpStream::connect(addr).is_ok());
     (lab, addr)
-}
-
-/// The samples of a scrape, parsed by a Prometheus text-format parser.
-fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
-    let a = get(addr, "/metrics", None);
-    assert_eq!(a.status, 200, "{a:?}");
-    assert!(a.header("content-type").is_some_and(|c| c.starts_with("application/openmetrics-text")), "{a:?}");
-    let lines = a.body.lines().map(|l| Ok(l.to_string()));
-    prometheus_parse::Scrape::parse(lines).expect("the metrics parse")
-}
-
-/// The value of `name` with the labels `want` (0 when absent).
-fn value(s: &prometheus_parse::Scrape, name: &str, want: &[(&str, &str)]) -> f64 {
-    use prometheus_parse::Value as V;
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name && want.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match &x.value {
-            V::Counter(v) | V::Gauge(v) | V::Untyped(v) => *v,
-            V::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-            V::Summary(_) => f64::NAN,
-        })
-        .sum()
 }
 
 #[test]

@@ -157,6 +157,12 @@ impl Registry {
                 }
             };
             act.schedule.last.insert(board.clone(), Instant::now());
+            let counted = match &result {
+                CheckResult::Pass => "pass",
+                CheckResult::Fail(_) => "fail",
+                CheckResult::NotRun => "not_run",
+            };
+            act.metrics.health_checked(&board, counted);
             let end = act.book.end_check(&board, &result, h.failures);
             act.changed(&board);
             let verdict = match &result {
