@@ -433,3 +433,43 @@ fn useradd_passwd_and_package_installs_work_in_a_jail_and_stay_there() {
     let left = leftovers(&dir, NET.uid_base, 1);
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
+
+/// A jail opens flow after flow through the host (a new UDP source port a
+/// datagram), as a claimant filling the host's connection tracking would:
+/// it is one table for every jail and the host. Beyond its
+/// `connections_max` the host drops the jail's new flows; another jail
+/// still gets out, and nothing is left behind.
+#[test]
+fn a_flood_of_flows_takes_only_its_share_of_the_hosts_connection_tracking() {
+    let _turn = one_at_a_time();
+    const NET: JailNet = JailNet { pool: "10.194.7.0/24", board_net: "172.25.112.0/20", uid_base: 12_500_000 };
+    let inet = common::jails::Net::new("ctk", "198.19.7.1/24", &["198.19.7.2/24"], "198.19.7.1");
+    let extra = format!("nat_interface = \"{}\"\nconnections_max = 64", inet.host_if);
+    let mut lab = jail_lab(2, "rockpro64", &NET, &extra, "");
+    let dir = lab.path().to_path_buf();
+    lab.start_labd();
+    let (a, b) = (claim_jailed(&lab, ALICE), claim_jailed(&lab, BOB));
+    let (la, lb) = (Login::new(&dir, ALICE, &a["jail"], "ct-a"), Login::new(&dir, BOB, &b["jail"], "ct-b"));
+    let target = common::jails::Listener::in_netns(Some(&inet.ns), "198.19.7.2".parse().unwrap());
+    // `n` flows, each its own socket (so its own source port), held open.
+    let flows = |login: &Login, n: u32, tag: &str| {
+        login.ok(&format!(
+            "python3 -c 'import socket,time\nss=[]\nfor i in range({n}):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n \
+             s.sendto(b\"{tag}\",(\"198.19.7.2\",{port}))\n ss.append(s)\ntime.sleep(1)'",
+            port = target.port
+        ))
+    };
+    let heard = |tag: &str| target.hits().iter().filter(|h| h.ends_with(&format!("\"{tag}\""))).count();
+    flows(&la, 500, "a");
+    std::thread::sleep(Duration::from_millis(500));
+    let from_alice = heard("a");
+    assert!((32..=64).contains(&from_alice), "500 flows from alice's jail, {from_alice} got out (cap 64)");
+    // Bob's jail has its own share: all of his get out.
+    flows(&lb, 20, "b");
+    lab.wait_for(Duration::from_secs(5), "bob's 20 flows", || heard("b") == 20);
+    assert_eq!(heard("a"), from_alice, "no more of alice's");
+    drop(lab);
+    let left = leftovers(&dir, NET.uid_base, 2);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    drop(inet);
+}

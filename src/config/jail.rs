@@ -32,6 +32,7 @@ pub(super) struct RawJail {
     pub(super) pids_max: Option<Spanned<i64>>,
     pub(super) memory_max: Option<Spanned<String>>,
     pub(super) cpu_weight: Option<Spanned<i64>>,
+    pub(super) connections_max: Option<Spanned<i64>>,
     pub(super) parallel_builds: Option<Spanned<i64>>,
     pub(super) ipv6_pool: Option<Spanned<String>>,
     pub(super) ipv6_cooldown: Option<Spanned<String>>,
@@ -89,8 +90,10 @@ pub struct JailSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv6Pool {
     pub pool: ipnet::Ipv6Net,
-    /// `ipv6_cooldown`, or `lease.max` if that is longer: a released /64
-    /// comes back only once no host certificate naming it can be valid.
+    /// `ipv6_cooldown`, or `lease.max` plus the certificates' clock skew
+    /// if that is longer: a released /64 comes back only once no host
+    /// certificate naming it can be valid, even to a client whose clock
+    /// is behind.
     pub reuse_after: std::time::Duration,
     /// `ipv6_fresh_per_user`: how many of a user's /64s may cool down at
     /// once; beyond that the user's next claim or reinit gets back the
@@ -154,11 +157,14 @@ pub struct Limits {
     pub memory_max: u64,
     /// CPU share under contention, 1 to 10000; 100 is a normal process's.
     pub cpu_weight: u32,
+    /// Connections (flows) through the host at once: the host's connection
+    /// tracking is one table for every jail and the host itself.
+    pub connections_max: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { pids_max: 1024, memory_max: 1 << 30, cpu_weight: 100 }
+        Limits { pids_max: 1024, memory_max: 1 << 30, cpu_weight: 100, connections_max: 4096 }
     }
 }
 
@@ -363,6 +369,16 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path, lease_max: s
             }
         },
     };
+    let connections_max = match &raw.connections_max {
+        None => dl.connections_max,
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n) if (16..=1 << 20).contains(&n) => n,
+            _ => {
+                ctx.err(&v.span(), format!("jail.connections_max ({}) must be between 16 and 1048576", v.get_ref()));
+                dl.connections_max
+            }
+        },
+    };
     let parallel_builds = match &raw.parallel_builds {
         None => DEFAULT_PARALLEL_BUILDS,
         Some(v) => match usize::try_from(*v.get_ref()) {
@@ -392,7 +408,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, raw: RawJail, dir: &Path, lease_max: s
             nfsroot_size,
             data_size,
             deny_out,
-            limits: Limits { pids_max, memory_max, cpu_weight },
+            limits: Limits { pids_max, memory_max, cpu_weight, connections_max },
             ipv6,
         },
         keep_host_key: raw.keep_host_key.unwrap_or(false),
@@ -470,7 +486,13 @@ fn ipv6_pool(ctx: &mut Ctx<'_>, raw: &RawJail, uplink: &Uplink, lease_max: std::
             }
         },
     };
-    Some(Ipv6Pool { pool, reuse_after: cooldown.max(lease_max), fresh_per_user })
+    // A certificate of the last claim to hold a /64 lasts until that
+    // claim's lease end, at most `lease.max` after the release, and a
+    // client whose clock is behind accepts it up to the skew certificates
+    // allow for longer; the /64 comes back only after both (and the
+    // second the validity is rounded up by).
+    let certs_done = lease_max + std::time::Duration::from_secs(crate::sshca::CLOCK_SKEW_SECS + 1);
+    Some(Ipv6Pool { pool, reuse_after: cooldown.max(certs_done), fresh_per_user })
 }
 
 /// Least `[jail] memory_max`: sshd, dnsmasq and ganesha must fit.

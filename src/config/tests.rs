@@ -191,13 +191,13 @@ fn jail_section_defaults_and_values() {
     assert!(s.deny_out.is_empty());
     let d = dir_with(
         &format!(
-            "{LAB}\n[jail]\nnfsroot_size = \"512M\"\ndata_size = \"1G\"\npids_max = 300\nmemory_max = \"2G\"\ncpu_weight = 20\ndeny_out = [\"192.168.0.0/16\", \"fd00::/8\"]\n"
+            "{LAB}\n[jail]\nnfsroot_size = \"512M\"\ndata_size = \"1G\"\npids_max = 300\nmemory_max = \"2G\"\ncpu_weight = 20\nconnections_max = 100\ndeny_out = [\"192.168.0.0/16\", \"fd00::/8\"]\n"
         ),
         &[("a.toml", BOARD)],
     );
     let s = Config::load(d.path()).unwrap().jail.settings;
     assert_eq!((s.nfsroot_size, s.data_size), (512 << 20, 1 << 30));
-    assert_eq!(s.limits, Limits { pids_max: 300, memory_max: 2 << 30, cpu_weight: 20 });
+    assert_eq!(s.limits, Limits { pids_max: 300, memory_max: 2 << 30, cpu_weight: 20, connections_max: 100 });
     let d = dir_with(&format!("{LAB}\n[jail]\nparallel_builds = 8\n"), &[("a.toml", BOARD)]);
     assert_eq!(Config::load(d.path()).unwrap().jail.parallel_builds, 8);
     let e = errs(&format!("{LAB}\n[jail]\nparallel_builds = 0\n"), &[("a.toml", BOARD)]);
@@ -211,8 +211,9 @@ fn ipv6_pool_is_validated() {
     let d = dir_with(&format!("{LAB}\n[jail]\nipv6_pool = \"2001:db8:4200::/48\"\n"), &[("a.toml", BOARD)]);
     let v6 = Config::load(d.path()).unwrap().jail.settings.ipv6.unwrap();
     assert_eq!(v6.pool, "2001:db8:4200::/48".parse::<ipnet::Ipv6Net>().unwrap());
-    // The cool-down is at least the longest lease (24 h by default).
-    assert_eq!(v6.reuse_after, std::time::Duration::from_secs(86400));
+    // The cool-down is at least the longest lease (24 h by default) and
+    // the certificates' clock skew (5 min), and the second rounded up.
+    assert_eq!(v6.reuse_after, std::time::Duration::from_secs(86400 + 300 + 1));
     assert_eq!(v6.fresh_per_user, 4);
     let d = dir_with(
         &format!("{LAB}\n[jail]\nipv6_pool = \"2001:db8:4200::/48\"\nipv6_cooldown = \"30d\"\n"),
@@ -257,7 +258,7 @@ fn ipv6_pool_is_validated() {
 fn jail_section_errors_name_the_line() {
     let with = |extra: &str| errs(&format!("{LAB}\n[jail]\n{extra}\n"), &[]);
     // "[jail]" is line 18 of LAB + jail, the first key line 19.
-    assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`, `parallel_builds`, `ipv6_pool`, `ipv6_cooldown`, `ipv6_fresh_per_user`, `host_ca`".to_string()]);
+    assert_eq!(with("colour = 1"), vec!["lab.toml:19: unknown field `colour`, expected one of `root_dir`, `pool`, `board_net`, `nat_interface`, `uplink`, `macvlan_parent`, `uid_base`, `keep_host_key`, `keys_dir`, `ssh_port`, `nfsroot_size`, `data_size`, `deny_out`, `pids_max`, `memory_max`, `cpu_weight`, `connections_max`, `parallel_builds`, `ipv6_pool`, `ipv6_cooldown`, `ipv6_fresh_per_user`, `host_ca`".to_string()]);
     assert_eq!(
         with("deny_out = [\"192.168.0.0/16\", \"10.0.0.1/8\", \"mgmt\"]"),
         vec![

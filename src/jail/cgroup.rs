@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn limit_files_of_both_hierarchies() {
-        let l = Limits { pids_max: 512, memory_max: 256 << 20, cpu_weight: 50 };
+        let l = Limits { pids_max: 512, memory_max: 256 << 20, cpu_weight: 50, connections_max: 4096 };
         assert_eq!(
             limit_writes(None, &l),
             vec![

@@ -69,6 +69,10 @@ pub fn host_ruleset(plan: &Plan, s: &JailSettings, out: &Egress) -> String {
             None => from_jail.push_str("\t\tmeta nfproto ipv6 drop\n"),
         }
     }
+    // The host's connection tracking is one table for every jail and the
+    // host: a jail's new flows beyond its share are dropped, so a flood of
+    // them (a new source port a packet) cannot fill it for everyone.
+    from_jail.push_str(&format!("\t\tct state new ct count over {} drop\n", s.limits.connections_max));
     let masq = match &out.v4 {
         Some(i) => format!("ip saddr {} oifname \"{i}\" masquerade", plan.jail_ip),
         None => String::new(),
@@ -253,10 +257,18 @@ mod tests {
         assert!(r.contains("\t\tmeta nfproto ipv6 drop\n"), "{r}");
         assert!(r.contains("oifname \"blju3\" meta nfproto ipv6 drop"), "{r}");
         assert!(!r.contains("icmpv6"), "{r}");
-        // Every drop of the jail's chain comes before anything is let out.
+        // Every drop of the jail's chain comes before anything is let out;
+        // last, its share of the host's connection tracking.
         let chain = &r[r.find("chain from_jail").unwrap()..r.find("chain input").unwrap()];
         assert!(!chain.contains("accept") || chain.find("accept") > chain.find("saddr"), "{chain}");
-        assert!(chain.trim_end().trim_end_matches('}').trim_end().ends_with("oifname != \"eth0\" drop"), "{chain}");
+        assert!(
+            chain
+                .trim_end()
+                .trim_end_matches('}')
+                .trim_end()
+                .ends_with("oifname != \"eth0\" drop\n\t\tct state new ct count over 4096 drop"),
+            "{chain}"
+        );
         // No NAT interface at all: nothing leaves.
         let r = host_ruleset(&p, &s.settings, &Egress::default());
         let chain = &r[r.find("chain from_jail").unwrap()..r.find("chain input").unwrap()];
