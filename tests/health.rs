@@ -86,6 +86,13 @@ fn a_silent_board_goes_unhealthy_stays_so_and_comes_back() {
         b["health"].as_str().unwrap().starts_with("failed 1 of 2 health checks in a row: console: not a byte"),
         "{b}"
     );
+    // kill -9 between two failures forgets neither: the first is still
+    // counted (and shown) after the restart.
+    lab.kill9_labd();
+    lab.start_labd();
+    lab.wait_for(long, "labd back", || lab.board("rockpro64-1")["console"] == "attached");
+    let b = lab.board("rockpro64-1");
+    assert!(b["health"].as_str().unwrap_or_default().starts_with("failed 1 of 2"), "after kill -9: {b}");
 
     // Its second: unhealthy, never granted, in status and history.
     claim_and_release(&lab, ALICE, "rockpro64");
@@ -107,13 +114,13 @@ fn a_silent_board_goes_unhealthy_stays_so_and_comes_back() {
 
     // The page says so too (a real browser, the table's row).
     page_shows(&lab, port, "rockpro64-1", "unhealthy", "failed 2 of 2");
-    // And /metrics counts the checks: one passed, two failed.
+    // And /metrics counts the checks since labd's restart: one failed.
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let m = common::http::scrape(addr);
     let checks = |result: &str| {
         common::http::value(&m, "boardlab_health_checks_total", &[("board", "rockpro64-1"), ("result", result)])
     };
-    assert_eq!((checks("pass"), checks("fail"), checks("not_run")), (1.0, 2.0, 0.0));
+    assert_eq!((checks("pass"), checks("fail"), checks("not_run")), (0.0, 1.0, 0.0));
 
     // kill -9: still unhealthy after the restart.
     lab.kill9_labd();

@@ -31,16 +31,32 @@ pub struct CheckEnd {
 }
 
 impl ClaimBook {
-    /// Puts back the boards that were unhealthy when labd stopped (board →
-    /// why), as the state database kept them, as having failed their
-    /// class's `threshold` checks in a row.
-    pub fn restore_unhealthy(&mut self, unhealthy: &HashMap<String, String>, threshold: &dyn Fn(&str) -> u32) {
+    /// Puts back the boards' health as the state database kept it when
+    /// labd stopped: the unhealthy ones (board → why), as having failed
+    /// their class's `threshold` checks in a row at least, and the failed
+    /// checks in a row of the others (board → count, last note), so that
+    /// a restart between two failures forgets neither.
+    pub fn restore_health(
+        &mut self,
+        unhealthy: &HashMap<String, String>,
+        failures: &HashMap<String, (u32, String)>,
+        threshold: &dyn Fn(&str) -> u32,
+    ) {
         for (name, slot) in &mut self.boards {
             slot.unhealthy = unhealthy.get(name).cloned();
+            let (n, note) = failures.get(name).map_or((0, None), |(n, note)| (*n, Some(note.clone())));
+            slot.failures = n;
+            slot.last_failure = note.filter(|n| !n.is_empty());
             if slot.unhealthy.is_some() {
-                slot.failures = threshold(&slot.class);
+                slot.failures = slot.failures.max(threshold(&slot.class));
             }
         }
+    }
+
+    /// The note of `board`'s last failed check, while its failures in a
+    /// row count.
+    pub fn last_failure(&self, board: &str) -> Option<&str> {
+        self.boards.get(board)?.last_failure.as_deref()
     }
 
     /// A health check may begin on `board`: it must be neither claimed (a
@@ -213,10 +229,25 @@ mod tests {
     }
 
     #[test]
-    fn unhealthy_boards_come_back_from_the_database_and_maintenance_wins() {
-        let mut b = book();
-        b.restore_unhealthy(&[("rp-1".to_string(), "why".to_string())].into_iter().collect(), &|_| 2);
+    fn health_comes_back_from_the_database_and_maintenance_wins() {
+        let p = Policy::leases(Duration::from_secs(60), Duration::from_secs(600));
+        let mut b = ClaimBook::new(p, &[("rp-1".into(), "rp".into()), ("rp-2".into(), "rp".into())]);
+        b.health("rp-1", true, None);
+        b.health("rp-2", true, None);
+        let failed = [("rp-2".to_string(), (1, "failed 1 of 2 health checks in a row: console".to_string()))];
+        b.restore_health(
+            &[("rp-1".to_string(), "why".to_string())].into_iter().collect(),
+            &failed.into_iter().collect(),
+            &|_| 2,
+        );
         assert_eq!(b.state("rp-1"), BoardState::Unhealthy);
+        // One failure kept across the restart: rp-2 is still offered, says
+        // so, and its next failure is the second in a row.
+        assert_eq!(b.state("rp-2"), BoardState::Available);
+        assert!(b.health_note("rp-2").unwrap().starts_with("failed 1 of 2"));
+        b.begin_check("rp-2").unwrap();
+        let e = b.end_check("rp-2", &CheckResult::Fail("console: silent".into()), 2);
+        assert_eq!((e.failures, e.unhealthy.is_some()), (2, true));
         b.begin_check("rp-1").unwrap();
         let e = b.end_check("rp-1", &CheckResult::Fail("console: silent".into()), 2);
         assert_eq!((e.unhealthy, e.failures), (None, 3), "unhealthy already");

@@ -342,6 +342,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("events", "subject", "TEXT"),
         ("boards", "unhealthy", "TEXT"),
         ("ipv6_prefixes", "user", "TEXT"),
+        ("boards", "health_failures", "INTEGER"),
+        ("boards", "health_note", "TEXT"),
     ] {
         let mut st = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
         if !st.exists(params![column])? {

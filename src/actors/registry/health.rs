@@ -165,6 +165,9 @@ impl Registry {
             act.metrics.health_checked(&board, counted);
             let end = act.book.end_check(&board, &result, h.failures);
             act.changed(&board);
+            if !matches!(result, CheckResult::NotRun) {
+                act.persist_failures(&board, end.failures);
+            }
             let verdict = match &result {
                 CheckResult::Pass => Some(format!("pass{when}")),
                 CheckResult::Fail(f) => Some(format!("fail {}/{} at {f}", end.failures, h.failures)),
@@ -191,6 +194,17 @@ impl Registry {
                 health: act.book.health_note(&board).map(str::to_string),
             })
         })))
+    }
+
+    /// Keeps a board's failed checks in a row and the last one's note.
+    fn persist_failures(&self, board: &str, failures: u32) {
+        let board = board.to_string();
+        let note = self.book.last_failure(&board).map(str::to_string);
+        self.db.fire(move |db| {
+            if let Err(e) = db.set_health_failures(&board, failures, note.as_deref()) {
+                error!(board = %board, "cannot keep the board's failed health checks: {e}");
+            }
+        });
     }
 
     /// Keeps a board's unhealthy state (None: healthy again) and its event.

@@ -153,7 +153,7 @@ impl Registry {
         // Unhealthy boards stay so across restarts (this host's own
         // database, whichever ledger keeps the claims).
         let threshold = |class: &str| cfg.health.get(class).map_or(1, |h| h.failures);
-        book.restore_unhealthy(&db.unhealthy()?, &threshold);
+        book.restore_health(&db.unhealthy()?, &db.health_failures()?, &threshold);
         let jails = boards::JailShared::new(&cfg, &db)?;
         let mut jail_records = HashMap::new();
         for b in &cfg.boards {
