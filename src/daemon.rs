@@ -168,7 +168,18 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         None => None,
         Some(cl) => {
             let boards: Vec<(String, String)> = cfg.boards.iter().map(|b| (b.name.clone(), b.class.clone())).collect();
-            Some(crate::cluster::Member::join(cl, &boards).await?)
+            // With jails, their address pools: the lab's hosts must not share one.
+            let mut pools: Vec<(String, ipnet::IpNet)> = Vec::new();
+            if cfg.daemon.jail == crate::config::JailMode::Linux {
+                let p = cfg.jail.settings.pool;
+                if let Ok(v4) = ipnet::Ipv4Net::new(p.network(), p.prefix()) {
+                    pools.push(("jail.pool".into(), ipnet::IpNet::V4(v4)));
+                }
+                if let Some(v6) = &cfg.jail.settings.ipv6 {
+                    pools.push(("jail.ipv6_pool".into(), ipnet::IpNet::V6(v6.pool)));
+                }
+            }
+            Some(crate::cluster::Member::join(cl, &boards, &pools).await?)
         }
     };
     let ledger: Arc<dyn crate::claims::Ledger> = match (&cfg.cluster, &member) {

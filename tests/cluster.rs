@@ -379,3 +379,43 @@ fn one_queue_per_class_for_the_whole_lab() {
     });
     assert_eq!(ok(&r)["board"], "lab2-pine64-1", "{r}");
 }
+
+/// Two hosts whose jails would hand out the same addresses (one `[jail]
+/// pool`, or `ipv6_pool`s that overlap): the second is refused at start,
+/// saying which and whose, and leaves nothing in etcd; with pools of its
+/// own it joins.
+#[test]
+fn the_hosts_jail_pools_do_not_overlap() {
+    use common::jails::{jail_lab_with, one_at_a_time, JailNet};
+    const A: JailNet = JailNet { pool: "10.197.44.0/24", board_net: "172.28.80.0/20", uid_base: 12_800_000 };
+    const B: JailNet = JailNet { pool: "10.197.45.0/24", board_net: "172.28.96.0/20", uid_base: 13_100_000 };
+    let _turn = one_at_a_time();
+    let etcd = Etcd::start(3);
+    let ca = tempfile::tempdir().unwrap();
+    let urls = etcd.urls();
+    let ca_dir = ca.path().to_str().unwrap();
+    let host = |name: &str, net: &JailNet, v6: &str| {
+        let flags = ["--host", name, "--etcd", &urls, "--ca", ca_dir];
+        jail_lab_with(1, "rockpro64", &flags, net, &format!("ipv6_pool = \"{v6}\""), "")
+    };
+    let mut lab1 = host("lab1", &A, "2001:db8:4500::/48");
+    lab1.start_labd();
+    let same_v4 = host("lab2", &A, "2001:db8:4501::/48");
+    let text = refused_start(&same_v4);
+    assert!(
+        text.contains("this host's jail.pool 10.197.44.0/24 overlaps host lab1's jail.pool 10.197.44.0/24"),
+        "{text}"
+    );
+    let same_v6 = host("lab3", &B, "2001:db8:4500:100::/56");
+    let text = refused_start(&same_v6);
+    assert!(
+        text.contains("jail.ipv6_pool 2001:db8:4500:100::/56 overlaps host lab1's jail.ipv6_pool 2001:db8:4500::/48"),
+        "{text}"
+    );
+    assert_eq!(etcd.keys("/boardlab/hosts/"), vec!["/boardlab/hosts/lab1"], "the refused hosts left nothing");
+    // Pools of its own: it joins, and each host sees the other's board.
+    drop((same_v4, same_v6));
+    let mut lab4 = host("lab4", &B, "2001:db8:4501::/48");
+    lab4.start_labd();
+    lab1.wait_for(Duration::from_secs(10), "lab1 to see lab4's board", || status_rows(&lab1).len() == 2);
+}

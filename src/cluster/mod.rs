@@ -5,6 +5,10 @@
 //! - `P/hosts/HOST` lives as long as this labd's lease: a host whose labd
 //!   is gone (killed, cut off) loses it `host_ttl` later. Two labds with
 //!   one host name never run at once.
+//! - The host's record there names its jails' address pools (`[jail]
+//!   pool` and `ipv6_pool`): a pool that overlaps another live host's is
+//!   refused at start, since two hosts handing out one address (or one
+//!   /64, which a jail's host certificate names) would mix their claims.
 //! - `P/boards/BOARD` names the host a board is on. It outlives the host
 //!   (its claims are kept while it is away); a name another host has is
 //!   refused at start, and names this host no longer has are removed.
@@ -36,6 +40,8 @@ pub enum JoinError {
     HostTaken { host: String },
     #[error("board names must be unique in the lab: {0}")]
     NamesTaken(String),
+    #[error("the jails' address pools of the hosts of a lab must not overlap: {0}")]
+    PoolsOverlap(String),
 }
 
 /// A board's registration.
@@ -52,6 +58,9 @@ struct HostRecord {
     boards: usize,
     /// Where its peer channel listens.
     peer: String,
+    /// Its jails' address pools (setting, prefix); none without jails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pools: Vec<(String, ipnet::IpNet)>,
 }
 
 /// This labd in the lab: its etcd client and its host lease.
@@ -73,9 +82,14 @@ fn etcd_failure(cfg: &Cluster, e: LedgerError) -> JoinError {
 
 impl Member {
     /// Connects to etcd, takes this host's key (waiting up to two of its
-    /// TTLs for the lease of a killed predecessor to run out) and
-    /// registers `boards` (name, class).
-    pub async fn join(cfg: &Cluster, boards: &[(String, String)]) -> Result<Member, JoinError> {
+    /// TTLs for the lease of a killed predecessor to run out), checks its
+    /// jails' address `pools` (setting, prefix) against the other hosts'
+    /// and registers `boards` (name, class).
+    pub async fn join(
+        cfg: &Cluster,
+        boards: &[(String, String)],
+        pools: &[(String, ipnet::IpNet)],
+    ) -> Result<Member, JoinError> {
         let opts = ConnectOptions::new().with_connect_timeout(cfg.timeout).with_timeout(cfg.timeout);
         let client = retrying(cfg.timeout, || Client::connect(cfg.etcd.clone(), Some(opts.clone())))
             .await
@@ -85,6 +99,7 @@ impl Member {
             started_ms: crate::util::now_unix_ms(),
             boards: boards.len(),
             peer: cfg.peer.listen.to_string(),
+            pools: pools.to_vec(),
         };
         let value = serde_json::to_string(&me).unwrap_or_default();
         let host_key = keys.host(&cfg.host);
@@ -112,6 +127,17 @@ impl Member {
             timeout: cfg.timeout,
             keeper: tokio::spawn(keep_alive(client, lease, healthy, cfg.clone(), host_key, value)),
         };
+        let checked = match member.pools_of_others().await {
+            Ok(others) => match overlaps(pools, &others) {
+                None => Ok(()),
+                Some(clash) => Err(JoinError::PoolsOverlap(clash)),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            member.leave().await;
+            return Err(e);
+        }
         if let Err(e) = member.register(boards).await {
             member.leave().await;
             return Err(e);
@@ -164,6 +190,25 @@ impl Member {
             snapshots,
         ));
         rx
+    }
+
+    /// The jails' address pools the other live hosts published, by host.
+    async fn pools_of_others(&self) -> Result<Vec<(String, Vec<(String, ipnet::IpNet)>)>, JoinError> {
+        let fail = |e: LedgerError| JoinError::Etcd { endpoints: String::new(), why: e.to_string() };
+        let prefix = self.keys.host("");
+        let r = get(&self.client, self.timeout, &prefix, Some(GetOptions::new().with_prefix())).await.map_err(fail)?;
+        let mut out = Vec::new();
+        for kv in r.kvs() {
+            let Some(host) = kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix)) else { continue };
+            if host == self.host {
+                continue;
+            }
+            match serde_json::from_slice::<HostRecord>(kv.value()) {
+                Ok(rec) => out.push((host.to_string(), rec.pools)),
+                Err(e) => warn!(host = %host, "etcd holds a host record labd cannot read ({e})"),
+            }
+        }
+        Ok(out)
     }
 
     /// Registers this host's boards; refuses names another host has, and
@@ -340,4 +385,56 @@ async fn take_host_key(client: &Client, cfg: &Cluster, key: &str, value: &str) -
         return Ok(None);
     }
     Ok(Some(lease))
+}
+
+/// The first of `mine` that overlaps a pool of another host, said as the
+/// error should say it.
+fn overlaps(mine: &[(String, ipnet::IpNet)], others: &[(String, Vec<(String, ipnet::IpNet)>)]) -> Option<String> {
+    let meet = |a: &ipnet::IpNet, b: &ipnet::IpNet| a.contains(&b.network()) || b.contains(&a.network());
+    for (what, net) in mine {
+        for (host, theirs) in others {
+            if let Some((their_what, their_net)) = theirs.iter().find(|(_, n)| meet(net, n)) {
+                return Some(format!(
+                    "this host's {what} {net} overlaps host {host}'s {their_what} {their_net}; give each host its own"
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps;
+
+    fn pools(list: &[(&str, &str)]) -> Vec<(String, ipnet::IpNet)> {
+        list.iter().map(|(w, n)| (w.to_string(), n.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn pools_that_meet_are_named_and_others_pass() {
+        let lab2 = vec![(
+            "lab2".to_string(),
+            pools(&[("jail.pool", "10.240.0.0/16"), ("jail.ipv6_pool", "2001:db8:42::/48")]),
+        )];
+        assert_eq!(
+            overlaps(&pools(&[("jail.pool", "10.241.0.0/16"), ("jail.ipv6_pool", "2001:db8:43::/48")]), &lab2),
+            None
+        );
+        assert_eq!(
+            overlaps(&pools(&[("jail.pool", "10.240.8.0/24")]), &lab2).as_deref(),
+            Some("this host's jail.pool 10.240.8.0/24 overlaps host lab2's jail.pool 10.240.0.0/16; give each host its own")
+        );
+        let e = overlaps(&pools(&[("jail.ipv6_pool", "2001:db8::/40")]), &lab2).unwrap();
+        assert!(e.contains("jail.ipv6_pool 2001:db8::/40 overlaps host lab2's jail.ipv6_pool 2001:db8:42::/48"), "{e}");
+        // Different families never meet; no jails, nothing to check.
+        assert_eq!(
+            overlaps(
+                &pools(&[("jail.pool", "10.240.0.0/16")]),
+                &[("x".into(), pools(&[("jail.ipv6_pool", "2001:db8::/40")]))]
+            ),
+            None
+        );
+        assert_eq!(overlaps(&[], &lab2), None);
+    }
 }
