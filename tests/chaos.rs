@@ -517,3 +517,40 @@ fn a_claim_undone_after_its_power_on_leaves_the_board_off() {
     });
     assert_eq!(lab.switch_power("rockpro64-1"), "off", "the port is off at the switch");
 }
+
+/// Found by the chaos run with jails: a board actor that panicked while
+/// it powered a released board off lost the release's answer ("board
+/// actor unavailable"), and the restarted actor found the free board on
+/// and left it so. The release's power-off is owed to the board now.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_power_off_lost_to_a_board_actor_restart_is_done_after_it() {
+    let mut lab = Lab::create(1, "rockpro64", &["--no-net", "--no-console"], |t| t);
+    lab.start_labd();
+    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}));
+    let c = ok(&r).clone();
+    let board = c["board"].as_str().unwrap().to_string();
+    assert_eq!(lab.switch_power(&board), "on");
+    // The switch hangs: the release's power-off waits on it.
+    let pid: i32 = std::fs::read_to_string(lab.path().join("snmpd.pid")).unwrap().trim().parse().unwrap();
+    let snmpd = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(snmpd, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let (sock, handle) = (lab.sock(), c["handle"].clone());
+    let release = std::thread::spawn(move || Client::new(&sock).call(json!({"fn": "release", "handle": handle})));
+    std::thread::sleep(Duration::from_millis(300));
+    // Meanwhile the board's actor panics (and is restarted).
+    let p = lab.req(json!({"fn": "debug_panic", "board": board}));
+    let released = release.join().unwrap();
+    let Outcome::Reply(r) = released else { panic!("no answer to the release") };
+    assert!(ok(&r)["warning"].as_str().is_some_and(|w| w.contains("could not be powered off")), "{r} ({p})");
+    // The hung switch is restarted: the power-off it had queued is lost,
+    // and the port is still on.
+    labsim_ok(&lab, &["switch", "stop"]);
+    labsim_ok(&lab, &["switch", "start"]);
+    assert_eq!(lab.switch_power(&board), "on", "the lost power-off never reached the port");
+    lab.wait_for(Duration::from_secs(15), "the owed power-off", || {
+        let b = lab.board(&board);
+        b["state"] == "available" && b["power"] == "off"
+    });
+    assert_eq!(lab.switch_power(&board), "off", "the port is off at the switch");
+}

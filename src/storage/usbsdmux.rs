@@ -235,13 +235,14 @@ impl UsbSdMux {
         Ok((dev, control, model))
     }
 
-    fn run(&self, steps: &[Step]) -> Result<(), StorageError> {
+    /// Puts the card on `side`, with the steps of the model found.
+    fn switch(&self, side: Side) -> Result<(), StorageError> {
         let (dev, control, model) = self.control()?;
         let fail = |e: String| StorageError::Device(format!("{} {}: {e}", model.name, control.display()));
         let write = |reg: u8, value: u8| i2c_write(&dev, model.addr, &[reg, value]).map_err(fail);
         let read = |reg: u8| i2c_read_register(&dev, model.addr, reg).map_err(fail);
-        for s in steps {
-            match *s {
+        for s in model.steps(side) {
+            match s {
                 Step::Write(reg, value) => write(reg, value)?,
                 Step::Update(reg, mask, value) => {
                     let now = read(reg)?;
@@ -269,8 +270,7 @@ impl Mux for UsbSdMux {
                 }
             }
         }
-        let (_, _, model) = self.control()?;
-        self.run(&model.steps(side))?;
+        self.switch(side)?;
         Ok(if side == Side::Host { Some(self.nodes()?.1) } else { None })
     }
 

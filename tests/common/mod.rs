@@ -333,6 +333,15 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         let _ = Command::new(labsim_exe()).args(["down", "--dir"]).arg(self.dir.path()).output();
+        // A failed test's lab: with BL_KEEP_FAILED set, its logs are kept
+        // for whoever looks into it (otherwise nothing is left behind).
+        if std::thread::panicking() && std::env::var_os("BL_KEEP_FAILED").is_some() {
+            let kept = std::env::temp_dir().join(format!("bltest-failed-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&kept);
+            let _ = std::fs::copy(self.dir.path().join("labd.log"), kept.join("labd.log"));
+            let _ = Command::new("cp").arg("-r").arg(self.dir.path().join("logs")).arg(&kept).output();
+            eprintln!("the failed lab's logs are in {}", kept.display());
+        }
     }
 }
 

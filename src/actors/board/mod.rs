@@ -54,7 +54,7 @@ pub use console::{ConsoleDetail, GetConsole};
 pub use duty::Duty;
 pub use jail::{JailCtx, Reinit, Shutdown};
 pub use link::LinkPhase;
-pub use power::{Power, PowerAction};
+pub use power::{OweOff, Power, PowerAction};
 pub use selftest::{HealthCheck, Selftest};
 pub use storage::{Sd, SdDetail};
 

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::{ledger_err, Registry, Waiting};
-use crate::actors::board::{Attach, Detach, PowerAction};
+use crate::actors::board::{Attach, Detach, OweOff, PowerAction};
 use crate::actors::Identity;
 use crate::claims::ledger::{Ending, LedgerFuture};
 use crate::claims::{Asker, BookError, Claim, Outcome};
@@ -291,8 +291,14 @@ impl Registry {
         let detach = addr.send(Detach { handle: c.handle.clone(), by: c.user.clone(), power_off: true });
         let claimant = c.user.clone();
         ctx.spawn(actix::fut::wrap_future::<_, Self>(detach).map(move |r, act: &mut Self, ctx| {
-            if let Ok(Ok(p)) = r {
-                act.set_power(&board, p);
+            match r {
+                Ok(Ok(p)) => act.set_power(&board, p),
+                // The power-off is owed (see `detach`).
+                _ => {
+                    if let Some(a) = act.board_addr(&board, ctx) {
+                        a.do_send(OweOff);
+                    }
+                }
             }
             act.returned(&board, &claimant, ctx);
         }));
@@ -398,6 +404,12 @@ impl Registry {
                 Err(e) => {
                     warn!(board = %board, "power-off after {} failed: {}", how.as_str(), e.message);
                     reply.warning = Some(format!("the board could not be powered off: {}", e.message));
+                    // The board owes it: whether its switch failed (the
+                    // actor knows) or the actor restarted under it and
+                    // lost the answer (it does not).
+                    if let Some(a) = act.board_addr(&board, ctx) {
+                        a.do_send(OweOff);
+                    }
                 }
             }
             act.returned(&board, &c.user, ctx);
