@@ -229,7 +229,11 @@ fn the_pages_password_has_no_way_around_and_guesses_do_not_lock_the_operator_out
         let a = raw_within(addr, t.as_bytes(), Duration::from_secs(10));
         let Some((status, text)) = a else { continue }; // closed without an answer: nothing given
         let first = t.lines().next().unwrap_or("");
-        assert!(status != 200 && !(200..300).contains(&status), "{first:?} got through: {}", &text[..text.len().min(300)]);
+        assert!(
+            status != 200 && !(200..300).contains(&status),
+            "{first:?} got through: {}",
+            &text[..text.len().min(300)]
+        );
         let body = body(&text);
         assert!(
             !body.contains("boardlab_") && !body.contains("event: lab") && !body.contains("<table"),
@@ -258,7 +262,10 @@ fn the_pages_password_has_no_way_around_and_guesses_do_not_lock_the_operator_out
     let (wrong_user, wrong_pass) = (time(("root", "correct horse")), time(("ops", "correct horsf")));
     eprintln!("median refusal: wrong user {wrong_user:?}, wrong password {wrong_pass:?}");
     let (lo, hi) = if wrong_user < wrong_pass { (wrong_user, wrong_pass) } else { (wrong_pass, wrong_user) };
-    assert!(hi < lo * 3 + Duration::from_millis(20), "a wrong user name is told apart by time: {wrong_user:?} vs {wrong_pass:?}");
+    assert!(
+        hi < lo * 3 + Duration::from_millis(20),
+        "a wrong user name is told apart by time: {wrong_user:?} vs {wrong_pass:?}"
+    );
 
     // A flood of guesses (as many at once as a local user cares to
     // send) while the operator logs in with a password not yet
@@ -300,9 +307,7 @@ fn the_pages_password_has_no_way_around_and_guesses_do_not_lock_the_operator_out
     let remembered_took = t0.elapsed();
     drop(flood);
     let n = guesses.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!(
-        "{n} guesses; socket claim+release took {socket_took:?}; a remembered login took {remembered_took:?}"
-    );
+    eprintln!("{n} guesses; socket claim+release took {socket_took:?}; a remembered login took {remembered_took:?}");
     assert!(remembered.as_ref().is_some_and(|(s, _)| *s == 200), "{remembered:?}");
     assert!(remembered_took < Duration::from_secs(5), "the operator waited {remembered_took:?} behind the guesses");
     assert!(socket_took < Duration::from_secs(10), "the socket waited {socket_took:?}");
@@ -369,7 +374,11 @@ fn the_page_serves_no_files_reflects_nothing_and_survives_odd_requests() {
         }
         // The page still answers someone else after each.
         let p = get_within(addr, "/", None, Duration::from_secs(15));
-        assert!(p.is_some_and(|(s, _)| s == 200), "the page stopped after {:?}", String::from_utf8_lossy(&req[..req.len().min(80)]));
+        assert!(
+            p.is_some_and(|(s, _)| s == 200),
+            "the page stopped after {:?}",
+            String::from_utf8_lossy(&req[..req.len().min(80)])
+        );
     }
     assert!(get(addr, "/metrics", None).status == 200);
     still_serves(&lab);
@@ -421,7 +430,11 @@ fn request_ids_cannot_split_or_forge_replies_and_errors_do_not_drive_terminals()
         let out = lab.labcli_as(BOB).args(&args).stdin(std::process::Stdio::null()).output().unwrap();
         let all = [out.stdout, out.stderr].concat();
         assert!(!out.status.success(), "{args:?}");
-        assert!(!all.contains(&0x1b) && !common::contains(&all, "\u{9b}".as_bytes()), "{args:?}: {}", String::from_utf8_lossy(&all));
+        assert!(
+            !all.contains(&0x1b) && !common::contains(&all, "\u{9b}".as_bytes()),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&all)
+        );
     }
     still_serves(&lab);
 }
@@ -457,7 +470,7 @@ fn history_filters_are_strict_and_a_flood_of_history_does_not_stall_claims() {
         json!({"fn": "history", "until": 1}),
         json!({"fn": "history", "board": "b1\u{0}"}),
     ] {
-        let r = lab.as_user(BOB, &[q.clone()]);
+        let r = lab.as_user(BOB, std::slice::from_ref(&q));
         assert_eq!(code(&r[0]), "bad_request", "{q}: {}", r[0]);
     }
     // What bob may read holds no handle of alice's.

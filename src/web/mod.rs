@@ -213,7 +213,9 @@ async fn events(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
         return secure(HttpResponse::ServiceUnavailable())
             .insert_header((header::RETRY_AFTER, "30"))
             .content_type("text/plain; charset=utf-8")
-            .body(format!("boardlab: {MAX_STREAMS} event streams are open, the most the page serves; try again later\n"));
+            .body(format!(
+                "boardlab: {MAX_STREAMS} event streams are open, the most the page serves; try again later\n"
+            ));
     };
     secure(HttpResponse::Ok())
         .content_type("text/event-stream")
