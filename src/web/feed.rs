@@ -10,6 +10,7 @@
 //! etcd agreed) shows with the next change, which the claim's end of
 //! preparation makes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,21 +90,41 @@ pub fn spawn(
     rx
 }
 
+/// An open event stream's place in the count, given back when the
+/// stream is dropped (its page went away, or labd stops).
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    /// A place, unless `max` streams are open.
+    pub fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<StreamSlot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(StreamSlot(open.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// One page's event stream: everything first, then what changed, until
-/// labd stops or the page goes away.
+/// labd stops or the page goes away (which gives `slot` back).
 pub fn stream(
     mut pages: watch::Receiver<Arc<Page>>,
     stop: watch::Receiver<bool>,
+    slot: StreamSlot,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     struct State {
         pages: watch::Receiver<Arc<Page>>,
         stop: watch::Receiver<bool>,
         hello: Option<Bytes>,
         sent: Arc<Page>,
+        _slot: StreamSlot,
     }
     let sent = pages.borrow_and_update().clone();
     let hello = Some(sse("lab", &sent.full()));
-    let state = State { pages, stop, hello, sent };
+    let state = State { pages, stop, hello, sent, _slot: slot };
     futures::stream::unfold(state, |mut st| async move {
         if let Some(b) = st.hello.take() {
             return Some((Ok(b), st));
@@ -135,4 +156,21 @@ pub fn stream(
 fn sse(name: &str, m: &super::page::Message<'_>) -> Bytes {
     let json = serde_json::to_string(m).unwrap_or_else(|_| "{}".into());
     Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_slots_are_capped_and_given_back() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let a = StreamSlot::take(&open, 2).unwrap();
+        let b = StreamSlot::take(&open, 2).unwrap();
+        assert!(StreamSlot::take(&open, 2).is_none());
+        drop(a);
+        let c = StreamSlot::take(&open, 2).unwrap();
+        drop((b, c));
+        assert_eq!(open.load(Ordering::Acquire), 0);
+    }
 }

@@ -41,6 +41,14 @@ const APP_CSS: &str = include_str!("assets/app.css");
 /// scrapes together).
 const MAX_CONNECTIONS: usize = 256;
 
+/// Event streams open at once, at most: a stream is held for as long as
+/// its client likes at no cost to it, so without a cap of their own
+/// [`MAX_CONNECTIONS`] streams (from anyone who reaches the page) left no
+/// connection for the page, `/metrics` or anyone else's stream. The rest
+/// is kept for requests that end by themselves (a head must come within
+/// actix's client request timeout, 5 s).
+const MAX_STREAMS: usize = MAX_CONNECTIONS / 2;
+
 struct State {
     pages: watch::Receiver<Arc<Page>>,
     prometheus: Arc<Prometheus>,
@@ -48,6 +56,8 @@ struct State {
     stop: watch::Receiver<bool>,
     /// Shown in the page's title: this host in a lab of several.
     host: Option<String>,
+    /// Event streams open now (at most [`MAX_STREAMS`]).
+    streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The running page server.
@@ -82,7 +92,14 @@ pub fn start(
 ) -> Result<WebServer, WebError> {
     let (stop_tx, stop) = watch::channel(false);
     let pages = feed::spawn(registry, snapshots, stop.clone());
-    let state = web::Data::new(State { pages, prometheus, auth: cfg.auth.as_ref().map(auth::Auth::new), stop, host });
+    let state = web::Data::new(State {
+        pages,
+        prometheus,
+        auth: cfg.auth.as_ref().map(auth::Auth::new),
+        stop,
+        host,
+        streams: Arc::default(),
+    });
     let err = |source| WebError { addr: cfg.listen, source };
     let server = HttpServer::new(move || {
         App::new()
@@ -192,10 +209,18 @@ async fn events(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
     if let Some(r) = refused(&state, &req).await {
         return r;
     }
+    let Some(slot) = feed::StreamSlot::take(&state.streams, MAX_STREAMS) else {
+        return secure(HttpResponse::ServiceUnavailable())
+            .insert_header((header::RETRY_AFTER, "30"))
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "boardlab: {MAX_STREAMS} event streams are open, the most the page serves; try again later\n"
+            ));
+    };
     secure(HttpResponse::Ok())
         .content_type("text/event-stream")
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(feed::stream(state.pages.clone(), state.stop.clone()))
+        .streaming(feed::stream(state.pages.clone(), state.stop.clone(), slot))
 }
 
 async fn metrics(state: web::Data<State>, req: HttpRequest) -> HttpResponse {

@@ -111,6 +111,9 @@ pub struct Registry {
     lab: Option<watch::Receiver<Arc<crate::cluster::view::LabView>>>,
     /// When idle boards were last health-checked (`[health.CLASS] every`).
     schedule: health::Schedule,
+    /// One `history` in the database's queue at a time (see
+    /// [`history`](Registry::history)).
+    history_turn: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why the registry could not start.
@@ -208,6 +211,7 @@ impl Registry {
             metrics,
             lab: None,
             schedule: health::Schedule::default(),
+            history_turn: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         let names: Vec<String> = r.boards.keys().cloned().collect();
         for n in &names {
