@@ -627,3 +627,58 @@ fn queue_status_and_console_log_tell_a_user_nothing_of_anothers_claim() {
     let h = ok(&r[0])["handle"].as_str().unwrap().to_string();
     ok(&lab.as_user(BOB, &[json!({"fn": "release", "handle": h})])[0]);
 }
+
+/// A user asks and never reads the answers: once the socket's buffer is
+/// full, labd's write waits, and after `idle_timeout` labd closes the
+/// connection, so it holds neither the connection nor its place under the
+/// user's cap for good.
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_and_its_place_given_back() {
+    use std::os::unix::process::CommandExt;
+    const HOG: &str = "import socket,sys,time\n\
+        s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n\
+        try:\n  [s.sendall(b'{\"fn\":\"status\"}\\n'*1000) for _ in range(200)]\n\
+        except OSError: print('closed', flush=True); sys.exit(0)\n\
+        time.sleep(60)\n";
+    let lab = Lab::up(2, "rockpro64", |t| {
+        t.replacen("[daemon]\n", "[daemon]\nconnections_per_user = 2\nidle_timeout = \"2s\"\n", 1)
+    });
+    let (uid, gid) = common::uid_of(BOB);
+    let hog = || {
+        std::process::Command::new("python3")
+            .args(["-c", HOG])
+            .arg(lab.sock())
+            .uid(uid)
+            .gid(gid)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut hogs = [hog(), hog()];
+    for h in &hogs {
+        common::sweep::started(lab.path(), h.id());
+    }
+    // Both of bob's places are taken while labd waits to write to them.
+    lab.wait_for(Duration::from_secs(5), "bob's places to be taken", || {
+        lab.as_user(BOB, &[json!({"fn": "whoami"})])[0]["error"]["code"] == "busy"
+    });
+    // Closed after idle_timeout of writes that do not go: bob is served.
+    let t0 = Instant::now();
+    lab.wait_for(Duration::from_secs(15), "bob served again", || {
+        lab.as_user(BOB, &[json!({"fn": "whoami"})])[0]["ok"] == true
+    });
+    assert!(t0.elapsed() < Duration::from_secs(12), "took {:?}", t0.elapsed());
+    for h in &mut hogs {
+        let t0 = Instant::now();
+        while h.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = h.kill();
+        let _ = h.wait();
+        let mut out = String::new();
+        h.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out.trim(), "closed", "labd closed the hog's connection");
+    }
+    // Alice was never held up.
+    assert_eq!(lab.as_user(ALICE, &[json!({"fn": "whoami"})])[0]["ok"], true);
+}

@@ -346,7 +346,12 @@ async fn connection(stream: UnixStream, front: Rc<Front>, kind: Peer) -> io::Res
         Peer::Remote => None,
     };
     let (r, w) = stream.into_split();
-    serve_lines(BufReader::with_capacity(16 * 1024, r), w, front, kind, uid, peer, key).await
+    // A client that does not read what it asked for (its socket's buffer
+    // full) is closed after idle_timeout, like one that asks nothing: it
+    // would hold its connection, and its place in the caps, for good.
+    let mut w = tokio_io_timeout::TimeoutWriter::new(w);
+    w.set_timeout(Some(front.cfg.daemon.idle_timeout));
+    serve_lines(BufReader::with_capacity(16 * 1024, r), Box::pin(w), front, kind, uid, peer, key).await
 }
 
 /// The requests of one connection, a line each, until it closes or idles
