@@ -11,37 +11,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::http::{base64, get, Stream};
-use common::ports::free_port;
+use common::http::{base64, get, lab_with_page, web_password, Stream};
 use common::{code, ok, Lab, ALICE, BOB};
 use serde_json::json;
-
-/// A lab of 3 boards whose labd serves the page on a free loopback port.
-fn lab_with_page(extra: &str) -> (Lab, SocketAddr) {
-    let port = free_port();
-    let extra = extra.to_string();
-    let lab = Lab::up(3, "rockpro64,pine64", move |t| format!("{t}\n[web]\nlisten = \"127.0.0.1:{port}\"\n{extra}"));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    lab.wait_for(Duration::from_secs(20), "the status page", || TcpStream::connect(addr).is_ok());
-    (lab, addr)
-}
 
 /// A page with a password (`ops` / `correct horse`).
 fn lab_with_password() -> (Lab, SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let pass = dir.path().join("web.pass");
-    let mut labd = std::process::Command::new(common::LABD)
-        .args(["web-password"])
-        .arg(&pass)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    labd.stdin.take().unwrap().write_all(b"correct horse\n").unwrap();
-    let out = labd.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let extra = format!("user = \"ops\"\npassword_file = \"{}\"\n", pass.display());
-    let (lab, addr) = lab_with_page(&extra);
+    let (lab, addr) = lab_with_page(&web_password(dir.path(), "correct horse"));
     (lab, addr, dir)
 }
 

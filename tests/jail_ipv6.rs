@@ -45,16 +45,6 @@ fn console_log(lab: &Lab, c: &Value) -> String {
     r["result"]["log"].as_str().unwrap_or("").to_string()
 }
 
-/// ssh into the claim's jail over IPv6, its host key checked.
-fn login6(lab: &Lab, user: &str, c: &Value, tag: &str) -> Login {
-    let ip6 = c["jail"]["ipv6"].as_str().unwrap().to_string();
-    let key = c["jail"]["known_hosts"].as_str().unwrap().split_once(' ').unwrap().1.to_string();
-    let mut l = Login::new(lab.path(), user, &c["jail"], tag);
-    std::fs::write(&l.known_hosts, format!("{ip6} {key}\n")).unwrap();
-    l.ip = ip6;
-    l
-}
-
 /// The board's SLAAC address, from the line its console printed.
 fn board_address(lab: &Lab, c: &Value) -> Ipv6Addr {
     let t0 = std::time::Instant::now();
@@ -148,7 +138,7 @@ fn each_claim_gets_a_random_64_routed_to_its_board_and_isolated_like_ipv4() {
     assert!(log.contains(&format!("TFTP: fetched boot.scr over IPv6 from [{}1]", pa.network())), "{log}");
 
     // ssh over IPv6, the host key checked.
-    let la = login6(&lab, ALICE, &a, "v6a");
+    let la = Login::over_ipv6(lab.path(), ALICE, &a, "v6a");
     assert!(la.ok("ip -6 addr show dev board").contains(&format!("{}1/64", pa.network())));
 
     // Routed, not translated: what the jail and its board send arrives
@@ -208,7 +198,7 @@ fn each_claim_gets_a_random_64_routed_to_its_board_and_isolated_like_ipv4() {
     // The lab is whole: bob's jail still answers over IPv6, and his board
     // still reaches out. (And the listeners alice could not reach do
     // listen: bob's board reaches his jail's, his jail his board's.)
-    let lb = login6(&lab, BOB, &b, "v6b");
+    let lb = Login::over_ipv6(lab.path(), BOB, &b, "v6b");
     lb.ok("true");
     send_from_board(&b_ns, &format!("{}1", pb.network()), jail_b.port);
     send_from_jail(&lb, &board_b.to_string(), board_b_l.port, None);

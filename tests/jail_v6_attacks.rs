@@ -61,17 +61,6 @@ fn uplink_of(c: &Value) -> String {
     v[0]["dev"].as_str().unwrap_or_else(|| panic!("no route to {p}: {v}")).to_string()
 }
 
-/// ssh into the claim's jail over IPv6 (host key checked): the host
-/// still routes the claim's /64 to its jail.
-fn login6(lab: &Lab, user: &str, c: &Value, tag: &str) -> Login {
-    let ip6 = c["jail"]["ipv6"].as_str().unwrap().to_string();
-    let key = c["jail"]["known_hosts"].as_str().unwrap().split_once(' ').unwrap().1.to_string();
-    let mut l = Login::new(lab.path(), user, &c["jail"], tag);
-    std::fs::write(&l.known_hosts, format!("{ip6} {key}\n")).unwrap();
-    l.ip = ip6;
-    l
-}
-
 /// Two jailed claims (alice's, the attacker's, and bob's, the victim's)
 /// with IPv6, and an "internet" the jails' traffic leaves by: `inet`
 /// (IPv6, the NAT interface, with a denied /64 on it) and `far` (IPv4,
@@ -134,7 +123,7 @@ impl V6Lab {
     /// too; both claims end; nothing of the jails is left.
     fn whole_and_gone(self, tag: &str) {
         let V6Lab { lab, net, a, b, la, inet, far, .. } = self;
-        login6(&lab, BOB, &b, &format!("{tag}b6")).ok("true");
+        Login::over_ipv6(lab.path(), BOB, &b, &format!("{tag}b6")).ok("true");
         Login::new(lab.path(), BOB, &b["jail"], &format!("{tag}b4")).ok("true");
         la.ok("true");
         release(&lab, ALICE, &a);

@@ -9,21 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::browser::until_true;
-use common::http::{get, scrape, value, Stream};
+use common::http::{get, lab_with_page, scrape, value, web_password, Stream};
 use common::ports::free_port;
 use common::{ok, Lab, ALICE, BOB};
 use serde_json::json;
-
-/// A lab of 3 boards whose labd serves the page on a free port.
-fn lab_with_page(extra: &str) -> (Lab, SocketAddr) {
-    let port = free_port();
-    let extra = extra.to_string();
-    let lab = Lab::up(3, "rockpro64,pine64", move |t| format!("{t}\n[web]\nlisten = \"127.0.0.1:{port}\"\n{extra}"));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    // The page listens right after the socket does.
-    lab.wait_for(Duration::from_secs(20), "the status page", || std::net::TcpStream::connect(addr).is_ok());
-    (lab, addr)
-}
 
 #[test]
 fn metrics_and_events_follow_what_was_done_and_never_show_a_handle() {
@@ -139,20 +128,7 @@ fn metrics_and_events_follow_what_was_done_and_never_show_a_handle() {
 #[test]
 fn the_page_asks_for_its_password_when_it_has_one() {
     let dir = tempfile::tempdir().unwrap();
-    let pass = dir.path().join("web.pass");
-    let mut labd = std::process::Command::new(common::LABD)
-        .args(["web-password"])
-        .arg(&pass)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    labd.stdin.take().unwrap().write_all(b"correct horse\n").unwrap();
-    let out = labd.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let extra = format!("user = \"ops\"\npassword_file = \"{}\"\n", pass.display());
-    let (_lab, addr) = lab_with_page(&extra);
+    let (_lab, addr) = lab_with_page(&web_password(dir.path(), "correct horse"));
     for path in ["/", "/events", "/metrics", "/app.js", "/app.css"] {
         let a = get(addr, path, None);
         assert_eq!(a.status, 401, "{path} without a password: {a:?}");

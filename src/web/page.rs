@@ -161,9 +161,13 @@ impl Page {
 /// written: [`escape`] for HTML; the page's script sets text, never
 /// markup.)
 pub fn clean(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_TEXT));
+    // Handles are masked before the text is cut, so none is shown in part
+    // where the cut falls: what is read is enough for a handle beyond it.
+    let read = MAX_TEXT + HANDLE_LEN;
+    let mut out = String::with_capacity(s.len().min(read));
     let mut chars = s.chars().peekable();
     let mut n = 0;
+    let mut more = false;
     while let Some(c) = chars.next() {
         if c == '\u{1b}' {
             skip_escape(&mut chars);
@@ -179,15 +183,24 @@ pub fn clean(s: &str) -> String {
             c if c.is_control() => continue,
             c => c,
         };
-        if n == MAX_TEXT {
-            out.push('…');
+        if n == read {
+            more = true;
             break;
         }
         out.push(c);
         n += 1;
     }
-    mask_handles(&out)
+    let masked = mask_handles(&out);
+    if masked.chars().count() <= MAX_TEXT && !more {
+        return masked;
+    }
+    let mut cut: String = masked.chars().take(MAX_TEXT).collect();
+    cut.push('…');
+    cut
 }
+
+/// `bl-` and 32 hex digits.
+const HANDLE_LEN: usize = 35;
 
 fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     for c in chars.by_ref() {
@@ -227,12 +240,12 @@ fn mask_handles(s: &str) -> String {
     let mut i = 0;
     let mut copied = 0;
     while let Some(at) = s[i..].find("bl-").map(|k| i + k) {
-        let hex = b.get(at + 3..at + 35);
+        let hex = b.get(at + 3..at + HANDLE_LEN);
         if hex.is_some_and(|h| h.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))) {
             out.push_str(&s[copied..at]);
             out.push_str("bl-…");
-            copied = at + 35;
-            i = at + 35;
+            copied = at + HANDLE_LEN;
+            i = at + HANDLE_LEN;
         } else {
             i = at + 3;
         }
@@ -355,6 +368,13 @@ mod tests {
         assert_eq!(clean(&format!("log {h}.log, again {h}")), "log bl-….log, again bl-…");
         assert_eq!(clean("bl-xyz and bl-0123"), "bl-xyz and bl-0123");
         assert_eq!(clean("ébl-"), "ébl-");
+        // A handle where the text is cut shows none of its digits.
+        for at in MAX_TEXT - 34..=MAX_TEXT {
+            let text = format!("{}{h} and more", "x".repeat(at));
+            let c = clean(&text);
+            assert!(!c.contains("0123456789"), "cut at {at}: {c}");
+            assert!(c.chars().count() <= MAX_TEXT + 1, "{at}");
+        }
     }
 
     #[test]

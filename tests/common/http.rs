@@ -164,3 +164,33 @@ pub fn value(s: &prometheus_parse::Scrape, name: &str, want: &[(&str, &str)]) ->
         })
         .sum()
 }
+
+/// A lab of 3 boards whose labd serves the page on a free loopback port,
+/// with `extra` lines in its `[web]`.
+pub fn lab_with_page(extra: &str) -> (super::Lab, SocketAddr) {
+    let port = super::ports::free_port();
+    let extra = extra.to_string();
+    let lab =
+        super::Lab::up(3, "rockpro64,pine64", move |t| format!("{t}\n[web]\nlisten = \"127.0.0.1:{port}\"\n{extra}"));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The page listens right after the socket does.
+    lab.wait_for(Duration::from_secs(20), "the status page", || TcpStream::connect(addr).is_ok());
+    (lab, addr)
+}
+
+/// The `[web]` lines of a page that asks for `ops` / `password`, its hash
+/// made by `labd web-password` in `dir`.
+pub fn web_password(dir: &std::path::Path, password: &str) -> String {
+    let pass = dir.join("web.pass");
+    let mut labd = std::process::Command::new(super::LABD)
+        .args(["web-password"])
+        .arg(&pass)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    labd.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = labd.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    format!("user = \"ops\"\npassword_file = \"{}\"\n", pass.display())
+}

@@ -67,6 +67,16 @@ pub struct Login {
 }
 
 impl Login {
+    /// ssh into the claim `c`'s jail over IPv6, its host key checked.
+    pub fn over_ipv6(dir: &Path, user: &str, c: &Value, tag: &str) -> Login {
+        let ip6 = c["jail"]["ipv6"].as_str().unwrap().to_string();
+        let key = c["jail"]["known_hosts"].as_str().unwrap().split_once(' ').unwrap().1.to_string();
+        let mut l = Login::new(dir, user, &c["jail"], tag);
+        std::fs::write(&l.known_hosts, format!("{ip6} {key}\n")).unwrap();
+        l.ip = ip6;
+        l
+    }
+
     /// `jail` is the claim reply's `jail` object; `tag` names the
     /// known_hosts file (one per login).
     pub fn new(dir: &Path, user: &str, jail: &Value, tag: &str) -> Login {
