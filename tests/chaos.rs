@@ -127,8 +127,11 @@ fn claims_survive_kills_outages_unplugs_and_panics() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn jails_survive_kills_reinits_and_releases() {
-    use common::jails::{assert_link_parked, jail_lab, leftovers, JailNet};
+    use common::jails::{assert_link_parked, jail_lab, leftovers, one_at_a_time, JailNet};
     const NET: JailNet = JailNet { pool: "10.193.0.0/24", board_net: "172.24.0.0/20", uid_base: 7_000_000 };
+    // Jails are named by board index and board: another jailed test on
+    // this host at the same time would share their names.
+    let _turn = one_at_a_time();
     const JAIL_BOARDS: usize = 4;
     let secs: u64 = std::env::var("CHAOS_JAIL_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
     let mut lab = jail_lab(JAIL_BOARDS, "rockpro64,pine64", &NET, "", "");
