@@ -87,6 +87,19 @@ fn still_serves(lab: &Lab) {
 /// request heads byte by byte on more (slowloris). The page, `/metrics`
 /// and a new event stream must still be served to someone else, and the
 /// socket too.
+/// Flooding threads, told to stop and joined when dropped (also when
+/// the test fails).
+struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn held_event_streams_and_slow_heads_do_not_take_the_page() {
     let (lab, addr) = lab_with_page("");
@@ -262,15 +275,6 @@ fn the_pages_password_has_no_way_around_and_guesses_do_not_lock_the_operator_out
             })
         })
         .collect();
-    struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>, Vec<std::thread::JoinHandle<()>>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-            for t in self.1.drain(..) {
-                let _ = t.join();
-            }
-        }
-    }
     let flood = Stop(stop, threads);
     std::thread::sleep(Duration::from_secs(3));
     // The socket is not slowed by the guessing.
@@ -517,15 +521,6 @@ fn history_filters_are_strict_and_a_flood_of_history_does_not_stall_claims() {
             })
         })
         .collect();
-    struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>, Vec<std::thread::JoinHandle<()>>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-            for t in self.1.drain(..) {
-                let _ = t.join();
-            }
-        }
-    }
     let flood = Stop(stop, threads);
     std::thread::sleep(Duration::from_secs(3));
     let t0 = Instant::now();
