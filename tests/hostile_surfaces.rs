@@ -654,3 +654,70 @@ fn a_client_that_never_reads_its_answers_is_closed_and_its_place_given_back() {
     // Alice was never held up.
     assert_eq!(lab.as_user(ALICE, &[json!({"fn": "whoami"})])[0]["ok"], true);
 }
+
+/// One ssh user's sessions come through the gateway (a trusted gateway's
+/// connections with `as`): they are held to that user's
+/// `connections_per_user`, not only to labd's `max_connections`, so one
+/// remote user cannot take every connection; another user through the
+/// same gateway is still served.
+#[test]
+fn one_user_through_the_gateway_holds_only_their_share_of_connections() {
+    use std::os::unix::process::CommandExt;
+    const SESSION: &str = "import json,socket,sys,time\n\
+        s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n\
+        s.sendall((json.dumps({'fn':'whoami','as':sys.argv[2]})+'\\n').encode())\n\
+        print(s.makefile().readline().strip(), flush=True)\n\
+        time.sleep(60)\n";
+    // bob's uid plays the gateway (ssh's forced command runs as it).
+    let lab = Lab::up(1, "rockpro64", |t| {
+        t.replacen("[daemon]\n", &format!("[daemon]\nconnections_per_user = 3\ntrusted_gateways = [\"{BOB}\"]\n"), 1)
+    });
+    let (uid, gid) = common::uid_of(BOB);
+    let session = |user: &str| {
+        let mut c = std::process::Command::new("python3")
+            .args(["-c", SESSION])
+            .arg(lab.sock())
+            .arg(user)
+            .uid(uid)
+            .gid(gid)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::sweep::started(lab.path(), c.id());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(c.stdout.take().unwrap()), &mut line).unwrap();
+        (c, serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default())
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (c, r) = session(ALICE);
+        assert_eq!(ok(&r)["user"], ALICE, "{r}");
+        held.push(c);
+    }
+    // The fourth session of alice's: busy, saying whose limit.
+    let (mut c, r) = session(ALICE);
+    assert_eq!(code(&r), "busy", "{r}");
+    let m = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.contains(&format!("{ALICE} holds 3 connections to labd through the gateway")), "{m}");
+    let _ = c.kill();
+    let _ = c.wait();
+    // Another user through the same gateway is served.
+    let (mut c, r) = session("bltest-carol");
+    assert_eq!(ok(&r)["user"], "bltest-carol", "{r}");
+    let _ = c.kill();
+    let _ = c.wait();
+    // A session of alice's ends: her next one is served.
+    let mut first = held.remove(0);
+    let _ = first.kill();
+    let _ = first.wait();
+    lab.wait_for(Duration::from_secs(5), "alice's place back", || {
+        let (mut c, r) = session(ALICE);
+        let _ = c.kill();
+        let _ = c.wait();
+        r["ok"] == true
+    });
+    for mut c in held {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

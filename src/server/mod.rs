@@ -103,6 +103,9 @@ pub struct Front {
 enum ConnKey {
     Uid(u32),
     Jail(String),
+    /// A user a trusted gateway speaks for (`as`): ssh users, one
+    /// connection a session.
+    Through(String),
 }
 
 #[derive(Default)]
@@ -115,12 +118,17 @@ struct Conns {
 struct ConnSlot {
     front: Rc<Front>,
     key: Option<ConnKey>,
+    /// Counted in `max_connections` too (a connection's own slot; not the
+    /// slot its gateway's user takes on it).
+    total: bool,
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         let mut c = self.front.conns.borrow_mut();
-        c.total = c.total.saturating_sub(1);
+        if self.total {
+            c.total = c.total.saturating_sub(1);
+        }
         if let Some(k) = &self.key {
             if let Some(n) = c.by_key.get_mut(k) {
                 *n -= 1;
@@ -175,8 +183,9 @@ impl Front {
             let n = c.by_key.get(k).copied().unwrap_or(0);
             if n >= d.connections_per_user {
                 let who = match k {
-                    ConnKey::Uid(_) => "you hold",
-                    ConnKey::Jail(_) => "this jail holds",
+                    ConnKey::Uid(_) => "you hold".to_string(),
+                    ConnKey::Jail(_) => "this jail holds".to_string(),
+                    ConnKey::Through(u) => format!("{u} holds"),
                 };
                 return Err(ApiError::new(
                     Code::Busy,
@@ -188,7 +197,28 @@ impl Front {
             *c.by_key.entry(k.clone()).or_default() += 1;
         }
         c.total += 1;
-        Ok(ConnSlot { front: self.clone(), key })
+        Ok(ConnSlot { front: self.clone(), key, total: true })
+    }
+
+    /// A gateway's connection speaks for `user` (`as`): it takes one of
+    /// that user's places too, so that one ssh user's many sessions
+    /// cannot take every connection labd has.
+    fn admit_through(self: &Rc<Self>, user: &str) -> Result<ConnSlot, ApiError> {
+        let limit = self.cfg.daemon.connections_per_user;
+        let mut c = self.conns.borrow_mut();
+        let key = ConnKey::Through(user.to_string());
+        let n = c.by_key.get(&key).copied().unwrap_or(0);
+        if n >= limit {
+            return Err(ApiError::new(
+                Code::Busy,
+                format!(
+                    "{user} holds {n} connections to labd through the gateway, the limit \
+                     (daemon.connections_per_user); close some and try again"
+                ),
+            ));
+        }
+        *c.by_key.entry(key.clone()).or_default() += 1;
+        Ok(ConnSlot { front: self.clone(), key: Some(key), total: false })
     }
 
     fn user_name(&self, uid: u32) -> String {
@@ -376,6 +406,9 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }
     };
     let idle = front.cfg.daemon.idle_timeout;
+    let gateway = matches!(kind, Peer::Host) && front.cfg.daemon.trusted_gateways.contains(&peer);
+    // The users a gateway's connection spoke for, each holding a place.
+    let mut through: Vec<(String, ConnSlot)> = Vec::new();
     let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();
@@ -434,6 +467,21 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             Ok((req, _)) => (req.call.name(), protocol::ok_reply_head(&req.id)),
             Err((id, _)) => ("invalid", protocol::ok_reply_head(id)),
         };
+        if let Ok((req, who)) = &parsed {
+            if gateway && req.on_behalf_of.is_some() && !through.iter().any(|(u, _)| *u == who.user) {
+                match front.admit_through(&who.user) {
+                    Ok(slot) => through.push((who.user.clone(), slot)),
+                    Err(e) => {
+                        let mut out = protocol::err_reply(&req.id, &e);
+                        front.count(function, &ok_head, &out);
+                        out.push('\n');
+                        let _ = w.write_all(out.as_bytes()).await;
+                        let _ = w.flush().await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
         let mut out = match parsed {
             Err((id, e)) => protocol::err_reply(&id, &e),
             Ok((req, who)) => match req.call {
