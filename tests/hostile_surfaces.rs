@@ -142,8 +142,24 @@ fn held_event_streams_and_slow_heads_do_not_take_the_page() {
     // hanging); once the attacker's go, a browser's stream starts again.
     let refused = get_within(addr, "/events", None, Duration::from_secs(15));
     assert!(refused.as_ref().is_some_and(|(s, _)| *s == 503), "a stream beyond the cap: {refused:?}");
+    // A browser's page meanwhile: its stream is refused, and the page
+    // tries again by itself (a browser does not, after a 503).
+    let driver = common::browser::Driver::start(lab.path());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let c = rt.block_on(async {
+        let c = driver.session(&lab.path().join("chrome")).await;
+        c.goto(&format!("http://{addr}/")).await.unwrap();
+        let refused = "return document.body.dataset.live === '0';";
+        common::browser::until_true(&c, Duration::from_secs(30), "the stream refused", refused).await;
+        c
+    });
     drop(slow);
     drop(held);
+    rt.block_on(async {
+        let live = "return document.body.dataset.live === '1';";
+        common::browser::until_true(&c, Duration::from_secs(30), "the page live again", live).await;
+        let _ = c.close().await;
+    });
     let mut st = Stream::open(addr, None);
     let fresh = st.until(Duration::from_secs(30), |t| t.contains("event: lab"));
     assert!(fresh, "no stream after the attacker left: {}", st.text);

@@ -114,9 +114,15 @@
     es.addEventListener("change", function (ev) { apply(JSON.parse(ev.data), false); });
     es.onerror = function () {
       // The browser reconnects by itself; the next `lab` brings it all.
+      // Not after an answer other than the stream (labd's streams are
+      // all taken: 503): then this page tries again itself, a little
+      // later.
       live.textContent = "reconnecting";
       live.className = "live off";
       document.body.dataset.live = "0";
+      if (es.readyState === EventSource.CLOSED) {
+        setTimeout(connect, 5000 + Math.floor(Math.random() * 5000));
+      }
     };
   }
 
