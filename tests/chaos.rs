@@ -430,6 +430,18 @@ fn chaos_run(lab: &mut Lab, nboards: usize, secs: u64, seed: u64) {
     assert!(violations.is_empty(), "{} invariant violations (seed {seed}); see above", violations.len());
 }
 
+/// A one-board lab (no network, no console) with a claim that powered
+/// its board on: the claim's reply and the board.
+fn powered_claim() -> (Lab, Value, String) {
+    let mut lab = Lab::create(1, "rockpro64", &["--no-net", "--no-console"], |t| t);
+    lab.start_labd();
+    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}));
+    let c = ok(&r).clone();
+    let board = c["board"].as_str().unwrap().to_string();
+    assert_eq!(lab.switch_power(&board), "on");
+    (lab, c, board)
+}
+
 /// Found by the chaos run: a lease that ran out while a power cycle was
 /// under way left the released board powered on (the release's power-off
 /// saw the port as off and skipped the switch, then the cycle's second half
@@ -461,12 +473,7 @@ fn expiry_during_a_power_cycle_leaves_the_board_off() {
 /// cleared, the board was available, and nothing finished the power-off).
 #[test]
 fn release_during_a_switch_outage_powers_off_when_the_switch_is_back() {
-    let mut lab = Lab::create(1, "rockpro64", &["--no-net", "--no-console"], |t| t);
-    lab.start_labd();
-    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}));
-    let c = ok(&r).clone();
-    let board = c["board"].as_str().unwrap().to_string();
-    assert_eq!(lab.switch_power(&board), "on");
+    let (lab, c, board) = powered_claim();
     labsim_ok(&lab, &["switch", "stop"]);
     let r = lab.req(json!({"fn": "release", "handle": c["handle"]}));
     assert_eq!(ok(&r)["released"], true, "the claim ends even if the power-off fails");
@@ -484,11 +491,7 @@ fn release_during_a_switch_outage_powers_off_when_the_switch_is_back() {
 /// still powered (the owed power-off lived only in memory).
 #[test]
 fn a_power_off_owed_at_a_crash_is_done_after_the_restart() {
-    let mut lab = Lab::create(1, "rockpro64", &["--no-net", "--no-console"], |t| t);
-    lab.start_labd();
-    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}));
-    let c = ok(&r).clone();
-    let board = c["board"].as_str().unwrap().to_string();
+    let (mut lab, c, board) = powered_claim();
     labsim_ok(&lab, &["switch", "stop"]);
     let r = lab.req(json!({"fn": "release", "handle": c["handle"]}));
     assert!(ok(&r)["warning"].is_string(), "the power-off failed: {r}");
@@ -528,12 +531,7 @@ fn a_claim_undone_after_its_power_on_leaves_the_board_off() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn a_power_off_lost_to_a_board_actor_restart_is_done_after_it() {
-    let mut lab = Lab::create(1, "rockpro64", &["--no-net", "--no-console"], |t| t);
-    lab.start_labd();
-    let r = lab.req(json!({"fn": "claim", "class": "rockpro64", "power": true}));
-    let c = ok(&r).clone();
-    let board = c["board"].as_str().unwrap().to_string();
-    assert_eq!(lab.switch_power(&board), "on");
+    let (lab, c, board) = powered_claim();
     // The switch hangs: the release's power-off waits on it.
     let pid: i32 = std::fs::read_to_string(lab.path().join("snmpd.pid")).unwrap().trim().parse().unwrap();
     let snmpd = nix::unistd::Pid::from_raw(pid);
