@@ -622,7 +622,6 @@ fn queue_status_and_console_log_tell_a_user_nothing_of_anothers_claim() {
 /// user's cap for good.
 #[test]
 fn a_client_that_never_reads_its_answers_is_closed_and_its_place_given_back() {
-    use std::os::unix::process::CommandExt;
     const HOG: &str = "import socket,sys,time\n\
         s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n\
         try:\n  [s.sendall(b'{\"fn\":\"status\"}\\n'*1000) for _ in range(200)]\n\
@@ -631,17 +630,7 @@ fn a_client_that_never_reads_its_answers_is_closed_and_its_place_given_back() {
     let lab = Lab::up(2, "rockpro64", |t| {
         t.replacen("[daemon]\n", "[daemon]\nconnections_per_user = 2\nidle_timeout = \"2s\"\n", 1)
     });
-    let (uid, gid) = common::uid_of(BOB);
-    let hog = || {
-        std::process::Command::new("python3")
-            .args(["-c", HOG])
-            .arg(lab.sock())
-            .uid(uid)
-            .gid(gid)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let hog = || common::command_as(BOB, "python3").args(["-c", HOG]).arg(lab.sock()).spawn().unwrap();
     let mut hogs = [hog(), hog()];
     for h in &hogs {
         common::sweep::started(lab.path(), h.id());
@@ -678,7 +667,6 @@ fn a_client_that_never_reads_its_answers_is_closed_and_its_place_given_back() {
 /// same gateway is still served.
 #[test]
 fn one_user_through_the_gateway_holds_only_their_share_of_connections() {
-    use std::os::unix::process::CommandExt;
     const SESSION: &str = "import json,socket,sys,time\n\
         s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n\
         s.sendall((json.dumps({'fn':'whoami','as':sys.argv[2]})+'\\n').encode())\n\
@@ -688,17 +676,8 @@ fn one_user_through_the_gateway_holds_only_their_share_of_connections() {
     let lab = Lab::up(1, "rockpro64", |t| {
         t.replacen("[daemon]\n", &format!("[daemon]\nconnections_per_user = 3\ntrusted_gateways = [\"{BOB}\"]\n"), 1)
     });
-    let (uid, gid) = common::uid_of(BOB);
     let session = |user: &str| {
-        let mut c = std::process::Command::new("python3")
-            .args(["-c", SESSION])
-            .arg(lab.sock())
-            .arg(user)
-            .uid(uid)
-            .gid(gid)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut c = common::command_as(BOB, "python3").args(["-c", SESSION]).arg(lab.sock()).arg(user).spawn().unwrap();
         common::sweep::started(lab.path(), c.id());
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(c.stdout.take().unwrap()), &mut line).unwrap();

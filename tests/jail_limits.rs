@@ -222,19 +222,12 @@ fn a_connection_flood_takes_only_its_own_share_of_labd() {
         .unwrap();
     // From bob's uid on the main socket, at the same time.
     std::fs::write(dir.join("flood.pl"), FLOOD_PL).unwrap();
-    let (uid, gid) = uid_of(BOB);
-    let mut bob_flood = {
-        use std::os::unix::process::CommandExt;
-        std::process::Command::new("sh")
-            .args(["-c", "ulimit -n 12000; exec perl \"$0\" \"$1\" 5000 8"])
-            .arg(dir.join("flood.pl"))
-            .arg(lab.sock())
-            .uid(uid)
-            .gid(gid)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let mut bob_flood = command_as(BOB, "sh")
+        .args(["-c", "ulimit -n 12000; exec perl \"$0\" \"$1\" 5000 8"])
+        .arg(dir.join("flood.pl"))
+        .arg(lab.sock())
+        .spawn()
+        .unwrap();
     // While both floods hold their connections, others are served.
     std::thread::sleep(Duration::from_secs(3));
     let t0 = Instant::now();

@@ -15,6 +15,10 @@ pub struct Cooling {
     pub per_user: u32,
 }
 
+/// The /64 board ?1 holds starts cooling down until ?2.
+const RELEASE_BOARD: &str =
+    "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL";
+
 impl Db {
     /// The /64 of `user`'s claim `handle` on `board`: the one it holds (a
     /// rebuild), else a new one from `pick`, given every /64 held or
@@ -44,10 +48,7 @@ impl Db {
         if let Some(p) = held {
             return Ok(Some(p));
         }
-        tx.execute(
-            "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL",
-            params![board, now.saturating_add(cooling.reuse_after_ms)],
-        )?;
+        tx.execute(RELEASE_BOARD, params![board, now.saturating_add(cooling.reuse_after_ms)])?;
         tx.execute("DELETE FROM ipv6_prefixes WHERE handle IS NULL AND free_after <= ?1", params![now])?;
         let users: i64 = tx.query_row(
             "SELECT COUNT(*) FROM ipv6_prefixes WHERE handle IS NULL AND user = ?1",
@@ -92,10 +93,7 @@ impl Db {
     /// `reuse_after_ms` before any claim may draw it again.
     pub fn release_ipv6_prefix(&self, board: &str, reuse_after_ms: i64) -> Result<(), DbError> {
         let conn = self.lock();
-        conn.prepare_cached(
-            "UPDATE ipv6_prefixes SET handle = NULL, free_after = ?2 WHERE board = ?1 AND handle IS NOT NULL",
-        )?
-        .execute(params![board, now_unix_ms().saturating_add(reuse_after_ms)])?;
+        conn.prepare_cached(RELEASE_BOARD)?.execute(params![board, now_unix_ms().saturating_add(reuse_after_ms)])?;
         Ok(())
     }
 }

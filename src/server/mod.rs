@@ -169,7 +169,8 @@ impl Front {
 
     /// Takes a connection's place, or says why there is none: labd's own
     /// limit, or the peer's (`key`: None for root and trusted gateways,
-    /// which count only towards the total).
+    /// which count only towards the total; a gateway's users take places
+    /// of their own, [`Front::admit_through`]).
     fn admit(self: &Rc<Self>, key: Option<ConnKey>) -> Result<ConnSlot, ApiError> {
         let d = &self.cfg.daemon;
         let mut c = self.conns.borrow_mut();
@@ -180,21 +181,7 @@ impl Front {
             ));
         }
         if let Some(k) = &key {
-            let n = c.by_key.get(k).copied().unwrap_or(0);
-            if n >= d.connections_per_user {
-                let who = match k {
-                    ConnKey::Uid(_) => "you hold".to_string(),
-                    ConnKey::Jail(_) => "this jail holds".to_string(),
-                    ConnKey::Through(u) => format!("{u} holds"),
-                };
-                return Err(ApiError::new(
-                    Code::Busy,
-                    format!(
-                        "{who} {n} connections to labd, the limit (daemon.connections_per_user); close some and try again"
-                    ),
-                ));
-            }
-            *c.by_key.entry(k.clone()).or_default() += 1;
+            Self::take_place(&mut c, k, d.connections_per_user)?;
         }
         c.total += 1;
         Ok(ConnSlot { front: self.clone(), key, total: true })
@@ -204,21 +191,29 @@ impl Front {
     /// that user's places too, so that one ssh user's many sessions
     /// cannot take every connection labd has.
     fn admit_through(self: &Rc<Self>, user: &str) -> Result<ConnSlot, ApiError> {
-        let limit = self.cfg.daemon.connections_per_user;
-        let mut c = self.conns.borrow_mut();
         let key = ConnKey::Through(user.to_string());
-        let n = c.by_key.get(&key).copied().unwrap_or(0);
+        Self::take_place(&mut self.conns.borrow_mut(), &key, self.cfg.daemon.connections_per_user)?;
+        Ok(ConnSlot { front: self.clone(), key: Some(key), total: false })
+    }
+
+    /// One of `key`'s `limit` places, or why there is none.
+    fn take_place(c: &mut Conns, key: &ConnKey, limit: usize) -> Result<(), ApiError> {
+        let n = c.by_key.get(key).copied().unwrap_or(0);
         if n >= limit {
+            let (who, via) = match key {
+                ConnKey::Uid(_) => ("you hold".to_string(), ""),
+                ConnKey::Jail(_) => ("this jail holds".to_string(), ""),
+                ConnKey::Through(u) => (format!("{u} holds"), " through the gateway"),
+            };
             return Err(ApiError::new(
                 Code::Busy,
                 format!(
-                    "{user} holds {n} connections to labd through the gateway, the limit \
-                     (daemon.connections_per_user); close some and try again"
+                    "{who} {n} connections to labd{via}, the limit (daemon.connections_per_user); close some and try again"
                 ),
             ));
         }
         *c.by_key.entry(key.clone()).or_default() += 1;
-        Ok(ConnSlot { front: self.clone(), key: Some(key), total: false })
+        Ok(())
     }
 
     fn user_name(&self, uid: u32) -> String {

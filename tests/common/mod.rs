@@ -51,6 +51,15 @@ pub fn uid_of(user: &str) -> (u32, u32) {
     (u.uid.as_raw(), u.gid.as_raw())
 }
 
+/// `program` to be run as `user` (uid and gid), its output piped.
+pub fn command_as(user: &str, program: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = uid_of(user);
+    let mut c = Command::new(program);
+    c.uid(uid).gid(gid).stdout(Stdio::piped());
+    c
+}
+
 /// A simulated lab with labd running on it. Dropping it stops labd and
 /// tears the lab down, also when the test failed.
 pub struct Lab {

@@ -87,15 +87,13 @@ impl Handler<Attach> for BoardActor {
 }
 
 /// A claim ended (release, expiry, force-release, or a claim undone):
-/// return the board to the lab.
+/// return the board to the lab, powered off (`EnsureOff`: no SNMP when
+/// the port is known to be off).
 #[derive(Message)]
 #[rtype(result = "Result<PowerState, ApiError>")]
 pub struct Detach {
     pub handle: String,
     pub by: String,
-    /// Power the board off (`EnsureOff`: no SNMP when the port is known
-    /// to be off).
-    pub power_off: bool,
 }
 
 impl Handler<Detach> for BoardActor {
@@ -119,31 +117,22 @@ impl Handler<Detach> for BoardActor {
             // starts with an empty log.
             c.remove_logs(&msg.handle);
         }
-        let (power_off, by, handle) = (msg.power_off, msg.by, msg.handle);
+        let (by, handle) = (msg.by, msg.handle);
         // The jail first (its processes gone, nothing holds the card),
         // then the card off.
         let teardown = self.teardown_jail(&handle, true).then(|_, act: &mut Self, _| act.card_release(true));
-        Box::pin(teardown.then(
-            move |_, act: &mut Self, ctx| -> ResponseActFuture<Self, Result<PowerState, ApiError>> {
-                act.prepare_next(ctx);
-                let finish = move |act: &mut Self| {
-                    if act.duty == Duty::Detaching(handle) {
-                        act.duty = Duty::Free;
-                    }
-                };
-                if !power_off {
-                    finish(act);
-                    return Box::pin(actix::fut::ready(Ok(act.power)));
+        Box::pin(teardown.then(move |_, act: &mut Self, ctx| {
+            act.prepare_next(ctx);
+            act.switch_power(PowerAction::EnsureOff, by).map(move |r, act: &mut Self, _| {
+                if r.is_err() && act.duty.claim().is_none() {
+                    act.owe_off = true;
                 }
-                Box::pin(act.switch_power(PowerAction::EnsureOff, by).map(move |r, act: &mut Self, _| {
-                    if r.is_err() && act.duty.claim().is_none() {
-                        act.owe_off = true;
-                    }
-                    finish(act);
-                    r
-                }))
-            },
-        ))
+                if act.duty == Duty::Detaching(handle) {
+                    act.duty = Duty::Free;
+                }
+                r
+            })
+        }))
     }
 }
 

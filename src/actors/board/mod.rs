@@ -54,7 +54,7 @@ pub use console::{ConsoleDetail, GetConsole};
 pub use duty::Duty;
 pub use jail::{JailCtx, Reinit, Shutdown};
 pub use link::LinkPhase;
-pub use power::{OweOff, Power, PowerAction};
+pub use power::{Power, PowerAction};
 pub use selftest::{HealthCheck, Selftest};
 pub use storage::{Sd, SdDetail};
 
@@ -302,6 +302,9 @@ impl Supervised for BoardActor {
         self.probe_pending = None;
         self.power_inflight = 0;
         self.initial_power = None;
+        // A claim's end cut short: its power-off is owed, and done once
+        // the port answers (unless a claim has the board by then).
+        self.owe_off |= matches!(self.duty, Duty::Detaching(_));
         self.duty = std::mem::replace(&mut self.duty, Duty::Free).after_restart();
         self.event("restart", None, None);
         self.registry.do_send(BoardRestarted { board: self.cfg.name.clone() });

@@ -270,21 +270,3 @@ impl Handler<Power> for BoardActor {
         self.switch_power(msg.action, msg.by)
     }
 }
-
-/// The board's last claim ended and its power-off was lost (the actor
-/// restarted under it, so its answer never came): the board is switched
-/// off once its port answers, unless a claim has it by then.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct OweOff;
-
-impl Handler<OweOff> for BoardActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: OweOff, ctx: &mut Context<Self>) {
-        if self.duty.claim().is_none() {
-            self.owe_off = true;
-            self.pay_owed_off(ctx);
-        }
-    }
-}

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::{ledger_err, Registry, Waiting};
-use crate::actors::board::{Attach, Detach, OweOff, PowerAction};
+use crate::actors::board::{Attach, Detach, PowerAction};
 use crate::actors::Identity;
 use crate::claims::ledger::{Ending, LedgerFuture};
 use crate::claims::{Asker, BookError, Claim, Outcome};
@@ -288,17 +288,11 @@ impl Registry {
         }
         self.changed(&board);
         let Some(addr) = self.board_addr(&board, ctx) else { return };
-        let detach = addr.send(Detach { handle: c.handle.clone(), by: c.user.clone(), power_off: true });
+        let detach = addr.send(Detach { handle: c.handle.clone(), by: c.user.clone() });
         let claimant = c.user.clone();
         ctx.spawn(actix::fut::wrap_future::<_, Self>(detach).map(move |r, act: &mut Self, ctx| {
-            match r {
-                Ok(Ok(p)) => act.set_power(&board, p),
-                // The power-off is owed (see `detach`).
-                _ => {
-                    if let Some(a) = act.board_addr(&board, ctx) {
-                        a.do_send(OweOff);
-                    }
-                }
+            if let Ok(Ok(p)) = r {
+                act.set_power(&board, p);
             }
             act.returned(&board, &claimant, ctx);
         }));
@@ -378,9 +372,8 @@ impl Registry {
         self.forget_jail(&board);
         self.changed(&board);
         info!(board = %board, user = %c.user, by = %by, handle_id = %crate::util::handle_id(&c.handle), "{}", how.as_str());
-        let detach = self
-            .board_addr(&board, ctx)
-            .map(|a| a.send(Detach { handle: c.handle.clone(), by: by.to_string(), power_off: true }));
+        let detach =
+            self.board_addr(&board, ctx).map(|a| a.send(Detach { handle: c.handle.clone(), by: by.to_string() }));
         let work = async move {
             let detached = match detach {
                 Some(d) => d.await.map_err(unavailable).and_then(|r| r),
@@ -404,12 +397,6 @@ impl Registry {
                 Err(e) => {
                     warn!(board = %board, "power-off after {} failed: {}", how.as_str(), e.message);
                     reply.warning = Some(format!("the board could not be powered off: {}", e.message));
-                    // The board owes it: whether its switch failed (the
-                    // actor knows) or the actor restarted under it and
-                    // lost the answer (it does not).
-                    if let Some(a) = act.board_addr(&board, ctx) {
-                        a.do_send(OweOff);
-                    }
                 }
             }
             act.returned(&board, &c.user, ctx);
