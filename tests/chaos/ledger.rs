@@ -214,15 +214,17 @@ impl Ledger {
         Some(handle)
     }
 
+    /// Whether the operator may have force-released `board` while a
+    /// request sent at `sent` was under way.
+    pub fn forced(&self, board: &str, sent: i64) -> bool {
+        let now = now_ms();
+        self.forcing.get(board).is_some_and(|(from, to)| now >= *from && sent <= to.saturating_add(SLACK_MS))
+    }
+
     /// labd says `handle` is not ours: fine if the lease may have ended.
     pub fn not_claimed(&mut self, handle: &str, sent: i64, what: &str) {
         if let Some(h) = self.held.remove(handle) {
-            let now = now_ms();
-            let forced = self
-                .forcing
-                .get(&h.board)
-                .is_some_and(|(from, to)| now >= *from && sent <= to.saturating_add(SLACK_MS));
-            if h.expires_min > sent + SLACK_MS && !forced {
+            if h.expires_min > sent + SLACK_MS && !self.forced(&h.board, sent) {
                 self.violations.push(format!(
                     "{what}: {} lost {} (claimed {}) {} ms before its lease ended",
                     h.user,
